@@ -1,0 +1,566 @@
+"""Protein structures -> the ``contact_maps`` table, aligned to UniProt sequence positions.
+
+Structures come from AlphaFold DB (by accession; the canonical model is chosen by
+``entryId == AF-<acc>-F1`` / ``uniprotAccession == acc``, never by list index), from RCSB PDB
+entries cross-referenced by UniProt, or from a local folder of PDB/mmCIF files (matched to
+accessions by a mapping table, by file name ``<acc>.*`` / ``AF-<acc>-F1-model_vN.*``, or by the
+file's UniProt reference: ``DBREF`` lines / ``_struct_ref``).
+
+For one protein (UniProt sequence ``seq``, length L) and one chain:
+1. the chain's observed residues (first model, first altloc) are read with gemmi;
+2. they are aligned to ``seq`` (Bio.Align, BLOSUM62, gap -10/-0.5, free end gaps);
+   identity = identical pairs / aligned pairs; below ``min_identity`` the structure is skipped
+   (or an error is raised) with accession, file and identity named;
+3. each aligned residue contributes its C-beta (C-alpha for glycine) - the contact atom;
+   ``resolved[i]`` = "1" when UniProt residue i+1 has a contact atom (and pLDDT >=
+   ``min_plddt`` for predicted models), "0" otherwise: unresolved residues are marked, not dropped;
+4. contacts are resolved pairs with distance < ``cutoff`` and j - i >= ``min_separation``,
+   stored as 1-based UniProt positions i < j.
+pLDDT (B-factor column of AlphaFold files) is kept per residue in the quality table.
+"""
+from __future__ import annotations
+
+import gzip
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..io import DataError
+from . import DropReport
+from .http import DownloadError, Fetcher
+
+log = logging.getLogger("seqxai")
+
+STRUCTURE_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif")
+AF_NAME = re.compile(r"AF-([A-Z0-9]+(?:-\d+)?)-F(\d+)-model_v(\d+)", re.I)
+CONTACT_COLUMNS = ["accession", "length", "resolved", "contact_i", "contact_j", "definition", "source"]
+QUALITY_COLUMNS = [
+    "accession", "source", "file", "chain", "identity", "coverage", "n_resolved", "mean_plddt", "plddt",
+]
+
+
+class StructureMismatch(DataError):
+    """The structure's sequence does not match the UniProt sequence."""
+
+
+@dataclass
+class ContactDefinition:
+    atom: str = "CB"
+    glycine_atom: str = "CA"
+    cutoff: float = 8.0
+    min_separation: int = 1
+    fallback_to_ca: bool = True  # a non-Gly residue without CB uses CA instead of being unresolved
+
+    @property
+    def label(self) -> str:
+        # "CB<8.0A" means C-beta with C-alpha for glycine (the tables' convention)
+        label = f"{self.atom}<{self.cutoff:.1f}A"
+        if self.glycine_atom != "CA" and self.atom != self.glycine_atom:
+            label += f",GLY:{self.glycine_atom}"
+        return label
+
+    @classmethod
+    def from_config(cls, cfg: dict | None) -> "ContactDefinition":
+        cfg = dict(cfg or {})
+        return cls(**{k: cfg[k] for k in cls.__dataclass_fields__ if k in cfg and cfg[k] is not None})
+
+
+@dataclass
+class StructureRules:
+    min_identity: float = 0.9
+    min_aligned: int = 10
+    min_plddt: float | None = 70.0  # residue filter for predicted models; None keeps all
+    min_mean_plddt: float | None = None  # model filter; None keeps all
+    on_mismatch: str = "skip"  # or "error"
+
+    @classmethod
+    def from_config(cls, cfg: dict | None) -> "StructureRules":
+        cfg = dict(cfg or {})
+        r = cls(**{k: cfg[k] for k in cls.__dataclass_fields__ if k in cfg})
+        if r.on_mismatch not in ("skip", "error"):
+            raise DataError(f"structures.on_mismatch must be skip or error, not '{r.on_mismatch}'")
+        return r
+
+
+# ---------------------------------------------------------------- reading
+def read_structure(path: str | Path):
+    """A gemmi Structure: first model only, first altloc, no hydrogens, entities set up."""
+    import gemmi
+
+    path = Path(path)
+    try:
+        st = gemmi.read_structure(str(path))
+    except Exception as exc:  # gemmi raises RuntimeError/ValueError with a message
+        raise DataError(f"{path}: cannot read structure ({exc})") from exc
+    if len(st) == 0:
+        raise DataError(f"{path}: structure has no models")
+    for i in range(len(st) - 1, 0, -1):
+        del st[i]
+    st.remove_alternative_conformations()
+    st.remove_hydrogens()
+    st.setup_entities()
+    return st
+
+
+def is_alphafold(st, path: Path) -> bool:
+    info = {k: v for k, v in st.info.items()}
+    title = " ".join([info.get("_struct.title", ""), info.get("_struct_keywords.text", "")]).upper()
+    return bool(AF_NAME.search(path.name)) or "ALPHAFOLD" in title or "ALPHAFOLD" in _header(path)
+
+
+def _header(path: Path) -> str:
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", errors="replace") as fh:
+        return "".join(fh.readline() for _ in range(12)).upper()
+
+
+def chain_residues(chain) -> tuple[str, list]:
+    """One-letter sequence of a chain's observed amino-acid residues, and the residues."""
+    import gemmi
+
+    seq, res = [], []
+    for r in chain:
+        info = gemmi.find_tabulated_residue(r.name)
+        if info is None or not info.is_amino_acid():
+            continue  # water, ligands, unknown groups
+        code = info.one_letter_code.upper()  # modified residues (MSE -> m) map to their parent
+        if not code.isalpha():
+            code = "X"
+        seq.append(code)
+        res.append(r)
+    return "".join(seq), res
+
+
+def protein_chains(st) -> dict[str, tuple[str, list]]:
+    out = {}
+    for ch in st[0]:
+        seq, res = chain_residues(ch)
+        if len(seq) >= 2 and ch.name not in out:
+            out[ch.name] = (seq, res)
+    return out
+
+
+def uniprot_refs(path: str | Path) -> dict[str, list[str]]:
+    """{UniProt accession: [chain ids]} from PDB ``DBREF`` lines or mmCIF ``_struct_ref``."""
+    path = Path(path)
+    refs: dict[str, list[str]] = {}
+    name = path.name.lower().removesuffix(".gz")
+    if name.endswith((".cif", ".mmcif")):
+        import gemmi
+
+        try:
+            block = gemmi.cif.read(str(path)).sole_block()
+        except Exception:
+            return refs
+        ref_db = {r[0]: (r[1], r[2]) for r in block.find("_struct_ref.", ["id", "db_name", "pdbx_db_accession"])}
+        for r in block.find("_struct_ref_seq.", ["ref_id", "pdbx_strand_id"]):
+            db, acc = ref_db.get(r[0], ("", ""))
+            if db == "UNP":
+                refs.setdefault(acc, []).append(r[1])
+        if not refs:  # no _struct_ref_seq loop: all UNP references, chain unknown
+            for db, acc in ref_db.values():
+                if db == "UNP":
+                    refs.setdefault(acc, [])
+    else:
+        opener = gzip.open if str(path).endswith(".gz") else open
+        with opener(path, "rt", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("DBREF ") and line[26:32].strip() == "UNP":
+                    refs.setdefault(line[33:41].strip(), []).append(line[12].strip())
+                elif line.startswith(("ATOM", "HETATM")):
+                    break
+    return refs
+
+
+# ---------------------------------------------------------------- alignment
+def _aligner():
+    from Bio import Align
+    from Bio.Align import substitution_matrices
+
+    al = Align.PairwiseAligner()
+    al.mode = "global"
+    al.substitution_matrix = substitution_matrices.load("BLOSUM62")
+    al.open_gap_score, al.extend_gap_score = -10.0, -0.5
+    al.end_gap_score = 0.0  # free end gaps: a structure may cover part of the sequence
+    return al
+
+
+_ALIGNER = None
+
+
+def align_to_uniprot(uniprot_seq: str, chain_seq: str) -> tuple[np.ndarray, float, int]:
+    """Map chain residue k -> UniProt index (0-based, -1 when unaligned).
+
+    Returns (mapping, identity over aligned pairs, number of aligned pairs).
+    """
+    global _ALIGNER
+    if _ALIGNER is None:
+        _ALIGNER = _aligner()
+    aln = _ALIGNER.align(uniprot_seq, chain_seq)[0]
+    mapping = np.full(len(chain_seq), -1, dtype=np.int64)
+    same = n = 0
+    for (t0, t1), (q0, q1) in zip(*aln.aligned):
+        mapping[q0:q1] = np.arange(t0, t1)
+        a, b = uniprot_seq[t0:t1], chain_seq[q0:q1]
+        same += sum(x == y for x, y in zip(a, b))
+        n += t1 - t0
+    return mapping, (same / n if n else 0.0), n
+
+
+# ---------------------------------------------------------------- contacts
+def contact_atoms(residues, definition: ContactDefinition):
+    """Coordinates (n, 3) of each residue's contact atom (NaN when absent) and its B-factor."""
+    xyz = np.full((len(residues), 3), np.nan)
+    bfac = np.full(len(residues), np.nan)
+    for k, r in enumerate(residues):
+        name = definition.glycine_atom if r.name == "GLY" else definition.atom
+        atom = r.find_atom(name, "*")
+        if atom is None and definition.fallback_to_ca:
+            atom = r.find_atom("CA", "*")
+        if atom is not None:
+            xyz[k] = atom.pos.x, atom.pos.y, atom.pos.z
+        ca = r.find_atom("CA", "*")
+        if ca is not None:
+            bfac[k] = ca.b_iso
+    return xyz, bfac
+
+
+def contacts_from_coords(xyz: np.ndarray, cutoff: float, min_separation: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """0-based pairs (i < j) with ||x_i - x_j|| < cutoff and j - i >= min_separation; NaN rows skipped."""
+    from scipy.spatial import cKDTree
+
+    ok = np.flatnonzero(~np.isnan(xyz).any(axis=1))
+    if len(ok) < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    pairs = cKDTree(xyz[ok]).query_pairs(r=cutoff, output_type="ndarray")
+    if len(pairs) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    i, j = ok[pairs[:, 0]], ok[pairs[:, 1]]
+    i, j = np.minimum(i, j), np.maximum(i, j)
+    d = np.linalg.norm(xyz[i] - xyz[j], axis=1)
+    keep = (d < cutoff) & (j - i >= min_separation)
+    i, j = i[keep], j[keep]
+    order = np.lexsort((j, i))
+    return i[order], j[order]
+
+
+def contact_map(
+    uniprot_seq: str,
+    path: str | Path,
+    accession: str,
+    chain: str | None = None,
+    definition: ContactDefinition | None = None,
+    rules: StructureRules | None = None,
+    predicted: bool | None = None,
+    source: str | None = None,
+) -> tuple[dict, dict]:
+    """One contact_maps row and one quality row for ``accession`` from the structure at ``path``.
+
+    Without ``chain`` the protein chain aligning best to the UniProt sequence is used.
+    Raises StructureMismatch when no chain reaches ``min_identity``.
+    """
+    definition = definition or ContactDefinition()
+    rules = rules or StructureRules()
+    path = Path(path)
+    st = read_structure(path)
+    chains = protein_chains(st)
+    if not chains:
+        raise StructureMismatch(f"{accession}: {path.name} has no protein chain")
+    if chain is not None:
+        if chain not in chains:
+            raise StructureMismatch(f"{accession}: {path.name} has no protein chain '{chain}' (has {sorted(chains)})")
+        candidates = [chain]
+    else:
+        candidates = list(chains)
+    best = None
+    for c in candidates:
+        mapping, ident, n = align_to_uniprot(uniprot_seq, chains[c][0])
+        if best is None or (ident * n, n) > (best[2] * best[3], best[3]):
+            best = (c, mapping, ident, n)
+    c, mapping, ident, n = best
+    if ident < rules.min_identity or n < rules.min_aligned:
+        raise StructureMismatch(
+            f"{accession}: {path.name} chain {c} does not match the UniProt sequence "
+            f"(identity {ident:.2f} over {n} aligned residues; need >= {rules.min_identity:.2f} over >= {rules.min_aligned})"
+        )
+    seq, residues = chains[c]
+    predicted = is_alphafold(st, path) if predicted is None else predicted
+    xyz_chain, b_chain = contact_atoms(residues, definition)
+    L = len(uniprot_seq)
+    xyz = np.full((L, 3), np.nan)
+    plddt = np.full(L, np.nan)
+    m = mapping >= 0
+    xyz[mapping[m]] = xyz_chain[m]
+    if predicted:
+        plddt[mapping[m]] = b_chain[m]
+        mean_plddt = float(np.nanmean(b_chain)) if np.isfinite(b_chain).any() else float("nan")
+        if rules.min_mean_plddt is not None and mean_plddt < rules.min_mean_plddt:
+            raise StructureMismatch(
+                f"{accession}: {path.name} mean pLDDT {mean_plddt:.1f} < {rules.min_mean_plddt} (low-confidence model)"
+            )
+        if rules.min_plddt is not None:
+            xyz[~(plddt >= rules.min_plddt)] = np.nan
+    else:
+        mean_plddt = float("nan")
+    resolved = ~np.isnan(xyz).any(axis=1)
+    ci, cj = contacts_from_coords(xyz, definition.cutoff, definition.min_separation)
+    if source is None:
+        af = AF_NAME.search(path.name)
+        if predicted and af:
+            source = f"alphafold:AF-{af.group(1)}-F{af.group(2)}-v{af.group(3)}"
+        else:
+            source = f"file:{path.name}:{c}"
+    row = {
+        "accession": accession,
+        "length": L,
+        "resolved": "".join("1" if x else "0" for x in resolved),
+        "contact_i": (ci + 1).astype(np.int32).tolist(),
+        "contact_j": (cj + 1).astype(np.int32).tolist(),
+        "definition": definition.label,
+        "source": source,
+    }
+    quality = {
+        "accession": accession,
+        "source": source,
+        "file": path.name,
+        "chain": c,
+        "identity": float(ident),
+        "coverage": float(n / L),
+        "n_resolved": int(resolved.sum()),
+        "mean_plddt": mean_plddt,
+        "plddt": [None if np.isnan(x) else float(x) for x in plddt] if predicted else [],
+    }
+    return row, quality
+
+
+# ---------------------------------------------------------------- locating structures
+def _structure_files(folder: Path) -> list[Path]:
+    return sorted(
+        p for p in folder.rglob("*") if p.is_file() and p.name.lower().removesuffix(".gz").endswith(STRUCTURE_SUFFIXES)
+    )
+
+
+def local_candidates(folder: str | Path, accessions: set[str], mapping: pd.DataFrame | None = None):
+    """{accession: [(path, chain or None), ...]} for a local folder, best guess first:
+    mapping table rows, then file names (``AF-<acc>-F1-model_vN.*``, ``<acc>.*``), then the
+    files' own UniProt references (DBREF / _struct_ref)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"structures: local folder not found: {folder}")
+    out: dict[str, list] = {}
+    if mapping is not None:
+        for r in mapping.itertuples(index=False):
+            p = Path(r.file) if Path(r.file).is_absolute() else folder / r.file
+            chain = getattr(r, "chain", None) or None
+            out.setdefault(r.accession, []).append((p, chain if isinstance(chain, str) else None))
+    files = _structure_files(folder)
+    for p in files:
+        stem = p.name.split(".")[0]
+        af = AF_NAME.search(p.name)
+        acc = af.group(1) if af else stem.upper()
+        if acc in accessions:
+            out.setdefault(acc, []).append((p, None))
+    for p in files:
+        for acc, chains in uniprot_refs(p).items():
+            if acc in accessions:
+                out.setdefault(acc, []).append((p, chains[0] if chains else None))
+    return out
+
+
+def alphafold_entry(entries: list[dict], accession: str) -> dict | None:
+    """The canonical AlphaFold DB entry for ``accession`` from a prediction API answer."""
+    want = f"AF-{accession}-F1"
+    for e in entries:
+        if e.get("entryId") == want:
+            return e
+    for e in entries:
+        if e.get("uniprotAccession") == accession and "-F1" in e.get("entryId", "-F1"):
+            return e
+    return None
+
+
+def fetch_alphafold(
+    fetcher: Fetcher,
+    accession: str,
+    cache_dir: str | Path,
+    api_url: str = "https://alphafold.ebi.ac.uk/api/prediction/{accession}",
+    file_format: str = "pdb",
+    file_base: str | None = None,
+) -> tuple[Path, dict]:
+    """Download (or reuse from the cache) the canonical AlphaFold model of ``accession``.
+
+    ``file_base`` (a mirror, e.g. a local copy of the files/ folder) replaces everything before
+    the file name of the API's ``pdbUrl``/``cifUrl``.
+    """
+    cache_dir = Path(cache_dir) / "alphafold"
+    api_file = fetcher.download(api_url.format(accession=accession), cache_dir / f"{accession}.api.json", validate=_json_list)
+    import json
+
+    entries = json.loads(api_file.read_text())
+    entry = alphafold_entry(entries if isinstance(entries, list) else [entries], accession)
+    if entry is None:
+        raise StructureMismatch(
+            f"{accession}: AlphaFold DB answer lists {[e.get('entryId') for e in entries]}, none is AF-{accession}-F1"
+        )
+    url = entry["cifUrl"] if file_format == "cif" else entry["pdbUrl"]
+    if file_base:
+        url = file_base.rstrip("/") + "/" + url.rsplit("/", 1)[-1]
+    path = fetcher.download(url, cache_dir / url.rsplit("/", 1)[-1])
+    return path, entry
+
+
+def _json_list(path: Path) -> None:
+    import json
+
+    obj = json.loads(path.read_text())
+    if not isinstance(obj, (list, dict)):
+        raise ValueError("unexpected AlphaFold API answer")
+
+
+def fetch_pdb(fetcher: Fetcher, pdb_id: str, cache_dir: str | Path, url: str = "https://files.rcsb.org/download/{id}.cif") -> Path:
+    pdb_id = pdb_id.upper()
+    u = url.format(id=pdb_id)
+    return fetcher.download(u, Path(cache_dir) / "pdb" / u.rsplit("/", 1)[-1])
+
+
+def _pdb_chain(chains: str) -> str | None:
+    """First chain of a UniProt PDB cross-reference 'A/B=1-281, C=5-90'."""
+    m = re.match(r"\s*([A-Za-z0-9]+)", chains or "")
+    return m.group(1) if m else None
+
+
+def build_contact_maps(
+    proteins: pd.DataFrame,
+    source: str = "local",
+    local: str | Path | None = None,
+    mapping: pd.DataFrame | None = None,
+    xrefs: pd.DataFrame | None = None,
+    fetcher: Fetcher | None = None,
+    cache_dir: str | Path | None = None,
+    definition: ContactDefinition | None = None,
+    rules: StructureRules | None = None,
+    max_proteins: int | None = None,
+    alphafold_api: str = "https://alphafold.ebi.ac.uk/api/prediction/{accession}",
+    alphafold_format: str = "pdb",
+    alphafold_file_base: str | None = None,
+    pdb_url: str = "https://files.rcsb.org/download/{id}.cif",
+    pdb_per_protein: int = 3,
+):
+    """contact_maps, quality and data-report frames for ``proteins`` (accession, sequence).
+
+    ``source``: "alphafold" (download by accession), "pdb" (RCSB entries from ``xrefs``, rows
+    database == "PDB") or "local" (folder ``local``). Proteins without a usable structure are
+    counted in the report, not silently dropped.
+    """
+    definition = definition or ContactDefinition()
+    rules = rules or StructureRules()
+    report = DropReport(f"structures:{source}")
+    rows, qual = [], []
+    seqs = dict(zip(proteins["accession"], proteins["sequence"]))
+    accs = list(seqs)[: max_proteins] if max_proteins else list(seqs)
+    cands: dict[str, list] = {}
+    if source == "local":
+        if not local:
+            raise DataError("structures.source is 'local' but structures.local (a folder) is not set")
+        cands = local_candidates(local, set(accs), mapping)
+    elif source == "pdb":
+        if xrefs is None:
+            raise DataError("structures.source 'pdb' needs the UniProt PDB cross-references")
+        pdb = xrefs[xrefs["database"] == "PDB"]
+        for acc, grp in pdb.groupby("accession", sort=False):
+            cands[acc] = [("pdb", (r.id, _pdb_chain(r.chains))) for r in grp.head(pdb_per_protein).itertuples()]
+    elif source != "alphafold":
+        raise DataError(f"structures.source must be alphafold, pdb or local, not '{source}'")
+
+    for acc in accs:
+        tries = [("alphafold", None)] if source == "alphafold" else cands.get(acc, [])
+        if not tries:
+            report.drop("protein", "no structure", acc, warn=False)
+            continue
+        done, last = False, ""
+        for kind, what in tries:
+            try:
+                if kind == "alphafold":
+                    path, entry = fetch_alphafold(
+                        fetcher, acc, cache_dir, alphafold_api, alphafold_format, alphafold_file_base
+                    )
+                    src = f"alphafold:{entry['entryId']}-v{entry.get('latestVersion', '')}"
+                    row, q = contact_map(seqs[acc], path, acc, "A", definition, rules, predicted=True, source=src)
+                elif kind == "pdb":
+                    pdb_id, chain = what
+                    path = fetch_pdb(fetcher, pdb_id, cache_dir, pdb_url)
+                    row, q = contact_map(seqs[acc], path, acc, chain, definition, rules, source=f"pdb:{pdb_id}:{chain}")
+                else:
+                    row, q = contact_map(seqs[acc], kind, acc, what, definition, rules)
+            except StructureMismatch as exc:
+                last = str(exc)
+                continue
+            except DownloadError as exc:
+                if exc.status == 404:
+                    last = f"{acc}: not found ({exc})"
+                    continue
+                raise
+            except DataError as exc:
+                last = str(exc)
+                continue
+            rows.append(row)
+            qual.append(q)
+            report.keep("protein")
+            done = True
+            break
+        if not done:
+            if rules.on_mismatch == "error" and "does not match" in last:
+                raise StructureMismatch(last)
+            reason = "sequence mismatch" if "does not match" in last else (
+                "low pLDDT" if "pLDDT" in last else ("not found" if "not found" in last else "unusable structure")
+            )
+            report.drop("protein", reason, last)
+    report.log_summary()
+    cm = pd.DataFrame(rows, columns=CONTACT_COLUMNS)
+    qf = pd.DataFrame(qual, columns=QUALITY_COLUMNS)
+    return cm, qf, report.to_frame()
+
+
+def run_structures(cfg: dict, http_cfg: dict | None, cache_dir, proteins_path, xrefs_path,
+                   out_contacts, out_quality, out_report, uniprot_report_path=None) -> None:
+    """Rule entry point: the ``data.structures`` config section -> contact maps, quality table,
+    and the protein data report (the UniProt report, when given, followed by the structures')."""
+    from ..io import read_table, write_table
+    from .http import make_fetcher
+
+    cfg = dict(cfg or {})
+    proteins = read_table(proteins_path, table="proteins")
+    xrefs = read_table(xrefs_path) if xrefs_path else None
+    mapping = None
+    if cfg.get("mapping"):
+        mapping = pd.read_csv(cfg["mapping"], sep="\t", dtype=str).fillna("")
+        if not {"accession", "file"} <= set(mapping.columns):
+            raise DataError(f"{cfg['mapping']}: structure mapping needs columns accession, file[, chain]")
+    source = cfg.get("source", "alphafold")
+    fetcher = None if source == "local" else make_fetcher(http_cfg, cache_dir)
+    cm, quality, report = build_contact_maps(
+        proteins,
+        source=source,
+        local=cfg.get("local"),
+        mapping=mapping,
+        xrefs=xrefs,
+        fetcher=fetcher,
+        cache_dir=cache_dir,
+        definition=ContactDefinition.from_config(cfg.get("contact")),
+        rules=StructureRules.from_config({k: cfg[k] for k in StructureRules.__dataclass_fields__ if k in cfg}),
+        max_proteins=cfg.get("max_proteins"),
+        alphafold_api=cfg.get("alphafold_api", "https://alphafold.ebi.ac.uk/api/prediction/{accession}"),
+        alphafold_format=cfg.get("alphafold_format", "pdb"),
+        alphafold_file_base=cfg.get("alphafold_file_base"),
+        pdb_url=cfg.get("pdb_url", "https://files.rcsb.org/download/{id}.cif"),
+        pdb_per_protein=int(cfg.get("pdb_per_protein", 3)),
+    )
+    write_table(out_contacts, cm, table="contact_maps")
+    write_table(out_quality, quality)
+    if uniprot_report_path:
+        report = pd.concat([read_table(uniprot_report_path), report], ignore_index=True)
+    write_table(out_report, report)

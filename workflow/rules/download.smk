@@ -1,0 +1,119 @@
+# Real-data download stage (included when config["data"]["source"] == "real").
+#
+# Writes the same tables as the demo generator under {outdir}/data/. Raw downloads go to
+# config["cache_dir"]; a cached file is complete by construction (written to a temporary name,
+# verified, renamed), so reruns never fetch it again. Each source reads either a URL/query or a
+# local file named in config["data"][<source>]["local"].
+
+_OUT = config["outdir"]
+_CACHE = config.get("cache_dir", "resources/cache")
+_DATA = config["data"]
+_HTTP = _DATA.get("http", {})
+
+
+def _local_inputs(*paths):
+    """Local source files as inputs, so that a changed local file reruns its rule."""
+    out = []
+    for p in paths:
+        if isinstance(p, (list, tuple)):
+            out.extend(str(x) for x in p if x)
+        elif p:
+            out.append(str(p))
+    return out
+
+
+rule download_uniprot:
+    input:
+        local=_local_inputs(_DATA["uniprot"].get("local")),
+    output:
+        proteins=f"{_OUT}/data/protein/proteins.parquet",
+        annotations=f"{_OUT}/data/protein/residue_annotations.parquet",
+        xrefs=f"{_OUT}/data/protein/uniprot_xrefs.parquet",
+        report=temp(f"{_OUT}/data/protein/uniprot_report.parquet"),
+    params:
+        uniprot=_DATA["uniprot"],
+        http=_HTTP,
+        cache_dir=_CACHE,
+    log:
+        f"{_OUT}/logs/download_uniprot.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        downloads=1,
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../../scripts/download_uniprot.py"
+
+
+rule download_structures:
+    input:
+        proteins=rules.download_uniprot.output.proteins,
+        xrefs=rules.download_uniprot.output.xrefs,
+        uniprot_report=rules.download_uniprot.output.report,
+    output:
+        contacts=f"{_OUT}/data/protein/contact_maps.parquet",
+        quality=f"{_OUT}/data/protein/structure_quality.parquet",
+        report=f"{_OUT}/data/protein/data_report.parquet",
+    params:
+        structures=_DATA["structures"],
+        http=_HTTP,
+        cache_dir=_CACHE,
+    log:
+        f"{_OUT}/logs/download_structures.log",
+    threads: 1
+    resources:
+        mem_mb=8000,
+        downloads=1,
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../../scripts/download_structures.py"
+
+
+rule download_genome:
+    input:
+        local=_local_inputs(_DATA["genome"].get("local")),
+    output:
+        genome=f"{_OUT}/data/dna/genome.fasta",
+    params:
+        genome=_DATA["genome"],
+        http=_HTTP,
+        cache_dir=_CACHE,
+    log:
+        f"{_OUT}/logs/download_genome.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        downloads=1,
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../../scripts/download_genome.py"
+
+
+rule download_regulondb:
+    input:
+        genome=rules.download_genome.output.genome,
+        local=_local_inputs(
+            *[(_DATA["regulondb"].get(k) or {}).get("local") for k in ("promoters", "sites", "matrices")]
+        ),
+    output:
+        tss=f"{_OUT}/data/dna/tss.parquet",
+        tf_sites=f"{_OUT}/data/dna/tf_sites.parquet",
+        motifs=f"{_OUT}/data/dna/tf_motifs.meme",
+        report=f"{_OUT}/data/dna/data_report.parquet",
+    params:
+        regulondb=_DATA["regulondb"],
+        http=_HTTP,
+        cache_dir=_CACHE,
+    log:
+        f"{_OUT}/logs/download_regulondb.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        downloads=1,
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../../scripts/download_regulondb.py"
