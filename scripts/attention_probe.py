@@ -1,0 +1,15 @@
+"""Rule attention_probe: Vig et al. high-confidence attention on contacts and annotations."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir)))  # noqa: F821  (seqxai without installing)
+from seqxai.io import setup_logging  # noqa: E402
+
+setup_logging(snakemake.log[0])  # noqa: F821
+sm = snakemake  # noqa: F821
+
+from seqxai.attention_probes import run_attention_probe  # noqa: E402
+
+run_attention_probe(sm.params.encoder, sm.input.proteins, sm.input.splits, sm.input.contacts,
+                    sm.input.annotations, sm.params.vig, sm.params.types, sm.params.max_length,
+                    sm.output.probe, sm.output.trend, device=sm.params.device, threads=sm.threads)

@@ -1,0 +1,16 @@
+"""Rule attribute_proteins: integrated gradients for one shard of the proteins."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir)))  # noqa: F821  (seqxai without installing)
+from seqxai.io import setup_logging  # noqa: E402
+
+setup_logging(snakemake.log[0])  # noqa: F821
+sm = snakemake  # noqa: F821
+
+from seqxai.attribution import run_attribution_shard  # noqa: E402
+
+shard, n_shards = sm.params.shard
+run_attribution_shard(sm.input.model, sm.input.proteins, sm.input.splits, sm.params.attribution,
+                      shard - 1, n_shards, sm.output.embedding, sm.output.heads,
+                      device=sm.params.device, threads=sm.threads)

@@ -1,0 +1,16 @@
+"""Rule pretrain_protein_encoder: masked-language-model training on the study's sequences."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir)))  # noqa: F821  (seqxai without installing)
+from seqxai.io import setup_logging  # noqa: E402
+
+setup_logging(snakemake.log[0])  # noqa: F821
+sm = snakemake  # noqa: F821
+
+from seqxai.protein_model import run_pretraining  # noqa: E402
+
+run_pretraining(sm.input.proteins, sm.input.splits, sm.output.encoder, sm.output.training_log,
+                init=sm.params.init, demo_config=sm.params.demo_config, mlm=sm.params.mlm,
+                max_length=sm.params.max_length, seed=sm.params.seed, device=sm.params.device,
+                threads=sm.threads)

@@ -1,0 +1,249 @@
+"""Offline demo proteins: a positive control with known answers for every probe.
+
+Proteins are drawn from a few synthetic families. Each family has a fixed length, a
+contact map built from beta-ladder-like stripes (1-3% of the pairs at separation >= 6,
+the background of real proteins) and a position-specific profile. A subset of the
+contacts is *coupled*: the residue at j is the complement of the residue at i with
+probability ``coupling``, as coevolution makes contacting residues covary, so a model
+that learns the sequences has a reason to attend between contacting residues.
+
+Labels depend only on planted features, placed at random positions per protein:
+- EC-like class (4 classes) = 2 * motif variant + active-site variant. The motif is one
+  of two 6-mers (annotation ``motif``); the active site is the centre of a G-x-[S|C]-x-G
+  context whose flanks are shared by both variants, so only the catalytic residue
+  (annotation ``active_site``) tells the variants apart.
+- GO-like terms: GO:0016020 (membrane) iff the protein has transmembrane helices
+  (``transmembrane``), GO:0005524 (ATP binding) iff it has a P-loop G-x(4)-G-K-[ST]
+  (``binding_site``).
+
+Positions in the returned tables are 1-based inclusive (see :mod:`seqxai.tables`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .tables import STANDARD_AMINO_ACIDS as AA
+
+# A fixed complement used for coupled contacts: salt bridges, aromatic and
+# hydrophobic pairs, cysteines with cysteines.
+_COMPLEMENT_PAIRS = [
+    ("K", "E"), ("R", "D"), ("C", "C"), ("F", "W"), ("Y", "H"), ("L", "I"),
+    ("V", "A"), ("S", "T"), ("N", "Q"), ("G", "P"), ("M", "M"),
+]
+COMPLEMENT = {}
+for _a, _b in _COMPLEMENT_PAIRS:
+    COMPLEMENT[_a], COMPLEMENT[_b] = _b, _a
+assert sorted(COMPLEMENT) == sorted(AA)
+
+MOTIFS = ("DPWHCR", "NYFQMK")  # motif variant 0 / 1
+ACTIVE_CONTEXT = "G{x}{c}{y}G"  # catalytic residue c in the centre
+ACTIVE_RESIDUES = ("S", "C")  # active-site variant 0 / 1
+PLOOP = "G{a}{b}{c}{d}GK{st}"  # Walker A motif; the whole motif is the binding site
+GO_MEMBRANE = "GO:0016020"
+GO_ATP = "GO:0005524"
+HYDROPHOBIC = "LIVFAMW"
+_BACKGROUND_AA = "".join(a for a in AA if a != "C")  # Cys only through couplings
+
+
+@dataclass
+class Family:
+    length: int
+    contacts: np.ndarray  # [n, 2] 0-based, i < j, |i-j| >= 6
+    coupled: np.ndarray  # [m, 2] 0-based subset of contacts, no residue twice
+    profile: np.ndarray  # [length, 20] residue probabilities over _BACKGROUND_AA order of AA
+
+
+def contact_ladders(length: int, density: float, rng: np.random.Generator,
+                    min_sep: int = 6) -> np.ndarray:
+    """Contact pairs [n, 2] (0-based, i<j) laid out as beta-ladder stripes.
+
+    Stripes are antiparallel (i+t, j-t) or parallel (i+t, j+t) runs of 3-8 pairs,
+    thickened by a neighbour on one side, until ``density`` of the pairs with
+    |i-j| >= min_sep are contacts.
+    """
+    n_long = (length - min_sep) * (length - min_sep + 1) // 2
+    target = max(1, int(round(density * n_long)))
+    pairs: set[tuple[int, int]] = set()
+    while len(pairs) < target:
+        i0 = int(rng.integers(0, length - min_sep - 4))
+        j0 = int(rng.integers(i0 + min_sep + 3, length))
+        run = int(rng.integers(3, 9))
+        anti = rng.random() < 0.6
+        for t in range(run):
+            i, j = i0 + t, (j0 - t if anti else j0 + t)
+            for dj in (0, 1 if rng.random() < 0.5 else 0):
+                a, b = sorted((i, j + dj))
+                if 0 <= a and b < length and b - a >= min_sep and len(pairs) < target:
+                    pairs.add((a, b))
+            if len(pairs) >= target:
+                break
+    return np.array(sorted(pairs), dtype=np.int64).reshape(-1, 2)
+
+
+def make_family(length: int, density: float, n_coupled: int, conservation: float,
+                rng: np.random.Generator) -> Family:
+    contacts = contact_ladders(length, density, rng)
+    used: set[int] = set()
+    coupled = []
+    for k in rng.permutation(len(contacts)):
+        i, j = contacts[k]
+        if i not in used and j not in used:
+            coupled.append((i, j))
+            used.update((i, j))
+        if len(coupled) >= n_coupled:
+            break
+    # Dirichlet profile over the background alphabet: low concentration = conserved columns.
+    alpha = np.full(len(_BACKGROUND_AA), conservation)
+    prof = rng.dirichlet(alpha, size=length)
+    full = np.zeros((length, len(AA)))
+    for k, a in enumerate(_BACKGROUND_AA):
+        full[:, AA.index(a)] = prof[:, k]
+    return Family(length, contacts, np.array(sorted(coupled), dtype=np.int64).reshape(-1, 2), full)
+
+
+def _sample_sequence(fam: Family, rng: np.random.Generator) -> list[str]:
+    cum = fam.profile.cumsum(axis=1)
+    idx = (rng.random((fam.length, 1)) < cum).argmax(axis=1)
+    return [AA[k] for k in idx]
+
+
+def _couple(seq: list[str], fam: Family, coupling: float, planted: set[int],
+            rng: np.random.Generator) -> None:
+    """Make coupled contacts covary: with probability ``coupling`` one end becomes the
+    complement of the other. A planted end keeps its residue and its partner adapts, as
+    residues around real functional sites covary with them."""
+    for i, j in fam.coupled:
+        if rng.random() >= coupling or (i in planted and j in planted):
+            continue
+        if j in planted:
+            seq[i] = COMPLEMENT[seq[j]]
+        else:
+            seq[j] = COMPLEMENT[seq[i]]
+
+
+def _place(length: int, sizes: list[int], avoid: set[int], rng: np.random.Generator,
+           tries: int = 50) -> list[int]:
+    """Random non-overlapping 0-based starts for segments of ``sizes`` (in the given order of
+    the list, laid out in a random order along the chain, at least one residue apart and
+    clear of the termini), preferring placements that miss the positions in ``avoid``."""
+    free = length - 2 - sum(sizes) - (len(sizes) - 1)
+    if free < 0:
+        raise ValueError(f"cannot place segments {sizes} in a protein of length {length}")
+    best, best_hits = None, None
+    for _ in range(tries):
+        order = rng.permutation(len(sizes))
+        gaps = rng.multinomial(free, np.ones(len(sizes) + 1) / (len(sizes) + 1))
+        starts, pos = [0] * len(sizes), 1
+        for g, k in zip(gaps, order):
+            pos += g
+            starts[k] = pos
+            pos += sizes[k] + 1
+        hits = sum(len(avoid & set(range(st, st + sz))) for st, sz in zip(starts, sizes))
+        if best is None or hits < best_hits:
+            best, best_hits = starts, hits
+        if hits == 0:
+            break
+    return best
+
+
+def generate_proteins(n_proteins: int = 300, n_families: int = 3,
+                      length_range: tuple[int, int] = (80, 110),
+                      contact_density: tuple[float, float] = (0.01, 0.03),
+                      n_coupled: int = 12, coupling: float = 0.95, conservation: float = 0.3,
+                      p_membrane: float = 0.4, p_atp: float = 0.4, max_unresolved: int = 3,
+                      seed: int = 0) -> dict[str, pd.DataFrame]:
+    """Generate the demo protein data set.
+
+    Returns the tables ``proteins``, ``residue_annotations`` and ``contact_maps`` of
+    :mod:`seqxai.tables`, plus ``truth`` (family and planted variants per protein).
+    """
+    rng = np.random.default_rng(seed)
+    families = [
+        make_family(int(rng.integers(length_range[0], length_range[1] + 1)),
+                    float(rng.uniform(*contact_density)), n_coupled, conservation, rng)
+        for _ in range(n_families)
+    ]
+    proteins, annotations, maps, truth = [], [], [], []
+    for n in range(n_proteins):
+        acc = f"DEMO{n:05d}"
+        f = int(rng.integers(n_families))
+        fam = families[f]
+        seq = _sample_sequence(fam, rng)
+        motif_v, active_v = int(rng.integers(2)), int(rng.integers(2))
+        membrane, atp = rng.random() < p_membrane, rng.random() < p_atp
+        segments = [("motif", MOTIFS[motif_v])]
+        x, y = rng.choice(list(_BACKGROUND_AA), 2)
+        segments.append(("active_site", ACTIVE_CONTEXT.format(x=x, c=ACTIVE_RESIDUES[active_v], y=y)))
+        if atp:
+            a, b, c, d = rng.choice(list(_BACKGROUND_AA), 4)
+            segments.append(("binding_site", PLOOP.format(a=a, b=b, c=c, d=d, st=rng.choice(["S", "T"]))))
+        if membrane:
+            for _ in range(int(rng.integers(1, 3))):
+                tm_len = int(rng.integers(18, 23))
+                segments.append(("transmembrane", "".join(rng.choice(list(HYDROPHOBIC), tm_len))))
+        avoid = set(fam.coupled.ravel().tolist())
+        starts = _place(fam.length, [len(s) for _, s in segments], avoid, rng)
+        planted: set[int] = set()
+        for (kind, text), st in zip(segments, starts):
+            seq[st : st + len(text)] = list(text)
+            planted.update(range(st, st + len(text)))
+            if kind == "active_site":  # only the catalytic residue is the annotated site
+                annotations.append((acc, kind, st + 3, st + 3, "Nucleophile"))
+            else:
+                annotations.append((acc, kind, st + 1, st + len(text), kind.replace("_", " ")))
+        _couple(seq, fam, coupling, planted, rng)
+        cls = 2 * motif_v + active_v + 1
+        go = ([GO_MEMBRANE] if membrane else []) + ([GO_ATP] if atp else [])
+        proteins.append((acc, "".join(seq), fam.length, f"{cls}.1.1.{f + 1}", str(cls), go, 0))
+        # A few unresolved N-terminal residues, as in real structures; their contacts are unknown.
+        n_unres = int(rng.integers(0, max_unresolved + 1))
+        resolved = "0" * n_unres + "1" * (fam.length - n_unres)
+        keep = fam.contacts[:, 0] >= n_unres
+        maps.append((acc, fam.length, resolved,
+                     (fam.contacts[keep, 0] + 1).tolist(), (fam.contacts[keep, 1] + 1).tolist(),
+                     "demo", f"demo:family{f}"))
+        truth.append((acc, f, motif_v, active_v, membrane, atp))
+    return {
+        "proteins": pd.DataFrame(proteins, columns=["accession", "sequence", "length", "ec",
+                                                    "ec_class", "go_terms", "organism_id"]),
+        "residue_annotations": pd.DataFrame(annotations, columns=["accession", "type", "start",
+                                                                  "end", "description"]),
+        "contact_maps": pd.DataFrame(maps, columns=["accession", "length", "resolved", "contact_i",
+                                                    "contact_j", "definition", "source"]),
+        "truth": pd.DataFrame(truth, columns=["accession", "family", "motif_variant",
+                                              "active_variant", "membrane", "atp"]),
+    }
+
+
+def write_demo_proteins(params: dict, seed: int, proteins_path, annotations_path, contacts_path,
+                        report_path) -> None:
+    """Generate the demo proteins and write the three tables and a data report."""
+    import logging
+
+    from .io import write_table
+
+    log = logging.getLogger("seqxai.synth_protein")
+    p = dict(params)
+    for key in ("length_range", "contact_density"):
+        if key in p:
+            p[key] = tuple(p[key])
+    data = generate_proteins(seed=seed, **p)
+    write_table(proteins_path, data["proteins"], "proteins")
+    write_table(annotations_path, data["residue_annotations"], "residue_annotations")
+    write_table(contacts_path, data["contact_maps"], "contact_maps")
+    counts = data["residue_annotations"]["type"].value_counts()
+    report = pd.DataFrame(
+        [{"source": "demo", "item": "proteins", "kept": len(data["proteins"]), "dropped": 0,
+          "reason": ""}]
+        + [{"source": "demo", "item": f"annotation:{t}", "kept": int(n), "dropped": 0, "reason": ""}
+           for t, n in counts.items()]
+    )
+    write_table(report_path, report)
+    dens = [len(r.contact_i) / ((r.length - 6) * (r.length - 5) / 2)
+            for r in data["contact_maps"].itertuples()]
+    log.info("wrote %d proteins in %d families, %d annotations; contact density %.4f (min %.4f, max %.4f)",
+             len(data["proteins"]), p.get("n_families", 0), len(data["residue_annotations"]),
+             float(np.mean(dens)), float(np.min(dens)), float(np.max(dens)))

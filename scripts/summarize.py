@@ -1,0 +1,19 @@
+"""Rule summarize: the study's numbers and the positive-control verdicts in summary.json."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir)))  # noqa: F821  (seqxai without installing)
+from seqxai.io import setup_logging  # noqa: E402
+
+setup_logging(snakemake.log[0])  # noqa: F821
+sm = snakemake  # noqa: F821
+
+from seqxai.summary import build_summary  # noqa: E402
+from seqxai.io import write_json  # noqa: E402
+
+write_json(sm.output.summary, build_summary(
+    tasks=sm.params.tasks, models=sm.params.models, embedding=sm.input.embedding,
+    heads=sm.input.heads, metrics=sm.input.metrics, probes=sm.input.probes,
+    dna_metrics=sm.input.dna_metrics, dna_summary=sm.input.dna_summary,
+    expect=sm.params.expect, expect_max_p=sm.params.expect_max_p,
+    min_high_confidence=sm.params.min_high_confidence))

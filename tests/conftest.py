@@ -1,0 +1,31 @@
+"""Shared test set-up: the library under scripts/ is importable, small models are built once."""
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+sys.path.insert(0, str(ROOT / "scripts"))
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory):
+    """A randomly initialised 2-layer, 4-head ESM-style encoder with its tokenizer."""
+    import torch
+
+    from seqxai.protein_model import build_demo_encoder
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("encoder") / "enc"
+    build_demo_encoder({"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+                        "intermediate_size": 64, "max_position_embeddings": 128,
+                        "position_embedding_type": "absolute"}, path)
+    return path
+
+
+@pytest.fixture
+def shared_dir():
+    if not SHARED.is_dir():
+        pytest.skip(f"{SHARED} is absent: the real data and model live only on developer machines and CI")
+    return SHARED

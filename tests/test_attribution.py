@@ -1,0 +1,132 @@
+"""Integrated gradients: agrees with Captum, zero on special tokens, exact latent conductance."""
+import numpy as np
+import pytest
+import torch
+
+from seqxai import attribution as at
+from seqxai import protein_model as pm
+
+SEQ = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEV"
+
+
+@pytest.fixture(scope="module")
+def clf(tiny_encoder):
+    torch.manual_seed(1)
+    model, tok = pm.make_classifier(tiny_encoder, 3, dropout=0.0)
+    # Non-trivial head so the logits depend on the input.
+    torch.nn.init.normal_(model.head.weight, std=0.5)
+    model.eval()
+    enc = pm.encode(tok, [SEQ], 64)
+    ids, att = enc["input_ids"][0], enc["attention_mask"][0]
+    base = at.baseline_ids(ids, set(tok.all_special_ids), tok.pad_token_id)
+    return model, tok, ids, att, base
+
+
+def test_baseline_keeps_special_tokens_and_pads_residues(clf):
+    model, tok, ids, att, base = clf
+    assert base[0] == tok.cls_token_id and base[-1] == tok.eos_token_id
+    assert (base[1:-1] == tok.pad_token_id).all()
+    assert len(base) == len(SEQ) + 2
+
+
+def test_embedding_ig_matches_captum(clf):
+    from captum.attr import LayerIntegratedGradients
+
+    model, tok, ids, att, base = clf
+    res = at.integrated_gradients(model, ids, att, 2, base, n_steps=24, batch_size=7)
+    fwd = {"residue_mask": model.residue_mask(ids[None], att[None]),
+           "position_ids": model.position_ids(ids[None])}
+    lig = LayerIntegratedGradients(lambda i, a: model(i, a, **fwd)[:, 2], model.encoder.embeddings)
+    ref = lig.attribute(ids[None], baselines=base[None], additional_forward_args=(att[None],),
+                        n_steps=24, method="gausslegendre").sum(-1)[0].detach().numpy()
+    np.testing.assert_allclose(res["embedding"], ref, atol=1e-5, rtol=1e-4)
+    assert np.abs(ref).max() > 1e-3  # the comparison is not between two zero vectors
+
+
+def test_special_tokens_get_exactly_zero_and_completeness(clf):
+    model, tok, ids, att, base = clf
+    res = at.integrated_gradients(model, ids, att, 0, base, n_steps=128, batch_size=64)
+    assert res["embedding"][0] == 0.0 and res["embedding"][-1] == 0.0
+    gap = res["f_input"] - res["f_baseline"]
+    assert abs(gap) > 1e-3
+    assert abs(res["delta"]) < 0.05 * abs(gap)
+
+
+def _naive_head_conductance(model, ids, att, base, target, n_steps, eps=1e-3):
+    """Reference: sum_k w_k g(alpha_k) * central finite difference of h along the path."""
+    alphas, weights = at.gauss_legendre(n_steps)
+    fwd = {"residue_mask": model.residue_mask(ids[None], att[None]),
+           "position_ids": model.position_ids(ids[None])}
+    mods = at.attention_modules(model.encoder)
+    emb = {}
+    h = model.encoder.embeddings.register_forward_hook(lambda m, i, o: emb.__setitem__("e", o.detach()))
+    with torch.no_grad():
+        model(ids[None], att[None], **fwd)
+        e = emb["e"]
+        model(base[None], att[None], **fwd)
+        e0 = emb["e"]
+    h.remove()
+
+    def run(path, grad):
+        ctx = {}
+        hs = [model.encoder.embeddings.register_forward_hook(lambda m, i, o: path)]
+        for l, mod in enumerate(mods):
+            def keep(m, i, o, l=l):
+                c = o[0]
+                if grad:
+                    c.retain_grad()
+                ctx[l] = c
+            hs.append(mod.register_forward_hook(keep))
+        out = model(ids[None], att[None], **fwd)[0, target]
+        for x in hs:
+            x.remove()
+        return out, ctx
+
+    total = None
+    for a, w in zip(alphas, weights):
+        path = (e0 + a * (e - e0)).requires_grad_(True)
+        out, ctx = run(path, True)
+        out.backward()
+        with torch.no_grad():
+            _, up = run(e0 + (a + eps) * (e - e0), False)
+            _, dn = run(e0 + (a - eps) * (e - e0), False)
+        contrib = torch.stack([w * ctx[l].grad[0] * (up[l][0] - dn[l][0]) / (2 * eps)
+                               for l in range(len(mods))])
+        total = contrib if total is None else total + contrib
+    n_heads = model.encoder.config.num_attention_heads
+    L, T, H = total.shape
+    return total.view(L, T, n_heads, H // n_heads).sum(-1).permute(0, 2, 1).detach().numpy()
+
+
+def test_head_conductance_matches_finite_differences(clf):
+    model, tok, ids, att, base = clf
+    res = at.integrated_gradients(model, ids, att, 1, base, n_steps=8, batch_size=3)
+    ref = _naive_head_conductance(model, ids, att, base, 1, 8)
+    assert res["heads"].shape == (2, 4, len(SEQ) + 2)
+    scale = np.abs(ref).max()
+    assert scale > 1e-4
+    np.testing.assert_allclose(res["heads"], ref, atol=2e-3 * scale)
+
+
+def test_batching_does_not_change_results(clf):
+    model, tok, ids, att, base = clf
+    a = at.integrated_gradients(model, ids, att, 1, base, n_steps=10, batch_size=10)
+    b = at.integrated_gradients(model, ids, att, 1, base, n_steps=10, batch_size=3)
+    np.testing.assert_allclose(a["embedding"], b["embedding"], atol=1e-6)
+    np.testing.assert_allclose(a["heads"], b["heads"], atol=1e-6)
+
+
+def test_attribution_targets_by_task():
+    import pandas as pd
+
+    proteins = pd.DataFrame({"accession": ["A", "B", "C"], "sequence": ["MK", "MR", "MQ"],
+                             "ec_class": ["1", "2", ""],
+                             "go_terms": [["GO:1"], ["GO:1", "GO:2"], []]})
+    splits = pd.DataFrame({"accession": ["A", "B", "C"], "split": ["test", "test", "train"]})
+    ec = at.attribution_targets(proteins, splits, {"task": {"type": "single_label", "column": "ec_class"},
+                                                   "labels": ["1", "2"]})
+    assert ec[["accession", "target_index", "target_label"]].values.tolist() == [["A", 0, "1"], ["B", 1, "2"]]
+    go = at.attribution_targets(proteins, splits, {"task": {"type": "multi_label", "column": "go_terms",
+                                                            "attribute_terms": ["GO:2"]},
+                                                   "labels": ["GO:1", "GO:2"]})
+    assert go[["accession", "target_index"]].values.tolist() == [["B", 1]]
