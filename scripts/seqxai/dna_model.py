@@ -1,0 +1,462 @@
+"""TSS-labelling transformer (after Clauwaert et al. 2021): data windows, split, training, metrics.
+
+Conventions
+-----------
+- Tokens: A=0, C=1, G=2, T=3, N=4, PAD=5. Both strands are read 5'->3': the "-" strand is
+  the reverse complement, so oriented index ``i`` on "-" is genome index ``L - 1 - i``.
+- Labels: a TSS at oriented 0-based index ``t`` labels position ``t + label_offset``
+  (default 20), so the predicting position has seen the whole promoter upstream.
+- Attention: ``attn[layer, head, query, key]`` (a batch axis in front when batched). Causal
+  and banded: query ``i`` may attend key index ``j`` iff ``0 <= i - j <= context``.
+- Width-7 convolution on queries, keys and values: a depthwise convolution over the
+  sequence, applied to the q/k/v projections. To keep the model strictly causal it is a
+  *causal* convolution (key index ``j`` summarises tokens ``j-6..j``). Its receptive field
+  is centred on token ``j - KEY_SHIFT`` (``KEY_SHIFT = (conv_width - 1) // 2 = 3``), so
+  attention on key index ``j`` reflects tokens ``c-3..c+3`` with ``c = j - 3``. The probe
+  maps key indices to token positions with this shift (:func:`key_token_index`).
+- Positional scheme: a learned relative-position bias per head,
+  ``score[h, i, j] = q_i . k_j / sqrt(d_head) + b[h, i - j]`` with one scalar per head and
+  distance ``0..context`` (no absolute positions). A head can attend at a fixed upstream
+  distance simply by raising ``b[h, d]``; this is what lets heads lock onto promoter
+  elements at fixed offsets from the TSS (rotary embeddings could do the same but need
+  q/k to co-adapt; a bias table is directly interpretable).
+- Split by genome position (0-based half-open genome intervals): train ``[0, a)``,
+  valid ``[a, b)``, test ``[b, L)`` with ``L - b = test_fraction * L`` and
+  ``b - a = valid_fraction * L``. On "-" the same genome blocks are used; windows are cut
+  inside a block and never cross its boundary.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .io import DataError, Progress
+
+log = logging.getLogger("seqxai.dna_model")
+
+PAD = 5
+N_TOKENS = 6
+_LUT = np.full(256, 4, dtype=np.uint8)
+for _i, _c in enumerate("ACGT"):
+    _LUT[ord(_c)] = _LUT[ord(_c.lower())] = _i
+
+DEFAULT_MODEL = {"n_layers": 2, "n_heads": 4, "d_model": 32, "context": 128, "conv_width": 7,
+                 "ff_mult": 2, "dropout": 0.0, "label_offset": 20, "attn_chunk": 64}
+DEFAULT_TRAIN = {"epochs": 4, "batch_size": 2, "lr": 0.01, "weight_decay": 0.01, "stride": 1024,
+                 "pos_weight": "auto", "max_pos_weight": 100.0, "bias_lr_mult": 10.0, "max_seconds": 0}
+DEFAULT_SPLIT = {"test_fraction": 0.2, "valid_fraction": 0.1}
+
+
+# ----------------------------------------------------------------------------- data
+def tokenize(seq: str) -> np.ndarray:
+    """Genome string -> token codes (A,C,G,T = 0..3, anything else = N = 4)."""
+    return _LUT[np.frombuffer(seq.encode("ascii"), dtype=np.uint8)]
+
+
+def oriented_tokens(seq: str) -> dict[str, np.ndarray]:
+    """Both strands read 5'->3': ``{"+": tokens, "-": reverse complement tokens}``."""
+    fwd = tokenize(seq)
+    rev = fwd[::-1].copy()
+    acgt = rev < 4
+    rev[acgt] = 3 - rev[acgt]
+    return {"+": fwd, "-": rev}
+
+
+def check_tss(tss: pd.DataFrame, genome: dict[str, str], source: str = "tss") -> pd.DataFrame:
+    """Validate TSS rows against the genome; raise DataError naming file, record, field."""
+    for i, row in enumerate(tss.itertuples(index=False)):
+        rid = getattr(row, "tss_id", i)
+        if row.chrom not in genome:
+            raise DataError(f"{source}: record {rid}: field 'chrom' = '{row.chrom}' is not in the genome "
+                            f"(records: {sorted(genome)[:5]})")
+        if row.strand not in ("+", "-"):
+            raise DataError(f"{source}: record {rid}: field 'strand' = '{row.strand}' (expected '+' or '-')")
+        if not 1 <= int(row.position) <= len(genome[row.chrom]):
+            raise DataError(f"{source}: record {rid}: field 'position' = {row.position} lies outside "
+                            f"{row.chrom} (1..{len(genome[row.chrom])})")
+    return tss
+
+
+def oriented_tss_index(tss: pd.DataFrame, length: int) -> dict[str, np.ndarray]:
+    """0-based oriented index of each TSS per strand: ``+``: position-1; ``-``: L - position."""
+    pos = tss.position.to_numpy(np.int64)
+    plus = tss.strand.to_numpy() == "+"
+    return {"+": pos[plus] - 1, "-": length - pos[~plus]}
+
+
+def make_labels(tss: pd.DataFrame, length: int, label_offset: int) -> dict[str, np.ndarray]:
+    """Per-strand binary labels ``y[i] = 1`` iff a TSS sits at oriented ``i - label_offset``."""
+    out = {}
+    for strand, idx in oriented_tss_index(tss, length).items():
+        y = np.zeros(length, dtype=np.float32)
+        j = idx + label_offset
+        y[j[(j >= 0) & (j < length)]] = 1.0
+        out[strand] = y
+    return out
+
+
+def split_blocks(length: int, test_fraction: float, valid_fraction: float) -> dict[str, tuple[int, int]]:
+    """Contiguous genome blocks ``{split: (start, end)}`` (0-based, half-open):
+    train ``[0, a)``, valid ``[a, b)``, test ``[b, L)``."""
+    if not (0 < test_fraction < 1 and 0 < valid_fraction < 1 and test_fraction + valid_fraction < 1):
+        raise DataError(f"dna.split: fractions test={test_fraction} valid={valid_fraction} must be in "
+                        "(0, 1) and sum below 1")
+    b = length - int(round(test_fraction * length))
+    a = b - int(round(valid_fraction * length))
+    return {"train": (0, a), "valid": (a, b), "test": (b, length)}
+
+
+def oriented_block(block: tuple[int, int], length: int, strand: str) -> tuple[int, int]:
+    """Genome block ``[s, e)`` in oriented coordinates of ``strand`` (half-open)."""
+    s, e = block
+    return (s, e) if strand == "+" else (length - e, length - s)
+
+
+def window_spans(start: int, end: int, context: int, stride: int) -> list[tuple[int, int, int]]:
+    """Windows over an oriented block ``[start, end)``: ``(input_start, score_start, score_end)``.
+
+    The first window reads ``[start, start + context + stride)`` and scores all of it (the
+    first positions of a block have only the context the block offers); each later window
+    scores the next ``stride`` positions and reads the ``context`` positions before them.
+    Every position of the block is scored exactly once; no window leaves the block.
+    """
+    W = context + stride
+    spans = [(start, start, min(start + W, end))]
+    for p in range(start + W, end, stride):
+        spans.append((p - context, p, min(p + stride, end)))
+    return [sp for sp in spans if sp[2] > sp[1]]
+
+
+def make_windows(tokens: dict[str, np.ndarray], labels: dict[str, np.ndarray], block: tuple[int, int],
+                 context: int, stride: int):
+    """Cut one genome split block (both strands) into windows of length ``W = context + stride``
+    (see :func:`window_spans`); short windows are right-padded with PAD (never scored).
+    Returns ``x[window, W]`` (int64), ``y[window, W]`` (float32), ``scored[window, W]`` (bool).
+    """
+    W = context + stride
+    L = len(next(iter(tokens.values())))
+    xs, ys, ms = [], [], []
+    for strand in ("+", "-"):
+        s, e = oriented_block(block, L, strand)
+        for i0, k0, k1 in window_spans(s, e, context, stride):
+            x = np.full(W, PAD, dtype=np.int64)
+            y = np.zeros(W, dtype=np.float32)
+            m = np.zeros(W, dtype=bool)
+            x[: k1 - i0] = tokens[strand][i0:k1]
+            y[: k1 - i0] = labels[strand][i0:k1]
+            m[k0 - i0 : k1 - i0] = True
+            xs.append(x), ys.append(y), ms.append(m)
+    return np.stack(xs), np.stack(ys), np.stack(ms)
+
+
+# ----------------------------------------------------------------------------- model
+class TSSLayer(nn.Module):
+    """Pre-norm transformer layer: causal banded attention with a width-``conv_width`` causal
+    depthwise convolution on q, k, v and a per-head relative-position bias; then a
+    feed-forward block."""
+
+    def __init__(self, d_model, n_heads, context, conv_width, ff_mult, dropout):
+        super().__init__()
+        if d_model % n_heads:
+            raise DataError(f"dna.model: d_model={d_model} is not divisible by n_heads={n_heads}")
+        self.h, self.dh, self.context, self.cw = n_heads, d_model // n_heads, context, conv_width
+        self.ln1 = nn.LayerNorm(d_model)
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.conv = nn.Conv1d(3 * d_model, 3 * d_model, conv_width, groups=3 * d_model)
+        self.rel_bias = nn.Parameter(torch.zeros(n_heads, context + 1))
+        self.out = nn.Linear(d_model, d_model)
+        self.ln2 = nn.LayerNorm(d_model)
+        self.ff = nn.Sequential(nn.Linear(d_model, ff_mult * d_model), nn.GELU(),
+                                nn.Linear(ff_mult * d_model, d_model))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x, key_pad, need_attn=False, chunk=64):
+        """``x[batch, T, d]`` -> (``x'``, ``attn[batch, head, query, key]`` or None).
+
+        Training/inference use a chunked banded attention (queries in chunks of ``chunk``,
+        each against its ``chunk + context`` preceding keys; fused SDPA kernel), which is
+        exact and ~T/(chunk+context) times cheaper than the dense T x T path used when
+        ``need_attn`` (tests check both agree)."""
+        B, T, D = x.shape
+        qkv = self.qkv(self.ln1(x)).transpose(1, 2)                      # B, 3D, T
+        qkv = self.conv(F.pad(qkv, (self.cw - 1, 0))).transpose(1, 2)    # causal conv
+        q, k, v = qkv.reshape(B, T, 3, self.h, self.dh).permute(2, 0, 3, 1, 4)  # each B,h,T,dh
+        if need_attn:
+            ctx, attn = self._dense(q, k, v, key_pad)
+        else:
+            ctx, attn = self._chunked(q, k, v, key_pad, chunk), None
+        ctx = ctx.transpose(1, 2).reshape(B, T, D)
+        x = x + self.drop(self.out(ctx))
+        x = x + self.drop(self.ff(self.ln2(x)))
+        return x, attn
+
+    def _dense(self, q, k, v, key_pad):
+        T = q.shape[2]
+        dist = torch.arange(T, device=q.device)[:, None] - torch.arange(T, device=q.device)[None, :]
+        allowed = (dist >= 0) & (dist <= self.context)
+        bias = self.rel_bias[:, dist.clamp(0, self.context)]             # h, T(query), T(key)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(self.dh) + bias
+        scores = scores.masked_fill(~allowed, float("-inf"))
+        # PAD keys get a large finite penalty (not -inf) so all-PAD rows stay finite
+        scores = scores.masked_fill(key_pad[:, None, None, :], -1e9)
+        attn = torch.softmax(scores, dim=-1)                            # B, h, query, key
+        return self.drop(attn) @ v, attn
+
+    def _chunked(self, q, k, v, key_pad, c):
+        B, h, T, dh = q.shape
+        C = self.context
+        n = -(-T // c)
+        Tp = n * c
+        if Tp != T:  # right padding: future keys of every real query, excluded by causality
+            q, k, v = (F.pad(t, (0, 0, 0, Tp - T)) for t in (q, k, v))
+            key_pad = F.pad(key_pad, (0, Tp - T), value=True)
+        dev = q.device
+        dist = (torch.arange(c, device=dev)[:, None] + C) - torch.arange(c + C, device=dev)[None, :]
+        bias = self.rel_bias[:, dist.clamp(0, C)].masked_fill((dist < 0) | (dist > C), float("-inf"))
+        kglob = torch.arange(n, device=dev)[:, None] * c - C + torch.arange(c + C, device=dev)[None, :]
+        bias = bias[None].expand(n, h, c, c + C).masked_fill((kglob < 0)[:, None, None, :], float("-inf"))
+        bias = bias[None].expand(B, n, h, c, c + C)
+        if key_pad.any():
+            kp = F.pad(key_pad, (C, 0), value=True).unfold(1, c + C, c)   # B, n, c+C
+            bias = bias.masked_fill(kp[:, :, None, None, :], -1e9)
+        # k/v of chunk i: positions i*c - C .. i*c + c - 1 (left zero-padding masked above)
+        ku = F.pad(k, (0, 0, C, 0)).unfold(2, c + C, c).permute(0, 2, 1, 4, 3)  # B,n,h,c+C,dh
+        vu = F.pad(v, (0, 0, C, 0)).unfold(2, c + C, c).permute(0, 2, 1, 4, 3)
+        qc = q.reshape(B, h, n, c, dh).permute(0, 2, 1, 3, 4)
+        o = F.scaled_dot_product_attention(
+            qc.reshape(B * n, h, c, dh), ku.reshape(B * n, h, c + C, dh), vu.reshape(B * n, h, c + C, dh),
+            attn_mask=bias.reshape(B * n, h, c, c + C), dropout_p=self.drop.p if self.training else 0.0)
+        o = o.reshape(B, n, h, c, dh).permute(0, 2, 1, 3, 4).reshape(B, h, Tp, dh)
+        return o[:, :, :T]
+
+
+class TSSTransformer(nn.Module):
+    """Per-position TSS logits from nucleotide tokens (see module docstring)."""
+
+    def __init__(self, n_layers=2, n_heads=4, d_model=32, context=128, conv_width=7, ff_mult=2,
+                 dropout=0.0, label_offset=20, attn_chunk=64):
+        super().__init__()
+        self.config = dict(n_layers=n_layers, n_heads=n_heads, d_model=d_model, context=context,
+                           conv_width=conv_width, ff_mult=ff_mult, dropout=dropout,
+                           label_offset=label_offset, attn_chunk=attn_chunk)
+        self.embed = nn.Embedding(N_TOKENS, d_model)
+        self.layers = nn.ModuleList(
+            TSSLayer(d_model, n_heads, context, conv_width, ff_mult, dropout) for _ in range(n_layers))
+        self.ln = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, 1)
+
+    @property
+    def key_shift(self) -> int:
+        return (self.config["conv_width"] - 1) // 2
+
+    def forward(self, x, return_attention=False, attention_queries=None):
+        """``x[batch, T]`` tokens -> ``logits[batch, T]``; with ``return_attention`` also
+        ``attn[batch, layer, head, query, key]`` (only the query indices in
+        ``attention_queries`` when given, to save memory)."""
+        key_pad = x == PAD
+        h = self.embed(x)
+        attns = []
+        for layer in self.layers:
+            h, a = layer(h, key_pad, need_attn=return_attention, chunk=self.config["attn_chunk"])
+            if return_attention:
+                attns.append(a if attention_queries is None else a[:, :, attention_queries, :])
+        logits = self.head(self.ln(h)).squeeze(-1)
+        if return_attention:
+            return logits, torch.stack(attns, dim=1)
+        return logits
+
+
+def key_token_index(key_index, conv_width: int = 7):
+    """Token (sequence) index at the centre of key index ``j``'s receptive field:
+    ``j - (conv_width - 1) // 2`` (see module docstring)."""
+    return key_index - (conv_width - 1) // 2
+
+
+def build_model(model_cfg: dict) -> TSSTransformer:
+    cfg = {**DEFAULT_MODEL, **(model_cfg or {})}
+    return TSSTransformer(**{k: cfg[k] for k in DEFAULT_MODEL})
+
+
+def save_model(path, model: TSSTransformer, extra: dict | None = None) -> None:
+    """Save ``{"state_dict", "config", **extra}`` with torch.save (atomic)."""
+    from .io import atomic_path
+
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+                    "config": model.config, **(extra or {})}, tmp)
+
+
+def load_model(path, device="cpu") -> tuple[TSSTransformer, dict]:
+    """Load a model written by :func:`save_model`; returns (model in eval mode, checkpoint)."""
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+        model = TSSTransformer(**ckpt["config"])
+        model.load_state_dict(ckpt["state_dict"])
+    except Exception as exc:
+        raise DataError(f"{path}: not a TSS model checkpoint ({exc})") from exc
+    return model.to(device).eval(), ckpt
+
+
+# ----------------------------------------------------------------------------- training
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int) -> None:
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+@torch.no_grad()
+def predict_windows(model, x, scored, batch_size=64, device="cpu") -> np.ndarray:
+    """Logits at the scored positions of windows ``x[window, W]`` (flattened, window order)."""
+    model.eval()
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb = torch.as_tensor(x[i : i + batch_size], device=device)
+        out.append(model(xb).float().cpu().numpy()[scored[i : i + batch_size]])
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def auc_metrics(y: np.ndarray, score: np.ndarray) -> dict:
+    """ROC AUC and PR AUC (average precision) over all positions; NaN without both classes."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    n_pos = int(y.sum())
+    out = {"n_positions": int(len(y)), "n_positive": n_pos, "positive_rate": n_pos / max(len(y), 1)}
+    if 0 < n_pos < len(y):
+        out["roc_auc"] = float(roc_auc_score(y, score))
+        out["pr_auc"] = float(average_precision_score(y, score))
+    else:
+        out["roc_auc"] = out["pr_auc"] = float("nan")
+    return out
+
+
+def train_tss_model(genome: dict[str, str], tss: pd.DataFrame, model_cfg: dict | None = None,
+                    train_cfg: dict | None = None, split_cfg: dict | None = None, seed: int = 1,
+                    device=None, source: str = "tss"):
+    """Train the TSS transformer on one chromosome (both strands) with AdamW.
+
+    Loss: mean BCE-with-logits over scored positions with ``pos_weight`` = ``n_neg / n_pos``
+    of the training split (capped at ``max_pos_weight``) when ``"auto"``. After every epoch
+    the validation split is scored; the weights of the epoch with the best validation PR AUC
+    are kept. Returns ``(model, metrics, log_df)``; metrics hold ROC/PR AUC per split over all
+    positions of that split, both strands.
+    """
+    t_start = time.monotonic()
+    mcfg = {**DEFAULT_MODEL, **(model_cfg or {})}
+    tcfg = {**DEFAULT_TRAIN, **(train_cfg or {})}
+    scfg = {**DEFAULT_SPLIT, **(split_cfg or {})}
+    if len(genome) != 1:
+        raise DataError(f"genome: expected exactly one chromosome record, got {len(genome)}: {list(genome)[:5]}")
+    chrom, seq = next(iter(genome.items()))
+    check_tss(tss, genome, source)
+    device = torch.device(device) if device is not None else pick_device()
+    seed_everything(seed)
+    L = len(seq)
+    tokens = oriented_tokens(seq)
+    labels = make_labels(tss, L, mcfg["label_offset"])
+    blocks = split_blocks(L, scfg["test_fraction"], scfg["valid_fraction"])
+    data = {s: make_windows(tokens, labels, b, mcfg["context"], tcfg["stride"]) for s, b in blocks.items()}
+    x_tr, y_tr, m_tr = data["train"]
+    n_pos = float(y_tr[m_tr].sum())
+    if n_pos == 0:
+        raise DataError(f"{source}: no TSS label falls in the training block {blocks['train']}")
+    if tcfg["pos_weight"] == "auto":
+        pos_weight = min((m_tr.sum() - n_pos) / n_pos, float(tcfg["max_pos_weight"]))
+    else:
+        pos_weight = float(tcfg["pos_weight"])
+    log.info("genome %s: %d nt; windows train/valid/test = %d/%d/%d; train positives %d; pos_weight %.1f; device %s",
+             chrom, L, len(x_tr), len(data["valid"][0]), len(data["test"][0]), n_pos, pos_weight, device)
+
+    model = build_model(mcfg).to(device)
+    # the per-head relative-position biases get a larger learning rate (bias_lr_mult): a head
+    # must first find *where* the promoter sits before content can be learned there
+    rel = [p for n, p in model.named_parameters() if n.endswith("rel_bias")]
+    rest = [p for n, p in model.named_parameters() if not n.endswith("rel_bias")]
+    lrs = [tcfg["lr"], tcfg["lr"] * float(tcfg["bias_lr_mult"])]
+    opt = torch.optim.AdamW([{"params": rest, "lr": lrs[0]}, {"params": rel, "lr": lrs[1], "weight_decay": 0.0}],
+                            weight_decay=tcfg["weight_decay"])
+    bs, epochs = int(tcfg["batch_size"]), int(tcfg["epochs"])
+    steps_per_epoch = math.ceil(len(x_tr) / bs)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lrs, total_steps=epochs * steps_per_epoch,
+                                                pct_start=0.15)
+    pw = torch.tensor(pos_weight, device=device)
+    rng = np.random.default_rng(seed)
+    xt, yt, mt = (torch.as_tensor(a) for a in (x_tr, y_tr, m_tr))
+    rows, best, best_state, step = [], -1.0, None, 0
+    prog = Progress(epochs * steps_per_epoch, "training steps", every=10.0, logger=log)
+    for epoch in range(1, epochs + 1):
+        model.train()
+        order = rng.permutation(len(x_tr))
+        tot, cnt = 0.0, 0
+        for i in range(0, len(order), bs):
+            idx = torch.as_tensor(order[i : i + bs])
+            xb, yb, mb = xt[idx].to(device), yt[idx].to(device), mt[idx].to(device)
+            logits = model(xb)
+            loss = F.binary_cross_entropy_with_logits(logits[mb], yb[mb], pos_weight=pw)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            tot += float(loss.detach()) * int(mb.sum())
+            cnt += int(mb.sum())
+            step += 1
+            prog.update()
+        xv, yv, mv = data["valid"]
+        lv = predict_windows(model, xv, mv, device=device)
+        yvv = yv[mv]
+        vloss = float(F.binary_cross_entropy_with_logits(torch.as_tensor(lv), torch.as_tensor(yvv),
+                                                         pos_weight=pw.cpu()))
+        vm = auc_metrics(yvv, lv)
+        rows.append({"epoch": epoch, "step": step, "train_loss": tot / max(cnt, 1), "valid_loss": vloss,
+                     "valid_pr_auc": vm["pr_auc"], "seconds": time.monotonic() - t_start})
+        log.info("epoch %d/%d: train_loss %.4f valid_loss %.4f valid PR AUC %.3f ROC AUC %.3f (%.1f s)",
+                 epoch, epochs, rows[-1]["train_loss"], vloss, vm["pr_auc"], vm["roc_auc"], rows[-1]["seconds"])
+        score = vm["pr_auc"] if not math.isnan(vm["pr_auc"]) else -float(vloss)
+        if score > best:
+            best, best_state = score, {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_epoch = epoch
+        if tcfg["max_seconds"] and time.monotonic() - t_start > tcfg["max_seconds"]:
+            log.warning("stopping after epoch %d: max_seconds=%s reached", epoch, tcfg["max_seconds"])
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    metrics = {"epochs": len(rows), "best_epoch": best_epoch, "pos_weight": pos_weight, "seed": seed,
+               "device": str(device), "genome_length": L, "chrom": chrom,
+               "split_blocks_0based_halfopen": {k: list(v) for k, v in blocks.items()}, "splits": {}}
+    for split, (x, y, m) in data.items():
+        metrics["splits"][split] = auc_metrics(y[m], predict_windows(model, x, m, device=device))
+    metrics["seconds"] = time.monotonic() - t_start
+    log.info("test ROC AUC %.3f PR AUC %.3f (positive rate %.4f); %.1f s", metrics["splits"]["test"]["roc_auc"],
+             metrics["splits"]["test"]["pr_auc"], metrics["splits"]["test"]["positive_rate"], metrics["seconds"])
+    return model.cpu(), metrics, pd.DataFrame(rows)
+
+
+def run_training(genome_path, tss_path, model_path, metrics_path, log_path, model_cfg=None, train_cfg=None,
+                 split_cfg=None, seed: int = 1, threads: int = 1) -> dict:
+    """File-level entry point of the ``train_dna`` rule: read genome + TSS table, train, write
+    ``model.pt`` (state dict + config + split), ``metrics.json`` and ``training_log.tsv``."""
+    from .io import read_fasta, read_table, write_json, write_text
+
+    torch.set_num_threads(max(int(threads), 1))
+    genome = read_fasta(genome_path)
+    tss = read_table(tss_path, "tss")
+    model, metrics, log_df = train_tss_model(genome, tss, model_cfg, train_cfg, split_cfg, seed,
+                                             source=str(tss_path))
+    save_model(model_path, model, {"split": metrics["split_blocks_0based_halfopen"], "seed": seed,
+                                   "chrom": metrics["chrom"]})
+    write_json(metrics_path, metrics)
+    write_text(log_path, log_df.to_csv(sep="\t", index=False, float_format="%.6g"))
+    return metrics

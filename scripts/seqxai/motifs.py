@@ -1,0 +1,198 @@
+"""Position frequency matrices: counting, consensus, information content, MEME I/O, Tomtom.
+
+Convention: a PFM is ``pfm[position, letter]`` with letters in ``ACGT`` order (rows =
+positions, 0-based). memelite wants ``(4, width)``; :func:`tomtom` transposes at the edge.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from .io import DataError, atomic_path
+
+ALPHABET = "ACGT"
+
+# Reference matrices for the sigma-70 boxes (letter frequencies, ACGT order), used as
+# Tomtom targets next to the TF matrices. Shaped after E. coli sigma-70 promoter
+# compilations (Harley & Reynolds 1987; Shultzaberger et al. 2007): the consensus base
+# dominates, the well-known degenerate positions (-35 box 6th base, -10 box 2nd/6th base
+# being strong T/A) are kept simple.
+SIGMA70_REFERENCE = {
+    "sigma70_minus10": np.array(
+        [  # T      A      T      A      A      T
+            [0.10, 0.10, 0.10, 0.70],
+            [0.80, 0.05, 0.05, 0.10],
+            [0.15, 0.10, 0.10, 0.65],
+            [0.60, 0.15, 0.10, 0.15],
+            [0.55, 0.15, 0.15, 0.15],
+            [0.10, 0.05, 0.05, 0.80],
+        ]
+    ),
+    "sigma70_minus35": np.array(
+        [  # T      T      G      A      C      A
+            [0.10, 0.10, 0.10, 0.70],
+            [0.10, 0.10, 0.10, 0.70],
+            [0.10, 0.10, 0.65, 0.15],
+            [0.60, 0.15, 0.10, 0.15],
+            [0.15, 0.55, 0.15, 0.15],
+            [0.50, 0.20, 0.15, 0.15],
+        ]
+    ),
+}
+
+
+def counts_from_sequences(seqs, alphabet: str = ALPHABET) -> np.ndarray:
+    """Count matrix ``counts[position, letter]`` of equal-length aligned sequences;
+    letters outside ``alphabet`` (N, padding) are not counted."""
+    seqs = list(seqs)
+    if not seqs:
+        raise ValueError("counts_from_sequences: no sequences")
+    width = len(seqs[0])
+    if any(len(s) != width for s in seqs):
+        raise ValueError("counts_from_sequences: sequences differ in length")
+    lut = np.full(256, len(alphabet), dtype=np.int64)
+    for i, c in enumerate(alphabet):
+        lut[ord(c)] = lut[ord(c.lower())] = i
+    codes = lut[np.frombuffer("".join(seqs).encode("ascii"), dtype=np.uint8)].reshape(len(seqs), width)
+    counts = np.zeros((width, len(alphabet) + 1))
+    np.add.at(counts, (np.broadcast_to(np.arange(width), codes.shape), codes), 1.0)
+    return counts[:, : len(alphabet)]
+
+
+def frequencies(counts: np.ndarray, pseudocount: float = 0.0) -> np.ndarray:
+    """Row-normalised ``(counts + pseudocount) / sum``; all-zero rows become uniform."""
+    c = np.asarray(counts, dtype=float) + pseudocount
+    tot = c.sum(axis=1, keepdims=True)
+    return np.where(tot > 0, c / np.where(tot > 0, tot, 1), 1.0 / c.shape[1])
+
+
+def information_content(pfm: np.ndarray, background=None) -> np.ndarray:
+    """Per-position information in bits: ``IC_i = sum_b f_ib log2(f_ib / q_b)``
+    (relative entropy to the background ``q``, uniform by default)."""
+    f = frequencies(pfm)
+    q = np.full(f.shape[1], 1.0 / f.shape[1]) if background is None else np.asarray(background)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(f > 0, f * np.log2(f / q), 0.0)
+    return terms.sum(axis=1)
+
+
+def consensus(pfm: np.ndarray, alphabet: str = ALPHABET) -> str:
+    """Argmax letter per position (ties -> first letter in ACGT order)."""
+    return "".join(alphabet[i] for i in np.argmax(np.asarray(pfm), axis=1))
+
+
+def best_match(consensus_seq: str, target: str) -> tuple[int, int]:
+    """Best-matching ``len(target)``-wide window of ``consensus_seq`` (same strand):
+    returns ``(mismatches, 0-based start)``; ties -> leftmost. Consensus shorter than the
+    target -> ``(len(target), -1)``."""
+    w = len(target)
+    if len(consensus_seq) < w:
+        return w, -1
+    a = np.frombuffer(consensus_seq.upper().encode(), dtype=np.uint8)
+    b = np.frombuffer(target.upper().encode(), dtype=np.uint8)
+    windows = np.lib.stride_tricks.sliding_window_view(a, w)
+    mism = (windows != b).sum(axis=1)
+    start = int(np.argmin(mism))
+    return int(mism[start]), start
+
+
+def write_meme(path, pfms: dict, nsites=None, background=None) -> None:
+    """Write ``{name: pfm[position, ACGT]}`` (counts or frequencies; rows are normalised)
+    in MEME minimal format (readable by ``memelite.io.read_meme`` and the MEME suite).
+    ``nsites``: int for all, dict per name, or None (row sums of the matrix)."""
+    bg = np.full(4, 0.25) if background is None else np.asarray(background, float)
+    lines = ["MEME version 4", "", f"ALPHABET= {ALPHABET}", "", "strands: + -", "",
+             "Background letter frequencies",
+             " ".join(f"{a} {q:.4f}" for a, q in zip(ALPHABET, bg)), ""]
+    for name, pfm in pfms.items():
+        pfm = np.asarray(pfm, dtype=float)
+        if pfm.ndim != 2 or pfm.shape[1] != 4 or pfm.shape[0] == 0:
+            raise DataError(f"{path}: motif '{name}' must have shape (width, 4), got {pfm.shape}")
+        if " " in str(name) or not str(name):
+            raise DataError(f"{path}: motif name '{name}' must be non-empty without spaces")
+        n = nsites.get(name) if isinstance(nsites, dict) else nsites
+        n = int(round(pfm.sum(axis=1).max())) if n is None else int(n)
+        f = frequencies(pfm)
+        lines.append(f"MOTIF {name}")
+        lines.append(f"letter-probability matrix: alength= 4 w= {pfm.shape[0]} nsites= {max(n, 1)} E= 0")
+        lines.extend(" ".join(f"{x:.6f}" for x in row) for row in f)
+        lines.append("")
+    with atomic_path(path, suffix=".meme") as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+
+
+def read_meme(path) -> dict[str, np.ndarray]:
+    """Read a MEME file into ``{motif id: pfm[position, ACGT]}`` (frequencies).
+
+    Uses ``memelite.io.read_meme``; the key is the motif id (first word of the MOTIF line).
+    """
+    from memelite.io import read_meme as _read
+
+    try:
+        raw = _read(str(path))
+    except Exception as exc:
+        raise DataError(f"{path}: not a readable MEME file ({exc})") from exc
+    if not raw:
+        raise DataError(f"{path}: no MOTIF records")
+    out = {}
+    for key, pwm in raw.items():
+        name = key.split()[0]
+        if name in out:
+            raise DataError(f"{path}: duplicate MOTIF id '{name}'")
+        out[name] = np.asarray(pwm, dtype=float).T.copy()
+    return out
+
+
+def tomtom(queries: dict, targets: dict, pseudocount: float = 0.01) -> pd.DataFrame:
+    """Tomtom (memelite, complete score, both target strands) of every query against every
+    target. Inputs are ``{name: pfm[position, ACGT]}``; rows are normalised with a small
+    pseudocount. Returns one row per (query, target): ``query, target, p, e, q, score,
+    offset, overlap, orientation`` where ``e = p * n_targets`` (MEME's E-value) and ``q`` is
+    the Benjamini-Hochberg adjusted p over all query x target pairs.
+
+    Note: memelite's background is built from the target columns, so with a handful of
+    targets (demo) the p-values are indicative only (memelite warns below 25 targets).
+    """
+    from memelite import tomtom as _tomtom
+    from statsmodels.stats.multitest import multipletests
+
+    if not queries or not targets:
+        return pd.DataFrame(columns=["query", "target", "p", "e", "q", "score", "offset",
+                                     "overlap", "orientation"])
+    qn, tn = list(queries), list(targets)
+    Q = [np.asfortranarray(frequencies(queries[k], pseudocount).T) for k in qn]
+    T = [np.ascontiguousarray(frequencies(targets[k], pseudocount).T) for k in tn]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # few-target warning; documented above
+        p, score, offset, overlap, strand = _tomtom(Q, T, n_jobs=1)
+    p = np.clip(np.asarray(p, float), 0.0, 1.0)
+    rows = pd.DataFrame({
+        "query": np.repeat(qn, len(tn)),
+        "target": np.tile(tn, len(qn)),
+        "p": p.ravel(),
+        "e": p.ravel() * len(tn),
+        "score": np.asarray(score, float).ravel(),
+        "offset": np.asarray(offset).astype(int).ravel(),
+        "overlap": np.asarray(overlap).astype(int).ravel(),
+        "orientation": np.where(np.asarray(strand).ravel() == 0, "+", "-"),
+    })
+    rows["q"] = multipletests(rows.p.to_numpy(), method="fdr_bh")[1] if len(rows) else []
+    return rows[["query", "target", "p", "e", "q", "score", "offset", "overlap", "orientation"]]
+
+
+def draw_logo(ax, pfm: np.ndarray, title: str = "", start: int = 0):
+    """Information-content logo (logomaker) of ``pfm[position, ACGT]`` on ``ax``; x axis
+    labelled from ``start``. Returns the logomaker Logo."""
+    import logomaker
+
+    f = frequencies(pfm, 0.0)
+    ic = information_content(f)
+    df = pd.DataFrame(f * ic[:, None], columns=list(ALPHABET), index=np.arange(start, start + len(f)))
+    logo = logomaker.Logo(df, ax=ax, color_scheme="classic")
+    ax.set_ylim(0, 2)
+    ax.set_ylabel("bits")
+    if title:
+        ax.set_title(title, fontsize=8)
+    return logo

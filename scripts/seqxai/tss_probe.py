@@ -1,0 +1,315 @@
+"""Attention probe of the TSS transformer (Clauwaert et al. 2021): per-head TSS-relative
+attention profiles, top-attended motifs, TF-site enrichment and Tomtom matches.
+
+Conventions
+-----------
+- ``attn_rows[tss, layer, head, key]``: the attention row of the predicting query
+  (oriented ``t + label_offset`` for a TSS at oriented 0-based index ``t``).
+- Offsets are TSS-relative in the TSS's strand orientation:
+  ``offset = oriented token index - t`` (TSS = 0; -1 = first base upstream). A key index
+  ``j`` is mapped to its token with the model's convolution shift (key ``j`` summarises
+  tokens centred on ``j - 3``, see :mod:`seqxai.dna_model`); so with the causal model the
+  largest attainable offset is ``label_offset - 3``.
+- ``profile[layer, head, offset]`` = mean over TSSs of the attention on the key whose token
+  sits at that offset (rows sum to 1 over *all* keys, so a profile sums to the mean mass
+  that falls inside the offset range).
+- TF sites are 1-based inclusive in the table; converted to TSS-relative offset intervals.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .dna_model import PAD, check_tss, oriented_tokens, oriented_tss_index, split_blocks  # noqa: F401
+from .io import DataError, Progress
+from .motifs import SIGMA70_REFERENCE, best_match, consensus, frequencies, tomtom
+
+log = logging.getLogger("seqxai.tss_probe")
+
+DEFAULT_PROBE = {"tss_set": "all", "offset_min": -100, "offset_max": 20, "motif_pad": 3, "top_k": 1,
+                 "batch_size": 32, "alpha": 0.05, "peak_halfwidth": 3}
+DEFAULT_ELEMENTS = {"minus10": {"consensus": "TATAAT", "centre": -9.5},
+                    "minus35": {"consensus": "TTGACA", "centre": -32.5},
+                    "tolerance": 3, "max_mismatches": 1}
+
+
+# ----------------------------------------------------------------------------- pure computations
+def probe_window(model_cfg: dict) -> tuple[int, np.ndarray]:
+    """Window length ``Wp`` fed per TSS (ending at the predicting query) and the offset of
+    every key index: ``key_offset[j] = j - shift + label_offset + 1 - Wp``.
+
+    ``Wp = n_layers * (context + conv_width - 1) + 1`` so every key the query can see has its
+    own full receptive field inside the window."""
+    Wp = model_cfg["n_layers"] * (model_cfg["context"] + model_cfg["conv_width"] - 1) + 1
+    shift = (model_cfg["conv_width"] - 1) // 2
+    return Wp, np.arange(Wp) - shift + model_cfg["label_offset"] + 1 - Wp
+
+
+def tss_profiles(attn_rows: np.ndarray, key_offset: np.ndarray, offset_min: int, offset_max: int):
+    """Mean attention per TSS-relative offset: ``profile[layer, head, o] = mean_tss
+    attn_rows[tss, layer, head, j(o)]`` for ``o`` in ``offset_min..offset_max``; offsets no key
+    maps to get 0. Returns ``(profile, offsets)``."""
+    offsets = np.arange(offset_min, offset_max + 1)
+    profile = np.zeros(attn_rows.shape[1:3] + (len(offsets),))
+    sel = (key_offset >= offset_min) & (key_offset <= offset_max)
+    if len(attn_rows):
+        profile[..., key_offset[sel] - offset_min] = attn_rows[..., sel].mean(axis=0)
+    return profile, offsets
+
+
+def profile_peaks(profile: np.ndarray, offsets: np.ndarray, halfwidth: int = 3):
+    """Per head: ``peak_offset = argmax_o profile``, ``peak_mass = sum of profile over
+    |o - peak| <= halfwidth`` (mean attention mass per TSS near the peak)."""
+    idx = profile.argmax(axis=-1)
+    near = np.abs(np.arange(len(offsets))[None, None, :] - idx[..., None]) <= halfwidth
+    return offsets[idx], (profile * near).sum(axis=-1)
+
+
+def top_offsets(attn_rows: np.ndarray, key_offset: np.ndarray, offset_min: int, offset_max: int, k: int = 1):
+    """Offsets of the ``k`` most-attended keys inside the offset range:
+    ``top[tss, layer, head, k]`` (ties -> lower key index)."""
+    sel = np.flatnonzero((key_offset >= offset_min) & (key_offset <= offset_max))
+    sub = attn_rows[..., sel]
+    order = np.argsort(-sub, axis=-1, kind="stable")[..., :k]
+    return key_offset[sel][order]
+
+
+def site_intervals(tss: pd.DataFrame, sites: pd.DataFrame, length: int, offset_min: int, offset_max: int):
+    """TF sites as TSS-relative offset intervals: ``{tf: [list of (lo, hi) per TSS]}`` (inclusive),
+    keeping sites that overlap ``offset_min..offset_max``. Strand-aware: on a "-" TSS the site's
+    oriented span is ``L - end .. L - start`` (0-based)."""
+    t_all = np.empty(len(tss), dtype=np.int64)
+    plus = tss.strand.to_numpy() == "+"
+    pos = tss.position.to_numpy(np.int64)
+    t_all[plus], t_all[~plus] = pos[plus] - 1, length - pos[~plus]
+    s0, s1 = sites.start.to_numpy(np.int64), sites.end.to_numpy(np.int64)
+    out = {}
+    for tf in sorted(sites.tf.unique()):
+        m = sites.tf.to_numpy() == tf
+        a, b = s0[m], s1[m]
+        per = []
+        for t, p in zip(t_all, plus):
+            lo, hi = (a - 1 - t, b - 1 - t) if p else (length - b - t, length - a - t)
+            keep = (hi >= offset_min) & (lo <= offset_max)
+            per.append(list(zip(lo[keep].tolist(), hi[keep].tolist())))
+        out[tf] = per
+    return out
+
+
+def tf_enrichment(top: np.ndarray, intervals: dict, seed: int = 0, alpha: float = 0.05) -> pd.DataFrame:
+    """Enrichment of top-attended positions inside TF sites against a position-matched background.
+
+    For head (l, h) and TF X, the TSSs are split into S (an X site in the offset range) and B
+    (none). A TSS in S is a hit if any of its top-attended offsets ``top[tss, l, h, :]`` falls
+    inside one of its X sites. Each TSS in B is paired with a random TSS of S (seeded) and is a
+    hit if its top-attended offset falls inside *that* TSS's X-site offsets: the same offsets,
+    without the site. One-sided Fisher exact test of [[hit_S, miss_S], [hit_B, miss_B]]
+    (alternative "greater"); odds ratio with +0.5 (Haldane) correction; Benjamini-Hochberg over
+    all (head, TF) tests. A head that attends at a fixed offset regardless of sequence is not
+    enriched; one that seeks the TF's sequence is.
+    """
+    from scipy.stats import fisher_exact
+    from statsmodels.stats.multitest import multipletests
+
+    n_tss, n_layers, n_heads, _ = top.shape
+    rng = np.random.default_rng(seed)
+    rows = []
+    for tf, per in intervals.items():
+        has = np.array([len(iv) > 0 for iv in per])
+        S, B = np.flatnonzero(has), np.flatnonzero(~has)
+        if len(S) == 0 or len(B) == 0:
+            continue
+        partner = S[rng.integers(0, len(S), len(B))]
+        inside = np.zeros((n_tss, n_layers, n_heads), dtype=bool)
+        for i in range(n_tss):
+            ivs = per[i] if has[i] else per[partner[np.searchsorted(B, i)]]
+            for lo, hi in ivs:
+                inside[i] |= ((top[i] >= lo) & (top[i] <= hi)).any(axis=-1)
+        hs, hb = inside[S].sum(axis=0), inside[B].sum(axis=0)
+        for l in range(n_layers):
+            for h in range(n_heads):
+                a, b = int(hs[l, h]), len(S) - int(hs[l, h])
+                c, d = int(hb[l, h]), len(B) - int(hb[l, h])
+                p = fisher_exact([[a, b], [c, d]], alternative="greater")[1]
+                rows.append(dict(layer=l, head=h, tf=tf, n_with_site=len(S), hits_with_site=a,
+                                 n_without_site=len(B), hits_background=c,
+                                 odds_ratio=((a + .5) * (d + .5)) / ((b + .5) * (c + .5)), p=float(p)))
+    df = pd.DataFrame(rows, columns=["layer", "head", "tf", "n_with_site", "hits_with_site", "n_without_site",
+                                     "hits_background", "odds_ratio", "p"])
+    df["p_bh"] = multipletests(df.p.to_numpy(), method="fdr_bh")[1] if len(df) else []
+    df["significant"] = df.p_bh < alpha
+    return df
+
+
+def positive_control(motifs: pd.DataFrame, element: dict, tolerance: float, max_mismatches: int) -> dict:
+    """Best head for a promoter element: among heads with ``|peak_offset - centre| <= tolerance``
+    and a consensus whose best-matching window has ``<= max_mismatches`` mismatches to the
+    element consensus (same strand), the one with the largest peak_mass."""
+    target = element["consensus"]
+    mm = motifs.consensus.map(lambda s: best_match(s, target)[0])
+    dist = (motifs.peak_offset - element["centre"]).abs()
+    ok = (dist <= tolerance) & (mm <= max_mismatches)
+    out = {"expected_centre": element["centre"], "expected_consensus": target, "tolerance": tolerance,
+           "max_mismatches": max_mismatches, "found": bool(ok.any())}
+    pool = motifs[ok] if ok.any() else motifs.assign(_d=dist, _m=mm).sort_values(["_m", "_d"]).head(1)
+    best = pool.sort_values("peak_mass", ascending=False).iloc[0] if ok.any() else pool.iloc[0]
+    out.update(layer=int(best.layer), head=int(best["head"]), peak_offset=int(best.peak_offset),
+               peak_mass=float(best.peak_mass), consensus=best.consensus,
+               mismatches=int(best_match(best.consensus, target)[0]),
+               matched_window=best.consensus[best_match(best.consensus, target)[1]:][: len(target)],
+               n_candidate_heads=int(ok.sum()))
+    return out
+
+
+# ----------------------------------------------------------------------------- model driving
+@torch.no_grad()
+def attention_rows(model, tokens: dict, t_index: np.ndarray, strands: np.ndarray, batch_size: int = 32,
+                   device="cpu") -> np.ndarray:
+    """Run the model on one window per TSS ending at its predicting query and return
+    ``attn_rows[tss, layer, head, key]`` (key index within the probe window, see
+    :func:`probe_window`). Windows reaching past the strand start are left-padded with PAD."""
+    cfg = model.config
+    Wp, _ = probe_window(cfg)
+    L = len(tokens["+"])
+    out = np.zeros((len(t_index), cfg["n_layers"], cfg["n_heads"], Wp), dtype=np.float32)
+    prog = Progress(len(t_index), "TSS windows", every=10.0, logger=log)
+    for i0 in range(0, len(t_index), batch_size):
+        x = np.full((min(batch_size, len(t_index) - i0), Wp), PAD, dtype=np.int64)
+        for r, (t, s) in enumerate(zip(t_index[i0 : i0 + batch_size], strands[i0 : i0 + batch_size])):
+            q = t + cfg["label_offset"]
+            a = q - Wp + 1
+            x[r, max(0, -a):] = tokens[s][max(a, 0) : q + 1]
+        _, attn = model(torch.as_tensor(x, device=device), return_attention=True, attention_queries=[Wp - 1])
+        out[i0 : i0 + len(x)] = attn[:, :, :, 0, :].float().cpu().numpy()
+        prog.update(len(x))
+    return out
+
+
+def head_pfms(tokens: dict, t_index: np.ndarray, strands: np.ndarray, top: np.ndarray, flank: int) -> np.ndarray:
+    """Counts ``pfm[layer, head, position, ACGT]`` of the windows ``offset - flank .. offset + flank``
+    around every top-attended offset (in TSS orientation); N/out-of-genome bases not counted."""
+    n_tss, n_layers, n_heads, k = top.shape
+    w = 2 * flank + 1
+    counts = np.zeros((n_layers, n_heads, w, 5))
+    L = len(tokens["+"])
+    rel = np.arange(-flank, flank + 1)
+    li, hi_, _, pi = np.indices((n_layers, n_heads, k, w))
+    for i in range(n_tss):
+        pos = t_index[i] + top[i][..., None] + rel                         # layer, head, k, w
+        ok = (pos >= 0) & (pos < L)
+        codes = np.where(ok, tokens[strands[i]][np.clip(pos, 0, L - 1)], 4)
+        np.add.at(counts, (li, hi_, pi, np.minimum(codes, 4)), 1.0)
+    return counts[..., :4]
+
+
+def probe_tss_attention(model, genome: dict, tss: pd.DataFrame, tf_sites: pd.DataFrame, tf_motifs: dict,
+                        probe_cfg: dict | None = None, elements: dict | None = None, seed: int = 1,
+                        split: dict | None = None, source: str = "tss") -> dict:
+    """The whole probe on in-memory inputs; returns a dict of the output tables + summary
+    (keys: profiles, head_motifs, head_pfms, tf_enrichment, tomtom, summary)."""
+    pcfg = {**DEFAULT_PROBE, **(probe_cfg or {})}
+    el = {**DEFAULT_ELEMENTS, **(elements or {})}
+    if len(genome) != 1:
+        raise DataError(f"genome: expected exactly one chromosome record, got {len(genome)}")
+    chrom, seq = next(iter(genome.items()))
+    check_tss(tss, genome, source)
+    L = len(seq)
+    tss = tss.reset_index(drop=True)
+    if pcfg["tss_set"] == "heldout":
+        if split is None:
+            raise DataError("dna.probe.tss_set = 'heldout' needs the split blocks stored in model.pt")
+        p0 = tss.position.to_numpy() - 1
+        keep = np.zeros(len(tss), bool)
+        for name in ("valid", "test"):
+            a, b = split[name]
+            keep |= (p0 >= a) & (p0 < b)
+        tss = tss[keep].reset_index(drop=True)
+    elif pcfg["tss_set"] != "all":
+        raise DataError(f"dna.probe.tss_set: '{pcfg['tss_set']}' (expected 'all' or 'heldout')")
+    cfg = model.config
+    t_index = np.where(tss.strand == "+", tss.position - 1, L - tss.position).astype(np.int64)
+    strands = tss.strand.to_numpy()
+    inside = t_index + cfg["label_offset"] < L
+    tss, t_index, strands = tss[inside].reset_index(drop=True), t_index[inside], strands[inside]
+    if len(tss) == 0:
+        raise DataError(f"{source}: no TSS left to probe (tss_set={pcfg['tss_set']})")
+    tokens = oriented_tokens(seq)
+    device = next(model.parameters()).device
+    rows = attention_rows(model, tokens, t_index, strands, pcfg["batch_size"], device)
+    _, key_offset = probe_window(cfg)
+    omin, omax = int(pcfg["offset_min"]), int(pcfg["offset_max"])
+    profile, offsets = tss_profiles(rows, key_offset, omin, omax)
+    peak_off, peak_mass = profile_peaks(profile, offsets, pcfg["peak_halfwidth"])
+    top = top_offsets(rows, key_offset, omin, omax, int(pcfg["top_k"]))
+    flank = (cfg["conv_width"] - 1) // 2 + int(pcfg["motif_pad"])
+    pfm = head_pfms(tokens, t_index, strands, top, flank)
+
+    nl, nh = profile.shape[:2]
+    li, hi = np.indices((nl, nh))
+    prof_df = pd.DataFrame({"layer": np.repeat(li.ravel(), len(offsets)), "head": np.repeat(hi.ravel(), len(offsets)),
+                            "offset": np.tile(offsets, nl * nh), "attention": profile.reshape(-1)})
+    cons = [consensus(pfm[l, h]) for l, h in zip(li.ravel(), hi.ravel())]
+    motifs = pd.DataFrame({"layer": li.ravel(), "head": hi.ravel(), "peak_offset": peak_off.ravel(),
+                           "peak_mass": peak_mass.ravel(), "n_sites": len(tss) * int(pcfg["top_k"]),
+                           "window_start_offset": -flank, "consensus": cons,
+                           "pfm": [pfm[l, h].tolist() for l, h in zip(li.ravel(), hi.ravel())]})
+    enrich = tf_enrichment(top, site_intervals(tss, tf_sites, L, omin, omax), seed, pcfg["alpha"])
+    names = {f"L{l}H{h}": (l, h) for l, h in zip(li.ravel(), hi.ravel())}
+    targets = {**tf_motifs, **SIGMA70_REFERENCE}
+    tt = tomtom({n: pfm[l, h] for n, (l, h) in names.items()}, targets)
+    tt.insert(0, "layer", tt["query"].map(lambda n: names[n][0]))
+    tt.insert(1, "head", tt["query"].map(lambda n: names[n][1]))
+    tt = tt.drop(columns="query")
+
+    pc10 = positive_control(motifs, el["minus10"], el["tolerance"], el["max_mismatches"])
+    pc35 = positive_control(motifs, el["minus35"], el["tolerance"], el["max_mismatches"])
+    best_tt = tt.sort_values("p").groupby(["layer", "head"]).head(1)
+    summary = {
+        "chrom": chrom, "tss_set": pcfg["tss_set"], "n_tss_probed": int(len(tss)),
+        "offset_range": [omin, omax], "query_offset": int(cfg["label_offset"]),
+        "key_shift": int((cfg["conv_width"] - 1) // 2), "motif_window": [-flank, flank],
+        "positive_control": {"minus10_head_found": pc10["found"], "minus10": pc10,
+                             "minus35_head_found": pc35["found"], "minus35": pc35},
+        "heads_by_peak_mass": motifs.sort_values("peak_mass", ascending=False)[
+            ["layer", "head", "peak_offset", "peak_mass", "consensus"]].head(8).to_dict("records"),
+        "significant_tf_enrichment": enrich[enrich.significant][["layer", "head", "tf", "odds_ratio", "p_bh"]]
+        .to_dict("records"),
+        "best_tomtom_match": best_tt[["layer", "head", "target", "p", "q"]].to_dict("records"),
+        "tomtom_n_targets": len(targets),
+        "seed": seed,
+    }
+    log.info("probed %d TSSs; -10 head found: %s (L%d H%d peak %d consensus %s, %d mismatches)",
+             len(tss), pc10["found"], pc10["layer"], pc10["head"], pc10["peak_offset"], pc10["consensus"],
+             pc10["mismatches"])
+    return {"profiles": prof_df, "head_motifs": motifs, "head_pfms": {n: pfm[l, h] for n, (l, h) in names.items()},
+            "tf_enrichment": enrich, "tomtom": tt, "summary": summary}
+
+
+def run_probe(model_path, genome_path, tss_path, tf_sites_path, tf_motifs_path, out: dict,
+              probe_cfg=None, elements=None, seed: int = 1, threads: int = 1) -> dict:
+    """File-level entry point of the ``tss_attention`` rule. ``out`` maps profiles, head_motifs,
+    head_motifs_meme, tf_enrichment, tomtom, summary to output paths."""
+    from .dna_model import load_model
+    from .io import read_fasta, read_table, write_json, write_table
+    from .motifs import read_meme, write_meme
+
+    torch.set_num_threads(max(int(threads), 1))
+    model, ckpt = load_model(model_path)
+    genome = read_fasta(genome_path)
+    tss = read_table(tss_path, "tss")
+    sites = read_table(tf_sites_path, "tf_sites")
+    bad = sites[sites.start > sites.end]
+    if len(bad):
+        raise DataError(f"{tf_sites_path}: record {bad.site_id.iloc[0]}: field 'start' > 'end'")
+    res = probe_tss_attention(model, genome, tss, sites, read_meme(tf_motifs_path), probe_cfg, elements, seed,
+                              ckpt.get("split"), source=str(tss_path))
+    write_table(out["profiles"], res["profiles"])
+    write_table(out["head_motifs"], res["head_motifs"])
+    write_meme(out["head_motifs_meme"], res["head_pfms"])
+    write_table(out["tf_enrichment"], res["tf_enrichment"])
+    write_table(out["tomtom"], res["tomtom"])
+    write_json(out["summary"], res["summary"])
+    return res["summary"]

@@ -1,0 +1,14 @@
+"""Snakemake rule script `train_dna`: train the TSS transformer (CPU, or CUDA when visible)."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir)))  # noqa: F821  (makes `seqxai` importable)
+from seqxai.io import setup_logging  # noqa: E402
+
+log = setup_logging(snakemake.log[0])  # noqa: F821
+from seqxai.dna_model import run_training  # noqa: E402
+
+sm = snakemake  # noqa: F821
+run_training(sm.input.genome, sm.input.tss, sm.output.model, sm.output.metrics, sm.output.training_log,
+             model_cfg=dict(sm.params.model), train_cfg=dict(sm.params.train), split_cfg=dict(sm.params.split),
+             seed=int(sm.params.seed), threads=sm.threads)

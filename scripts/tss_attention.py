@@ -1,0 +1,16 @@
+"""Snakemake rule script `tss_attention`: the Clauwaert attention probe of the TSS model."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir)))  # noqa: F821  (makes `seqxai` importable)
+from seqxai.io import setup_logging  # noqa: E402
+
+log = setup_logging(snakemake.log[0])  # noqa: F821
+from seqxai.tss_probe import run_probe  # noqa: E402
+
+sm = snakemake  # noqa: F821
+out = {k: getattr(sm.output, k) for k in
+       ("profiles", "head_motifs", "head_motifs_meme", "tf_enrichment", "tomtom", "summary")}
+run_probe(sm.input.model, sm.input.genome, sm.input.tss, sm.input.tf_sites, sm.input.tf_motifs, out,
+          probe_cfg=dict(sm.params.probe), elements=dict(sm.params.elements), seed=int(sm.params.seed),
+          threads=sm.threads)

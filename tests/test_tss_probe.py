@@ -1,0 +1,109 @@
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
+
+import numpy as np
+import pandas as pd
+import torch
+
+from seqxai.dna_model import build_model, oriented_tokens
+from seqxai.tss_probe import (attention_rows, head_pfms, positive_control, probe_window, profile_peaks,
+                              site_intervals, tf_enrichment, top_offsets, tss_profiles)
+
+
+def test_profile_mapping_on_hand_built_attention():
+    # 3 TSSs, 2 layers, 2 heads, 10 keys with offsets -7..+2
+    key_offset = np.arange(-7, 3)
+    attn = np.zeros((3, 2, 2, 10))
+    attn[:, 0, 0, 2] = 1.0                  # L0H0: always offset -5
+    attn[:, 1, 1, [0, 9]] = 0.5             # L1H1: half on -7, half on +2 (outside range below)
+    attn[0, 0, 1, 5] = 0.9                  # L0H1: one TSS puts 0.9 on offset -2
+    attn[0, 0, 1, 6] = 0.1
+    prof, offs = tss_profiles(attn, key_offset, -6, 1)
+    assert offs.tolist() == list(range(-6, 2))
+    assert prof[0, 0, offs.tolist().index(-5)] == 1.0 and prof[0, 0].sum() == 1.0
+    assert np.isclose(prof[0, 1, offs.tolist().index(-2)], 0.3)
+    assert prof[1, 1].sum() == 0.0          # both attended keys fall outside -6..1
+    peak, mass = profile_peaks(prof, offs, halfwidth=1)
+    assert peak[0, 0] == -5 and np.isclose(mass[0, 0], 1.0)
+    assert peak[0, 1] == -2 and np.isclose(mass[0, 1], 0.3 + 0.1 / 3)
+    top = top_offsets(attn, key_offset, -6, 1, k=1)
+    assert top.shape == (3, 2, 2, 1) and (top[:, 0, 0, 0] == -5).all() and top[0, 0, 1, 0] == -2
+
+
+def test_probe_window_offsets():
+    cfg = dict(n_layers=2, context=16, conv_width=7, label_offset=20)
+    Wp, off = probe_window(cfg)
+    assert Wp == 2 * (16 + 6) + 1
+    assert off[-1] == 20 - 3                 # the query's own key is centred 3 nt upstream
+    assert np.all(np.diff(off) == 1)
+
+
+def test_site_intervals_strand_aware():
+    L = 100
+    tss = pd.DataFrame({"position": [51, 51], "strand": ["+", "-"]})
+    # site at genome 1-based 41..44; plus TSS at oriented 50 -> offsets -10..-7;
+    # minus TSS oriented index L-51 = 49; site oriented 100-44=56..100-41=59 -> offsets +7..+10
+    sites = pd.DataFrame({"tf": ["X"], "start": [41], "end": [44]})
+    iv = site_intervals(tss, sites, L, -20, 20)
+    assert iv["X"] == [[(-10, -7)], [(7, 10)]]
+    assert site_intervals(tss, sites, L, -5, 5)["X"] == [[], []]
+
+
+def test_tf_enrichment_separates_content_from_position():
+    n = 40
+    with_site = np.arange(n) < 20
+    intervals = {"X": [[(-30, -20)] if w else [] for w in with_site]}
+    top = np.zeros((n, 1, 2, 1), dtype=int)
+    top[:, 0, 0, 0] = np.where(with_site, -25, -60)   # head 0 seeks the site when present
+    top[:, 0, 1, 0] = -25                              # head 1 attends at -25 always (positional)
+    df = tf_enrichment(top, intervals, seed=0)
+    h0, h1 = df[df["head"] == 0].iloc[0], df[df["head"] == 1].iloc[0]
+    assert h0.significant and h0.hits_with_site == 20 and h0.hits_background == 0
+    assert not h1.significant and h1.hits_background == 20
+    assert h0.odds_ratio > 10 and np.isclose(h1.odds_ratio, 1.0)
+
+
+def test_head_pfm_reads_the_strand_orientation():
+    seq = "A" * 30 + "TATAAT" + "C" * 30            # plus strand: TATAAT at 30..35
+    tokens = oriented_tokens(seq)
+    L = len(seq)
+    # same box seen from a minus-strand TSS: oriented sequence is the revcomp
+    t_plus, t_minus = 42, L - 1 - 24                # offsets of -10 etc. relative to those TSSs
+    top = np.array([[[[-10]]], [[[0]]]])          # layer 1, head 1, k 1
+    # plus: token 42-10 = 32 -> window 29..35 = "ATATAAT"
+    # minus: oriented token t_minus; ATTATA on the minus strand is revcomp(TATAAT)
+    pfm = head_pfms(tokens, np.array([t_plus, t_minus]), np.array(["+", "-"]), top, flank=3)
+    assert pfm.shape == (1, 1, 7, 4)
+    assert pfm[0, 0].sum() == 14
+    plus_codes = pfm[0, 0].argmax(1)
+    assert "".join("ACGT"[i] for i in head_pfms(tokens, np.array([t_plus]), np.array(["+"]), top[:1], 3)[0, 0].argmax(1)) == seq[29:36]
+    minus_window = tokens["-"][t_minus - 3 : t_minus + 4]
+    got = head_pfms(tokens, np.array([t_minus]), np.array(["-"]), top[1:], 3)[0, 0].argmax(1)
+    assert (got == minus_window).all() and plus_codes.shape == (7,)
+
+
+def test_attention_rows_shape_and_left_padding():
+    torch.manual_seed(0)
+    model = build_model(dict(n_layers=2, n_heads=2, d_model=8, context=16)).eval()
+    tokens = oriented_tokens("ACGT" * 50)
+    Wp, _ = probe_window(model.config)
+    rows = attention_rows(model, tokens, np.array([0, 100]), np.array(["+", "-"]), batch_size=2)
+    assert rows.shape == (2, 2, 2, Wp)
+    assert np.allclose(rows.sum(-1), 1.0, atol=1e-5)
+    # TSS at 0: query 20 - only keys Wp-1-20-16..Wp-1 can be real; pad keys get ~0 attention
+    assert rows[0, :, :, : Wp - 1 - 20].sum() < 1e-6
+
+
+def test_positive_control_selection():
+    motifs = pd.DataFrame({"layer": [0, 0, 1], "head": [0, 1, 0], "peak_offset": [-10, -9, -30],
+                           "peak_mass": [0.2, 0.3, 0.5],
+                           "consensus": ["GGTATAATCC", "GGTATGCTCC", "TTGACAGGGG"]})
+    el = {"consensus": "TATAAT", "centre": -9.5}
+    pc = positive_control(motifs, el, 3, 1)
+    assert pc["found"] and (pc["layer"], pc["head"]) == (0, 0) and pc["mismatches"] == 0
+    pc35 = positive_control(motifs, {"consensus": "TTGACA", "centre": -32.5}, 3, 1)
+    assert pc35["found"] and (pc35["layer"], pc35["head"]) == (1, 0)
+    none = positive_control(motifs.iloc[[1]], el, 3, 1)
+    assert not none["found"] and none["mismatches"] == 2
