@@ -32,26 +32,35 @@ def _grid(df: pd.DataFrame, value: str) -> np.ndarray:
 
 
 def head_significance(table: pd.DataFrame, path, task: str) -> None:
-    """Layers x heads heatmaps of -log10(p_BH) per annotation type and group; non-significant masked."""
-    panels = list(table.groupby(["annotation", "group"], sort=True))
-    n = max(len(panels), 1)
-    cols = min(4, n)
-    rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
-    for ax, ((ann, group), sub) in zip(axes.flat, panels):
-        val = -np.log10(_grid(sub, "p_bh").clip(1e-300, 1))
-        sig = _grid(sub.assign(s=sub["significant"].astype(float)), "s") > 0
-        im = ax.imshow(np.ma.masked_where(~sig, val), cmap="viridis", aspect="auto",
-                       origin="lower", vmin=0)
-        ax.set_title(f"{ann} [{group}]", fontsize=9)
-        ax.set_xlabel("head")
-        ax.set_ylabel("layer")
-        ax.set_xticks(range(val.shape[1]))
-        ax.set_yticks(range(val.shape[0]))
-        fig.colorbar(im, ax=ax, label="-log10 p (BH)", shrink=0.8)
-    for ax in list(axes.flat)[len(panels):]:
-        ax.axis("off")
-    fig.suptitle(f"{task}: heads whose relevance concentrates on annotations (Wilcoxon, BH)")
+    """Layers x heads heatmaps of -log10(p_BH): rows annotation types, columns target groups
+    ("all" first); non-significant heads are blank; one colour scale for all panels."""
+    anns = sorted(table["annotation"].unique())
+    groups = ["all"] + sorted(g for g in table["group"].unique() if g != "all")
+    val = -np.log10(table["p_bh"].astype(float).clip(1e-300, 1))
+    vmax = max(float(val[table["significant"]].max()) if table["significant"].any() else 1.0, 1.0)
+    fig, axes = plt.subplots(len(anns), len(groups), figsize=(2.2 * len(groups) + 1, 2.0 * len(anns) + 0.8),
+                             squeeze=False, sharex=True, sharey=True, layout="constrained")
+    im = None
+    for r, ann in enumerate(anns):
+        for c, group in enumerate(groups):
+            ax = axes[r, c]
+            sub = table[(table["annotation"] == ann) & (table["group"] == group)]
+            if len(sub):
+                grid = -np.log10(_grid(sub, "p_bh").clip(1e-300, 1))
+                sig = _grid(sub.assign(s=sub["significant"].astype(float)), "s") > 0
+                im = ax.imshow(np.ma.masked_where(~sig, grid), cmap="viridis", aspect="auto",
+                               origin="lower", vmin=0, vmax=vmax)
+                ax.set_xticks(range(grid.shape[1]))
+                ax.set_yticks(range(grid.shape[0]))
+            if r == 0:
+                ax.set_title(f"target {group}", fontsize=9)
+            if c == 0:
+                ax.set_ylabel(f"{ann}\nlayer", fontsize=9)
+            if r == len(anns) - 1:
+                ax.set_xlabel("head", fontsize=9)
+    if im is not None:
+        fig.colorbar(im, ax=axes, label="-log10 p (BH)", shrink=0.6)
+    fig.suptitle(f"{task}: heads whose relevance concentrates on annotations (one-sided Wilcoxon, BH)")
     _save(fig, path)
 
 

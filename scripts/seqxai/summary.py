@@ -68,9 +68,9 @@ def build_summary(*, tasks, models, embedding, heads, metrics, probes, dna_metri
     }
     dna = read_json(dna_summary)
     out["dna"] = {"metrics": read_json(dna_metrics), "probe": dna}
-    pc = dna.get("positive_control", dna)
-    out["positive_controls"]["dna_minus10_head"] = {**{k: v for k, v in pc.items()},
-                                                    "pass": bool(pc.get("minus10_head_found"))}
+    pc = dna["positive_control"]
+    out["positive_controls"]["dna_minus10_head"] = {**pc["minus10"],
+                                                    "pass": bool(pc["minus10_head_found"])}
     out["positive_controls"]["all_pass"] = all(
         v["pass"] for k, v in out["positive_controls"].items() if isinstance(v, dict))
     return out

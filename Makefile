@@ -1,0 +1,31 @@
+# Two commands: `make demo` runs the whole study on the offline demo, `make test` runs the
+# test suite. Both create .venv from the pinned requirements when it is missing or stale.
+VENV   ?= .venv
+PYTHON ?= python3
+CORES  ?= 2
+PY     := $(VENV)/bin/python
+DEMO   := --configfile config/demo.yaml
+
+.PHONY: demo test report lint clean-demo venv
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+demo: venv
+	$(PY) -m snakemake --cores $(CORES) $(DEMO)
+	$(PY) -m snakemake --cores 1 $(DEMO) --report results/demo/report.html
+	@echo "demo done: results/demo/summary.json, results/demo/figures/, results/demo/report.html"
+
+test: venv
+	$(PY) -m pytest
+
+lint: venv
+	$(PY) -m snakemake --lint $(DEMO)
+
+clean-demo:
+	rm -rf results/demo

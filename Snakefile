@@ -1,0 +1,26 @@
+# seqxai: what did this protein or DNA transformer learn, and where does it look?
+# Run:  snakemake --cores 4 --configfile config/demo.yaml      (offline demo)
+#       snakemake --profile profiles/slurm                      (real study on SLURM)
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/attribution.smk"
+include: "workflow/rules/analysis.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        final_targets(),
+    default_target: True

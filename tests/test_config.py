@@ -1,0 +1,97 @@
+"""Config validation, environment pins and the workflow's static checks."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def _dry_run(*extra, configfile="config/demo.yaml"):
+    return subprocess.run(SNAKEMAKE + ["-n", "--cores", "1", "--configfile", configfile, *extra],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_demo_and_study_configs_validate_and_build_a_dag():
+    for cfg in ("config/demo.yaml", "config/config.yaml"):
+        res = _dry_run(configfile=cfg)
+        assert res.returncode == 0, res.stderr[-3000:]
+        assert "finetune_protein" in res.stdout and "attribute_proteins" in res.stdout
+
+
+def test_wrong_key_fails_before_any_job_naming_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("attribution:\n  shardz: 3\n")
+    res = _dry_run("--configfile", str(bad))
+    assert res.returncode != 0
+    assert "shardz" in res.stderr
+
+
+def test_wrong_type_fails_naming_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("attribution:\n  n_steps: many\n")
+    res = _dry_run("--configfile", str(bad))
+    assert res.returncode != 0
+    assert "n_steps" in res.stderr and "many" in res.stderr
+
+
+def test_inconsistent_config_is_explained(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("split:\n  fractions: {train: 0.9, valid: 0.1, test: 0.1}\n")
+    res = _dry_run("--configfile", str(bad))
+    assert res.returncode != 0 and "split.fractions must sum to 1" in res.stderr
+
+
+def test_lint_is_clean():
+    res = subprocess.run(SNAKEMAKE + ["--lint", "--configfile", "config/demo.yaml"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+
+
+def _requirements():
+    pins = {}
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        m = re.match(r"^([A-Za-z0-9_.-]+)==([^\s;]+)", line)
+        if m:
+            pins[m.group(1).lower().replace("_", "-")] = m.group(2)
+    return pins
+
+
+CONDA_TO_PYPI = {"matplotlib-base": "matplotlib", "pytorch": "torch"}
+
+
+def test_conda_envs_pin_the_same_versions_as_requirements():
+    pins = _requirements()
+    assert pins["torch"] == "2.13.0"
+    checked = 0
+    for env in sorted((ROOT / "envs").glob("*.yaml")):
+        spec = yaml.safe_load(env.read_text())
+        assert spec["channels"] == ["conda-forge", "bioconda", "nodefaults"], env.name
+        deps = []
+        for d in spec["dependencies"]:
+            if isinstance(d, dict):
+                deps += [x.replace("==", "=") for x in d["pip"]]
+            else:
+                deps.append(d)
+        for d in deps:
+            name, _, version = d.partition("=")
+            name = CONDA_TO_PYPI.get(name, name).lower()
+            assert version, f"{env.name}: '{d}' is not pinned"
+            if name in pins:
+                assert version == pins[name], f"{env.name}: {name}={version}, requirements {pins[name]}"
+                checked += 1
+    assert checked >= 15
+
+
+def test_every_rule_has_log_conda_and_named_io():
+    text = "\n".join(p.read_text() for p in (ROOT / "workflow" / "rules").glob("*.smk"))
+    rules = re.split(r"\n\s*rule ", text)[1:]
+    assert len(rules) >= 15
+    for body in rules:
+        name = body.split(":")[0]
+        for key in ("log:", "conda:", "threads:"):
+            assert key in body, f"rule {name} lacks {key}"

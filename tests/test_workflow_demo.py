@@ -1,0 +1,92 @@
+"""End to end: the whole demo study through Snakemake, checked for the science it must show.
+
+Runs once per test session (about 5 minutes on 2 cores) into a temporary folder. A
+regression in any stage (data, training, attribution, probes, figures) fails here.
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--configfile", "config/demo.yaml"]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "results"
+    cmd = SNAKEMAKE + ["--cores", "2", "--config", f"outdir={out}"]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert res.returncode == 0, res.stderr[-6000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def summary(demo):
+    return json.loads((demo / "summary.json").read_text())
+
+
+def test_attributions_concentrate_on_planted_annotations(summary):
+    ctrl = summary["positive_controls"]["embedding_enrichment"]
+    assert len(ctrl["checks"]) == 4
+    for c in ctrl["checks"]:
+        assert c["p"] is not None and c["p"] < 1e-3, c
+        assert c["median_r"] > 0
+    assert ctrl["pass"]
+
+
+def test_a_head_attends_to_contacts(summary):
+    best = summary["positive_controls"]["contact_attention"]["best"]
+    assert best["share"] >= 0.10
+    assert best["share"] >= 5 * best["background"]
+    assert 0.01 <= best["background"] <= 0.03  # the realistic contact background
+    assert best["n_high_confidence"] >= 100
+
+
+def test_dna_head_finds_the_minus10_box(summary):
+    pc = summary["positive_controls"]["dna_minus10_head"]
+    assert pc["pass"]
+    assert abs(pc["peak_offset"] - (-9.5)) <= 3 and pc["peak_mass"] > 0.3
+    consensus = pc["consensus"]
+    mismatches = min(sum(a != b for a, b in zip(consensus[i : i + 6], "TATAAT"))
+                     for i in range(len(consensus) - 5))
+    assert mismatches <= 1
+
+
+def test_models_learned_their_tasks(summary):
+    assert summary["protein"]["ec"]["metrics"]["test"]["accuracy"] > 0.6  # 4 classes: chance 0.25
+    assert summary["protein"]["go"]["metrics"]["test"]["macro_roc_auc"] > 0.8
+    test = summary["dna"]["metrics"]["splits"]["test"]
+    assert test["pr_auc"] > 20 * test["positive_rate"] and test["roc_auc"] > 0.9
+    assert summary["positive_controls"]["all_pass"]
+
+
+def test_figures_and_tables_are_written(demo):
+    figures = sorted(p.name for p in (demo / "figures").glob("*.png"))
+    assert figures == sorted([
+        "attention_ec.png", "attention_go.png", "attention_pretrained.png",
+        "dna_logos.png", "dna_tss_profiles.png", "ec_embedding_significance.png",
+        "ec_head_significance.png", "ec_tracks.png", "go_embedding_significance.png",
+        "go_head_significance.png", "go_tracks.png", "training_curves.png"])
+    for f in (demo / "figures").glob("*.png"):
+        assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f.stat().st_size > 5000
+    import pandas as pd
+
+    heads = pd.read_parquet(demo / "attribution" / "ec" / "heads.parquet")
+    emb = pd.read_parquet(demo / "attribution" / "ec" / "embedding.parquet")
+    # every attributed protein has one row per layer and head, over its residues
+    assert len(heads) == len(emb) * 2 * 4
+    assert not list((demo / "attribution" / "ec" / "shards").glob("*.parquet"))  # temp shards removed
+
+
+def test_rerun_does_nothing_and_report_builds(demo):
+    cmd = SNAKEMAKE + ["--cores", "1", "--config", f"outdir={demo}"]
+    res = subprocess.run(cmd + ["-n"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and "Nothing to be done" in res.stdout + res.stderr
+    report = demo / "report.html"
+    res = subprocess.run(cmd + ["--report", str(report)], cwd=ROOT, capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert report.stat().st_size > 100_000

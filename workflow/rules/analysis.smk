@@ -1,0 +1,85 @@
+# Stage 4, analysis: Wenzel head statistics on the attributions, Vig attention probes on
+# contacts and residue annotations, the Clauwaert TSS-attention probe of the DNA model.
+
+
+rule head_statistics:
+    input:
+        embedding=out("attribution/{task}/embedding.parquet"),
+        heads=out("attribution/{task}/heads.parquet"),
+        annotations=out("data/protein/residue_annotations.parquet"),
+    output:
+        heads=out("analysis/protein/{task}/head_statistics.parquet"),
+        embedding=out("analysis/protein/{task}/embedding_statistics.parquet"),
+        positive=out("analysis/protein/{task}/positive_relevance.parquet"),
+        per_protein=out("analysis/protein/{task}/per_protein.parquet"),
+    log:
+        out("logs/head_statistics_{task}.log"),
+    params:
+        types=config["analysis"]["annotation_types"],
+        alpha=config["analysis"]["alpha"],
+        per_target=lambda wc: config["protein"]["tasks"][wc.task]["type"] == "single_label"
+        or len(config["protein"]["tasks"][wc.task].get("attribute_terms", [])) > 1,
+    threads: 1
+    resources:
+        mem_mb=4000,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/head_statistics.py"
+
+
+rule attention_probe:
+    input:
+        probe_model_input,
+        proteins=out("data/protein/proteins.parquet"),
+        splits=out("data/protein/splits.parquet"),
+        contacts=out("data/protein/contact_maps.parquet"),
+        annotations=out("data/protein/residue_annotations.parquet"),
+    output:
+        probe=out("analysis/protein/attention/{model}/vig_probe.parquet"),
+        trend=out("analysis/protein/attention/{model}/layer_trend.parquet"),
+    log:
+        out("logs/attention_probe_{model}.log"),
+    params:
+        encoder=probe_model_path,
+        vig=config["analysis"]["vig"],
+        types=config["analysis"]["annotation_types"],
+        max_length=config["protein"]["max_length"],
+        device=config["device"],
+    threads: 1
+    resources:
+        mem_mb=4000,
+        gpu=1,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../../scripts/attention_probe.py"
+
+
+rule tss_attention:
+    input:
+        model=out("models/dna/model.pt"),
+        genome=out("data/dna/genome.fasta"),
+        tss=out("data/dna/tss.parquet"),
+        tf_sites=out("data/dna/tf_sites.parquet"),
+        tf_motifs=out("data/dna/tf_motifs.meme"),
+    output:
+        profiles=out("analysis/dna/tss_profiles.parquet"),
+        head_motifs=out("analysis/dna/head_motifs.parquet"),
+        head_motifs_meme=out("analysis/dna/head_motifs.meme"),
+        tf_enrichment=out("analysis/dna/tf_enrichment.parquet"),
+        tomtom=out("analysis/dna/tomtom.parquet"),
+        summary=out("analysis/dna/dna_summary.json"),
+    log:
+        out("logs/tss_attention.log"),
+    params:
+        probe=config["dna"]["probe"],
+        elements=config["dna"]["elements"],
+        seed=SEED,
+    threads: 1
+    resources:
+        mem_mb=4000,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../../scripts/tss_attention.py"

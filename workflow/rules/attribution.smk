@@ -1,0 +1,45 @@
+# Stage 3, attribution: integrated gradients at the embedding and for every layer and head,
+# in one pass along the IG path per protein; one job per shard ({scatteritem} = "k-of-n"),
+# gathered with scattergather.
+
+
+rule attribute_proteins:
+    input:
+        model=out("models/protein/{task}/model"),
+        proteins=out("data/protein/proteins.parquet"),
+        splits=out("data/protein/splits.parquet"),
+    output:
+        embedding=temp(out("attribution/{task}/shards/{scatteritem}.embedding.parquet")),
+        heads=temp(out("attribution/{task}/shards/{scatteritem}.heads.parquet")),
+    log:
+        out("logs/attribute_{task}_{scatteritem}.log"),
+    params:
+        attribution=config["attribution"],
+        shard=lambda wc: shard_index(wc.scatteritem),
+        device=config["device"],
+    threads: 1
+    resources:
+        mem_mb=4000,
+        gpu=1,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../../scripts/attribute_proteins.py"
+
+
+rule gather_attributions:
+    input:
+        embedding=gather.attribution(out("attribution/{{task}}/shards/{scatteritem}.embedding.parquet")),
+        heads=gather.attribution(out("attribution/{{task}}/shards/{scatteritem}.heads.parquet")),
+    output:
+        embedding=out("attribution/{task}/embedding.parquet"),
+        heads=out("attribution/{task}/heads.parquet"),
+    log:
+        out("logs/gather_attributions_{task}.log"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/gather_attributions.py"

@@ -1,0 +1,65 @@
+# Stage 1, data: the demo generators or the real sources (download.smk), then the splits.
+# Both write the same tables (schemas in scripts/seqxai/tables.py).
+
+if config["data"]["source"] == "demo":
+
+    rule demo_proteins:
+        output:
+            proteins=out("data/protein/proteins.parquet"),
+            annotations=out("data/protein/residue_annotations.parquet"),
+            contacts=out("data/protein/contact_maps.parquet"),
+            report=out("data/protein/data_report.parquet"),
+        log:
+            out("logs/demo_proteins.log"),
+        params:
+            demo=config["data"]["demo"]["protein"],
+            seed=SEED,
+        threads: 1
+        resources:
+            mem_mb=1000,
+        conda:
+            "../../envs/data.yaml"
+        script:
+            "../../scripts/demo_proteins.py"
+
+    rule demo_genome:
+        output:
+            genome=out("data/dna/genome.fasta"),
+            tss=out("data/dna/tss.parquet"),
+            tf_sites=out("data/dna/tf_sites.parquet"),
+            tf_motifs=out("data/dna/tf_motifs.meme"),
+        log:
+            out("logs/demo_genome.log"),
+        params:
+            demo=config["data"]["demo"]["dna"],
+            seed=SEED,
+        threads: 1
+        resources:
+            mem_mb=1000,
+        conda:
+            "../../envs/data.yaml"
+        script:
+            "../../scripts/demo_genome.py"
+
+else:
+
+    include: "download.smk"
+
+
+rule split_proteins:
+    input:
+        proteins=out("data/protein/proteins.parquet"),
+    output:
+        splits=out("data/protein/splits.parquet"),
+    log:
+        out("logs/split_proteins.log"),
+    params:
+        split=config["split"],
+        seed=SEED,
+    threads: 2
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../../scripts/split_proteins.py"

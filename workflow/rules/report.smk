@@ -1,0 +1,123 @@
+# Stage 5, figures and report: every figure is wrapped in report() with a caption, so
+# `snakemake --report report.html` builds the study report; summary.json holds the numbers.
+
+
+rule plot_head_significance:
+    input:
+        heads=out("analysis/protein/{task}/head_statistics.parquet"),
+        embedding=out("analysis/protein/{task}/embedding_statistics.parquet"),
+    output:
+        heads=report(out("figures/{task}_head_significance.png"),
+                     caption="../report/head_significance.rst", category="Attribution",
+                     subcategory="{task}"),
+        embedding=report(out("figures/{task}_embedding_significance.png"),
+                         caption="../report/embedding_significance.rst", category="Attribution",
+                         subcategory="{task}"),
+    log:
+        out("logs/plot_head_significance_{task}.log"),
+    params:
+        alpha=config["analysis"]["alpha"],
+    threads: 1
+    conda:
+        "../../envs/plots.yaml"
+    script:
+        "../../scripts/plot_head_significance.py"
+
+
+rule plot_tracks:
+    input:
+        embedding=out("attribution/{task}/embedding.parquet"),
+        proteins=out("data/protein/proteins.parquet"),
+        annotations=out("data/protein/residue_annotations.parquet"),
+    output:
+        tracks=report(out("figures/{task}_tracks.png"), caption="../report/tracks.rst",
+                      category="Attribution", subcategory="{task}"),
+    log:
+        out("logs/plot_tracks_{task}.log"),
+    params:
+        types=config["analysis"]["annotation_types"],
+        n_tracks=config["analysis"]["n_tracks"],
+    threads: 1
+    conda:
+        "../../envs/plots.yaml"
+    script:
+        "../../scripts/plot_tracks.py"
+
+
+rule plot_attention_probe:
+    input:
+        probe=out("analysis/protein/attention/{model}/vig_probe.parquet"),
+    output:
+        figure=report(out("figures/attention_{model}.png"), caption="../report/attention.rst",
+                      category="Attention", subcategory="{model}"),
+    log:
+        out("logs/plot_attention_probe_{model}.log"),
+    threads: 1
+    conda:
+        "../../envs/plots.yaml"
+    script:
+        "../../scripts/plot_attention_probe.py"
+
+
+rule plot_training:
+    input:
+        protein=expand(out("models/protein/{task}/training_log.tsv"), task=TASKS),
+        dna=out("models/dna/training_log.tsv"),
+    output:
+        figure=report(out("figures/training_curves.png"), caption="../report/training.rst",
+                      category="Training"),
+    log:
+        out("logs/plot_training.log"),
+    params:
+        tasks=TASKS,
+    threads: 1
+    conda:
+        "../../envs/plots.yaml"
+    script:
+        "../../scripts/plot_training.py"
+
+
+rule plot_dna:
+    input:
+        profiles=out("analysis/dna/tss_profiles.parquet"),
+        head_motifs=out("analysis/dna/head_motifs.parquet"),
+        summary=out("analysis/dna/dna_summary.json"),
+    output:
+        profiles_png=report(out("figures/dna_tss_profiles.png"), caption="../report/dna_profiles.rst",
+                            category="DNA"),
+        logos_png=report(out("figures/dna_logos.png"), caption="../report/dna_logos.rst",
+                         category="DNA"),
+    log:
+        out("logs/plot_dna.log"),
+    params:
+        elements=config["dna"]["elements"],
+    threads: 1
+    conda:
+        "../../envs/plots.yaml"
+    script:
+        "../../scripts/plot_dna.py"
+
+
+rule summarize:
+    input:
+        embedding=expand(out("analysis/protein/{task}/embedding_statistics.parquet"), task=TASKS),
+        heads=expand(out("analysis/protein/{task}/head_statistics.parquet"), task=TASKS),
+        metrics=expand(out("models/protein/{task}/metrics.json"), task=TASKS),
+        probes=expand(out("analysis/protein/attention/{model}/vig_probe.parquet"), model=PROBE_MODELS),
+        dna_metrics=out("models/dna/metrics.json"),
+        dna_summary=out("analysis/dna/dna_summary.json"),
+    output:
+        summary=report(out("summary.json"), caption="../report/summary.rst", category="Summary"),
+    log:
+        out("logs/summarize.log"),
+    params:
+        tasks=TASKS,
+        models=PROBE_MODELS,
+        expect=config["analysis"]["expect_embedding_enrichment"],
+        expect_max_p=config["analysis"]["expect_max_p"],
+        min_high_confidence=config["analysis"]["vig"]["min_high_confidence"],
+    threads: 1
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/summarize.py"

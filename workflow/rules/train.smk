@@ -1,0 +1,81 @@
+# Stage 2, fine-tuning: protein encoder (optional MLM), EC/GO classifiers, the DNA TSS model.
+# GPU rules declare gpu=1; the slurm profile maps it to a GPU request.
+
+
+rule pretrain_protein_encoder:
+    input:
+        proteins=out("data/protein/proteins.parquet"),
+        splits=out("data/protein/splits.parquet"),
+    output:
+        encoder=directory(out("models/protein/pretrained")),
+        training_log=out("models/protein/pretrained_training_log.tsv"),
+    log:
+        out("logs/pretrain_protein_encoder.log"),
+    params:
+        init=ENCODER["pretrained"],
+        demo_config=ENCODER["demo_config"],
+        mlm=MLM,
+        max_length=config["protein"]["max_length"],
+        device=config["device"],
+        seed=SEED,
+    threads: 1
+    resources:
+        mem_mb=4000,
+        gpu=1,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../../scripts/pretrain_protein_encoder.py"
+
+
+rule finetune_protein:
+    input:
+        pretrained_input,
+        proteins=out("data/protein/proteins.parquet"),
+        splits=out("data/protein/splits.parquet"),
+    output:
+        model=directory(out("models/protein/{task}/model")),
+        metrics=out("models/protein/{task}/metrics.json"),
+        training_log=out("models/protein/{task}/training_log.tsv"),
+    log:
+        out("logs/finetune_protein_{task}.log"),
+    params:
+        encoder=pretrained_encoder(),
+        task=lambda wc: {"name": wc.task, **config["protein"]["tasks"][wc.task]},
+        finetune=config["protein"]["finetune"],
+        max_length=config["protein"]["max_length"],
+        device=config["device"],
+        seed=SEED,
+    threads: 1
+    resources:
+        mem_mb=8000,
+        gpu=1,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../../scripts/finetune_protein.py"
+
+
+rule train_dna:
+    input:
+        genome=out("data/dna/genome.fasta"),
+        tss=out("data/dna/tss.parquet"),
+    output:
+        model=out("models/dna/model.pt"),
+        metrics=out("models/dna/metrics.json"),
+        training_log=out("models/dna/training_log.tsv"),
+    log:
+        out("logs/train_dna.log"),
+    params:
+        model=config["dna"]["model"],
+        train=config["dna"]["train"],
+        split=config["dna"]["split"],
+        seed=SEED,
+    threads: 1
+    resources:
+        mem_mb=4000,
+        gpu=1,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../../scripts/train_dna.py"
