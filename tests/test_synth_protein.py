@@ -56,6 +56,8 @@ def test_planted_features_match_sequences_and_labels(data):
         assert site.start == site.end
         assert p.sequence[site.start - 1] == ACTIVE_RESIDUES[t.active_variant]
         assert p.sequence[site.start - 3] == "G" and p.sequence[site.start + 1] == "G"
+        # the catalytic residues occur nowhere else
+        assert [i + 1 for i, a in enumerate(p.sequence) if a in ACTIVE_RESIDUES] == [site.start]
         assert p.ec_class == str(2 * t.motif_variant + t.active_variant + 1)
         tm = a[a["type"] == "transmembrane"]
         assert (GO_MEMBRANE in p.go_terms) == (len(tm) > 0)

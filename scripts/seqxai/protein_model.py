@@ -378,6 +378,7 @@ def run_pretraining(proteins_path, splits_path, out_dir, log_path, *, init, demo
     train = proteins.merge(splits[splits["split"] == "train"], on="accession")["sequence"].tolist()
     log.info("MLM pretraining on %d training sequences", len(train))
     with tempfile.TemporaryDirectory() as tmp:
+        seed_everything(seed)  # the demo encoder's random initial weights
         start = init if init is not None else build_demo_encoder(demo_config, Path(tmp) / "init")
         history = pretrain_mlm(train, start, out_dir, steps=mlm["steps"], batch_size=mlm["batch_size"],
                                lr=mlm["lr"], mask_prob=mlm["mask_prob"], max_length=max_length,

@@ -30,7 +30,7 @@ from .tables import STANDARD_AMINO_ACIDS as AA
 # A fixed complement used for coupled contacts: salt bridges, aromatic and
 # hydrophobic pairs, cysteines with cysteines.
 _COMPLEMENT_PAIRS = [
-    ("K", "E"), ("R", "D"), ("C", "C"), ("F", "W"), ("Y", "H"), ("L", "I"),
+    ("K", "E"), ("R", "D"), ("C", "C"), ("H", "H"), ("F", "Y"), ("W", "W"), ("L", "I"),
     ("V", "A"), ("S", "T"), ("N", "Q"), ("G", "P"), ("M", "M"),
 ]
 COMPLEMENT = {}
@@ -38,14 +38,16 @@ for _a, _b in _COMPLEMENT_PAIRS:
     COMPLEMENT[_a], COMPLEMENT[_b] = _b, _a
 assert sorted(COMPLEMENT) == sorted(AA)
 
-MOTIFS = ("DPWHCR", "NYFQMK")  # motif variant 0 / 1
+MOTIFS = ("DPWNER", "NYFQMK")  # motif variant 0 / 1 (no C or H: those mark active sites)
 ACTIVE_CONTEXT = "G{x}{c}{y}G"  # catalytic residue c in the centre
-ACTIVE_RESIDUES = ("S", "C")  # active-site variant 0 / 1
+ACTIVE_RESIDUES = ("C", "H")  # active-site variant 0 / 1 (cysteine / histidine nucleophile)
 PLOOP = "G{a}{b}{c}{d}GK{st}"  # Walker A motif; the whole motif is the binding site
 GO_MEMBRANE = "GO:0016020"
 GO_ATP = "GO:0005524"
 HYDROPHOBIC = "LIVFAMW"
-_BACKGROUND_AA = "".join(a for a in AA if a != "C")  # Cys only through couplings
+# The catalytic residues occur only at active sites, so each variant is a residue the
+# model must read there (and the complement of a background residue is never one of them).
+_BACKGROUND_AA = "".join(a for a in AA if a not in ACTIVE_RESIDUES)
 
 
 @dataclass
@@ -118,6 +120,8 @@ def _couple(seq: list[str], fam: Family, coupling: float, planted: set[int],
     for i, j in fam.coupled:
         if rng.random() >= coupling or (i in planted and j in planted):
             continue
+        if seq[i] in ACTIVE_RESIDUES or seq[j] in ACTIVE_RESIDUES:
+            continue  # catalytic residues stay unique to the active site
         if j in planted:
             seq[i] = COMPLEMENT[seq[j]]
         else:
