@@ -16,4 +16,5 @@ run_uniprot(
     sm.output.annotations,
     sm.output.xrefs,
     sm.output.report,
+    seed=sm.params.seed,
 )

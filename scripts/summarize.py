@@ -15,5 +15,6 @@ write_json(sm.output.summary, build_summary(
     tasks=sm.params.tasks, models=sm.params.models, embedding=sm.input.embedding,
     heads=sm.input.heads, metrics=sm.input.metrics, probes=sm.input.probes,
     dna_metrics=sm.input.dna_metrics, dna_summary=sm.input.dna_summary,
-    expect=sm.params.expect, expect_max_p=sm.params.expect_max_p,
+    check=sm.params.check, expect=sm.params.expect, expect_max_p=sm.params.expect_max_p,
+    contact_share=sm.params.contact_share, contact_enrichment=sm.params.contact_enrichment,
     min_high_confidence=sm.params.min_high_confidence))

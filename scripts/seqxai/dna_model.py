@@ -51,7 +51,8 @@ for _i, _c in enumerate("ACGT"):
 DEFAULT_MODEL = {"n_layers": 2, "n_heads": 4, "d_model": 32, "context": 128, "conv_width": 7,
                  "ff_mult": 2, "dropout": 0.0, "label_offset": 20, "attn_chunk": 64}
 DEFAULT_TRAIN = {"epochs": 4, "batch_size": 2, "lr": 0.01, "weight_decay": 0.01, "stride": 1024,
-                 "pos_weight": "auto", "max_pos_weight": 100.0, "bias_lr_mult": 10.0, "max_seconds": 0}
+                 "pos_weight": "auto", "max_pos_weight": 100.0, "bias_lr_mult": 10.0, "max_seconds": 0,
+                 "max_windows_per_epoch": 0}
 DEFAULT_SPLIT = {"test_fraction": 0.2, "valid_fraction": 0.1}
 
 
@@ -388,7 +389,10 @@ def train_tss_model(genome: dict[str, str], tss: pd.DataFrame, model_cfg: dict |
     opt = torch.optim.AdamW([{"params": rest, "lr": lrs[0]}, {"params": rel, "lr": lrs[1], "weight_decay": 0.0}],
                             weight_decay=tcfg["weight_decay"])
     bs, epochs = int(tcfg["batch_size"]), int(tcfg["epochs"])
-    steps_per_epoch = math.ceil(len(x_tr) / bs)
+    # max_windows_per_epoch: a seeded sample of training windows per epoch (large genomes, pilots)
+    per_epoch = int(tcfg.get("max_windows_per_epoch") or 0) or len(x_tr)
+    per_epoch = min(per_epoch, len(x_tr))
+    steps_per_epoch = math.ceil(per_epoch / bs)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lrs, total_steps=epochs * steps_per_epoch,
                                                 pct_start=0.15)
     pw = torch.tensor(pos_weight, device=device)
@@ -398,7 +402,7 @@ def train_tss_model(genome: dict[str, str], tss: pd.DataFrame, model_cfg: dict |
     prog = Progress(epochs * steps_per_epoch, "training steps", every=10.0, logger=log)
     for epoch in range(1, epochs + 1):
         model.train()
-        order = rng.permutation(len(x_tr))
+        order = rng.permutation(len(x_tr))[:per_epoch]
         tot, cnt = 0.0, 0
         for i in range(0, len(order), bs):
             idx = torch.as_tensor(order[i : i + bs])

@@ -20,7 +20,7 @@ def _finite(x):
 
 
 def build_summary(*, tasks, models, embedding, heads, metrics, probes, dna_metrics, dna_summary,
-                  expect, expect_max_p, min_high_confidence, contact_share=0.10,
+                  check: bool = True, expect=(), expect_max_p, min_high_confidence, contact_share=0.10,
                   contact_enrichment=5.0) -> dict:
     out: dict = {"protein": {}, "attention": {}, "positive_controls": {}}
     emb_tables = {t: read_table(p) for t, p in zip(tasks, embedding)}
@@ -71,6 +71,8 @@ def build_summary(*, tasks, models, embedding, heads, metrics, probes, dna_metri
     pc = dna["positive_control"]
     out["positive_controls"]["dna_minus10_head"] = {**pc["minus10"],
                                                     "pass": bool(pc["minus10_head_found"])}
-    out["positive_controls"]["all_pass"] = all(
-        v["pass"] for k, v in out["positive_controls"].items() if isinstance(v, dict))
+    verdicts = [v["pass"] for v in out["positive_controls"].values() if isinstance(v, dict)]
+    # On real data the controls are numbers to read, not verdicts: nothing was planted.
+    out["positive_controls"]["checked"] = bool(check)
+    out["positive_controls"]["all_pass"] = all(verdicts) if check else None
     return out

@@ -14,6 +14,8 @@ rule head_statistics:
         per_protein=out("analysis/protein/{task}/per_protein.parquet"),
     log:
         out("logs/head_statistics_{task}.log"),
+    benchmark:
+        out("benchmarks/head_statistics_{task}.tsv")
     params:
         types=config["analysis"]["annotation_types"],
         alpha=config["analysis"]["alpha"],
@@ -40,6 +42,8 @@ rule attention_probe:
         trend=out("analysis/protein/attention/{model}/layer_trend.parquet"),
     log:
         out("logs/attention_probe_{model}.log"),
+    benchmark:
+        out("benchmarks/attention_probe_{model}.tsv")
     params:
         encoder=probe_model_path,
         vig=config["analysis"]["vig"],
@@ -72,6 +76,8 @@ rule tss_attention:
         summary=out("analysis/dna/dna_summary.json"),
     log:
         out("logs/tss_attention.log"),
+    benchmark:
+        out("benchmarks/tss_attention.tsv")
     params:
         probe=config["dna"]["probe"],
         elements=config["dna"]["elements"],

@@ -13,6 +13,8 @@ rule attribute_proteins:
         heads=temp(out("attribution/{task}/shards/{scatteritem}.heads.parquet")),
     log:
         out("logs/attribute_{task}_{scatteritem}.log"),
+    benchmark:
+        out("benchmarks/attribute_{task}_{scatteritem}.tsv")
     params:
         attribution=config["attribution"],
         shard=lambda wc: shard_index(wc.scatteritem),
@@ -36,6 +38,8 @@ rule gather_attributions:
         heads=out("attribution/{task}/heads.parquet"),
     log:
         out("logs/gather_attributions_{task}.log"),
+    benchmark:
+        out("benchmarks/gather_attributions_{task}.tsv")
     threads: 1
     resources:
         mem_mb=2000,

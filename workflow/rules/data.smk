@@ -11,6 +11,8 @@ if config["data"]["source"] == "demo":
             report=out("data/protein/data_report.parquet"),
         log:
             out("logs/demo_proteins.log"),
+        benchmark:
+            out("benchmarks/demo_proteins.tsv")
         params:
             demo=config["data"]["demo"]["protein"],
             seed=SEED,
@@ -30,6 +32,8 @@ if config["data"]["source"] == "demo":
             tf_motifs=out("data/dna/tf_motifs.meme"),
         log:
             out("logs/demo_genome.log"),
+        benchmark:
+            out("benchmarks/demo_genome.tsv")
         params:
             demo=config["data"]["demo"]["dna"],
             seed=SEED,
@@ -53,6 +57,8 @@ rule split_proteins:
         splits=out("data/protein/splits.parquet"),
     log:
         out("logs/split_proteins.log"),
+    benchmark:
+        out("benchmarks/split_proteins.tsv")
     params:
         split=config["split"],
         seed=SEED,

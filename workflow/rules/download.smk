@@ -34,8 +34,11 @@ rule download_uniprot:
         uniprot=_DATA["uniprot"],
         http=_HTTP,
         cache_dir=_CACHE,
+        seed=config["seed"],
     log:
         f"{_OUT}/logs/download_uniprot.log",
+    benchmark:
+        f"{_OUT}/benchmarks/download_uniprot.tsv"
     threads: 1
     resources:
         mem_mb=4000,
@@ -61,6 +64,8 @@ rule download_structures:
         cache_dir=_CACHE,
     log:
         f"{_OUT}/logs/download_structures.log",
+    benchmark:
+        f"{_OUT}/benchmarks/download_structures.tsv"
     threads: 1
     resources:
         mem_mb=8000,
@@ -82,6 +87,8 @@ rule download_genome:
         cache_dir=_CACHE,
     log:
         f"{_OUT}/logs/download_genome.log",
+    benchmark:
+        f"{_OUT}/benchmarks/download_genome.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -109,6 +116,8 @@ rule download_regulondb:
         cache_dir=_CACHE,
     log:
         f"{_OUT}/logs/download_regulondb.log",
+    benchmark:
+        f"{_OUT}/benchmarks/download_regulondb.tsv"
     threads: 1
     resources:
         mem_mb=2000,

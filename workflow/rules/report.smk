@@ -15,6 +15,8 @@ rule plot_head_significance:
                          subcategory="{task}"),
     log:
         out("logs/plot_head_significance_{task}.log"),
+    benchmark:
+        out("benchmarks/plot_head_significance_{task}.tsv")
     params:
         alpha=config["analysis"]["alpha"],
     threads: 1
@@ -34,6 +36,8 @@ rule plot_tracks:
                       category="Attribution", subcategory="{task}"),
     log:
         out("logs/plot_tracks_{task}.log"),
+    benchmark:
+        out("benchmarks/plot_tracks_{task}.tsv")
     params:
         types=config["analysis"]["annotation_types"],
         n_tracks=config["analysis"]["n_tracks"],
@@ -52,6 +56,8 @@ rule plot_attention_probe:
                       category="Attention", subcategory="{model}"),
     log:
         out("logs/plot_attention_probe_{model}.log"),
+    benchmark:
+        out("benchmarks/plot_attention_probe_{model}.tsv")
     threads: 1
     conda:
         "../../envs/plots.yaml"
@@ -68,6 +74,8 @@ rule plot_training:
                       category="Training"),
     log:
         out("logs/plot_training.log"),
+    benchmark:
+        out("benchmarks/plot_training.tsv")
     params:
         tasks=TASKS,
     threads: 1
@@ -89,6 +97,8 @@ rule plot_dna:
                          category="DNA"),
     log:
         out("logs/plot_dna.log"),
+    benchmark:
+        out("benchmarks/plot_dna.tsv")
     params:
         elements=config["dna"]["elements"],
     threads: 1
@@ -110,10 +120,15 @@ rule summarize:
         summary=report(out("summary.json"), caption="../report/summary.rst", category="Summary"),
     log:
         out("logs/summarize.log"),
+    benchmark:
+        out("benchmarks/summarize.tsv")
     params:
         tasks=TASKS,
         models=PROBE_MODELS,
+        check=config["analysis"]["positive_controls"],
         expect=config["analysis"]["expect_embedding_enrichment"],
+        contact_share=config["analysis"]["expect_contact_share"],
+        contact_enrichment=config["analysis"]["expect_contact_enrichment"],
         expect_max_p=config["analysis"]["expect_max_p"],
         min_high_confidence=config["analysis"]["vig"]["min_high_confidence"],
     threads: 1

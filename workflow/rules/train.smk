@@ -11,6 +11,8 @@ rule pretrain_protein_encoder:
         training_log=out("models/protein/pretrained_training_log.tsv"),
     log:
         out("logs/pretrain_protein_encoder.log"),
+    benchmark:
+        out("benchmarks/pretrain_protein_encoder.tsv")
     params:
         init=ENCODER["pretrained"],
         demo_config=ENCODER["demo_config"],
@@ -39,6 +41,8 @@ rule finetune_protein:
         training_log=out("models/protein/{task}/training_log.tsv"),
     log:
         out("logs/finetune_protein_{task}.log"),
+    benchmark:
+        out("benchmarks/finetune_protein_{task}.tsv")
     params:
         encoder=pretrained_encoder(),
         task=lambda wc: {"name": wc.task, **config["protein"]["tasks"][wc.task]},
@@ -66,6 +70,8 @@ rule train_dna:
         training_log=out("models/dna/training_log.tsv"),
     log:
         out("logs/train_dna.log"),
+    benchmark:
+        out("benchmarks/train_dna.tsv")
     params:
         model=config["dna"]["model"],
         train=config["dna"]["train"],

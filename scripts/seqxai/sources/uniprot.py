@@ -585,7 +585,29 @@ def load_proteins(
     return proteins, ann, xrefs, data_report
 
 
-def run_uniprot(cfg: dict, http_cfg: dict | None, cache_dir, out_proteins, out_annotations, out_xrefs, out_report) -> None:
+def subsample(proteins, ann, xrefs, report, max_proteins: int | None, seed: int):
+    """Keep a seeded random ``max_proteins`` of the entries (a pilot run of a large query).
+
+    The kept entries stay in their input order; the rest are counted in the report.
+    """
+    if not max_proteins or len(proteins) <= max_proteins:
+        return proteins, ann, xrefs, report
+    import numpy as np
+
+    keep_idx = np.sort(np.random.default_rng(seed).choice(len(proteins), max_proteins, replace=False))
+    kept = proteins.iloc[keep_idx].reset_index(drop=True)
+    keep = set(kept["accession"])
+    row = pd.DataFrame([{"source": "uniprot", "item": "entry", "reason": "subsampled (max_proteins)",
+                         "count": len(proteins) - len(kept), "example": ""}])
+    report = pd.concat([report, row.reindex(columns=report.columns)], ignore_index=True)
+    log.info("uniprot: kept a seeded sample of %d of %d entries (max_proteins)", len(kept), len(proteins))
+    return (kept, ann[ann["accession"].isin(keep)].reset_index(drop=True),
+            xrefs[xrefs["accession"].isin(keep)].reset_index(drop=True) if "accession" in xrefs else xrefs,
+            report)
+
+
+def run_uniprot(cfg: dict, http_cfg: dict | None, cache_dir, out_proteins, out_annotations, out_xrefs, out_report,
+                seed: int = 0) -> None:
     """Rule entry point: the ``data.uniprot`` config section -> four Parquet files."""
     from ..io import write_table
     from .http import make_fetcher
@@ -604,6 +626,7 @@ def run_uniprot(cfg: dict, http_cfg: dict | None, cache_dir, out_proteins, out_a
         base_url=cfg.get("url", UNIPROT_SEARCH),
         extra_params=cfg.get("extra_params"),
     )
+    proteins, ann, xrefs, report = subsample(proteins, ann, xrefs, report, cfg.get("max_proteins"), seed)
     write_table(out_proteins, proteins, table="proteins")
     write_table(out_annotations, ann, table="residue_annotations")
     write_table(out_xrefs, xrefs)
