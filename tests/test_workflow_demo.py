@@ -90,3 +90,12 @@ def test_rerun_does_nothing_and_report_builds(demo):
                          timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert report.stat().st_size > 100_000
+
+
+def test_no_rule_holds_more_than_a_few_gigabytes(demo):
+    import pandas as pd
+
+    bench = {p.stem: pd.read_csv(p, sep="\t") for p in (demo / "benchmarks").glob("*.tsv")}
+    assert len(bench) >= 20  # one per job
+    worst = max(bench.items(), key=lambda kv: kv[1]["max_rss"].max())
+    assert worst[1]["max_rss"].max() < 3000, f"{worst[0]}: {worst[1]['max_rss'].max():.0f} MB"

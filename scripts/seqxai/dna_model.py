@@ -441,7 +441,13 @@ def train_tss_model(genome: dict[str, str], tss: pd.DataFrame, model_cfg: dict |
                "device": str(device), "genome_length": L, "chrom": chrom,
                "split_blocks_0based_halfopen": {k: list(v) for k, v in blocks.items()}, "splits": {}}
     for split, (x, y, m) in data.items():
+        if split == "train" and per_epoch < len(x):
+            # pilot runs: the train metrics on a seeded sample of per_epoch windows (valid and
+            # test are always scored in full)
+            keep = np.sort(np.random.default_rng(seed + 1).permutation(len(x))[:per_epoch])
+            x, y, m = x[keep], y[keep], m[keep]
         metrics["splits"][split] = auc_metrics(y[m], predict_windows(model, x, m, device=device))
+        metrics["splits"][split]["n_windows"] = int(len(x))
     metrics["seconds"] = time.monotonic() - t_start
     log.info("test ROC AUC %.3f PR AUC %.3f (positive rate %.4f); %.1f s", metrics["splits"]["test"]["roc_auc"],
              metrics["splits"]["test"]["pr_auc"], metrics["splits"]["test"]["positive_rate"], metrics["seconds"])

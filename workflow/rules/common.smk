@@ -85,6 +85,17 @@ def probe_model_path(wildcards):
     return out(f"models/protein/{wildcards.model}/model/encoder")
 
 
+def local_inputs(*paths):
+    """Local source files as inputs, so that a changed local file reruns its rule."""
+    out = []
+    for p in paths:
+        if isinstance(p, (list, tuple)):
+            out.extend(str(x) for x in p if x)
+        elif p:
+            out.append(str(p))
+    return out
+
+
 def final_targets():
     targets = [out("summary.json")]
     targets += expand(out("figures/{task}_{fig}.png"), task=TASKS,

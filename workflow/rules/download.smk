@@ -11,20 +11,9 @@ _DATA = config["data"]
 _HTTP = _DATA.get("http", {})
 
 
-def _local_inputs(*paths):
-    """Local source files as inputs, so that a changed local file reruns its rule."""
-    out = []
-    for p in paths:
-        if isinstance(p, (list, tuple)):
-            out.extend(str(x) for x in p if x)
-        elif p:
-            out.append(str(p))
-    return out
-
-
 rule download_uniprot:
     input:
-        local=_local_inputs(_DATA["uniprot"].get("local")),
+        local=local_inputs(_DATA["uniprot"].get("local")),
     output:
         proteins=f"{_OUT}/data/protein/proteins.parquet",
         annotations=f"{_OUT}/data/protein/residue_annotations.parquet",
@@ -78,7 +67,7 @@ rule download_structures:
 
 rule download_genome:
     input:
-        local=_local_inputs(_DATA["genome"].get("local")),
+        local=local_inputs(_DATA["genome"].get("local")),
     output:
         genome=f"{_OUT}/data/dna/genome.fasta",
     params:
@@ -102,7 +91,7 @@ rule download_genome:
 rule download_regulondb:
     input:
         genome=rules.download_genome.output.genome,
-        local=_local_inputs(
+        local=local_inputs(
             *[(_DATA["regulondb"].get(k) or {}).get("local") for k in ("promoters", "sites", "matrices")]
         ),
     output:
