@@ -1,8 +1,8 @@
 """The real-data download rules (workflow/rules/download.smk) on local copies of the real files.
 
-Runs ``snakemake`` on a temporary Snakefile that includes the download module plus the split rule
-(the downstream stage here; the lead wires download.smk into the main Snakefile when
-config data.source == "real"). Checks the science in the outputs, then that a rerun does nothing.
+Runs the main Snakefile on a config of local files, asking for the data-stage outputs plus the
+protein split (the downstream stage here; tests/test_real_local_workflow.py runs the whole DAG).
+Checks the science in the outputs, then that a rerun does nothing.
 """
 import subprocess
 import sys
@@ -20,38 +20,16 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared (real data for the local-file config) is absent")
 ECOLI = SHARED / "data" / "ecoli"
 
-SNAKEFILE = """
-configfile: "config.yaml"
-include: "{repo}/workflow/rules/download.smk"
-
-rule all:
-    input:
-        rules.download_structures.output,
-        rules.download_regulondb.output,
-        f"{{config['outdir']}}/data/protein/splits.parquet",
-
-rule split_proteins:
-    input:
-        proteins=rules.download_uniprot.output.proteins,
-    output:
-        splits=f"{{config['outdir']}}/data/protein/splits.parquet",
-    params:
-        split=config["split"],
-        seed=config["seed"],
-    log:
-        f"{{config['outdir']}}/logs/split_proteins.log",
-    threads: 1
-    conda:
-        "{repo}/envs/data.yaml"
-    script:
-        "{repo}/scripts/split_proteins.py"
-"""
+TARGETS = ["data/protein/splits.parquet", "data/protein/contact_maps.parquet", "data/dna/tss.parquet",
+           "data/dna/tf_sites.parquet", "data/dna/tf_motifs.meme", "data/dna/genome.fasta"]
 
 
 def _snakemake(workdir):
-    exe = Path(sys.executable).with_name("snakemake")
-    cmd = [str(exe) if exe.exists() else "snakemake", "-s", "Snakefile", "--cores", "2", "--nolock", "-q"]
-    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=300)
+    """The main Snakefile, asked for the data-stage outputs and the split (one downstream rule)."""
+    targets = [str(workdir / "results" / t) for t in TARGETS]
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--configfile",
+           str(workdir / "config.yaml"), "--cores", "2", "--nolock", *targets]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
 def test_download_stage_on_local_files(tmp_path):
@@ -60,8 +38,8 @@ def test_download_stage_on_local_files(tmp_path):
     (structs / "AF-P05067-F1-model_v6.pdb").symlink_to(SHARED / "fixtures" / "alphafold" / "AF-P05067-F1-model_v6.pdb")
     (structs / "1aki.pdb").symlink_to(SHARED / "data" / "structures" / "1aki.pdb")
     config = {
-        "outdir": "results",
-        "cache_dir": "cache",
+        "outdir": str(tmp_path / "results"),
+        "cache_dir": str(tmp_path / "cache"),
         "seed": 1,
         "split": {"method": "random", "fractions": {"train": 0.8, "valid": 0.1, "test": 0.1}},
         "data": {
@@ -84,13 +62,13 @@ def test_download_stage_on_local_files(tmp_path):
         },
     }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    (tmp_path / "Snakefile").write_text(SNAKEFILE.format(repo=REPO))
     res = _snakemake(tmp_path)
-    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     out = tmp_path / "results" / "data"
 
     prot = read_table(out / "protein" / "proteins.parquet", table="proteins")
-    assert len(prot) == 29 and "P05067" in set(prot.accession)
+    # 28 flat-file entries + P05067, less P0CK95 (1520 aa > data.uniprot.max_length 1000)
+    assert len(prot) == 28 and "P05067" in set(prot.accession) and "P0CK95" not in set(prot.accession)
     ann = read_table(out / "protein" / "residue_annotations.parquet", table="residue_annotations")
     assert set(ann.type) == {"active_site", "binding_site", "motif", "transmembrane"}
     cm = read_table(out / "protein" / "contact_maps.parquet", table="contact_maps").set_index("accession")
@@ -99,7 +77,8 @@ def test_download_stage_on_local_files(tmp_path):
     report = read_table(out / "protein" / "data_report.parquet")
     r = report.set_index(["source", "item", "reason"])["count"]
     assert r[("uniprot", "entry", "unparseable flat-file record")] == 7
-    assert r[("structures:local", "protein", "no structure")] == 28
+    assert r[("uniprot", "entry", "length outside range")] == 1
+    assert r[("structures:local", "protein", "no structure")] == 27
     splits = read_table(out / "protein" / "splits.parquet", table="splits")
     assert sorted(splits.accession) == sorted(prot.accession)
 
