@@ -19,6 +19,10 @@ the +1 position; sites are ``left..right`` inclusive. Strand "forward"/"reverse"
 Sigma "unknown"/empty -> "". Rows without coordinates (TSS 0, NA/empty site ends) are dropped
 and counted. A binding site listed once per regulatory interaction is kept once per (site, TF);
 ``site_id`` is RegulonDB's site id, suffixed with ``:<TF>`` when one site serves several TFs.
+
+Known quirk of release 10.9: for reverse-strand high-throughput TSSs (ids ``TSS_*``) the
+promoter sequence column sits one base off the stated position (2,465 of them; curated
+promoters match exactly). Positions are kept as published; the test suite pins the count.
 """
 from __future__ import annotations
 
