@@ -3,10 +3,10 @@
 # Writes the same tables as the demo generator under {outdir}/data/. Raw downloads go to
 # config["cache_dir"]; a cached file is complete by construction (written to a temporary name,
 # verified, renamed), so reruns never fetch it again. Each source reads either a URL/query or a
-# local file named in config["data"][<source>]["local"].
+# local file named in config["data"][<source>]["local"]. Paths come from out() and
+# local_inputs() in common.smk, like every other stage.
 
-_OUT = config["outdir"]
-_CACHE = config.get("cache_dir", "resources/cache")
+_CACHE = config["cache_dir"]  # schema default: resources/cache
 _DATA = config["data"]
 _HTTP = _DATA.get("http", {})
 
@@ -15,19 +15,19 @@ rule download_uniprot:
     input:
         local=local_inputs(_DATA["uniprot"].get("local")),
     output:
-        proteins=f"{_OUT}/data/protein/proteins.parquet",
-        annotations=f"{_OUT}/data/protein/residue_annotations.parquet",
-        xrefs=f"{_OUT}/data/protein/uniprot_xrefs.parquet",
-        report=temp(f"{_OUT}/data/protein/uniprot_report.parquet"),
+        proteins=out("data/protein/proteins.parquet"),
+        annotations=out("data/protein/residue_annotations.parquet"),
+        xrefs=out("data/protein/uniprot_xrefs.parquet"),
+        report=temp(out("data/protein/uniprot_report.parquet")),
     params:
         uniprot=_DATA["uniprot"],
         http=_HTTP,
         cache_dir=_CACHE,
         seed=config["seed"],
     log:
-        f"{_OUT}/logs/download_uniprot.log",
+        out("logs/download_uniprot.log"),
     benchmark:
-        f"{_OUT}/benchmarks/download_uniprot.tsv"
+        out("benchmarks/download_uniprot.tsv")
     threads: 1
     resources:
         mem_mb=4000,
@@ -44,17 +44,17 @@ rule download_structures:
         xrefs=rules.download_uniprot.output.xrefs,
         uniprot_report=rules.download_uniprot.output.report,
     output:
-        contacts=f"{_OUT}/data/protein/contact_maps.parquet",
-        quality=f"{_OUT}/data/protein/structure_quality.parquet",
-        report=f"{_OUT}/data/protein/data_report.parquet",
+        contacts=out("data/protein/contact_maps.parquet"),
+        quality=out("data/protein/structure_quality.parquet"),
+        report=out("data/protein/data_report.parquet"),
     params:
         structures=_DATA["structures"],
         http=_HTTP,
         cache_dir=_CACHE,
     log:
-        f"{_OUT}/logs/download_structures.log",
+        out("logs/download_structures.log"),
     benchmark:
-        f"{_OUT}/benchmarks/download_structures.tsv"
+        out("benchmarks/download_structures.tsv")
     threads: 1
     resources:
         mem_mb=8000,
@@ -69,15 +69,15 @@ rule download_genome:
     input:
         local=local_inputs(_DATA["genome"].get("local")),
     output:
-        genome=f"{_OUT}/data/dna/genome.fasta",
+        genome=out("data/dna/genome.fasta"),
     params:
         genome=_DATA["genome"],
         http=_HTTP,
         cache_dir=_CACHE,
     log:
-        f"{_OUT}/logs/download_genome.log",
+        out("logs/download_genome.log"),
     benchmark:
-        f"{_OUT}/benchmarks/download_genome.tsv"
+        out("benchmarks/download_genome.tsv")
     threads: 1
     resources:
         mem_mb=2000,
@@ -95,18 +95,18 @@ rule download_regulondb:
             *[(_DATA["regulondb"].get(k) or {}).get("local") for k in ("promoters", "sites", "matrices")]
         ),
     output:
-        tss=f"{_OUT}/data/dna/tss.parquet",
-        tf_sites=f"{_OUT}/data/dna/tf_sites.parquet",
-        motifs=f"{_OUT}/data/dna/tf_motifs.meme",
-        report=f"{_OUT}/data/dna/data_report.parquet",
+        tss=out("data/dna/tss.parquet"),
+        tf_sites=out("data/dna/tf_sites.parquet"),
+        motifs=out("data/dna/tf_motifs.meme"),
+        report=out("data/dna/data_report.parquet"),
     params:
         regulondb=_DATA["regulondb"],
         http=_HTTP,
         cache_dir=_CACHE,
     log:
-        f"{_OUT}/logs/download_regulondb.log",
+        out("logs/download_regulondb.log"),
     benchmark:
-        f"{_OUT}/benchmarks/download_regulondb.tsv"
+        out("benchmarks/download_regulondb.tsv")
     threads: 1
     resources:
         mem_mb=2000,
