@@ -130,3 +130,17 @@ def test_attribution_targets_by_task():
                                                             "attribute_terms": ["GO:2"]},
                                                    "labels": ["GO:1", "GO:2"]})
     assert go[["accession", "target_index"]].values.tolist() == [["B", 1]]
+
+
+def test_gauss_legendre_integrates_by_hand():
+    # int_0^1 a^5 da = 1/6 is exact with 3 nodes (degree <= 2n-1); int_0^1 e^a da = e - 1.
+    alphas, weights = at.gauss_legendre(3)
+    assert np.all((alphas > 0) & (alphas < 1)) and weights.sum() == pytest.approx(1.0)
+    assert np.sum(weights * alphas**5) == pytest.approx(1 / 6, abs=1e-14)
+    assert np.sum(weights * alphas**6) != pytest.approx(1 / 7, abs=1e-6)  # degree 6 is not exact
+    a, w = at.gauss_legendre(8)
+    assert np.sum(w * np.exp(a)) == pytest.approx(np.e - 1, abs=1e-13)
+    # 2-point rule by hand: nodes (1 -+ 1/sqrt(3)) / 2, weights 1/2.
+    a2, w2 = at.gauss_legendre(2)
+    np.testing.assert_allclose(a2, [(1 - 3**-0.5) / 2, (1 + 3**-0.5) / 2])
+    np.testing.assert_allclose(w2, [0.5, 0.5])

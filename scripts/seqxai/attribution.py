@@ -3,7 +3,8 @@
 Path (Wenzel et al. 2024, METHODS section 1): the straight line in embedding space
 e(alpha) = e' + alpha (e - e') from the baseline e' = embeddings of
 [CLS] + [PAD]*(L-2) + [SEP] to the input e, with Gauss-Legendre nodes alpha_k and
-weights w_k on [0, 1] (Captum's ``gausslegendre`` rule).
+weights w_k on [0, 1] (numpy's Legendre nodes mapped from [-1, 1]; the same rule as
+Captum's ``gausslegendre`` method).
 
 - Embedding level: IG_t = sum_d (e - e')_td * sum_k w_k dF/de_td(alpha_k), one signed
   value per token t. Special tokens are identical in input and baseline, so they get
@@ -33,11 +34,15 @@ log = logging.getLogger("seqxai.attribution")
 
 
 def gauss_legendre(n_steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes alpha_k in (0, 1) and weights w_k (sum 1) of Captum's Gauss-Legendre rule."""
-    from captum.attr._utils.approximation_methods import approximation_parameters
+    """Nodes alpha_k in (0, 1) and weights w_k (sum 1) of the n-point Gauss-Legendre rule on [0, 1].
 
-    step_sizes, alphas = approximation_parameters("gausslegendre")
-    return np.asarray(alphas(n_steps)), np.asarray(step_sizes(n_steps))
+    int_0^1 f(a) da ~= sum_k w_k f(alpha_k), exact for polynomials of degree <= 2n - 1;
+    alpha_k = (1 + x_k) / 2 and w_k = v_k / 2 for the nodes x_k and weights v_k on [-1, 1].
+    """
+    if n_steps < 1:
+        raise ValueError(f"n_steps must be >= 1, got {n_steps}")
+    x, v = np.polynomial.legendre.leggauss(n_steps)
+    return 0.5 * (1.0 + x), 0.5 * v
 
 
 def attention_modules(encoder) -> list[torch.nn.Module]:
