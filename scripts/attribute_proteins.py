@@ -10,7 +10,10 @@ sm = snakemake  # noqa: F821
 
 from seqxai.attribution import run_attribution_shard  # noqa: E402
 
+# Speed-only settings come from the config, not from params, so that changing them does
+# not rerun the attributions (Snakemake tracks params).
 shard, n_shards = sm.params.shard
 run_attribution_shard(sm.input.model, sm.input.proteins, sm.input.splits, sm.params.attribution,
                       shard - 1, n_shards, sm.output.embedding, sm.output.heads,
-                      device=sm.params.device, threads=sm.threads)
+                      device=sm.config["device"], threads=sm.threads,
+                      batch_size=sm.config["attribution"]["batch_size"])

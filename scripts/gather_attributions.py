@@ -1,4 +1,5 @@
-"""Rule gather_attributions: concatenate the attribution shards of one task."""
+"""Rule gather_attributions: concatenate the attribution shards of one task, flag proteins
+whose convergence delta exceeds attribution.delta_tolerance (analysis env: no torch)."""
 import sys
 from pathlib import Path
 
@@ -8,7 +9,7 @@ from seqxai.io import setup_logging  # noqa: E402
 setup_logging(snakemake.log[0])  # noqa: F821
 sm = snakemake  # noqa: F821
 
-from seqxai.attribution import gather_shards  # noqa: E402
+from seqxai.attribution_tables import gather_attributions  # noqa: E402
 
-gather_shards(sm.input.embedding, sm.output.embedding)
-gather_shards(sm.input.heads, sm.output.heads)
+gather_attributions(sm.input.embedding, sm.input.heads, sm.output.embedding, sm.output.heads,
+                    sm.output.convergence, sm.params.delta_tolerance)

@@ -144,3 +144,74 @@ def test_gauss_legendre_integrates_by_hand():
     a2, w2 = at.gauss_legendre(2)
     np.testing.assert_allclose(a2, [(1 - 3**-0.5) / 2, (1 + 3**-0.5) / 2])
     np.testing.assert_allclose(w2, [0.5, 0.5])
+
+
+def test_layer_output_conductance_is_complete(clf):
+    """Every layer output is a cut: at each node sum_u g_u dh_u/dalpha = dF/dalpha (chain rule), so
+    its conductance sums to the same quadrature of F along the path as the embedding IG; the
+    residual delta is quadrature error only (max pooling has kinks) and shrinks with more nodes."""
+    model, tok, ids, att, base = clf
+    coarse = at.integrated_gradients(model, ids, att, 0, base, n_steps=4, batch_size=4)
+    fine = at.integrated_gradients(model, ids, att, 0, base, n_steps=64, batch_size=32)
+    gap = fine["f_input"] - fine["f_baseline"]
+    assert fine["layer_delta"].shape == (2,)
+    for res in (coarse, fine):
+        np.testing.assert_allclose(res["layer_delta"], res["delta"], atol=1e-5)
+    assert abs(coarse["delta"]) > 0.1 * abs(gap)  # the check is not between two zeros
+    assert abs(fine["delta"]) < 0.02 * abs(gap)
+
+
+def test_gather_module_imports_without_torch(tmp_path):
+    """gather_attributions runs in the analysis env (no torch): import and run it with torch blocked."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pandas as pd
+
+    scripts = Path(__file__).resolve().parents[1] / "scripts"
+    emb = pd.DataFrame({"accession": ["B", "A"], "target": ["1", "1"], "n_residues": [2, 2],
+                        "relevance": [[0.5, 0.5], [1.0, 0.9]], "relevance_start": 0.0,
+                        "relevance_end": 0.0, "f_input": [2.0, 3.0], "f_baseline": [1.0, 1.0],
+                        "delta": [0.0, -0.1], "layer_delta": [[0.01, 0.2], [0.0, 0.0]]})
+    emb.to_parquet(tmp_path / "s1.parquet")
+    heads = pd.DataFrame({"accession": ["A"] * 3, "target": "1", "layer": [10, 2, 0], "head": 0,
+                          "relevance": [[1.0, 2.0]] * 3, "relevance_start": 0.0,
+                          "relevance_end": 0.0})
+    heads.to_parquet(tmp_path / "h1.parquet")
+    code = f"""
+import sys
+sys.modules['torch'] = None  # any 'import torch' now raises ImportError
+sys.path.insert(0, {str(scripts)!r})
+from seqxai.attribution_tables import gather_attributions
+d = {str(tmp_path)!r}
+gather_attributions([d + '/s1.parquet'], [d + '/h1.parquet'], d + '/e.parquet', d + '/h.parquet',
+                    d + '/c.parquet', 0.05)
+assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    out = pd.read_parquet(tmp_path / "e.parquet")
+    assert out["accession"].tolist() == ["A", "B"]
+    # A: embedding 0.1/2 = 0.05 (not above); B: layer 1 output 0.2/1 = 0.2 > 0.05
+    assert out["delta_flagged"].tolist() == [False, True]
+    assert pd.read_parquet(tmp_path / "h.parquet")["layer"].tolist() == [0, 2, 10]
+
+
+def test_convergence_summary_by_hand():
+    import pandas as pd
+
+    from seqxai.attribution_tables import convergence_summary, flag_convergence
+
+    emb = pd.DataFrame({"f_input": [2.0, 5.0, 1.0], "f_baseline": [0.0, 1.0, 1.0],
+                        "delta": [0.1, -0.8, 0.0], "layer_delta": [[0.0], [0.04], [0.0]]})
+    s = convergence_summary(emb, 0.1).set_index("layer")
+    # relative deltas at the embedding: 0.05, 0.2, 0 / 1e-12 = 0 (gap 0, delta 0)
+    assert s.loc[-1, "n_flagged"] == 1 and s.loc[-1, "median_abs_delta"] == pytest.approx(0.1)
+    assert s.loc[-1, "max_abs_delta"] == pytest.approx(0.8)
+    assert s.loc[-1, "max_relative_delta"] == pytest.approx(0.2)
+    assert s.loc[0, "level"] == "layer_output" and s.loc[0, "n_flagged"] == 0
+    assert s.loc[0, "max_relative_delta"] == pytest.approx(0.01)
+    f = flag_convergence(emb, 0.1)
+    assert f["delta_flagged"].tolist() == [False, True, False]
+    np.testing.assert_allclose(f["relative_delta"], [0.05, 0.2, 0.0])

@@ -59,12 +59,17 @@ def attention_modules(encoder) -> list[torch.nn.Module]:
 
 
 @contextlib.contextmanager
-def _hooks(model, replace_embeddings, on_context):
+def _hooks(model, replace_embeddings, on_context, on_layer=None):
+    """Replace the embedding output; hand every layer's context (and output) to callbacks."""
     emb = model.encoder.embeddings
     handles = [emb.register_forward_hook(lambda m, i, o: replace_embeddings(o))]
     for l, mod in enumerate(attention_modules(model.encoder)):
         handles.append(mod.register_forward_hook(
             lambda m, i, o, l=l: on_context(l, o[0] if isinstance(o, tuple) else o)))
+    if on_layer is not None:
+        for l, mod in enumerate(model.encoder.encoder.layer):
+            handles.append(mod.register_forward_hook(
+                lambda m, i, o, l=l: on_layer(l, o[0] if isinstance(o, tuple) else o)))
     try:
         yield
     finally:
@@ -83,8 +88,10 @@ def integrated_gradients(model, input_ids: torch.Tensor, attention_mask: torch.T
                          layers: bool = True) -> dict[str, np.ndarray | float]:
     """IG of logit ``target`` for one sequence (1-D ``input_ids``).
 
-    Returns ``embedding[token]``, ``heads[layer, head, token]`` (when ``layers``),
-    ``f_input``, ``f_baseline`` and ``delta`` = sum(embedding) - (f_input - f_baseline).
+    Returns ``embedding[token]``, ``f_input``, ``f_baseline``, ``delta`` =
+    sum(embedding) - (f_input - f_baseline) and, when ``layers``, ``heads[layer, head, token]``
+    and ``layer_delta[layer]`` = sum of the conductance of layer l's output (a cut, so
+    completeness holds) - (f_input - f_baseline).
     """
     model.eval()
     dev = next(model.parameters()).device
@@ -107,6 +114,7 @@ def integrated_gradients(model, input_ids: torch.Tensor, attention_mask: torch.T
     T = ids.shape[1]
     emb_grad = torch.zeros_like(e[0])
     head_rel = torch.zeros(n_layers, T, cfg.hidden_size, device=dev)
+    layer_total = torch.zeros(n_layers, dtype=torch.float64, device=dev)
     for start in range(0, n_steps, batch_size):
         a = torch.as_tensor(alphas[start : start + batch_size], dtype=e.dtype, device=dev)
         w = torch.as_tensor(weights[start : start + batch_size], dtype=e.dtype, device=dev)
@@ -114,40 +122,50 @@ def integrated_gradients(model, input_ids: torch.Tensor, attention_mask: torch.T
         path = e0 + a[:, None, None] * diff  # [m, T, H]
         ids_m, att_m = ids.expand(m, -1), att.expand(m, -1)
         fwd_m = {k: None if v is None else v.expand(m, -1) for k, v in fwd.items()}
-        tangents = {}
+        tangents, out_tangents = {}, {}
         if layers:  # forward-mode pass: dh_l/dalpha for all layers at once
             with torch.no_grad(), fwAD.dual_level():
                 dual = fwAD.make_dual(path, diff.expand(m, -1, -1))
-                ctx_store = {}
-                with _hooks(model, lambda o: dual, lambda l, o: ctx_store.__setitem__(l, o)):
+                ctx_store, out_store = {}, {}
+                with _hooks(model, lambda o: dual, lambda l, o: ctx_store.__setitem__(l, o),
+                            lambda l, o: out_store.__setitem__(l, o)):
                     model(ids_m, att_m, **fwd_m)
                 for l, o in ctx_store.items():
                     tangents[l] = fwAD.unpack_dual(o).tangent.detach()
-        # reverse pass: dF/de and dF/dh_l at each node
+                for l, o in out_store.items():
+                    out_tangents[l] = fwAD.unpack_dual(o).tangent.detach()
+        # reverse pass: dF/de, dF/dh_l and dF/d(layer output) at each node
         leaf = path.clone().requires_grad_(True)
-        ctx = {}
+        ctx, outs = {}, {}
 
-        def keep(l, o):
-            o.retain_grad()
-            ctx[l] = o
+        def keep(store):
+            def f(l, o):
+                o.retain_grad()
+                store[l] = o
+            return f
 
-        with torch.enable_grad(), _hooks(model, lambda o: leaf, keep if layers else lambda l, o: None):
+        with torch.enable_grad(), _hooks(model, lambda o: leaf,
+                                         keep(ctx) if layers else lambda l, o: None,
+                                         keep(outs) if layers else None):
             out = model(ids_m, att_m, **fwd_m)[:, target].sum()
             out.backward()
         emb_grad += (w[:, None, None] * leaf.grad).sum(0)
         if layers:
             for l in range(n_layers):
                 head_rel[l] += (w[:, None, None] * ctx[l].grad * tangents[l]).sum(0)
+                layer_total[l] += (w[:, None, None] * outs[l].grad * out_tangents[l]).sum().double()
     emb_attr = (emb_grad * diff[0]).sum(-1)  # [T]
+    gap = f_in - f_base
     result = {
         "embedding": emb_attr.detach().cpu().numpy(),
         "f_input": f_in,
         "f_baseline": f_base,
-        "delta": float(emb_attr.sum()) - (f_in - f_base),
+        "delta": float(emb_attr.sum()) - gap,
     }
     if layers:
         heads = head_rel.view(n_layers, T, n_heads, -1).sum(-1).permute(0, 2, 1)
         result["heads"] = heads.detach().cpu().numpy()  # [layer, head, token]
+        result["layer_delta"] = layer_total.cpu().numpy() - gap
     return result
 
 
@@ -188,11 +206,15 @@ def attribute_shard(model_dir: str, targets, shard: int, n_shards: int, n_steps:
     """Attribute every ``n_shards``-th target starting at ``shard`` (0-based).
 
     Returns two DataFrames: embedding relevance (one row per protein and target, a list
-    over residues 1..L; special tokens dropped) and head relevance (one row per protein,
-    target, layer and head, a list over residues).
+    over residues 1..L, the convergence deltas of the embedding and of every layer output)
+    and head relevance (one row per protein, target, layer and head, a list over
+    residues). Special tokens are not in the lists; their values are kept apart in
+    ``relevance_start``/``relevance_end`` ([CLS]/<cls> and [SEP]/<eos>; exactly 0 at the
+    embedding, not at the heads) for statistics that keep them as the original code did.
     """
     import pandas as pd
 
+    from .attribution_tables import EMBEDDING_COLUMNS, HEAD_COLUMNS
     from .io import Progress
     from .protein_model import encode, load_classifier
 
@@ -208,28 +230,39 @@ def attribute_shard(model_dir: str, targets, shard: int, n_shards: int, n_steps:
         res = integrated_gradients(model, ids, att, int(r.target_index),
                                    baseline_ids(ids, special, tok.pad_token_id), n_steps,
                                    batch_size, layers)
-        emb = res["embedding"][1 : n_res + 1].astype(np.float32)
+        emb_all = res["embedding"].astype(np.float32)
         emb_rows.append({"accession": r.accession, "target": r.target_label, "n_residues": n_res,
-                         "relevance": emb.tolist(), "f_input": res["f_input"],
-                         "f_baseline": res["f_baseline"], "delta": res["delta"]})
+                         "relevance": emb_all[1 : n_res + 1].tolist(),
+                         "relevance_start": float(emb_all[0]),
+                         "relevance_end": float(emb_all[n_res + 1]),
+                         "f_input": res["f_input"], "f_baseline": res["f_baseline"],
+                         "delta": res["delta"],
+                         "layer_delta": [float(x) for x in res.get("layer_delta", [])]})
         if layers:
-            heads = res["heads"][:, :, 1 : n_res + 1].astype(np.float32)
+            heads = res["heads"].astype(np.float32)
             for l in range(heads.shape[0]):
                 for h in range(heads.shape[1]):
                     head_rows.append({"accession": r.accession, "target": r.target_label,
-                                      "layer": l, "head": h, "relevance": heads[l, h].tolist()})
+                                      "layer": l, "head": h,
+                                      "relevance": heads[l, h, 1 : n_res + 1].tolist(),
+                                      "relevance_start": float(heads[l, h, 0]),
+                                      "relevance_end": float(heads[l, h, n_res + 1])})
         progress.update()
-    emb_cols = ["accession", "target", "n_residues", "relevance", "f_input", "f_baseline", "delta"]
-    head_cols = ["accession", "target", "layer", "head", "relevance"]
-    return pd.DataFrame(emb_rows, columns=emb_cols), pd.DataFrame(head_rows, columns=head_cols)
+    return (pd.DataFrame(emb_rows, columns=EMBEDDING_COLUMNS),
+            pd.DataFrame(head_rows, columns=HEAD_COLUMNS))
 
 
 def run_attribution_shard(model_dir, proteins_path, splits_path, params: dict, shard: int,
                           n_shards: int, embedding_path, heads_path, device: str = "auto",
-                          threads: int = 1) -> None:
-    """Select the targets, attribute this shard's share and write both tables."""
+                          threads: int = 1, batch_size: int = 16) -> None:
+    """Select the targets, attribute this shard's share and write both tables.
+
+    ``params`` holds what defines the result (n_steps, split, max_proteins, layers);
+    ``device``, ``threads`` and ``batch_size`` (path nodes per pass) only set the speed.
+    """
     import json
 
+    from .attribution_tables import convergence_summary
     from .io import read_table, write_table
 
     torch.set_num_threads(threads)
@@ -240,22 +273,11 @@ def run_attribution_shard(model_dir, proteins_path, splits_path, params: dict, s
     log.info("%d attribution targets in split '%s'; this shard %d of %d", len(targets),
              params["split"], shard + 1, n_shards)
     emb, heads = attribute_shard(str(model_dir), targets, shard, n_shards, params["n_steps"],
-                                 params["batch_size"], device, params["layers"])
+                                 batch_size, device, params["layers"])
     if len(emb):
-        log.info("completeness |delta| / |F(x)-F(x')|: median %.3g",
-                 float(np.median(np.abs(emb["delta"]) / np.maximum(
-                     np.abs(emb["f_input"] - emb["f_baseline"]), 1e-12))))
+        for r in convergence_summary(emb, tolerance=np.inf).itertuples(index=False):
+            log.info("completeness at %s: |delta| median %.3g max %.3g; |delta| / |F(x)-F(x')| "
+                     "median %.3g max %.3g", r.level, r.median_abs_delta, r.max_abs_delta,
+                     r.median_relative_delta, r.max_relative_delta)
     write_table(embedding_path, emb)
     write_table(heads_path, heads)
-
-
-def gather_shards(paths, out_path) -> None:
-    """Concatenate shard tables in shard order, sorted by accession and target."""
-    import pandas as pd
-
-    from .io import read_table, write_table
-
-    frames = [read_table(p) for p in paths]
-    df = pd.concat([f for f in frames if len(f)] or frames, ignore_index=True)
-    keys = [c for c in ("accession", "target", "layer", "head") if c in df.columns]
-    write_table(out_path, df.sort_values(keys, kind="stable").reset_index(drop=True))

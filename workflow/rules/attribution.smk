@@ -1,6 +1,8 @@
 # Stage 3, attribution: integrated gradients at the embedding and for every layer and head,
 # in one pass along the IG path per protein; one job per shard ({scatteritem} = "k-of-n"),
-# gathered with scattergather.
+# gathered with scattergather. Only what defines the result is in params (tracked by
+# Snakemake); speed-only settings (attribution.batch_size, device) are read from the config
+# inside the script, so changing them does not rerun the attributions.
 
 
 rule attribute_proteins:
@@ -16,9 +18,8 @@ rule attribute_proteins:
     benchmark:
         out("benchmarks/attribute_{task}_{scatteritem}.tsv")
     params:
-        attribution=config["attribution"],
+        attribution={k: config["attribution"][k] for k in ("n_steps", "split", "max_proteins", "layers")},
         shard=lambda wc: shard_index(wc.scatteritem),
-        device=config["device"],
     threads: 1
     resources:
         mem_mb=4000,
@@ -36,10 +37,13 @@ rule gather_attributions:
     output:
         embedding=out("attribution/{task}/embedding.parquet"),
         heads=out("attribution/{task}/heads.parquet"),
+        convergence=out("attribution/{task}/convergence.parquet"),
     log:
         out("logs/gather_attributions_{task}.log"),
     benchmark:
         out("benchmarks/gather_attributions_{task}.tsv")
+    params:
+        delta_tolerance=config["attribution"]["delta_tolerance"],
     threads: 1
     resources:
         mem_mb=2000,
