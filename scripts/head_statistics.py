@@ -11,4 +11,5 @@ sm = snakemake  # noqa: F821
 from seqxai.head_statistics import run_head_statistics  # noqa: E402
 
 run_head_statistics(sm.input.embedding, sm.input.heads, sm.input.annotations, sm.params.types,
-                    sm.params.alpha, sm.params.per_target, sm.output)
+                    sm.params.alpha, sm.params.per_target, sm.output,
+                    keep_special_tokens=sm.params.keep_special_tokens)

@@ -4,6 +4,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from statsmodels.stats.multitest import multipletests
+
 from seqxai.head_statistics import (annotation_masks, bh, point_biserial, rank_accuracy,
                                     wenzel_statistics, wilcoxon_greater)
 
@@ -88,3 +90,154 @@ def test_null_data_false_positive_rate_is_controlled():
         emb_p.append(res["embedding"]["p"].iloc[0])
     assert np.mean(any_sig) <= 0.1
     assert 0.2 < np.median(emb_p) < 0.8  # null p values are spread, not piled near 0
+
+
+def test_vectorised_wilcoxon_matches_scipy_column_by_column():
+    """Columns with different NaN patterns, zeros, ties and too few values, against scipy per column."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(0.3, 1, size=(14, 3, 4))
+    x[:4, 0, 1] = np.nan          # a second NaN pattern
+    x[5, 1, 2] = 0.0              # a zero (dropped by zero_method="wilcox")
+    x[:, 2, 0] = np.round(x[:, 2, 0])  # ties and zeros
+    x[:, 2, 3] = 0.0
+    x[0, 2, 3] = 1.0              # one non-zero value: untestable
+    x[:, 1, 3] = np.nan           # no data
+    n, p = wilcoxon_greater(x)
+    for i in range(3):
+        for j in range(4):
+            col = x[:, i, j][np.isfinite(x[:, i, j])]
+            assert n[i, j] == len(col)
+            if np.count_nonzero(col) >= 2:
+                ref = stats.wilcoxon(col, alternative="greater", zero_method="wilcox").pvalue
+                assert p[i, j] == pytest.approx(ref, rel=1e-12)
+            else:
+                assert np.isnan(p[i, j])
+
+
+def test_bh_matches_statsmodels():
+    p = np.random.default_rng(4).uniform(0, 0.2, size=(5, 6))
+    q, rej = bh(p)
+    r_ref, q_ref, _, _ = multipletests(p.ravel(), alpha=0.05, method="fdr_bh")
+    np.testing.assert_allclose(q.ravel(), q_ref)
+    assert (rej.ravel() == r_ref).all()
+
+
+def _table(records, n_layers, n_heads):
+    """Embedding and head tables from {accession: (mask range 1-based, emb, heads[l][h])}."""
+    emb, heads, ann = [], [], []
+    for acc, (start, end, e, h) in records.items():
+        ann.append((acc, "motif", start, end, ""))
+        emb.append({"accession": acc, "target": "1", "relevance": list(e),
+                    "relevance_start": 0.0, "relevance_end": 0.0})
+        for l in range(n_layers):
+            for k in range(n_heads):
+                heads.append({"accession": acc, "target": "1", "layer": l, "head": k,
+                              "relevance": list(h[l][k]), "relevance_start": 0.0,
+                              "relevance_end": 0.0})
+    return (pd.DataFrame(emb), pd.DataFrame(heads),
+            pd.DataFrame(ann, columns=["accession", "type", "start", "end", "description"]))
+
+
+def test_rank_accuracy_per_head_and_embedding_by_hand():
+    # A: mask residues 2-3; head relevance top-2 = residues 2 and 4 -> 1/2. B: mask 1-2, top-2 = 1, 2 -> 1.
+    # Embedding: A top-2 = residues 2, 3 -> 1; B top-2 = residues 4, 5 -> 0. Chance: 2/5 both.
+    recs = {"A": (2, 3, [0, 5, 4, 1, 0], [[[0, 5, 1, 4, 0]]]),
+            "B": (1, 2, [0, 0, 1, 6, 5], [[[6, 5, 0, 0, 0]]])}
+    emb, heads, ann = _table(recs, 1, 1)
+    res = wenzel_statistics(emb, heads, ann, ["motif"])
+    h = res["heads"].iloc[0]
+    assert h["rank_accuracy"] == pytest.approx(0.75)
+    assert h["random_rank_accuracy"] == pytest.approx(0.4)
+    e = res["embedding"].iloc[0]
+    assert e["rank_accuracy"] == pytest.approx(0.5) and e["random_rank_accuracy"] == pytest.approx(0.4)
+    assert res["per_protein"]["rank_accuracy_embedding"].tolist() == [1.0, 0.0]
+
+
+def test_overlay_is_annotation_and_positive_relevance():
+    """Head (1, 0): relevance on the motif and positive overall -> overlay. Head (0, 1): positive
+    everywhere but not concentrated on the motif -> positive only. Head (1, 1): on the motif but
+    negative overall -> annotation only."""
+    rng = np.random.default_rng(5)
+    recs = {}
+    for k in range(25):
+        L, start = 40, int(rng.integers(1, 30))
+        inside = np.zeros(L)
+        inside[start - 1 : start + 5] = 1
+        h = [[rng.normal(size=L) * 0.3 for _ in range(2)] for _ in range(2)]
+        h[1][0] = h[1][0] + 2 * inside + 0.5
+        h[0][1] = h[0][1] + 1.0
+        h[1][1] = h[1][1] + 2 * inside - 2.0
+        recs[f"P{k:02d}"] = (start, start + 5, rng.normal(size=L), h)
+    emb, heads, ann = _table(recs, 2, 2)
+    res = wenzel_statistics(emb, heads, ann, ["motif"])
+    h = res["heads"].set_index(["layer", "head"])
+    pos = res["positive_relevance"].set_index(["layer", "head"])
+    assert h.loc[(1, 0), "significant_overlay"]
+    assert pos.loc[(0, 1), "significant"] and not h.loc[(0, 1), "significant"]
+    assert h.loc[(1, 1), "significant"] and not pos.loc[(1, 1), "significant"]
+    assert h["significant_overlay"].tolist() == [False, False, True, False]
+    # independent recomputation by joining the two tables
+    joined = res["heads"].merge(res["positive_relevance"], on=["group", "layer", "head"],
+                                suffixes=("", "_pos"))
+    assert (joined["significant_overlay"] == (joined["significant"] & joined["significant_pos"])).all()
+    assert res["heads"]["significant_overlay"].dtype == bool
+
+
+def test_keep_special_tokens_adds_two_unannotated_positions():
+    emb, heads, ann = _table({"A": (2, 2, [1.0, 2.0, 3.0], [[[1.0, 2.0, 3.0]]]),
+                              "B": (1, 1, [4.0, 0.0, 1.0], [[[4.0, 0.0, 1.0]]])}, 1, 1)
+    heads["relevance_start"] = [0.5, -2.0]
+    heads["relevance_end"] = [-1.0, 3.0]
+    off = wenzel_statistics(emb, heads, ann, ["motif"])
+    on = wenzel_statistics(emb, heads, ann, ["motif"], keep_special_tokens=True)
+    r_off = stats.pointbiserialr([0, 1, 0], [1.0, 2.0, 3.0]).statistic
+    r_on = stats.pointbiserialr([0, 0, 1, 0, 0], [0.5, 1.0, 2.0, 3.0, -1.0]).statistic
+    r_b_on = stats.pointbiserialr([0, 1, 0, 0, 0], [-2.0, 4.0, 0.0, 1.0, 3.0]).statistic
+    assert r_off != pytest.approx(r_on)
+    assert on["heads"]["median_r"].iloc[0] == pytest.approx(np.median([r_on, r_b_on]))
+    assert off["embedding"]["median_r"].iloc[0] == pytest.approx(
+        np.median([r_off, stats.pointbiserialr([1, 0, 0], [4.0, 0.0, 1.0]).statistic]))
+    # chance level of the rank accuracy: K / n = 1/3 on residues, 1/5 with the two special tokens
+    assert off["heads"]["random_rank_accuracy"].iloc[0] == pytest.approx(1 / 3)
+    assert on["heads"]["random_rank_accuracy"].iloc[0] == pytest.approx(1 / 5)
+    # B's heads with special tokens: top-1 of [-2, 4, 0, 1, 3] is the annotated residue; A's is not
+    assert on["heads"]["rank_accuracy"].iloc[0] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="relevance_start"):
+        wenzel_statistics(emb, heads.drop(columns=["relevance_start"]), ann, ["motif"],
+                          keep_special_tokens=True)
+
+
+def test_twelve_layers_come_out_in_numeric_order_in_tables_and_heatmap(monkeypatch):
+    """With 12 layers a string sort would give 0, 1, 10, 11, 2, ...; the signal sits in layer 10."""
+    from seqxai import plots
+
+    rng = np.random.default_rng(6)
+    n_layers, n_heads = 12, 2
+    recs = {}
+    for k in range(20):
+        L, start = 30, int(rng.integers(1, 20))
+        inside = np.zeros(L)
+        inside[start - 1 : start + 5] = 1
+        h = [[rng.normal(size=L) + (3 * inside if (l, j) == (10, 1) else 0) for j in range(n_heads)]
+             for l in range(n_layers)]
+        recs[f"P{k:02d}"] = (start, start + 5, rng.normal(size=L), h)
+    emb, heads, ann = _table(recs, n_layers, n_heads)
+    heads = heads.sample(frac=1.0, random_state=1).reset_index(drop=True)  # rows in any order
+    res = wenzel_statistics(emb, heads, ann, ["motif"])
+    for key in ("heads", "positive_relevance"):
+        t = res[key]
+        assert t["layer"].tolist() == [l for l in range(n_layers) for _ in range(n_heads)]
+        assert t["head"].tolist() == list(range(n_heads)) * n_layers
+    sig = res["heads"][res["heads"]["significant"]]
+    assert sig[["layer", "head"]].values.tolist() == [[10, 1]]
+
+    figs = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figs.append(fig))
+    plots.head_significance(res["heads"], "unused.png", "t")
+    ax = figs[0].axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == [str(l) for l in range(n_layers)]
+    img = ax.get_images()[0].get_array()
+    assert img.shape == (n_layers, n_heads)
+    shown = ~np.ma.getmaskarray(img)
+    assert np.argwhere(shown).tolist() == [[10, 1]]
+    assert img[10, 1] == pytest.approx(-np.log10(sig["p_bh"].iloc[0]))

@@ -19,6 +19,7 @@ rule head_statistics:
     params:
         types=config["analysis"]["annotation_types"],
         alpha=config["analysis"]["alpha"],
+        keep_special_tokens=config["analysis"]["keep_special_tokens"],
         per_target=lambda wc: config["protein"]["tasks"][wc.task]["type"] == "single_label"
         or len(config["protein"]["tasks"][wc.task].get("attribute_terms", [])) > 1,
     threads: 1
