@@ -142,3 +142,28 @@ def training_curves(protein_logs: dict, dna_log, path) -> None:
         ax.legend(fontsize=7)
     fig.tight_layout()
     _save(fig, path)
+
+
+def residue_flipping(table: pd.DataFrame, path, task: str) -> None:
+    """Accuracy and mean target probability against the number of flipped residues (0, 1, 2, 4,
+    ... evenly spaced, i.e. a log2 axis after 0): top-n by relevance against random flips (mean
+    and min-max over seeds)."""
+    ns = sorted(table["n"].unique())
+    pos = {n: i for i, n in enumerate(ns)}
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), layout="constrained")
+    for ax, col, label in zip(axes, ("accuracy", "mean_probability"),
+                              ("accuracy", "mean probability of the target")):
+        rel = table[table["order"] == "relevance"].sort_values("n")
+        rnd = table[table["order"] == "random"].groupby("n")[col].agg(["mean", "min", "max"])
+        x_rnd = [pos[n] for n in rnd.index]
+        ax.plot(x_rnd, rnd["mean"], marker="o", ms=3, color="grey", label="random residues")
+        ax.fill_between(x_rnd, rnd["min"], rnd["max"], color="grey", alpha=0.25, lw=0)
+        ax.plot([pos[n] for n in rel["n"]], rel[col], marker="o", ms=3, color="tab:red",
+                label="top relevance")
+        ax.set_xticks(range(len(ns)), [str(n) for n in ns])
+        ax.set_xlabel("residues replaced by alanine")
+        ax.set_ylabel(label)
+        ax.set_ylim(-0.02, 1.02)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{task}: residue flipping ({int(table['n_proteins'].max())} proteins)")
+    _save(fig, path)

@@ -31,6 +31,31 @@ rule head_statistics:
         "../../scripts/head_statistics.py"
 
 
+rule residue_flipping:
+    input:
+        model=out("models/protein/{task}/model"),
+        proteins=out("data/protein/proteins.parquet"),
+        splits=out("data/protein/splits.parquet"),
+        embedding=out("attribution/{task}/embedding.parquet"),
+    output:
+        table=out("analysis/protein/{task}/residue_flipping.parquet"),
+    log:
+        out("logs/residue_flipping_{task}.log"),
+    benchmark:
+        out("benchmarks/residue_flipping_{task}.tsv")
+    params:
+        flipping={k: config["analysis"]["residue_flipping"][k] for k in ("n_max", "n_random", "replacement")},
+        seed=SEED,
+    threads: 1
+    resources:
+        mem_mb=4000,
+        gpu=1,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../../scripts/residue_flipping.py"
+
+
 rule attention_probe:
     input:
         probe_model_input,

@@ -99,7 +99,8 @@ def local_inputs(*paths):
 def final_targets():
     targets = [out("summary.json")]
     targets += expand(out("figures/{task}_{fig}.png"), task=TASKS,
-                      fig=["head_significance", "embedding_significance", "tracks"])
+                      fig=["head_significance", "embedding_significance", "tracks",
+                           "residue_flipping"])
     targets += expand(out("figures/attention_{model}.png"), model=PROBE_MODELS)
     targets += [out("figures/training_curves.png"), out("figures/dna_tss_profiles.png"),
                 out("figures/dna_logos.png")]

@@ -48,6 +48,24 @@ rule plot_tracks:
         "../../scripts/plot_tracks.py"
 
 
+rule plot_residue_flipping:
+    input:
+        table=out("analysis/protein/{task}/residue_flipping.parquet"),
+    output:
+        figure=report(out("figures/{task}_residue_flipping.png"),
+                      caption="../report/residue_flipping.rst", category="Attribution",
+                      subcategory="{task}"),
+    log:
+        out("logs/plot_residue_flipping_{task}.log"),
+    benchmark:
+        out("benchmarks/plot_residue_flipping_{task}.tsv")
+    threads: 1
+    conda:
+        "../../envs/plots.yaml"
+    script:
+        "../../scripts/plot_residue_flipping.py"
+
+
 rule plot_attention_probe:
     input:
         probe=out("analysis/protein/attention/{model}/vig_probe.parquet"),
