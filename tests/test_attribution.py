@@ -215,3 +215,14 @@ def test_convergence_summary_by_hand():
     f = flag_convergence(emb, 0.1)
     assert f["delta_flagged"].tolist() == [False, True, False]
     np.testing.assert_allclose(f["relative_delta"], [0.05, 0.2, 0.0])
+
+
+def test_one_pass_over_all_layers_equals_one_run_per_layer(clf):
+    """The original ran the whole path once per layer; hooking all layers at once gives the same."""
+    model, tok, ids, att, base = clf
+    every = at.integrated_gradients(model, ids, att, 2, base, n_steps=6, batch_size=6)
+    for l in range(2):
+        one = at.integrated_gradients(model, ids, att, 2, base, n_steps=6, batch_size=6, layer_ids=[l])
+        assert one["heads"].shape == (1, 4, len(SEQ) + 2)
+        np.testing.assert_allclose(one["heads"][0], every["heads"][l], atol=1e-6)
+        np.testing.assert_allclose(one["layer_delta"][0], every["layer_delta"][l], atol=1e-6)

@@ -69,7 +69,8 @@ def test_figures_and_tables_are_written(demo):
         "attention_ec.png", "attention_go.png", "attention_pretrained.png",
         "dna_logos.png", "dna_tss_profiles.png", "ec_embedding_significance.png",
         "ec_head_significance.png", "ec_tracks.png", "go_embedding_significance.png",
-        "go_head_significance.png", "go_tracks.png", "training_curves.png"])
+        "go_head_significance.png", "go_tracks.png", "training_curves.png",
+        "ec_residue_flipping.png", "go_residue_flipping.png"])
     for f in (demo / "figures").glob("*.png"):
         assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f.stat().st_size > 5000
     import pandas as pd

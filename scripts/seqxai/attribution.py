@@ -59,16 +59,17 @@ def attention_modules(encoder) -> list[torch.nn.Module]:
 
 
 @contextlib.contextmanager
-def _hooks(model, replace_embeddings, on_context, on_layer=None):
-    """Replace the embedding output; hand every layer's context (and output) to callbacks."""
+def _hooks(model, replace_embeddings, on_context, on_layer=None, layer_ids=None):
+    """Replace the embedding output; hand the context (and output) of every layer in
+    ``layer_ids`` (default all) to callbacks."""
     emb = model.encoder.embeddings
     handles = [emb.register_forward_hook(lambda m, i, o: replace_embeddings(o))]
-    for l, mod in enumerate(attention_modules(model.encoder)):
-        handles.append(mod.register_forward_hook(
+    contexts, blocks = attention_modules(model.encoder), model.encoder.encoder.layer
+    for l in range(len(contexts)) if layer_ids is None else layer_ids:
+        handles.append(contexts[l].register_forward_hook(
             lambda m, i, o, l=l: on_context(l, o[0] if isinstance(o, tuple) else o)))
-    if on_layer is not None:
-        for l, mod in enumerate(model.encoder.encoder.layer):
-            handles.append(mod.register_forward_hook(
+        if on_layer is not None:
+            handles.append(blocks[l].register_forward_hook(
                 lambda m, i, o, l=l: on_layer(l, o[0] if isinstance(o, tuple) else o)))
     try:
         yield
@@ -85,8 +86,11 @@ def baseline_ids(input_ids: torch.Tensor, special_ids, pad_id: int) -> torch.Ten
 
 def integrated_gradients(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, target: int,
                          base_ids: torch.Tensor, n_steps: int = 50, batch_size: int = 16,
-                         layers: bool = True) -> dict[str, np.ndarray | float]:
+                         layers: bool = True, layer_ids=None) -> dict[str, np.ndarray | float]:
     """IG of logit ``target`` for one sequence (1-D ``input_ids``).
+
+    ``layer_ids`` restricts the latent level to these layers (default: all, in one pass);
+    the arrays below then run over them in that order.
 
     Returns ``embedding[token]``, ``f_input``, ``f_baseline``, ``delta`` =
     sum(embedding) - (f_input - f_baseline) and, when ``layers``, ``heads[layer, head, token]``
@@ -97,7 +101,8 @@ def integrated_gradients(model, input_ids: torch.Tensor, attention_mask: torch.T
     dev = next(model.parameters()).device
     ids, att, base = input_ids[None].to(dev), attention_mask[None].to(dev), base_ids[None].to(dev)
     cfg = model.encoder.config
-    n_layers, n_heads = cfg.num_hidden_layers, cfg.num_attention_heads
+    layer_ids = list(range(cfg.num_hidden_layers)) if layer_ids is None else list(layer_ids)
+    n_layers, n_heads = len(layer_ids), cfg.num_attention_heads
     captured = {}
     fwd = {"residue_mask": model.residue_mask(ids, att), "position_ids": model.position_ids(ids)}
 
@@ -128,7 +133,7 @@ def integrated_gradients(model, input_ids: torch.Tensor, attention_mask: torch.T
                 dual = fwAD.make_dual(path, diff.expand(m, -1, -1))
                 ctx_store, out_store = {}, {}
                 with _hooks(model, lambda o: dual, lambda l, o: ctx_store.__setitem__(l, o),
-                            lambda l, o: out_store.__setitem__(l, o)):
+                            lambda l, o: out_store.__setitem__(l, o), layer_ids):
                     model(ids_m, att_m, **fwd_m)
                 for l, o in ctx_store.items():
                     tangents[l] = fwAD.unpack_dual(o).tangent.detach()
@@ -146,14 +151,14 @@ def integrated_gradients(model, input_ids: torch.Tensor, attention_mask: torch.T
 
         with torch.enable_grad(), _hooks(model, lambda o: leaf,
                                          keep(ctx) if layers else lambda l, o: None,
-                                         keep(outs) if layers else None):
+                                         keep(outs) if layers else None, layer_ids):
             out = model(ids_m, att_m, **fwd_m)[:, target].sum()
             out.backward()
         emb_grad += (w[:, None, None] * leaf.grad).sum(0)
         if layers:
-            for l in range(n_layers):
-                head_rel[l] += (w[:, None, None] * ctx[l].grad * tangents[l]).sum(0)
-                layer_total[l] += (w[:, None, None] * outs[l].grad * out_tangents[l]).sum().double()
+            for i, l in enumerate(layer_ids):
+                head_rel[i] += (w[:, None, None] * ctx[l].grad * tangents[l]).sum(0)
+                layer_total[i] += (w[:, None, None] * outs[l].grad * out_tangents[l]).sum().double()
     emb_attr = (emb_grad * diff[0]).sum(-1)  # [T]
     gap = f_in - f_base
     result = {
