@@ -100,3 +100,20 @@ def test_no_rule_holds_more_than_a_few_gigabytes(demo):
     assert len(bench) >= 20  # one per job
     worst = max(bench.items(), key=lambda kv: kv[1]["max_rss"].max())
     assert worst[1]["max_rss"].max() < 3000, f"{worst[0]}: {worst[1]['max_rss'].max():.0f} MB"
+
+
+def test_attribution_checks_hold_on_the_demo(demo):
+    """Residue flipping: the top-relevance residues matter more than random ones; the IG
+    completeness summary and the head-statistics overlay are written."""
+    import pandas as pd
+
+    for task in ("ec", "go"):
+        t = pd.read_parquet(demo / "analysis" / "protein" / task / "residue_flipping.parquet")
+        rel = t[t["order"] == "relevance"].set_index("n")["accuracy"]
+        rnd = t[t["order"] == "random"].groupby("n")["accuracy"].mean()
+        assert rel[4] < rnd[4] - 0.15, (task, rel.to_dict(), rnd.to_dict())
+        conv = pd.read_parquet(demo / "attribution" / task / "convergence.parquet")
+        assert conv["level"].tolist() == ["embedding", "layer_output", "layer_output"]
+        assert conv["median_relative_delta"].max() < 0.05
+        h = pd.read_parquet(demo / "analysis" / "protein" / task / "head_statistics.parquet")
+        assert (h["significant_overlay"] <= h["significant"]).all()
