@@ -163,10 +163,12 @@ def wenzel_statistics(embedding: pd.DataFrame, heads: pd.DataFrame, annotations:
     r_emb, acc_emb, chance = ({t: [] for t in types} for _ in range(3))
     rel_sum, tgt = [], []
     nan_grid = np.full((n_layers, n_heads), np.nan)
+    ann_of = dict(tuple(annotations.groupby("accession", sort=False)))  # one scan, not one per protein
+    no_ann = annotations.iloc[:0]
     for k, e in enumerate(embedding.itertuples(index=False)):
         rel_e = _with_special(embedding.iloc[[k]], keep_special_tokens)[0]
         n_res = len(e.relevance)
-        masks = annotation_masks(annotations, e.accession, n_res, types)
+        masks = annotation_masks(ann_of.get(e.accession, no_ann), e.accession, n_res, types)
         if keep_special_tokens:
             masks = {t: np.concatenate([[False], m, [False]]) for t, m in masks.items()}
         hrel = (_stack(by_key[(e.accession, e.target)], n_layers, n_heads, keep_special_tokens)
