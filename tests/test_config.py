@@ -62,39 +62,7 @@ def test_lint_is_clean(configfile):
     assert "Congratulations, your workflow is in a good condition!" in res.stdout + res.stderr
 
 
-def _requirements():
-    pins = {}
-    for line in (ROOT / "requirements.txt").read_text().splitlines():
-        m = re.match(r"^([A-Za-z0-9_.-]+)==([^\s;]+)", line)
-        if m:
-            pins[m.group(1).lower().replace("_", "-")] = m.group(2)
-    return pins
-
-
-CONDA_TO_PYPI = {"matplotlib-base": "matplotlib", "pytorch": "torch"}
-
-
-def test_conda_envs_pin_the_same_versions_as_requirements():
-    pins = _requirements()
-    assert pins["torch"] == "2.13.0"
-    checked = 0
-    for env in sorted((ROOT / "envs").glob("*.yaml")):
-        spec = yaml.safe_load(env.read_text())
-        assert spec["channels"] == ["conda-forge", "bioconda", "nodefaults"], env.name
-        deps = []
-        for d in spec["dependencies"]:
-            if isinstance(d, dict):
-                deps += [x.replace("==", "=") for x in d["pip"]]
-            else:
-                deps.append(d)
-        for d in deps:
-            name, _, version = d.partition("=")
-            name = CONDA_TO_PYPI.get(name, name).lower()
-            assert version, f"{env.name}: '{d}' is not pinned"
-            if name in pins:
-                assert version == pins[name], f"{env.name}: {name}={version}, requirements {pins[name]}"
-                checked += 1
-    assert checked >= 15
+# Env pins, channels and completeness: tests/test_envs.py.
 
 
 def test_every_rule_has_log_conda_and_named_io():
