@@ -20,6 +20,10 @@ include: "workflow/rules/analysis.smk"
 include: "workflow/rules/report.smk"
 
 
+# Every script rule depends on the library modules its script imports (common.smk).
+track_library_code()
+
+
 rule all:
     input:
         final_targets(),
