@@ -66,6 +66,8 @@ def _local_source_problems():
         ok = Path(path).is_dir() if kind == "folder" else Path(path).is_file()
         if not ok:
             problems.append(f"{key}: {kind} not found: {path}")
+        elif kind == "file" and Path(path).stat().st_size == 0:
+            problems.append(f"{key}: file is empty (0 bytes; a failed download?): {path}")
 
     for f in data["uniprot"].get("local") or []:
         need("data.uniprot.local", f)
@@ -78,7 +80,8 @@ def _local_source_problems():
     st = data["structures"]
     if st.get("source") == "local":
         if not st.get("local"):
-            problems.append("data.structures.local: a folder is needed when data.structures.source is 'local'")
+            problems.append("data.structures.local: a folder is needed when "
+                            "data.structures.source is 'local'")
         else:
             need("data.structures.local", st["local"], "folder")
     if st.get("mapping"):
