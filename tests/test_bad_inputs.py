@@ -167,3 +167,21 @@ def test_server_error_answer_gets_no_offline_hint():
     with pytest.raises(DownloadError) as err, local_hint("data.genome.local", "x"):
         raise DownloadError("GET u failed: HTTP 400 Bad Request", status=400)
     assert "data.genome.local" not in str(err.value)
+
+
+def test_offline_structure_download_points_to_the_local_option(tmp_path, closed_port):
+    import pandas as pd
+
+    from seqxai.io import write_table
+    from seqxai.sources.structures import run_structures
+
+    proteins = tmp_path / "proteins.parquet"
+    write_table(proteins, pd.DataFrame({
+        "accession": ["P0A7V8"], "sequence": ["MKV"], "length": [3], "ec": [""], "ec_class": [""],
+        "go_terms": [[]], "organism_id": [83333]}), table="proteins")
+    outs = [tmp_path / f"o{i}.parquet" for i in range(3)]
+    hint = r"set data\.structures\.local \(with data\.structures\.source: local\)"
+    with pytest.raises(DownloadError, match=hint):
+        run_structures({"source": "alphafold", "alphafold_api": f"{closed_port}/api/{{accession}}"},
+                       OFFLINE_HTTP, tmp_path / "cache", proteins, None, *outs)
+    assert not any(o.exists() for o in outs)
