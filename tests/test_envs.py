@@ -132,7 +132,7 @@ def test_env_versions_agree_with_requirements(env):
         if name in NOT_ON_PYPI:
             continue
         assert name in req, f"{env.name}: {name} is not pinned in requirements.txt"
-        # A local label (+cu128) selects a build of the same release.
+        # A local label (+cu130) selects a build of the same release.
         assert version.split("+")[0] == req[name], \
             f"{env.name}: {name}={version}, requirements.txt {req[name]}"
 
@@ -140,8 +140,8 @@ def test_env_versions_agree_with_requirements(env):
 def test_torch_env_pins_the_cuda_build_and_its_index():
     spec = yaml.safe_load((ROOT / "envs" / "torch.yaml").read_text())
     pip = next(d["pip"] for d in spec["dependencies"] if isinstance(d, dict))
-    assert "torch==2.13.0+cu128" in pip
-    assert "--extra-index-url https://download.pytorch.org/whl/cu128" in pip
+    assert "torch==2.13.0+cu130" in pip
+    assert "--extra-index-url https://download.pytorch.org/whl/cu130" in pip
 
 
 def test_every_rule_is_parsed_and_has_an_existing_env():
