@@ -79,6 +79,7 @@ with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
             "conda": str((base / r.conda_env).resolve()) if isinstance(r.conda_env, str) else None,
             "script": str((base / r.script).resolve()) if r.script else None,
             "action": bool(r.script or r.shellcmd or r.run_func_src or r.is_run),
+            "library": sorted(str(Path(f).resolve()) for f in getattr(r.input, "library", [])),
         }
 print("RULES-JSON" + json.dumps(rules))
 """
@@ -155,6 +156,16 @@ def test_every_rule_is_parsed_and_has_an_existing_env():
         assert r["conda"] and Path(r["conda"]).is_file(), f"rule {name}: conda env {r['conda']}"
         assert Path(r["conda"]).parent == ROOT / "envs", f"rule {name}: env outside envs/"
         assert r["script"] and Path(r["script"]).is_file(), f"rule {name}: script {r['script']}"
+
+
+def test_every_script_rule_depends_on_the_library_modules_it_imports():
+    """track_library_code() (common.smk) ran after every include: each script rule's input
+    `library` is exactly the import closure of its script."""
+    for name, r in all_rules().items():
+        if r["script"]:
+            files, _ = script_dependencies(r["script"])
+            assert r["library"] == sorted(files), f"rule {name}: library inputs {r['library']}"
+            assert str(ROOT / "scripts" / "seqxai" / "io.py") in files
 
 
 def _env_gap(name: str) -> list:
