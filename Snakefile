@@ -20,6 +20,11 @@ include: "workflow/rules/analysis.smk"
 include: "workflow/rules/report.smk"
 
 
+# Every script rule depends on the library modules its script imports (common.smk);
+# keep this after the last include.
+track_library_code()
+
+
 rule all:
     input:
         final_targets(),

@@ -104,24 +104,35 @@ def read_table(path, table: str | None = None) -> pd.DataFrame:
 def read_fasta(path) -> dict[str, str]:
     """Read a (possibly gzipped) FASTA file into {record id: upper-case sequence}."""
     import gzip
+    import zlib
 
     opener = gzip.open if str(path).endswith(".gz") else open
     records: dict[str, list[str]] = {}
     name = None
-    with opener(path, "rt") as fh:
-        for lineno, line in enumerate(fh, 1):
-            line = line.strip()
-            if not line:
-                continue
-            if line.startswith(">"):
-                name = line[1:].split()[0]
-                if name in records:
-                    raise DataError(f"{path}:{lineno}: duplicate FASTA record '{name}'")
-                records[name] = []
-            elif name is None:
-                raise DataError(f"{path}:{lineno}: sequence line before the first '>' header")
-            else:
-                records[name].append(line.upper())
+    lineno = 0
+    try:
+        with opener(path, "rt") as fh:
+            for lineno, line in enumerate(fh, 1):
+                line = line.strip()
+                if not line:
+                    continue
+                if line.startswith(">"):
+                    name = line[1:].split()[0]
+                    if name in records:
+                        raise DataError(f"{path}:{lineno}: duplicate FASTA record '{name}'")
+                    records[name] = []
+                elif name is None:
+                    raise DataError(f"{path}:{lineno}: sequence line before the first '>' header")
+                else:
+                    records[name].append(line.upper())
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        # gzip reads ahead: the last good line is near, not exactly at, the damage.
+        raise DataError(f"{path}: truncated or corrupt gzip file (read up to line {lineno} of "
+                        f"record '{name}'; {exc}); download it again") from exc
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not a text FASTA file ({exc})") from exc
+    if not records:
+        raise DataError(f"{path}: no FASTA records (an empty file?)")
     return {k: "".join(v) for k, v in records.items()}
 
 

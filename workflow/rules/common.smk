@@ -1,7 +1,13 @@
 # Config validation, wildcard constraints and input functions. No rules here.
+import os
+import sys
 from pathlib import Path
 
 from snakemake.utils import validate
+
+# The library's import graph (stdlib only), for library_inputs() below.
+sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
+from seqxai._deps import script_dependencies  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -12,10 +18,86 @@ ENCODER = config["protein"]["encoder"]
 MLM = config["protein"]["mlm"]
 # Attention probes run on the pretrained encoder and on every fine-tuned model.
 PROBE_MODELS = ["pretrained"] + TASKS
+# A saved model folder has config.json and weights (one file or a sharded index).
+MODEL_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+                 "pytorch_model.bin.index.json")
+
+
+def looks_local(name):
+    """True when a model name is a local path rather than a hub id ('org/name'): it exists,
+    is absolute, starts with . or ~, or has more than one path separator."""
+    return (os.path.exists(os.path.expanduser(name)) or os.path.isabs(name)
+            or name.startswith((".", "~")) or name.count(os.sep) > 1 or name.endswith(os.sep))
+
+
+def folder_files(folder):
+    """Every non-hidden file under a folder, sorted (as inputs: a changed file reruns)."""
+    folder = Path(os.path.expanduser(folder))
+    return sorted(str(p) for p in folder.rglob("*")
+                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def _encoder_problems(name):
+    key = "protein.encoder.pretrained"
+    if not looks_local(name):
+        return []
+    path = Path(os.path.expanduser(name))
+    if not path.is_dir():
+        return [f"{key}: '{name}' looks like a local folder but does not exist (a Hugging Face "
+                f"hub id looks like 'facebook/esm2_t6_8M_UR50D')"]
+    missing = []
+    if not (path / "config.json").is_file():
+        missing.append("config.json")
+    if not any((path / w).is_file() for w in MODEL_WEIGHTS):
+        missing.append("weights (" + " or ".join(MODEL_WEIGHTS[:2]) + ")")
+    if missing:
+        return [f"{key}: folder '{name}' is not a saved model (no {', no '.join(missing)}); "
+                f"save one with model.save_pretrained(folder) and tokenizer.save_pretrained(folder)"]
+    return []
+
+
+def _local_source_problems():
+    """Local files named in data.* that are missing, before any job runs."""
+    if config["data"]["source"] != "real":
+        return []
+    data, problems = config["data"], []
+
+    def need(key, path, kind="file"):
+        ok = Path(path).is_dir() if kind == "folder" else Path(path).is_file()
+        if not ok:
+            problems.append(f"{key}: {kind} not found: {path}")
+        elif kind == "file" and Path(path).stat().st_size == 0:
+            problems.append(f"{key}: file is empty (0 bytes; a failed download?): {path}")
+
+    for f in data["uniprot"].get("local") or []:
+        need("data.uniprot.local", f)
+    if data["genome"].get("local"):
+        need("data.genome.local", data["genome"]["local"])
+    for k in ("promoters", "sites", "matrices"):
+        f = (data["regulondb"].get(k) or {}).get("local")
+        if f:
+            need(f"data.regulondb.{k}.local", f)
+    st = data["structures"]
+    if st.get("source") == "local":
+        if not st.get("local"):
+            problems.append("data.structures.local: a folder is needed when "
+                            "data.structures.source is 'local'")
+        else:
+            need("data.structures.local", st["local"], "folder")
+    if st.get("mapping"):
+        need("data.structures.mapping", st["mapping"])
+    return problems
 
 
 def _check_config():
     problems = []
+    if ENCODER["pretrained"] is not None:
+        problems += _encoder_problems(ENCODER["pretrained"])
+    dc = ENCODER["demo_config"]
+    if dc["hidden_size"] % dc["num_attention_heads"]:
+        problems.append(f"protein.encoder.demo_config: hidden_size {dc['hidden_size']} is not a "
+                        f"multiple of num_attention_heads {dc['num_attention_heads']}")
+    problems += _local_source_problems()
     if ENCODER["pretrained"] is None and not MLM["enabled"]:
         problems.append(
             "protein.encoder.pretrained is null (build the demo encoder) but protein.mlm.enabled "
@@ -68,9 +150,16 @@ def pretrained_encoder(wildcards=None):
     return ENCODER["pretrained"]
 
 
+def encoder_files(wildcards=None):
+    """The files of protein.encoder.pretrained when it is a local folder (a hub id is no file)."""
+    name = ENCODER["pretrained"]
+    return folder_files(name) if name and looks_local(name) else []
+
+
 def pretrained_input(wildcards=None):
-    """As a rule input only when the workflow builds it (a hub id is no file)."""
-    return [out("models/protein/pretrained")] if MLM["enabled"] else []
+    """The encoder as an input: the MLM output when the workflow builds it, else the files of
+    a local encoder folder (so that a changed local encoder reruns fine-tuning and probes)."""
+    return [out("models/protein/pretrained")] if MLM["enabled"] else encoder_files()
 
 
 def probe_model_input(wildcards):
@@ -94,6 +183,44 @@ def local_inputs(*paths):
         elif p:
             out.append(str(p))
     return out
+
+
+def structure_inputs():
+    """Local structure files and the mapping table (data.structures), as download inputs."""
+    st = config["data"]["structures"]
+    files = []
+    if st.get("source") == "local" and st.get("local"):
+        files += folder_files(st["local"])
+    if st.get("mapping"):
+        files.append(st["mapping"])
+    return files
+
+
+def _input_path(path):
+    """Relative to the working directory when under it (Snakemake's convention), else absolute."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
+def library_inputs(script):
+    """The seqxai library modules a script can import (seqxai._deps), as input files;
+    Snakemake's `code` rerun trigger sees only the script file itself."""
+    files, _ = script_dependencies(script)
+    return [_input_path(f) for f in files]
+
+
+def track_library_code():
+    """Add the input `library` (the library modules a script imports) to every script rule.
+
+    Called once in the Snakefile after all rules are defined, so that rule modules need no
+    extra line and a new rule cannot forget it. A changed module (newer mtime) reruns exactly
+    the rules whose scripts can import it."""
+    for r in workflow.rules:
+        if r.script:
+            script = Path(str(r.basedir)) / r.script
+            if r.input_modifier is None:  # no input section yet; set_input needs a modifier
+                r.input_modifier = r.output_modifier
+            r.set_input(library=library_inputs(script))
 
 
 def final_targets():

@@ -43,6 +43,7 @@ rule download_structures:
         proteins=rules.download_uniprot.output.proteins,
         xrefs=rules.download_uniprot.output.xrefs,
         uniprot_report=rules.download_uniprot.output.report,
+        local=structure_inputs(),
     output:
         contacts=out("data/protein/contact_maps.parquet"),
         quality=out("data/protein/structure_quality.parquet"),

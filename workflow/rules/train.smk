@@ -4,6 +4,7 @@
 
 rule pretrain_protein_encoder:
     input:
+        init=encoder_files(),
         proteins=out("data/protein/proteins.parquet"),
         splits=out("data/protein/splits.parquet"),
     output:

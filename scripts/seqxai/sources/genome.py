@@ -93,7 +93,7 @@ def load_genome(path: str | Path, expected: dict[str, int] | None = None) -> dic
 def run_genome(cfg: dict, http_cfg: dict | None, cache_dir, out_fasta) -> None:
     """Rule entry point: the ``data.genome`` config section -> genome.fasta (record id = chrom)."""
     from ..io import write_fasta
-    from .http import make_fetcher
+    from .http import local_hint, make_fetcher
 
     cfg = dict(cfg or {})
     acc = cfg.get("accession", "NC_000913.3")
@@ -102,8 +102,9 @@ def run_genome(cfg: dict, http_cfg: dict | None, cache_dir, out_fasta) -> None:
     if cfg.get("local"):
         path = cfg["local"]
     else:
-        path = fetch_genome(make_fetcher(http_cfg, cache_dir), acc, cache_dir, cfg.get("url", EFETCH),
-                            cfg.get("email"), cfg.get("api_key"), int(n) if n else None)
+        with local_hint("data.genome.local", f"the {acc} FASTA (.fna.gz from NCBI Datasets or FTP)"):
+            path = fetch_genome(make_fetcher(http_cfg, cache_dir), acc, cache_dir, cfg.get("url", EFETCH),
+                                cfg.get("email"), cfg.get("api_key"), int(n) if n else None)
     records = load_genome(path, expected)
     write_fasta(out_fasta, records)
     log.info("genome: wrote %s", {k: len(v) for k, v in records.items()})

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import email.utils
 import gzip
 import hashlib
@@ -48,6 +49,21 @@ class DownloadError(RuntimeError):
     def __init__(self, message: str, status: int | None = None):
         super().__init__(message)
         self.status = status
+
+
+@contextlib.contextmanager
+def local_hint(option: str, what: str):
+    """Add to a download that failed for lack of a connection (no HTTP answer, or only
+    retried ones) where a local copy goes instead: offline compute nodes are common."""
+    try:
+        yield
+    except DownloadError as exc:
+        if exc.status is not None:  # the server answered (404, 400): no network problem
+            raise
+        raise DownloadError(
+            f"{exc}\n  No network on this machine, or the server is down? Download {what} on a "
+            f"machine with network and set {option} in the config (README: Troubleshooting).",
+            status=exc.status) from exc
 
 
 class _Retryable(Exception):

@@ -351,8 +351,11 @@ def _source_file(part: dict, name: str, cache_dir, fetcher_factory) -> Path:
         return Path(part["local"])
     if not part.get("url"):
         raise DataError(f"regulondb.{name}: set 'local' (a file) or 'url'")
+    from .http import local_hint
+
     url = part["url"]
-    return fetcher_factory().download(url, Path(cache_dir) / "regulondb" / url.rsplit("/", 1)[-1])
+    with local_hint(f"data.regulondb.{name}.local", f"{url}"):
+        return fetcher_factory().download(url, Path(cache_dir) / "regulondb" / url.rsplit("/", 1)[-1])
 
 
 def run_regulondb(cfg: dict, http_cfg: dict | None, cache_dir, genome_path, out_tss, out_sites, out_meme,

@@ -530,35 +530,44 @@ def run_structures(cfg: dict, http_cfg: dict | None, cache_dir, proteins_path, x
     """Rule entry point: the ``data.structures`` config section -> contact maps, quality table,
     and the protein data report (the UniProt report, when given, followed by the structures')."""
     from ..io import read_table, write_table
-    from .http import make_fetcher
+    from .http import local_hint, make_fetcher
 
     cfg = dict(cfg or {})
     proteins = read_table(proteins_path, table="proteins")
     xrefs = read_table(xrefs_path) if xrefs_path else None
     mapping = None
     if cfg.get("mapping"):
-        mapping = pd.read_csv(cfg["mapping"], sep="\t", dtype=str).fillna("")
+        try:
+            mapping = pd.read_csv(cfg["mapping"], sep="\t", dtype=str).fillna("")
+        except FileNotFoundError as exc:
+            raise DataError(f"data.structures.mapping: file not found: {cfg['mapping']}") from exc
+        except pd.errors.EmptyDataError as exc:
+            raise DataError(f"{cfg['mapping']}: the structure mapping (data.structures.mapping) is empty; "
+                            f"it needs a header line: accession, file[, chain]") from exc
         if not {"accession", "file"} <= set(mapping.columns):
             raise DataError(f"{cfg['mapping']}: structure mapping needs columns accession, file[, chain]")
     source = cfg.get("source", "alphafold")
     fetcher = None if source == "local" else make_fetcher(http_cfg, cache_dir)
-    cm, quality, report = build_contact_maps(
-        proteins,
-        source=source,
-        local=cfg.get("local"),
-        mapping=mapping,
-        xrefs=xrefs,
-        fetcher=fetcher,
-        cache_dir=cache_dir,
-        definition=ContactDefinition.from_config(cfg.get("contact")),
-        rules=StructureRules.from_config({k: cfg[k] for k in StructureRules.__dataclass_fields__ if k in cfg}),
-        max_proteins=cfg.get("max_proteins"),
-        alphafold_api=cfg.get("alphafold_api", "https://alphafold.ebi.ac.uk/api/prediction/{accession}"),
-        alphafold_format=cfg.get("alphafold_format", "pdb"),
-        alphafold_file_base=cfg.get("alphafold_file_base"),
-        pdb_url=cfg.get("pdb_url", "https://files.rcsb.org/download/{id}.cif"),
-        pdb_per_protein=int(cfg.get("pdb_per_protein", 3)),
-    )
+    with local_hint("data.structures.local (with data.structures.source: local)",
+                    "the PDB/mmCIF files (AlphaFold DB or RCSB) into one folder"):
+        cm, quality, report = build_contact_maps(
+            proteins,
+            source=source,
+            local=cfg.get("local"),
+            mapping=mapping,
+            xrefs=xrefs,
+            fetcher=fetcher,
+            cache_dir=cache_dir,
+            definition=ContactDefinition.from_config(cfg.get("contact")),
+            rules=StructureRules.from_config(
+                {k: cfg[k] for k in StructureRules.__dataclass_fields__ if k in cfg}),
+            max_proteins=cfg.get("max_proteins"),
+            alphafold_api=cfg.get("alphafold_api", "https://alphafold.ebi.ac.uk/api/prediction/{accession}"),
+            alphafold_format=cfg.get("alphafold_format", "pdb"),
+            alphafold_file_base=cfg.get("alphafold_file_base"),
+            pdb_url=cfg.get("pdb_url", "https://files.rcsb.org/download/{id}.cif"),
+            pdb_per_protein=int(cfg.get("pdb_per_protein", 3)),
+        )
     write_table(out_contacts, cm, table="contact_maps")
     write_table(out_quality, quality)
     if uniprot_report_path:

@@ -362,8 +362,12 @@ def detect_format(path: Path) -> str:
 
 def read_text(path: Path) -> str:
     opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        return fh.read()
+    try:
+        with opener(path, "rt", encoding="utf-8") as fh:
+            return fh.read()
+    except (EOFError, OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read the UniProt file ({type(exc).__name__}: {exc}); "
+                        f"a truncated download? fetch it again") from exc
 
 
 def entries_from_file(path, report: DropReport, fmt: str = "auto") -> Iterator[Entry]:
@@ -372,6 +376,9 @@ def entries_from_file(path, report: DropReport, fmt: str = "auto") -> Iterator[E
         raise DataError(f"UniProt local file not found: {path}")
     fmt = detect_format(path) if fmt in (None, "auto") else fmt
     text = read_text(path)
+    if not text.strip():
+        raise DataError(f"{path}: the UniProt file is empty (no records); a failed download? "
+                        f"fetch it again or remove it from data.uniprot.local")
     if fmt == "json":
         try:
             obj = json.loads(text)
@@ -610,22 +617,24 @@ def run_uniprot(cfg: dict, http_cfg: dict | None, cache_dir, out_proteins, out_a
                 seed: int = 0) -> None:
     """Rule entry point: the ``data.uniprot`` config section -> four Parquet files."""
     from ..io import write_table
-    from .http import make_fetcher
+    from .http import local_hint, make_fetcher
 
     cfg = dict(cfg or {})
     local = cfg.get("local") or None
     fetcher = None if local else make_fetcher(http_cfg, cache_dir)
-    proteins, ann, xrefs, report = load_proteins(
-        local=local,
-        fmt=cfg.get("format", "auto"),
-        query=cfg.get("query"),
-        rules=ProteinRules.from_config(cfg),
-        fetcher=fetcher,
-        api_format=cfg.get("api_format", "json"),
-        page_size=int(cfg.get("page_size", 500)),
-        base_url=cfg.get("url", UNIPROT_SEARCH),
-        extra_params=cfg.get("extra_params"),
-    )
+    with local_hint("data.uniprot.local", "the UniProt entries (JSON or TSV from rest.uniprot.org, "
+                    "or Swiss-Prot .dat)"):
+        proteins, ann, xrefs, report = load_proteins(
+            local=local,
+            fmt=cfg.get("format", "auto"),
+            query=cfg.get("query"),
+            rules=ProteinRules.from_config(cfg),
+            fetcher=fetcher,
+            api_format=cfg.get("api_format", "json"),
+            page_size=int(cfg.get("page_size", 500)),
+            base_url=cfg.get("url", UNIPROT_SEARCH),
+            extra_params=cfg.get("extra_params"),
+        )
     proteins, ann, xrefs, report = subsample(proteins, ann, xrefs, report, cfg.get("max_proteins"), seed)
     write_table(out_proteins, proteins, table="proteins")
     write_table(out_annotations, ann, table="residue_annotations")

@@ -1,0 +1,117 @@
+"""Static import graph of the rule scripts and the seqxai library (standard library only).
+
+Used twice: workflow/rules/common.smk makes every rule depend on the library modules its
+script imports (Snakemake's `code` rerun trigger covers only the script file itself), and
+tests/test_envs.py checks that each rule's conda env provides the third-party packages those
+modules import. Both follow every import, also the lazy ones inside functions: a module is
+a dependency as soon as any path through the script can import it.
+"""
+from __future__ import annotations
+
+import ast
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+LIBRARY = "seqxai"
+
+# Import name -> distribution name where they differ (PyPI/conda spelling, lower case).
+IMPORT_TO_PACKAGE = {
+    "sklearn": "scikit-learn",
+    "Bio": "biopython",
+    "yaml": "pyyaml",
+    "PIL": "pillow",
+    "dateutil": "python-dateutil",
+    "google": "protobuf",
+}
+
+
+def package_of(import_name: str) -> str:
+    """Distribution name of a top-level import name (sklearn -> scikit-learn)."""
+    return IMPORT_TO_PACKAGE.get(import_name, import_name).lower()
+
+
+def _module_file(lib_parent: Path, module: str) -> Path | None:
+    """The .py file of a library module (a package's __init__.py), or None if there is none."""
+    base = lib_parent.joinpath(*module.split("."))
+    if (base / "__init__.py").is_file():
+        return base / "__init__.py"
+    if base.with_suffix(".py").is_file():
+        return base.with_suffix(".py")
+    return None
+
+
+def _parents(module: str) -> list[str]:
+    """seqxai.sources.uniprot -> [seqxai, seqxai.sources, seqxai.sources.uniprot]."""
+    parts = module.split(".")
+    return [".".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+@lru_cache(maxsize=None)
+def _imports(path: Path, module: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(library modules, third-party top-level names) imported anywhere in one file.
+
+    `module` is the file's dotted name inside the library (None for a rule script); it
+    resolves relative imports. Standard-library names are dropped.
+    """
+    tree = ast.parse(path.read_text(), filename=str(path))
+    lib_parent = path.parent
+    if module is not None:
+        lib_parent = path.parents[len(module.split(".")) - (0 if path.name == "__init__.py" else 1)]
+    package = None
+    if module is not None:
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    lib, third = set(), set()
+
+    def add(name: str):
+        top = name.split(".")[0]
+        if top == LIBRARY:
+            # Importing a.b.c runs a/__init__, a/b/__init__ and a/b/c.
+            lib.update(m for m in _parents(name) if _module_file(lib_parent, m))
+        elif top not in sys.stdlib_module_names and top != "__future__":
+            third.add(top)
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                add(alias.name)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                if package is None:
+                    raise ValueError(f"{path}: relative import outside the {LIBRARY} package")
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module
+            add(target)
+            if target.split(".")[0] == LIBRARY:
+                # `from seqxai import plots` imports the submodule seqxai.plots.
+                for alias in node.names:
+                    if _module_file(lib_parent, f"{target}.{alias.name}"):
+                        add(f"{target}.{alias.name}")
+    return tuple(sorted(lib)), tuple(sorted(third))
+
+
+def script_dependencies(script: str | Path, library_root: str | Path | None = None):
+    """Library files and third-party import names a rule script can import, transitively.
+
+    library_root is the folder that holds the `seqxai` package (default: the script's folder,
+    as the rule scripts put it on sys.path). Returns (sorted list of library .py paths,
+    sorted list of top-level third-party import names).
+    """
+    script = Path(script).resolve()
+    lib_parent = Path(library_root).resolve() if library_root else script.parent
+    lib, third = _imports(script, None)
+    todo, seen, third_all = list(lib), set(), set(third)
+    while todo:
+        mod = todo.pop()
+        if mod in seen:
+            continue
+        seen.add(mod)
+        f = _module_file(lib_parent, mod)
+        sub_lib, sub_third = _imports(f, mod)
+        third_all.update(sub_third)
+        todo.extend(m for m in sub_lib if m not in seen)
+    files = sorted(str(_module_file(lib_parent, m)) for m in seen)
+    return files, sorted(third_all)

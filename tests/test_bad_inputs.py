@@ -1,0 +1,187 @@
+"""Bad inputs fail early with an error that names the file, record or config key, and leave
+no output behind. Config problems are caught when the workflow is parsed (a dry run, before any
+job); file contents at the first rule that reads them."""
+import gzip
+import inspect
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from seqxai.io import DataError
+from seqxai.sources.http import DownloadError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _dry_run(tmp_path, config: dict, base="config/config.yaml"):
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(yaml.safe_dump(config))
+    outdir = tempfile.mkdtemp(prefix="seqxai-bad-")
+    res = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", base,
+                          str(extra), "--config", f"outdir={outdir}"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert not list(Path(outdir).iterdir()), "a failed config check wrote output"
+    return res.returncode, res.stdout + res.stderr
+
+
+def test_missing_and_empty_local_files_and_encoder_path_fail_at_parse_time(tmp_path):
+    empty = tmp_path / "uniprot.json"
+    empty.write_text("")
+    rc, msg = _dry_run(tmp_path, {
+        "protein": {"encoder": {"pretrained": "./models/no_such_encoder"}},
+        "data": {"uniprot": {"local": [str(empty)]},
+                 "genome": {"local": str(tmp_path / "missing.fna.gz")},
+                 "structures": {"mapping": str(tmp_path / "missing_map.tsv")}}})
+    assert rc != 0
+    assert "invalid config" in msg
+    assert ("protein.encoder.pretrained: './models/no_such_encoder' looks like a local folder "
+            "but does not exist") in msg
+    assert f"data.uniprot.local: file is empty (0 bytes; a failed download?): {empty}" in msg
+    assert f"data.genome.local: file not found: {tmp_path / 'missing.fna.gz'}" in msg
+    assert f"data.structures.mapping: file not found: {tmp_path / 'missing_map.tsv'}" in msg
+
+
+def test_encoder_folder_without_a_saved_model_fails_at_parse_time(tmp_path):
+    enc = tmp_path / "enc"
+    enc.mkdir()
+    (enc / "vocab.txt").write_text("A\n")
+    rc, msg = _dry_run(tmp_path, {"protein": {"encoder": {"pretrained": str(enc)}}})
+    assert rc != 0
+    assert f"folder '{enc}' is not a saved model (no config.json, no weights" in msg
+
+
+def test_misspelt_demo_encoder_key_is_rejected(tmp_path):
+    rc, msg = _dry_run(tmp_path, {"protein": {"encoder": {"demo_config": {
+        "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128,
+        "max_position_embeddings": 256, "hiden_dropout": 0.1}}}}, base="config/demo.yaml")
+    assert rc != 0
+    assert "'hiden_dropout' was unexpected" in msg and "demo_config" in msg
+
+
+def test_demo_encoder_keys_are_esm_config_fields_it_accepts(tmp_path):
+    """The schema's demo_config keys are EsmConfig arguments (transformers' own signature),
+    none of those build_demo_encoder fixes, and a config using all of them builds."""
+    from transformers import EsmConfig
+
+    from seqxai.protein_model import build_demo_encoder
+
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    demo = schema["properties"]["protein"]["properties"]["encoder"]["properties"]["demo_config"]
+    assert demo["additionalProperties"] is False
+    keys = set(demo["properties"])
+    assert keys <= set(inspect.signature(EsmConfig.__init__).parameters)
+    fixed = {"vocab_size", "pad_token_id", "mask_token_id", "token_dropout", "emb_layer_norm_before",
+             "hidden_dropout_prob", "attention_probs_dropout_prob"}
+    assert not keys & fixed
+    spec = {"hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 8,
+            "max_position_embeddings": 16, "position_embedding_type": "rotary",
+            "initializer_range": 0.05, "layer_norm_eps": 1e-5}
+    assert set(spec) == keys
+    build_demo_encoder(spec, tmp_path / "enc")
+    cfg = EsmConfig.from_pretrained(tmp_path / "enc")
+    assert (cfg.layer_norm_eps, cfg.position_embedding_type) == (1e-5, "rotary")
+
+
+def test_truncated_genome_gz_names_the_file_and_writes_nothing(tmp_path):
+    from seqxai.sources.genome import run_genome
+
+    data = gzip.compress(b">NC_000913.3\n" + b"ACGT" * 20000 + b"\n")
+    bad = tmp_path / "genome.fna.gz"
+    bad.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "out" / "genome.fasta"
+    match = r"genome\.fna\.gz: truncated or corrupt gzip file .*record 'NC_000913.3'"
+    with pytest.raises(DataError, match=match):
+        run_genome({"local": str(bad), "expected_length": None}, None, tmp_path / "cache", out)
+    assert not out.exists()
+    assert not out.parent.exists() or not any(out.parent.iterdir()), "partial output left"
+
+
+@pytest.mark.parametrize("content", [b"", b"\n  \n"])
+def test_empty_uniprot_file_names_the_file(tmp_path, content):
+    from seqxai.sources.uniprot import run_uniprot
+
+    f = tmp_path / "entries.json.gz"
+    f.write_bytes(gzip.compress(content))
+    outs = [tmp_path / f"o{i}.parquet" for i in range(4)]
+    with pytest.raises(DataError, match=r"entries\.json\.gz: the UniProt file is empty"):
+        run_uniprot({"local": [str(f)]}, None, tmp_path / "cache", *outs)
+    assert not any(o.exists() for o in outs)
+
+
+@pytest.fixture
+def closed_port():
+    """A local port nobody listens on: connections are refused at once, as offline."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return f"http://127.0.0.1:{port}"
+
+
+OFFLINE_HTTP = {"attempts": 2, "backoff": 0, "max_backoff": 0, "min_interval": 0, "timeout": [2, 2]}
+
+
+def test_offline_genome_download_points_to_the_local_option(tmp_path, closed_port):
+    from seqxai.sources.genome import run_genome
+
+    out = tmp_path / "genome.fasta"
+    with pytest.raises(DownloadError) as err:
+        run_genome({"url": f"{closed_port}/efetch", "accession": "NC_000913.3"}, OFFLINE_HTTP,
+                   tmp_path / "cache", out)
+    msg = str(err.value)
+    assert "failed after 2 attempts" in msg and "set data.genome.local in the config" in msg
+    assert not out.exists()
+
+
+def test_offline_uniprot_query_points_to_the_local_option(tmp_path, closed_port):
+    from seqxai.sources.uniprot import run_uniprot
+
+    outs = [tmp_path / f"o{i}.parquet" for i in range(4)]
+    with pytest.raises(DownloadError, match="set data.uniprot.local in the config"):
+        run_uniprot({"query": "reviewed:true", "url": f"{closed_port}/search"}, OFFLINE_HTTP,
+                    tmp_path / "cache", *outs)
+    assert not any(o.exists() for o in outs)
+
+
+def test_offline_regulondb_names_the_file_option(tmp_path, closed_port):
+    from seqxai.io import write_fasta
+    from seqxai.sources.regulondb import run_regulondb
+
+    genome = tmp_path / "genome.fasta"
+    write_fasta(genome, {"chr": "ACGT" * 100})
+    outs = [tmp_path / f"o{i}" for i in range(4)]
+    with pytest.raises(DownloadError, match=r"set data\.regulondb\.promoters\.local in the config"):
+        run_regulondb({"chrom": "chr", "promoters": {"url": f"{closed_port}/PromoterSet.txt"}},
+                      OFFLINE_HTTP, tmp_path / "cache", genome, *outs)
+    assert not any(o.exists() for o in outs)
+
+
+def test_server_error_answer_gets_no_offline_hint():
+    from seqxai.sources.http import local_hint
+
+    with pytest.raises(DownloadError) as err, local_hint("data.genome.local", "x"):
+        raise DownloadError("GET u failed: HTTP 400 Bad Request", status=400)
+    assert "data.genome.local" not in str(err.value)
+
+
+def test_offline_structure_download_points_to_the_local_option(tmp_path, closed_port):
+    import pandas as pd
+
+    from seqxai.io import write_table
+    from seqxai.sources.structures import run_structures
+
+    proteins = tmp_path / "proteins.parquet"
+    write_table(proteins, pd.DataFrame({
+        "accession": ["P0A7V8"], "sequence": ["MKV"], "length": [3], "ec": [""], "ec_class": [""],
+        "go_terms": [[]], "organism_id": [83333]}), table="proteins")
+    outs = [tmp_path / f"o{i}.parquet" for i in range(3)]
+    hint = r"set data\.structures\.local \(with data\.structures\.source: local\)"
+    with pytest.raises(DownloadError, match=hint):
+        run_structures({"source": "alphafold", "alphafold_api": f"{closed_port}/api/{{accession}}"},
+                       OFFLINE_HTTP, tmp_path / "cache", proteins, None, *outs)
+    assert not any(o.exists() for o in outs)
