@@ -179,3 +179,64 @@ def test_blosum_correlation_against_scipy_loop():
             blos.append(b62[AMINO_ACIDS[i]][AMINO_ACIDS[j]])
     np.testing.assert_allclose(np.sort(pairs["attention_corr"]), np.sort(corr))
     assert r == pytest.approx(pearsonr(corr, blos)[0])
+
+
+def test_run_attention_probe_streams_and_writes_every_table(tmp_path, tiny_encoder):
+    import json
+
+    from seqxai.attention_probes import attention_maps, run_attention_probe
+    from seqxai.io import read_table, write_table
+    from seqxai.protein_model import encode, load_encoder, load_tokenizer
+
+    rng = np.random.default_rng(0)
+    prots, cms = [], []
+    for k in range(7):
+        n = int(rng.integers(30, 50))
+        seq = "".join(rng.choice(list(AMINO_ACIDS), n))
+        i, j = np.triu_indices(n, 1)
+        keep = rng.random(len(i)) < 0.08
+        resolved = "".join("0" if x < 0.1 else "1" for x in rng.random(n))
+        prots.append({"accession": f"P{k}", "sequence": seq, "length": n, "ec": "1.1.1.1",
+                      "ec_class": "1", "go_terms": [], "organism_id": 1})
+        cms.append({"accession": f"P{k}", "length": n, "resolved": resolved,
+                    "contact_i": (i[keep] + 1).tolist(), "contact_j": (j[keep] + 1).tolist(),
+                    "definition": "CB<8.0A", "source": "test"})
+    paths = {x: tmp_path / f"{x}.parquet" for x in ("proteins", "splits", "contacts", "annotations")}
+    write_table(paths["proteins"], pd.DataFrame(prots), "proteins")
+    write_table(paths["splits"], pd.DataFrame({"accession": [p["accession"] for p in prots],
+                                               "split": "train", "cluster": "c"}), "splits")
+    write_table(paths["contacts"], pd.DataFrame(cms), "contact_maps")
+    write_table(paths["annotations"], pd.DataFrame(
+        [{"accession": "P0", "type": "binding_site", "start": 3, "end": 5, "description": ""}]),
+        "residue_annotations")
+    outputs = {x: tmp_path / f"out_{x}.parquet" for x in ("probe", "trend", "aa", "blosum", "contacts")}
+    outputs["summary"] = tmp_path / "summary.json"
+    vig = {"theta": 0.03, "min_high_confidence": 0, "max_residues": 510, "split": "all",
+           "contacts": {"n_train": 3, "C": 0.15}}
+    run_attention_probe(tiny_encoder, paths["proteins"], paths["splits"], paths["contacts"],
+                        paths["annotations"], vig, ["binding_site"], 128, outputs, seed=0, device="cpu")
+    # the same counts straight from the encoder, protein by protein
+    enc_model, tok = load_encoder(tiny_encoder).eval(), load_tokenizer(tiny_encoder)
+    c = HighConfidenceCounter(2, 4, theta=0.03)
+    for p, cm in zip(prots, cms):
+        e = encode(tok, [p["sequence"]], 128)
+        attn = attention_maps(enc_model, e["input_ids"][0], e["attention_mask"][0], p["length"])
+        res = np.array([ch == "1" for ch in cm["resolved"]])
+        c.add(attn, {"contact": contact_matrix(p["length"], cm["contact_i"], cm["contact_j"])},
+              amino_acid_masks(p["sequence"]), res)
+    want = c.table(0)
+    probe, aa = read_table(outputs["probe"]), read_table(outputs["aa"])
+    got = pd.concat([probe, aa]).set_index(["property", "layer", "head"])
+    for r in want.itertuples():
+        assert got.loc[(r.property, r.layer, r.head), "hits"] == r.hits
+    assert set(probe["property"]) == {"contact", "binding_site"}
+    assert (probe["n_high_confidence"] > 0).all()  # the test exercises real counts
+    assert aa["property"].nunique() == 20
+    blosum = read_table(outputs["blosum"])
+    assert len(blosum) == 190 and blosum["n_heads"].iloc[0] == 8
+    prec = read_table(outputs["contacts"])
+    assert len(prec) == 4 + 1 and prec["accession"].iloc[-1] == "mean"  # 7 proteins - 3 trained
+    summary = json.loads(outputs["summary"].read_text())
+    assert summary["n_train"] == 3 and summary["n_heldout"] == 4
+    ex = summary["example"]
+    assert ex["accession"] in set(prec["accession"]) and len(ex["attention"]) == ex["length"]

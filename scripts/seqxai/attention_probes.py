@@ -217,10 +217,12 @@ def blosum62_matrix(letters: str = AMINO_ACIDS) -> np.ndarray:
 
 def amino_acid_profiles(table: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
     """share[scored head, amino acid] from the ``aa:X`` rows of a probe table (provis layout)."""
-    aa = table[table["property"].str.startswith(AA_PREFIX) & table["included"]]
+    aa = table[table["property"].astype(str).str.startswith(AA_PREFIX) & table["included"]
+               & (table["share"].notna())]
     letters = [a for a in AMINO_ACIDS if (AA_PREFIX + a) in set(aa["property"])]
-    wide = aa.pivot_table(index=["layer", "head"], columns="property", values="share")
-    return wide[[AA_PREFIX + a for a in letters]].to_numpy(float), letters
+    share = {p: s.set_index(["layer", "head"])["share"] for p, s in aa.groupby("property")}
+    wide = pd.DataFrame({AA_PREFIX + a: share[AA_PREFIX + a] for a in letters})
+    return wide.to_numpy(float).reshape(len(wide), len(letters)), letters
 
 
 def blosum_correlation(share: np.ndarray, letters) -> tuple[pd.DataFrame, float, int]:
@@ -229,7 +231,9 @@ def blosum_correlation(share: np.ndarray, letters) -> tuple[pd.DataFrame, float,
     from scipy.stats import pearsonr
 
     letters = "".join(letters)
-    corr = np.corrcoef(share.T) if share.shape[0] > 1 else np.full((len(letters),) * 2, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = (np.corrcoef(share.T) if share.shape[0] > 1 and len(letters) > 1
+                else np.full((len(letters),) * 2, np.nan))
     blosum = blosum62_matrix(letters)
     i, j = np.tril_indices(len(letters), k=-1)
     pairs = pd.DataFrame({"aa1": [letters[x] for x in i], "aa2": [letters[x] for x in j],
@@ -278,8 +282,8 @@ def run_attention_probe(encoder_path, proteins_path, splits_path, contacts_path,
     n_train = min(ccfg["n_train"], max(len(todo) - 1, 0))
     train = set(rng.permutation(todo["accession"].to_numpy())[:n_train].tolist())
     # training proteins first: the regression is fitted before any held-out protein arrives
-    todo = todo.assign(_train=todo["accession"].isin(train)).sort_values(
-        ["_train", "accession"], ascending=[False, True])
+    todo = todo.assign(is_train=todo["accession"].isin(train)).sort_values(
+        ["is_train", "accession"], ascending=[False, True])
     regression = ContactRegression(C=ccfg["C"], seed=seed)
     prec_rows, bg = [], np.zeros(2, dtype=np.int64)
     progress = Progress(len(todo), "attention probe", logger=log)
@@ -296,7 +300,7 @@ def run_attention_probe(encoder_path, proteins_path, splits_path, contacts_path,
         resolved = np.frombuffer(cm["resolved"][:n].encode(), dtype=np.uint8) == ord("1")
         contact = contact_matrix(n, cm["contact_i"], cm["contact_j"])
         counter.add(attn, {"contact": contact}, masks, resolved)
-        if r._train:
+        if r.is_train:
             regression.add_training(attn, contact, resolved)
         elif n_train:
             if regression.model is None:
@@ -333,7 +337,7 @@ def run_attention_probe(encoder_path, proteins_path, splits_path, contacts_path,
                  summary["precision"]["long P@L"], summary["long_range_background"] or float("nan"))
     # the example for the figures: the longest held-out (else any) protein, best contact head
     c = best[best["property"] == "contact"]
-    held = todo[~todo["_train"]] if (~todo["_train"]).any() else todo
+    held = todo[~todo["is_train"]] if (~todo["is_train"]).any() else todo
     if len(c) and len(held):
         ex = held.loc[held["sequence"].str.len().idxmax()]
         cm = contacts.loc[ex["accession"]]

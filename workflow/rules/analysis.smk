@@ -40,6 +40,10 @@ rule attention_probe:
     output:
         probe=out("analysis/protein/attention/{model}/vig_probe.parquet"),
         trend=out("analysis/protein/attention/{model}/layer_trend.parquet"),
+        aa=out("analysis/protein/attention/{model}/aa_attention.parquet"),
+        blosum=out("analysis/protein/attention/{model}/blosum.parquet"),
+        contacts=out("analysis/protein/attention/{model}/contact_precision.parquet"),
+        summary=out("analysis/protein/attention/{model}/attention_summary.json"),
     log:
         out("logs/attention_probe_{model}.log"),
     benchmark:
@@ -49,7 +53,7 @@ rule attention_probe:
         vig=config["analysis"]["vig"],
         types=config["analysis"]["annotation_types"],
         max_length=config["protein"]["max_length"],
-        device=config["device"],
+        seed=SEED,
     threads: 1
     resources:
         mem_mb=4000,
