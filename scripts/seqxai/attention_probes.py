@@ -351,4 +351,6 @@ def run_attention_probe(encoder_path, proteins_path, splits_path, contacts_path,
                               "contact_j": [int(x) for x in cm["contact_j"] if x <= n],
                               "sequence": ex["sequence"][:n],
                               "attention": np.round(attn[layer, head], 5).tolist()}
+        if regression.model is not None:
+            summary["example"]["regression"] = np.round(regression.predict(attn), 5).tolist()
     write_json(outputs["summary"], summary)

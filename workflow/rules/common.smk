@@ -100,7 +100,8 @@ def final_targets():
     targets = [out("summary.json")]
     targets += expand(out("figures/{task}_{fig}.png"), task=TASKS,
                       fig=["head_significance", "embedding_significance", "tracks"])
-    targets += expand(out("figures/attention_{model}.png"), model=PROBE_MODELS)
+    targets += expand(out("figures/attention_{model}{fig}.png"), model=PROBE_MODELS,
+                      fig=["", "_top_heads", "_layer_trend", "_blosum", "_contacts"])
     targets += [out("figures/training_curves.png"), out("figures/dna_tss_profiles.png"),
                 out("figures/dna_logos.png")]
     return targets

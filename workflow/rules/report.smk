@@ -51,9 +51,25 @@ rule plot_tracks:
 rule plot_attention_probe:
     input:
         probe=out("analysis/protein/attention/{model}/vig_probe.parquet"),
+        trend=out("analysis/protein/attention/{model}/layer_trend.parquet"),
+        blosum=out("analysis/protein/attention/{model}/blosum.parquet"),
+        contacts=out("analysis/protein/attention/{model}/contact_precision.parquet"),
+        summary=out("analysis/protein/attention/{model}/attention_summary.json"),
     output:
         figure=report(out("figures/attention_{model}.png"), caption="../report/attention.rst",
                       category="Attention", subcategory="{model}"),
+        top_heads=report(out("figures/attention_{model}_top_heads.png"),
+                         caption="../report/attention_top_heads.rst", category="Attention",
+                         subcategory="{model}"),
+        layer_trend=report(out("figures/attention_{model}_layer_trend.png"),
+                           caption="../report/attention_layer_trend.rst", category="Attention",
+                           subcategory="{model}"),
+        blosum=report(out("figures/attention_{model}_blosum.png"),
+                      caption="../report/attention_blosum.rst", category="Attention",
+                      subcategory="{model}"),
+        contacts=report(out("figures/attention_{model}_contacts.png"),
+                        caption="../report/attention_contacts.rst", category="Attention",
+                        subcategory="{model}"),
     log:
         out("logs/plot_attention_probe_{model}.log"),
     benchmark:
