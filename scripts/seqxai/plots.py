@@ -228,16 +228,19 @@ def contact_example(example: dict | None, precision: pd.DataFrame, path, model: 
         _save(fig, path)
         return
     n = example["length"]
-    from .attention_probes import contact_matrix
-
-    cm = contact_matrix(n, example["contact_i"], example["contact_j"]).astype(float)
+    cm = np.zeros((n, n))
+    ci, cj = np.asarray(example["contact_i"], int) - 1, np.asarray(example["contact_j"], int) - 1
+    cm[ci, cj] = cm[cj, ci] = 1.0  # 1-based pairs i < j
     sep = np.abs(np.arange(n)[:, None] - np.arange(n)[None, :])
     cm[sep < 6] = 0
     unresolved = np.array([c != "1" for c in example["resolved"]])
     cm[unresolved, :] = cm[:, unresolved] = 0.3
     axes[0, 0].imshow(cm, cmap="Greys", vmin=0, vmax=1, origin="upper")
     axes[0, 0].set_title(f"{example['accession']}: contacts", fontsize=9)
-    axes[0, 1].imshow(np.asarray(example["attention"]), cmap="viridis", origin="upper")
+    attn = np.asarray(example["attention"])
+    # a few weights near 1 would hide the rest: the colour scale stops at the 99.5th percentile
+    axes[0, 1].imshow(attn, cmap="viridis", origin="upper", vmin=0,
+                      vmax=max(float(np.quantile(attn, 0.995)), 1e-6))
     axes[0, 1].set_title(f"attention layer {example['layer']} head {example['head']}", fontsize=9)
     if panels == 3:
         row = precision[precision["accession"] == example["accession"]]
