@@ -60,3 +60,28 @@ def test_real_structure_with_sequence_mapping(tmp_path):
     res = protein_chains(read_structure(path))["A"][1]
     ca = res[40].find_atom("CA", "*").pos
     assert f"{ca.x:.3f}".rstrip("0") in (tmp_path / "v.html").read_text()
+
+
+def test_run_attention_view_finds_the_file_or_says_why(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from seqxai.io import write_table
+    from seqxai.structure_view import run_attention_view
+
+    text, n = _helix_pdb()
+    folder = tmp_path / "structures"
+    folder.mkdir()
+    (folder / "helix.pdb").write_text(text)
+    attn = np.zeros((n, n))
+    attn[0, 11] = 0.7
+    example = {"accession": "P1", "length": n, "layer": 1, "head": 2, "sequence": "A" * n,
+               "contact_i": [1], "contact_j": [12], "resolved": "1" * n, "attention": attn.tolist()}
+    (tmp_path / "s.json").write_text(json.dumps({"example": example}))
+    write_table(tmp_path / "q.parquet", pd.DataFrame({"accession": ["P1"], "file": ["helix.pdb"], "chain": ["A"]}))
+    run_attention_view(tmp_path / "s.json", tmp_path / "q.parquet", [None, folder], tmp_path / "v.html", top=1)
+    html = (tmp_path / "v.html").read_text()
+    assert "addCylinder" in html and '"green"' in html and "layer 1 head 2" in html
+    run_attention_view(tmp_path / "s.json", tmp_path / "q.parquet", [tmp_path / "none"], tmp_path / "w.html")
+    assert "not found" in (tmp_path / "w.html").read_text()

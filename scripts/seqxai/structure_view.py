@@ -79,3 +79,48 @@ def attention_view_html(structure_path, attn: np.ndarray, path, sequence: str | 
             f"<body><h3>{title}</h3>\n{body}\n</body></html>\n")
     write_text(Path(path), html)
     return pairs
+
+
+def find_structure(name: str, folders) -> Path | None:
+    """The first ``folder/name`` (or a ``.gz`` of it) that exists, else None."""
+    for folder in folders:
+        if not folder:
+            continue
+        for cand in (Path(folder) / name, Path(folder) / (name + ".gz")):
+            if cand.is_file():
+                return cand
+    return None
+
+
+def run_attention_view(summary_path, quality_path, folders, out_path, top: int = 20) -> None:
+    """Rule entry point: the probe's example protein (best contact head) in 3-D.
+
+    The structure file is the one its contact map came from (quality table: file, chain),
+    looked up in ``folders`` (the local structure folder and the download caches). Without a
+    file the page says so instead of failing: the figures do not depend on it.
+    """
+    import html as _html
+
+    from .io import read_json, read_table
+
+    example = read_json(summary_path).get("example")
+    msg = None
+    if not example:
+        msg = "the probe had no protein with a contact map"
+    else:
+        q = read_table(quality_path)
+        q = q[q["accession"] == example["accession"]]
+        path = find_structure(str(q["file"].iloc[0]), folders) if len(q) else None
+        if path is None:
+            msg = f"structure file of {example['accession']} not found in {list(map(str, folders))}"
+    if msg:
+        write_text(Path(out_path), f"<!DOCTYPE html>\n<html><body><p>{_html.escape(msg)}</p></body></html>\n")
+        return
+    n = example["length"]
+    contact = np.zeros((n, n), bool)
+    ci, cj = np.asarray(example["contact_i"], int) - 1, np.asarray(example["contact_j"], int) - 1
+    contact[ci, cj] = contact[cj, ci] = True
+    title = (f"{example['accession']}: the {top} strongest attention pairs (|i-j| >= 6) of layer "
+             f"{example['layer']} head {example['head']}; green = contact, red = no contact")
+    attention_view_html(path, np.asarray(example["attention"]), out_path, sequence=example["sequence"],
+                        chain=str(q["chain"].iloc[0]), top=top, contact=contact, title=_html.escape(title))

@@ -102,6 +102,8 @@ def final_targets():
                       fig=["head_significance", "embedding_significance", "tracks"])
     targets += expand(out("figures/attention_{model}{fig}.png"), model=PROBE_MODELS,
                       fig=["", "_top_heads", "_layer_trend", "_blosum", "_contacts"])
+    if config["data"]["source"] != "demo":
+        targets += expand(out("figures/attention_{model}_3d.html"), model=PROBE_MODELS)
     targets += [out("figures/training_curves.png"), out("figures/dna_tss_profiles.png"),
                 out("figures/dna_logos.png")]
     return targets

@@ -152,3 +152,26 @@ rule summarize:
         "../../envs/analysis.yaml"
     script:
         "../../scripts/summarize.py"
+
+
+if config["data"]["source"] != "demo":  # the demo's synthetic proteins have no structure file
+
+    rule attention_3d_view:
+        input:
+            summary=out("analysis/protein/attention/{model}/attention_summary.json"),
+            quality=out("data/protein/structure_quality.parquet"),
+        output:
+            html=report(out("figures/attention_{model}_3d.html"),
+                        caption="../report/attention_3d.rst", category="Attention",
+                        subcategory="{model}"),
+        log:
+            out("logs/attention_3d_view_{model}.log"),
+        params:
+            folders=[config["data"]["structures"].get("local"),
+                     f"{config['cache_dir']}/alphafold", f"{config['cache_dir']}/pdb"],
+            top=20,
+        threads: 1
+        conda:
+            "../../envs/structure_view.yaml"
+        script:
+            "../../scripts/attention_3d_view.py"
