@@ -11,8 +11,13 @@ sm = snakemake  # noqa: F821
 
 from seqxai.attention_probes import run_attention_probe  # noqa: E402
 
+secondary = sm.input.get("secondary")  # absent in the demo: an empty list
+if isinstance(secondary, (list, tuple)):
+    secondary = secondary[0] if secondary else None
+
 # the device only changes speed: read from config, not params, so changing it reruns nothing
 run_attention_probe(sm.params.encoder, sm.input.proteins, sm.input.splits, sm.input.contacts,
                     sm.input.annotations, sm.params.vig, sm.params.types, sm.params.max_length,
                     dict(sm.output.items()), seed=sm.params.seed,
-                    device=sm.config.get("device", "auto"), threads=sm.threads)
+                    device=sm.config.get("device", "auto"), threads=sm.threads,
+                    secondary_path=secondary)

@@ -187,6 +187,7 @@ def test_run_attention_probe_streams_and_writes_every_table(tmp_path, tiny_encod
     from seqxai.attention_probes import attention_maps, run_attention_probe
     from seqxai.io import read_table, write_table
     from seqxai.protein_model import encode, load_encoder, load_tokenizer
+    from seqxai.secondary_structure import secondary_structure_masks
 
     rng = np.random.default_rng(0)
     prots, cms = [], []
@@ -213,8 +214,12 @@ def test_run_attention_probe_streams_and_writes_every_table(tmp_path, tiny_encod
     outputs["summary"] = tmp_path / "summary.json"
     vig = {"theta": 0.03, "min_high_confidence": 0, "max_residues": 510, "split": "all",
            "contacts": {"n_train": 3, "C": 0.15}}
+    sss = {p["accession"]: "".join(rng.choice(list("HE- "), p["length"])) for p in prots}
+    write_table(tmp_path / "ss.parquet", pd.DataFrame({"accession": list(sss), "ss": list(sss.values()),
+                                                       "source": "test"}))
     run_attention_probe(tiny_encoder, paths["proteins"], paths["splits"], paths["contacts"],
-                        paths["annotations"], vig, ["binding_site"], 128, outputs, seed=0, device="cpu")
+                        paths["annotations"], vig, ["binding_site"], 128, outputs, seed=0, device="cpu",
+                        secondary_path=tmp_path / "ss.parquet")
     # the same counts straight from the encoder, protein by protein
     enc_model, tok = load_encoder(tiny_encoder).eval(), load_tokenizer(tiny_encoder)
     c = HighConfidenceCounter(2, 4, theta=0.03)
@@ -222,14 +227,16 @@ def test_run_attention_probe_streams_and_writes_every_table(tmp_path, tiny_encod
         e = encode(tok, [p["sequence"]], 128)
         attn = attention_maps(enc_model, e["input_ids"][0], e["attention_mask"][0], p["length"])
         res = np.array([ch == "1" for ch in cm["resolved"]])
+        ss, known = secondary_structure_masks(sss[p["accession"]])
         c.add(attn, {"contact": contact_matrix(p["length"], cm["contact_i"], cm["contact_j"])},
-              amino_acid_masks(p["sequence"]), res)
+              amino_acid_masks(p["sequence"]), res, structural_keys=ss, known=known)
     want = c.table(0)
     probe, aa = read_table(outputs["probe"]), read_table(outputs["aa"])
     got = pd.concat([probe, aa]).set_index(["property", "layer", "head"])
     for r in want.itertuples():
         assert got.loc[(r.property, r.layer, r.head), "hits"] == r.hits
-    assert set(probe["property"]) == {"contact", "binding_site"}
+        assert got.loc[(r.property, r.layer, r.head), "background"] == pytest.approx(r.background)
+    assert set(probe["property"]) == {"contact", "binding_site", "ss:H", "ss:E", "ss:-"}
     assert (probe["n_high_confidence"] > 0).all()  # the test exercises real counts
     assert aa["property"].nunique() == 20
     blosum = read_table(outputs["blosum"])

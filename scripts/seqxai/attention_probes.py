@@ -97,15 +97,21 @@ class HighConfidenceCounter:
 
     def add(self, attn: np.ndarray, pair_properties: dict[str, np.ndarray] | None = None,
             key_properties: dict[str, np.ndarray] | None = None,
-            resolved: np.ndarray | None = None) -> None:
+            resolved: np.ndarray | None = None,
+            structural_keys: dict[str, np.ndarray] | None = None,
+            known: np.ndarray | None = None) -> None:
         """Count one protein.
 
         attn[layer, head, query, key]; pair_properties[name][query, key] (e.g. contacts;
         the separation and resolution rules are applied here); key_properties[name][key];
-        resolved[residue] (None: all resolved). One layer at a time, vectorised over
-        heads, queries and keys.
+        resolved[residue] (None: all resolved). ``structural_keys`` are key properties known
+        only where ``known[residue]`` (secondary structure needs a backbone): their background
+        counts only known residues; every weight stays in the total. One layer at a
+        time, vectorised over heads, queries and keys.
         """
-        pair_properties, key_properties = pair_properties or {}, key_properties or {}
+        pair_properties, key_properties = pair_properties or {}, dict(key_properties or {})
+        structural_keys = structural_keys or {}
+        key_properties.update(structural_keys)
         n_layers, n_heads, n, n2 = attn.shape
         if (n_layers, n_heads) != self.shape or n != n2:
             raise ValueError(f"attention of shape {attn.shape} does not match {self.shape} x [L, L]")
@@ -139,8 +145,10 @@ class HighConfidenceCounter:
                 key_hits[layer] = per_key @ key_f
         for c, name in enumerate(pair_names):
             self._add(name, "pair", pair_hits[..., c], int(pair_f[:, c].sum()), int(scored.sum()))
+        n_known = n if known is None else int(np.asarray(known, bool).sum())
         for c, name in enumerate(key_names):
-            self._add(name, "key", key_hits[..., c], int(key_f[:, c].sum()), n)
+            self._add(name, "key", key_hits[..., c], int(key_f[:, c].sum()),
+                      n_known if name in structural_keys else n)
         self.n_proteins += 1
 
     def _add(self, name, kind, hits, bg_hits, bg_total):
@@ -245,14 +253,16 @@ def blosum_correlation(share: np.ndarray, letters) -> tuple[pd.DataFrame, float,
 
 def run_attention_probe(encoder_path, proteins_path, splits_path, contacts_path, annotations_path,
                         vig: dict, types, max_length: int, outputs: dict, seed: int = 0,
-                        device: str = "auto", threads: int = 1) -> None:
+                        device: str = "auto", threads: int = 1, secondary_path=None) -> None:
     """Stream proteins with a contact map through the encoder and write the probe tables.
 
     Properties: ``contact`` plus every annotation type of ``types`` (key residue has it) and
     the 20 amino acids (``aa:X``, written to ``outputs["aa"]``). Along the same stream the
     Rao et al. contact regression is fitted on ``vig["contacts"]["n_train"]`` proteins
     (seeded choice, streamed first) and scored on the others. ``outputs``: probe, trend, aa,
-    blosum, contacts, example (paths).
+    blosum, contacts, summary (paths). With ``secondary_path`` (accession, ss) the DSSP classes
+    ``ss:H``, ``ss:E``, ``ss:-`` are key properties too, their background over residues with a
+    known class.
     """
     import logging
 
@@ -274,6 +284,8 @@ def run_attention_probe(encoder_path, proteins_path, splits_path, contacts_path,
             splits.loc[splits["split"] == vig["split"], "accession"])]
     contacts = read_table(contacts_path, "contact_maps").set_index("accession")
     annotations = read_table(annotations_path, "residue_annotations")
+    secondary = (read_table(secondary_path).set_index("accession")["ss"].to_dict()
+                 if secondary_path else None)
     cfg = encoder.config
     counter = HighConfidenceCounter(cfg.num_hidden_layers, cfg.num_attention_heads, vig["theta"])
     todo = proteins[proteins["accession"].isin(contacts.index)].sort_values("accession")
@@ -299,7 +311,16 @@ def run_attention_probe(encoder_path, proteins_path, splits_path, contacts_path,
         masks.update(amino_acid_masks(r.sequence[:n]))
         resolved = np.frombuffer(cm["resolved"][:n].encode(), dtype=np.uint8) == ord("1")
         contact = contact_matrix(n, cm["contact_i"], cm["contact_j"])
-        counter.add(attn, {"contact": contact}, masks, resolved)
+        ss_masks, known = {}, None
+        if secondary is not None:
+            from .secondary_structure import secondary_structure_masks
+
+            ss = secondary.get(r.accession)
+            if ss is None:
+                log.warning("%s: no secondary structure; its residues count as unknown", r.accession)
+                ss = " " * n
+            ss_masks, known = secondary_structure_masks(ss[:n].ljust(n))
+        counter.add(attn, {"contact": contact}, masks, resolved, structural_keys=ss_masks, known=known)
         if r.is_train:
             regression.add_training(attn, contact, resolved)
         elif n_train:

@@ -85,6 +85,18 @@ def probe_model_path(wildcards):
     return out(f"models/protein/{wildcards.model}/model/encoder")
 
 
+# Where structure files are found again after the contact maps were built from them.
+STRUCTURE_FOLDERS = [config["data"].get("structures", {}).get("local"),
+                     f"{config['cache_dir']}/alphafold", f"{config['cache_dir']}/pdb"]
+
+
+def secondary_structure_input(wildcards=None):
+    """The DSSP table as an input of the attention probe, where structure files exist."""
+    if config["data"]["source"] == "demo":
+        return []
+    return [out("data/protein/secondary_structure.parquet")]
+
+
 def local_inputs(*paths):
     """Local source files as inputs, so that a changed local file reruns its rule."""
     out = []

@@ -167,8 +167,7 @@ if config["data"]["source"] != "demo":  # the demo's synthetic proteins have no 
         log:
             out("logs/attention_3d_view_{model}.log"),
         params:
-            folders=[config["data"]["structures"].get("local"),
-                     f"{config['cache_dir']}/alphafold", f"{config['cache_dir']}/pdb"],
+            folders=STRUCTURE_FOLDERS,
             top=20,
         threads: 1
         conda:
