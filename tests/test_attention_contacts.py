@@ -185,3 +185,10 @@ def test_real_regression_beats_background_on_held_out_chains(real_evidence):
     assert ours["long P@L/5"] > 3 * bg
     assert ours["long P@L"] > bg
     assert esm["long P@L/5"] > 3 * bg  # the checkpoint's own head agrees on the scale
+
+
+def test_fit_without_contacts_says_why():
+    reg = ContactRegression()
+    reg.add_training(np.full((1, 2, 12, 12), 1 / 12), np.zeros((12, 12), bool))
+    with pytest.raises(ValueError, match="need both classes"):
+        reg.fit()

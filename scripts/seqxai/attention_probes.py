@@ -323,9 +323,15 @@ def run_attention_probe(encoder_path, proteins_path, splits_path, contacts_path,
         counter.add(attn, {"contact": contact}, masks, resolved, structural_keys=ss_masks, known=known)
         if r.is_train:
             regression.add_training(attn, contact, resolved)
-        elif n_train:
+        elif regression.model is not None or regression.n_training:
             if regression.model is None:
-                regression.fit()
+                try:
+                    regression.fit()
+                except ValueError as exc:  # e.g. no contact among the training pairs
+                    log.warning("no contact regression: %s", exc)
+                    regression = ContactRegression(C=ccfg["C"], seed=seed)
+                    progress.update()
+                    continue
             bg += contact_rate(contact, resolved)
             prec_rows.append({"accession": r.accession, "length": n,
                               **precision_at(regression.predict(attn), contact, resolved)})
@@ -348,6 +354,7 @@ def run_attention_probe(encoder_path, proteins_path, splits_path, contacts_path,
     log.info("BLOSUM62 correlation of amino-acid attention profiles: r = %.3f over %d heads",
              r_blosum, n_heads)
     summary = {"n_proteins": counter.n_proteins, "n_train": n_train,
+               "regression_fitted": regression.model is not None,
                "n_heldout": len(prec_rows), "r_blosum": r_blosum, "n_heads_blosum": n_heads,
                "long_range_background": float(bg[0] / bg[1]) if bg[1] else None}
     if len(prec):
