@@ -119,7 +119,9 @@ class HighConfidenceCounter:
         idx = np.arange(n)
         scored = (np.abs(idx[:, None] - idx[None, :]) >= self.min_separation) & np.outer(res, res)
         pair_names = list(pair_properties)
-        pair_f = np.zeros((n * n, len(pair_names)), dtype=np.float32)
+        # float32 counts are exact up to 2**24 = 4096 x 4096 pairs; longer maps use float64
+        ftype = np.float32 if n * n <= 2**24 else np.float64
+        pair_f = np.zeros((n * n, len(pair_names)), dtype=ftype)
         for c, name in enumerate(pair_names):
             f = np.asarray(pair_properties[name], dtype=bool)
             if f.shape != (n, n):
@@ -139,8 +141,7 @@ class HighConfidenceCounter:
             per_key = hc.sum(axis=1)  # [head, k]: high-confidence weights landing on each key
             self.total[layer] += per_key.sum(axis=1)
             if pair_names:
-                # float32 counts are exact below 2**24 = 4096 x 4096 pairs
-                pair_hits[layer] = np.rint(hc.reshape(n_heads, n * n).astype(np.float32) @ pair_f)
+                pair_hits[layer] = np.rint(hc.reshape(n_heads, n * n).astype(ftype) @ pair_f)
             if key_names:
                 key_hits[layer] = per_key @ key_f
         for c, name in enumerate(pair_names):
