@@ -1,4 +1,5 @@
-"""Rule attention_probe: Vig et al. high-confidence attention on contacts and annotations."""
+"""Rule attention_probe: Vig et al. high-confidence attention on contacts, annotations and
+amino acids, the BLOSUM62 comparison, and the Rao et al. contact regression."""
 import sys
 from pathlib import Path
 
@@ -10,6 +11,13 @@ sm = snakemake  # noqa: F821
 
 from seqxai.attention_probes import run_attention_probe  # noqa: E402
 
+secondary = sm.input.get("secondary")  # absent in the demo: an empty list
+if isinstance(secondary, (list, tuple)):
+    secondary = secondary[0] if secondary else None
+
+# the device only changes speed: read from config, not params, so changing it reruns nothing
 run_attention_probe(sm.params.encoder, sm.input.proteins, sm.input.splits, sm.input.contacts,
                     sm.input.annotations, sm.params.vig, sm.params.types, sm.params.max_length,
-                    sm.output.probe, sm.output.trend, device=sm.params.device, threads=sm.threads)
+                    dict(sm.output.items()), seed=sm.params.seed,
+                    device=sm.config.get("device", "auto"), threads=sm.threads,
+                    secondary_path=secondary)

@@ -1,4 +1,5 @@
-"""Rule plot_attention_probe: layers x heads share of high-confidence attention per property."""
+"""Rule plot_attention_probe: the Vig et al. figures (heatmaps, top heads, layer trend,
+BLOSUM62 scatter) and the contact example of the Rao et al. regression."""
 import sys
 from pathlib import Path
 
@@ -9,6 +10,13 @@ setup_logging(snakemake.log[0])  # noqa: F821
 sm = snakemake  # noqa: F821
 
 from seqxai import plots  # noqa: E402
-from seqxai.io import read_table  # noqa: E402
+from seqxai.io import read_json, read_table  # noqa: E402
 
-plots.attention_probe(read_table(sm.input.probe), sm.output.figure, sm.wildcards.model)
+model = sm.wildcards.model
+probe = read_table(sm.input.probe)
+plots.attention_probe(probe, sm.output.figure, model)
+plots.attention_top_heads(probe, sm.output.top_heads, model)
+plots.attention_layer_trend(read_table(sm.input.trend), probe, sm.output.layer_trend, model)
+plots.blosum_scatter(read_table(sm.input.blosum), sm.output.blosum, model)
+plots.contact_example(read_json(sm.input.summary).get("example"), read_table(sm.input.contacts),
+                      sm.output.contacts, model)

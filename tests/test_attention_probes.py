@@ -1,8 +1,12 @@
-"""Vig et al. probe: counts on hand-built attention maps where the answer is known."""
+"""Vig et al. probe: counts on hand-built attention maps where the answer is known, and
+against a naive per-pair loop written after provis's ``compute_mean_attention``."""
 import numpy as np
 import pandas as pd
+import pytest
 
-from seqxai.attention_probes import HighConfidenceCounter, contact_matrix, layer_trend
+from seqxai.attention_probes import (AMINO_ACIDS, HighConfidenceCounter, amino_acid_masks,
+                                     amino_acid_profiles, blosum_correlation, contact_matrix,
+                                     layer_trend, two_proportion_z)
 
 
 def test_contact_matrix_is_symmetric_and_one_based():
@@ -40,29 +44,108 @@ def test_counts_shares_and_backgrounds():
     assert t.loc[("contact", 0, 1), "hits"] == 0
 
 
-def test_unresolved_residues_leave_every_count():
+def test_unresolved_residues_stay_in_the_denominator():
     attn, contacts, binding = _protein()
     resolved = np.ones(20, dtype=bool)
-    resolved[0] = False  # query 0 and its contact to residue 9 are unknown
+    resolved[0] = False  # query 0's contact to residue 9 is unknown, its weight was still given
     c = HighConfidenceCounter(1, 2)
-    c.add(attn, {"contact": contacts}, {}, resolved)
+    c.add(attn, {"contact": contacts}, {"binding_site": binding}, resolved)
     t = c.table(min_high_confidence=0).set_index(["property", "layer", "head"])
-    assert t.loc[("contact", 0, 0), "n_high_confidence"] == 2
+    assert t.loc[("contact", 0, 0), "n_high_confidence"] == 3  # not 2: no inflated share
     assert t.loc[("contact", 0, 0), "hits"] == 1
+    assert np.isclose(t.loc[("contact", 0, 0), "share"], 1 / 3)
+    # contact background: pairs touching residue 0 leave numerator and denominator
+    pairs = sum(1 for i in range(1, 20) for j in range(1, 20) if abs(i - j) >= 6)
+    assert t.loc[("contact", 0, 0), "background_total"] == pairs
+    assert np.isclose(t.loc[("contact", 0, 0), "background"], 4 / pairs)
+    # key properties ignore resolution: the annotation is known either way
+    assert t.loc[("binding_site", 0, 1), "n_high_confidence"] == 20
+    assert t.loc[("binding_site", 0, 1), "background_total"] == 20
 
 
-def test_exclusion_significance_and_accumulation():
+def _naive(proteins, theta, min_sep=6):
+    """Per-pair loop after provis: contact map with -1 for short-range and unresolved pairs;
+    every high-confidence weight counts in the total; key background per residue."""
+    n_l, n_h = proteins[0][0].shape[:2]
+    total = np.zeros((n_l, n_h), int)
+    hits = {}
+    bg = {}
+    for attn, contact, keys, resolved in proteins:
+        n = attn.shape[-1]
+        cmap = np.where(contact, 1, 0)
+        for i in range(n):
+            for j in range(n):
+                if abs(i - j) < min_sep or not (resolved[i] and resolved[j]):
+                    cmap[i, j] = -1
+        for name, v in [("contact", None)] + list(keys.items()):
+            hits.setdefault(name, np.zeros((n_l, n_h), int))
+            bg.setdefault(name, [0, 0])
+        bg["contact"][0] += int((cmap == 1).sum())
+        bg["contact"][1] += int((cmap >= 0).sum())
+        for name, k in keys.items():
+            bg[name][0] += int(k.sum())
+            bg[name][1] += n
+        for layer in range(n_l):
+            for head in range(n_h):
+                for i in range(n):
+                    for j in range(n):
+                        if attn[layer, head, i, j] >= theta:
+                            total[layer, head] += 1
+                            hits["contact"][layer, head] += cmap[i, j] == 1
+                            for name, k in keys.items():
+                                hits[name][layer, head] += bool(k[j])
+    return total, hits, bg
+
+
+def test_vectorised_counter_equals_naive_loop_with_unresolved_residues():
+    rng = np.random.default_rng(3)
+    proteins = []
+    for n in (9, 14, 17):
+        attn = rng.dirichlet(np.full(n, 0.15), size=(2, 3, n))  # peaky rows: many >= 0.3
+        contact = rng.random((n, n)) < 0.3
+        contact = contact | contact.T
+        resolved = rng.random(n) > 0.25
+        seq = "".join(rng.choice(list(AMINO_ACIDS), n))
+        keys = {"site": rng.random(n) < 0.2, **amino_acid_masks(seq)}
+        proteins.append((attn, contact, keys, resolved))
+    c = HighConfidenceCounter(2, 3, theta=0.3)
+    for attn, contact, keys, resolved in proteins:
+        c.add(attn, {"contact": contact}, keys, resolved)
+    total, hits, bg = _naive(proteins, 0.3)
+    np.testing.assert_array_equal(c.total, total)
+    t = c.table(min_high_confidence=0)
+    assert set(t["property"]) == set(hits)
+    for name, h in hits.items():
+        sub = t[t["property"] == name].sort_values(["layer", "head"])
+        np.testing.assert_array_equal(sub["hits"].to_numpy().reshape(2, 3), h)
+        np.testing.assert_allclose(sub["share"].to_numpy().reshape(2, 3), h / total)
+        assert sub["background"].iloc[0] == pytest.approx(bg[name][0] / bg[name][1])
+    assert c.n_proteins == 3
+
+
+def test_z_test_matches_statsmodels_and_bonferroni_counts_scored_heads():
+    from statsmodels.stats.proportion import proportions_ztest
+
+    for x, n, bx, bn in [(30, 100, 50, 2000), (3, 40, 400, 5000), (0, 10, 7, 90)]:
+        z, p = two_proportion_z(x, n, bx, bn)
+        z2, p2 = proportions_ztest([x, bx], [n, bn], alternative="larger")
+        assert z == pytest.approx(z2) and p == pytest.approx(p2)
     attn, contacts, binding = _protein()
     c = HighConfidenceCounter(1, 2)
-    for _ in range(50):  # 50 proteins: head 0 has 150 weights, 100 on contacts
+    for _ in range(50):  # 50 proteins: head 0 has 150 weights, head 1 has 1000
         c.add(attn, {"contact": contacts}, {"binding_site": binding})
     t = c.table(min_high_confidence=200).set_index(["property", "layer", "head"])
     assert not t.loc[("contact", 0, 0), "included"]  # 150 < 200
-    assert t.loc[("binding_site", 0, 1), "included"]  # 1000 weights
-    assert t.loc[("binding_site", 0, 1), "significant"]
+    assert np.isnan(t.loc[("contact", 0, 0), "p"])
+    row = t.loc[("binding_site", 0, 1)]
+    assert row["included"] and row["significant"] and row["n_tests"] == 1
+    assert row["p_bonferroni"] == pytest.approx(min(row["p"], 1.0))  # one scored head
+    assert row["p_bonferroni_all_heads"] == pytest.approx(min(row["p"] * 2, 1.0))
     t = c.table(min_high_confidence=100).set_index(["property", "layer", "head"])
     assert t.loc[("contact", 0, 0), "significant"]
-    assert t.loc[("contact", 0, 0), "p_bonferroni"] <= 1.0
+    assert t.loc[("contact", 0, 0), "n_tests"] == 2
+    lo, hi = t.loc[("contact", 0, 0), ["share_low", "share_high"]]
+    assert lo < 100 / 150 < hi
 
 
 def test_layer_trend_centre_of_gravity():
@@ -70,3 +153,108 @@ def test_layer_trend_centre_of_gravity():
                           "share": [0.0, 0.1, 0.3], "included": True})
     trend = layer_trend(table)
     assert np.isclose(trend["centre_of_gravity"].iloc[0], (0.1 * 1 + 0.3 * 2) / 0.4)
+
+
+def test_blosum_correlation_against_scipy_loop():
+    from Bio.Align import substitution_matrices
+    from scipy.stats import pearsonr
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for layer in range(3):
+        for head in range(4):
+            share = rng.dirichlet(np.ones(20))
+            for a, s in zip(AMINO_ACIDS, share):
+                rows.append({"property": "aa:" + a, "layer": layer, "head": head, "share": s,
+                             "included": (layer, head) != (0, 0)})
+    share, letters = amino_acid_profiles(pd.DataFrame(rows))
+    assert share.shape == (11, 20) and "".join(letters) == AMINO_ACIDS
+    pairs, r, n_heads = blosum_correlation(share, letters)
+    assert len(pairs) == 190 and n_heads == 11
+    b62 = substitution_matrices.load("BLOSUM62")
+    corr, blos = [], []
+    for i in range(20):
+        for j in range(i):
+            corr.append(pearsonr(share[:, i], share[:, j])[0])
+            blos.append(b62[AMINO_ACIDS[i]][AMINO_ACIDS[j]])
+    np.testing.assert_allclose(np.sort(pairs["attention_corr"]), np.sort(corr))
+    assert r == pytest.approx(pearsonr(corr, blos)[0])
+
+
+def test_run_attention_probe_streams_and_writes_every_table(tmp_path, tiny_encoder):
+    import json
+
+    from seqxai.attention_probes import attention_maps, run_attention_probe
+    from seqxai.io import read_table, write_table
+    from seqxai.protein_model import encode, load_encoder, load_tokenizer
+    from seqxai.secondary_structure import secondary_structure_masks
+
+    rng = np.random.default_rng(0)
+    prots, cms = [], []
+    for k in range(7):
+        n = int(rng.integers(30, 50))
+        seq = "".join(rng.choice(list(AMINO_ACIDS), n))
+        i, j = np.triu_indices(n, 1)
+        keep = rng.random(len(i)) < 0.08
+        resolved = "".join("0" if x < 0.1 else "1" for x in rng.random(n))
+        prots.append({"accession": f"P{k}", "sequence": seq, "length": n, "ec": "1.1.1.1",
+                      "ec_class": "1", "go_terms": [], "organism_id": 1})
+        cms.append({"accession": f"P{k}", "length": n, "resolved": resolved,
+                    "contact_i": (i[keep] + 1).tolist(), "contact_j": (j[keep] + 1).tolist(),
+                    "definition": "CB<8.0A", "source": "test"})
+    paths = {x: tmp_path / f"{x}.parquet" for x in ("proteins", "splits", "contacts", "annotations")}
+    write_table(paths["proteins"], pd.DataFrame(prots), "proteins")
+    write_table(paths["splits"], pd.DataFrame({"accession": [p["accession"] for p in prots],
+                                               "split": "train", "cluster": "c"}), "splits")
+    write_table(paths["contacts"], pd.DataFrame(cms), "contact_maps")
+    write_table(paths["annotations"], pd.DataFrame(
+        [{"accession": "P0", "type": "binding_site", "start": 3, "end": 5, "description": ""}]),
+        "residue_annotations")
+    outputs = {x: tmp_path / f"out_{x}.parquet" for x in ("probe", "trend", "aa", "blosum", "contacts")}
+    outputs["summary"] = tmp_path / "summary.json"
+    vig = {"theta": 0.03, "min_high_confidence": 0, "max_residues": 510, "split": "all",
+           "contacts": {"n_train": 3, "C": 0.15}}
+    sss = {p["accession"]: "".join(rng.choice(list("HE- "), p["length"])) for p in prots}
+    write_table(tmp_path / "ss.parquet", pd.DataFrame({"accession": list(sss), "ss": list(sss.values()),
+                                                       "source": "test"}))
+    run_attention_probe(tiny_encoder, paths["proteins"], paths["splits"], paths["contacts"],
+                        paths["annotations"], vig, ["binding_site"], 128, outputs, seed=0, device="cpu",
+                        secondary_path=tmp_path / "ss.parquet")
+    # the same counts straight from the encoder, protein by protein
+    enc_model, tok = load_encoder(tiny_encoder).eval(), load_tokenizer(tiny_encoder)
+    c = HighConfidenceCounter(2, 4, theta=0.03)
+    for p, cm in zip(prots, cms):
+        e = encode(tok, [p["sequence"]], 128)
+        attn = attention_maps(enc_model, e["input_ids"][0], e["attention_mask"][0], p["length"])
+        res = np.array([ch == "1" for ch in cm["resolved"]])
+        ss, known = secondary_structure_masks(sss[p["accession"]])
+        c.add(attn, {"contact": contact_matrix(p["length"], cm["contact_i"], cm["contact_j"])},
+              amino_acid_masks(p["sequence"]), res, structural_keys=ss, known=known)
+    want = c.table(0)
+    probe, aa = read_table(outputs["probe"]), read_table(outputs["aa"])
+    got = pd.concat([probe, aa]).set_index(["property", "layer", "head"])
+    for r in want.itertuples():
+        assert got.loc[(r.property, r.layer, r.head), "hits"] == r.hits
+        assert got.loc[(r.property, r.layer, r.head), "background"] == pytest.approx(r.background)
+    assert set(probe["property"]) == {"contact", "binding_site", "ss:H", "ss:E", "ss:-"}
+    assert (probe["n_high_confidence"] > 0).all()  # the test exercises real counts
+    assert aa["property"].nunique() == 20
+    blosum = read_table(outputs["blosum"])
+    assert len(blosum) == 190 and blosum["n_heads"].iloc[0] == 8
+    prec = read_table(outputs["contacts"])
+    assert len(prec) == 4 + 1 and prec["accession"].iloc[-1] == "mean"  # 7 proteins - 3 trained
+    summary = json.loads(outputs["summary"].read_text())
+    assert summary["n_train"] == 3 and summary["n_heldout"] == 4
+    ex = summary["example"]
+    assert ex["accession"] in set(prec["accession"]) and len(ex["attention"]) == ex["length"]
+    # every attention figure draws from these outputs
+    from seqxai import plots
+
+    figs = {k: tmp_path / f"{k}.png" for k in ("heat", "top", "trend", "blosum", "contacts")}
+    plots.attention_probe(probe, figs["heat"], "tiny")
+    plots.attention_top_heads(probe, figs["top"], "tiny")
+    plots.attention_layer_trend(read_table(outputs["trend"]), probe, figs["trend"], "tiny")
+    plots.blosum_scatter(blosum, figs["blosum"], "tiny")
+    plots.contact_example(ex, prec, figs["contacts"], "tiny")
+    for f in figs.values():
+        assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -45,6 +45,14 @@ def test_a_head_attends_to_contacts(summary):
     assert best["n_high_confidence"] >= 100
 
 
+def test_contacts_from_attention_beat_the_background(demo):
+    """Rao et al. regression over the pretrained encoder's heads, on held-out proteins."""
+    att = json.loads((demo / "analysis" / "protein" / "attention" / "pretrained" /
+                      "attention_summary.json").read_text())
+    assert att["regression_fitted"] and att["n_train"] == 20 and att["n_heldout"] >= 100
+    assert att["precision"]["long P@L/5"] > 5 * att["long_range_background"]
+
+
 def test_dna_head_finds_the_minus10_box(summary):
     pc = summary["positive_controls"]["dna_minus10_head"]
     assert pc["pass"]
@@ -65,8 +73,9 @@ def test_models_learned_their_tasks(summary):
 
 def test_figures_and_tables_are_written(demo):
     figures = sorted(p.name for p in (demo / "figures").glob("*.png"))
-    assert figures == sorted([
-        "attention_ec.png", "attention_go.png", "attention_pretrained.png",
+    attention = [f"attention_{m}{f}.png" for m in ("ec", "go", "pretrained")
+                 for f in ("", "_top_heads", "_layer_trend", "_blosum", "_contacts")]
+    assert figures == sorted(attention + [
         "dna_logos.png", "dna_tss_profiles.png", "ec_embedding_significance.png",
         "ec_head_significance.png", "ec_tracks.png", "go_embedding_significance.png",
         "go_head_significance.png", "go_tracks.png", "training_curves.png",

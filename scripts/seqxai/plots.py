@@ -167,3 +167,114 @@ def residue_flipping(table: pd.DataFrame, path, task: str) -> None:
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{task}: residue flipping ({int(table['n_proteins'].max())} proteins)")
     _save(fig, path)
+
+
+def _vig_properties(table: pd.DataFrame) -> list[str]:
+    return sorted(table["property"].unique(), key=lambda p: (p != "contact", p))
+
+
+def attention_top_heads(table: pd.DataFrame, path, model: str, k: int = 10) -> None:
+    """Per property: the k heads with the largest share, 95% Wilson intervals, the background
+    as a dashed line, * for heads significant after Bonferroni over the scored heads."""
+    props = _vig_properties(table)
+    fig, axes = plt.subplots(1, len(props), figsize=(3.6 * len(props), 3.2), squeeze=False)
+    for ax, prop in zip(axes[0], props):
+        sub = table[(table["property"] == prop) & table["included"]]
+        top = sub.sort_values("share", ascending=False).head(k)
+        x = np.arange(len(top))
+        share = top["share"].to_numpy(float) * 100
+        err = np.vstack([share - top["share_low"].to_numpy(float) * 100,
+                         top["share_high"].to_numpy(float) * 100 - share]).clip(0)  # rounding at 0 and 1
+        ax.bar(x, share, color=ANNOTATION_COLOURS.get(prop, "tab:purple"), yerr=err, capsize=2)
+        for xi, (s, sig) in enumerate(zip(share, top["significant"])):
+            if sig:
+                ax.text(xi, s, "*", ha="center", va="bottom")
+        bg = float(table.loc[table["property"] == prop, "background"].iloc[0]) * 100
+        ax.axhline(bg, color="black", ls="--", lw=1, label=f"background {bg:.2f}%")
+        ax.set_xticks(x, [f"{l}-{h}" for l, h in zip(top["layer"], top["head"])], rotation=60, fontsize=7)
+        ax.set_xlabel("layer-head")
+        ax.set_ylabel("% of high-confidence attention")
+        ax.set_title(prop, fontsize=9)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{model}: top heads per property (95% Wilson intervals; * Bonferroni significant)")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def attention_layer_trend(trend: pd.DataFrame, table: pd.DataFrame, path, model: str) -> None:
+    """Mean share per layer relative to the background, one curve per property, with the
+    centre of gravity marked on each curve."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for prop in _vig_properties(trend):
+        sub = trend[trend["property"] == prop].sort_values("layer")
+        bg = float(table.loc[table["property"] == prop, "background"].iloc[0])
+        if not bg > 0:
+            continue
+        y = sub["mean_share"].to_numpy(float) / bg
+        line, = ax.plot(sub["layer"], y, marker="o", ms=3, label=prop,
+                        color=ANNOTATION_COLOURS.get(prop))
+        cog = float(sub["centre_of_gravity"].iloc[0])
+        if np.isfinite(cog):
+            ax.plot([cog], [np.interp(cog, sub["layer"], y)], marker="v", ms=9, color=line.get_color())
+    ax.axhline(1, color="black", ls="--", lw=1)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("mean share / background")
+    ax.set_title(f"{model}: attention by layer (triangle: centre of gravity)", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def blosum_scatter(pairs: pd.DataFrame, path, model: str) -> None:
+    """Correlation across heads of amino-acid attention profiles vs BLOSUM62 (190 pairs)."""
+    fig, ax = plt.subplots(figsize=(4.2, 3.8))
+    ax.scatter(pairs["blosum62"], pairs["attention_corr"], s=10, alpha=0.7)
+    for r in pairs.itertuples(index=False):
+        if np.isfinite(r.attention_corr) and (r.blosum62 >= 2 or r.attention_corr > 0.8):
+            ax.annotate(r.aa1 + r.aa2, (r.blosum62, r.attention_corr), fontsize=6)
+    rb = float(pairs["r_blosum"].iloc[0]) if len(pairs) else np.nan
+    n = int(pairs["n_heads"].iloc[0]) if len(pairs) else 0
+    ax.set_xlabel("BLOSUM62 score")
+    ax.set_ylabel("correlation of attention profiles across heads")
+    ax.set_title(f"{model}: r = {rb:.2f} over {len(pairs)} pairs, {n} heads", fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def contact_example(example: dict | None, precision: pd.DataFrame, path, model: str) -> None:
+    """Contact map of one held-out protein beside the best contact head's attention and the
+    regression's contact probabilities."""
+    panels = 3 if example and "regression" in example else 2
+    fig, axes = plt.subplots(1, panels, figsize=(3.6 * panels, 3.6), squeeze=False)
+    if not example:
+        for ax in axes[0]:
+            ax.set_axis_off()
+        axes[0, 0].text(0.5, 0.5, "no protein with a contact map", ha="center")
+        _save(fig, path)
+        return
+    n = example["length"]
+    cm = np.zeros((n, n))
+    ci, cj = np.asarray(example["contact_i"], int) - 1, np.asarray(example["contact_j"], int) - 1
+    cm[ci, cj] = cm[cj, ci] = 1.0  # 1-based pairs i < j
+    sep = np.abs(np.arange(n)[:, None] - np.arange(n)[None, :])
+    cm[sep < 6] = 0
+    unresolved = np.array([c != "1" for c in example["resolved"]])
+    cm[unresolved, :] = cm[:, unresolved] = 0.3
+    axes[0, 0].imshow(cm, cmap="Greys", vmin=0, vmax=1, origin="upper")
+    axes[0, 0].set_title(f"{example['accession']}: contacts", fontsize=9)
+    attn = np.asarray(example["attention"])
+    # a few weights near 1 would hide the rest: the colour scale stops at the 99.5th percentile
+    axes[0, 1].imshow(attn, cmap="viridis", origin="upper", vmin=0,
+                      vmax=max(float(np.quantile(attn, 0.995)), 1e-6))
+    axes[0, 1].set_title(f"attention layer {example['layer']} head {example['head']}", fontsize=9)
+    if panels == 3:
+        row = precision[precision["accession"] == example["accession"]]
+        p5 = float(row["long P@L/5"].iloc[0]) if len(row) else np.nan
+        axes[0, 2].imshow(np.asarray(example["regression"]), cmap="viridis", origin="upper")
+        axes[0, 2].set_title(f"regression over heads: long P@L/5 {p5:.2f}", fontsize=9)
+    for ax in axes[0]:
+        ax.set_xlabel("residue j (key)")
+        ax.set_ylabel("residue i (query)")
+    fig.suptitle(f"{model}: contacts from attention")
+    fig.tight_layout()
+    _save(fig, path)

@@ -63,9 +63,15 @@ rule attention_probe:
         splits=out("data/protein/splits.parquet"),
         contacts=out("data/protein/contact_maps.parquet"),
         annotations=out("data/protein/residue_annotations.parquet"),
+        # DSSP classes where the contact maps come from structure files (not in the demo)
+        secondary=secondary_structure_input,
     output:
         probe=out("analysis/protein/attention/{model}/vig_probe.parquet"),
         trend=out("analysis/protein/attention/{model}/layer_trend.parquet"),
+        aa=out("analysis/protein/attention/{model}/aa_attention.parquet"),
+        blosum=out("analysis/protein/attention/{model}/blosum.parquet"),
+        contacts=out("analysis/protein/attention/{model}/contact_precision.parquet"),
+        summary=out("analysis/protein/attention/{model}/attention_summary.json"),
     log:
         out("logs/attention_probe_{model}.log"),
     benchmark:
@@ -75,7 +81,7 @@ rule attention_probe:
         vig=config["analysis"]["vig"],
         types=config["analysis"]["annotation_types"],
         max_length=config["protein"]["max_length"],
-        device=config["device"],
+        seed=SEED,
     threads: 1
     resources:
         mem_mb=4000,
@@ -115,3 +121,24 @@ rule tss_attention:
         "../../envs/torch.yaml"
     script:
         "../../scripts/tss_attention.py"
+
+
+if config["data"]["source"] != "demo":  # the demo's synthetic proteins have no structure file
+
+    rule secondary_structure:
+        input:
+            proteins=out("data/protein/proteins.parquet"),
+            quality=out("data/protein/structure_quality.parquet"),
+        output:
+            secondary=out("data/protein/secondary_structure.parquet"),
+        log:
+            out("logs/secondary_structure.log"),
+        benchmark:
+            out("benchmarks/secondary_structure.tsv")
+        params:
+            folders=STRUCTURE_FOLDERS,
+        threads: 1
+        conda:
+            "../../envs/torch.yaml"
+        script:
+            "../../scripts/secondary_structure.py"

@@ -174,6 +174,18 @@ def probe_model_path(wildcards):
     return out(f"models/protein/{wildcards.model}/model/encoder")
 
 
+# Where structure files are found again after the contact maps were built from them.
+STRUCTURE_FOLDERS = [config["data"].get("structures", {}).get("local"),
+                     f"{config['cache_dir']}/alphafold", f"{config['cache_dir']}/pdb"]
+
+
+def secondary_structure_input(wildcards=None):
+    """The DSSP table as an input of the attention probe, where structure files exist."""
+    if config["data"]["source"] == "demo":
+        return []
+    return [out("data/protein/secondary_structure.parquet")]
+
+
 def local_inputs(*paths):
     """Local source files as inputs, so that a changed local file reruns its rule."""
     out = []
@@ -228,7 +240,10 @@ def final_targets():
     targets += expand(out("figures/{task}_{fig}.png"), task=TASKS,
                       fig=["head_significance", "embedding_significance", "tracks",
                            "residue_flipping"])
-    targets += expand(out("figures/attention_{model}.png"), model=PROBE_MODELS)
+    targets += expand(out("figures/attention_{model}{fig}.png"), model=PROBE_MODELS,
+                      fig=["", "_top_heads", "_layer_trend", "_blosum", "_contacts"])
+    if config["data"]["source"] != "demo":
+        targets += expand(out("figures/attention_{model}_3d.html"), model=PROBE_MODELS)
     targets += [out("figures/training_curves.png"), out("figures/dna_tss_profiles.png"),
                 out("figures/dna_logos.png")]
     return targets

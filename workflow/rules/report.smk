@@ -69,9 +69,25 @@ rule plot_residue_flipping:
 rule plot_attention_probe:
     input:
         probe=out("analysis/protein/attention/{model}/vig_probe.parquet"),
+        trend=out("analysis/protein/attention/{model}/layer_trend.parquet"),
+        blosum=out("analysis/protein/attention/{model}/blosum.parquet"),
+        contacts=out("analysis/protein/attention/{model}/contact_precision.parquet"),
+        summary=out("analysis/protein/attention/{model}/attention_summary.json"),
     output:
         figure=report(out("figures/attention_{model}.png"), caption="../report/attention.rst",
                       category="Attention", subcategory="{model}"),
+        top_heads=report(out("figures/attention_{model}_top_heads.png"),
+                         caption="../report/attention_top_heads.rst", category="Attention",
+                         subcategory="{model}"),
+        layer_trend=report(out("figures/attention_{model}_layer_trend.png"),
+                           caption="../report/attention_layer_trend.rst", category="Attention",
+                           subcategory="{model}"),
+        blosum=report(out("figures/attention_{model}_blosum.png"),
+                      caption="../report/attention_blosum.rst", category="Attention",
+                      subcategory="{model}"),
+        contacts=report(out("figures/attention_{model}_contacts.png"),
+                        caption="../report/attention_contacts.rst", category="Attention",
+                        subcategory="{model}"),
     log:
         out("logs/plot_attention_probe_{model}.log"),
     benchmark:
@@ -154,3 +170,25 @@ rule summarize:
         "../../envs/analysis.yaml"
     script:
         "../../scripts/summarize.py"
+
+
+if config["data"]["source"] != "demo":  # the demo's synthetic proteins have no structure file
+
+    rule attention_3d_view:
+        input:
+            summary=out("analysis/protein/attention/{model}/attention_summary.json"),
+            quality=out("data/protein/structure_quality.parquet"),
+        output:
+            html=report(out("figures/attention_{model}_3d.html"),
+                        caption="../report/attention_3d.rst", category="Attention",
+                        subcategory="{model}"),
+        log:
+            out("logs/attention_3d_view_{model}.log"),
+        params:
+            folders=STRUCTURE_FOLDERS,
+            top=20,
+        threads: 1
+        conda:
+            "../../envs/structure_view.yaml"
+        script:
+            "../../scripts/attention_3d_view.py"
