@@ -173,6 +173,10 @@ def _slurm_state():
     if res.returncode != 0 or not any(s.rstrip("*~#") in {"idle", "mixed", "allocated"} for s in states):
         return f"no SLURM node ready (sinfo: {res.stdout.strip() or res.stderr.strip()}); " \
                "run tests/slurm/start_cluster.sh as root"
+    parts = subprocess.run(["sinfo", "-h", "-o", "%R"], capture_output=True, text=True, timeout=10).stdout.split()
+    if not {"cpu", "gpu"} <= set(parts):
+        return f"SLURM here has partitions {parts}, not the profile's cpu and gpu: " \
+               "this test needs the cluster of tests/slurm/start_cluster.sh"
     return None
 
 
@@ -195,15 +199,17 @@ def cluster_runs(tmp_path_factory):
         with open(tmp / f"{name}.log", "w") as log:  # files, not pipes: neither run can block
             procs[name] = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     runs = {}
-    for name, proc in procs.items():
-        try:
+    try:
+        for name, proc in procs.items():
             proc.wait(timeout=900)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log = (tmp / f"{name}.log").read_text()
-        assert proc.returncode == 0, f"{name} run failed:\n{log[-6000:]}"
-        runs[name] = tmp / name
+            log = (tmp / f"{name}.log").read_text()
+            assert proc.returncode == 0, f"{name} run failed:\n{log[-6000:]}"
+            runs[name] = tmp / name
+    finally:
+        for proc in procs.values():  # a failed or hung run must not outlive the test
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=60)
     runs["logs"] = tmp / "slurm_logs"
     return runs
 
@@ -225,6 +231,7 @@ def test_every_job_went_through_slurm(cluster_runs):
 def test_slurm_tables_equal_local(cluster_runs, table):
     local = pd.read_parquet(cluster_runs["local"] / table)
     slurm = pd.read_parquet(cluster_runs["slurm"] / table)
+    assert len(local) > 0, table
     pd.testing.assert_frame_equal(slurm, local, check_exact=False, rtol=1e-5, atol=1e-7)
 
 
