@@ -63,6 +63,7 @@ def test_vig_presets(name, encoder):
     assert (vig["theta"], vig["min_high_confidence"], vig["max_residues"]) == (0.3, 100, 510)
     assert cfg["data"]["structures"]["source"] == "alphafold"
     assert cfg["data"]["structures"]["contact"]["cutoff"] == 8.0
+    assert cfg["protein"]["tasks"] == {}  # the pretrained model only
 
 
 def test_clauwaert_preset_is_the_paper_model():
@@ -81,5 +82,9 @@ def test_preset_dry_run_builds_the_dag_offline(preset, tmp_path):
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
                          env={**os.environ, **NO_NETWORK})
     assert res.returncode == 0, res.stderr[-3000:]
-    for rule in ("download_uniprot", "finetune_protein", "attention_probe", "train_dna", "summarize"):
+    for rule in ("download_uniprot", "attention_probe", "train_dna", "tss_attention", "summarize"):
         assert rule in res.stdout, rule
+    # Wenzel fine-tunes and attributes; Vig and Clauwaert probe pretrained / DNA models only
+    wenzel = preset.stem.startswith("wenzel")
+    for rule in ("finetune_protein", "attribute_proteins", "head_statistics"):
+        assert (rule in res.stdout) == wenzel, rule
