@@ -1,0 +1,90 @@
+"""config/paper/: one preset per figure set of the three studies (METHODS.md).
+
+Each preset, layered on config/config.yaml as Snakemake layers it, must validate against the
+schema, state the paper's settings (checked here against METHODS.md's numbers), and build the
+whole DAG in a dry run without the network (every proxy points at a closed port, so a download
+attempted during the dry run fails it).
+"""
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.utils import update_config, validate
+
+ROOT = Path(__file__).resolve().parents[1]
+PRESETS = sorted((ROOT / "config" / "paper").glob("*.yaml"))
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+NO_NETWORK = {"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
+              "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
+              "NO_PROXY": "", "no_proxy": ""}
+
+
+def merged(preset: Path) -> dict:
+    """config/config.yaml updated by the preset (Snakemake's own merge), schema defaults set."""
+    cfg = copy.deepcopy(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()))
+    update_config(cfg, yaml.safe_load(preset.read_text()))
+    validate(cfg, str(SCHEMA))
+    return cfg
+
+
+def test_there_is_a_preset_per_figure_set():
+    assert {p.stem for p in PRESETS} >= {"wenzel_ec", "wenzel_go", "vig_protbert_bfd", "vig_esm2",
+                                         "clauwaert_tss"}
+
+
+@pytest.mark.parametrize("name", ["wenzel_ec", "wenzel_go"])
+def test_wenzel_presets_follow_the_paper_recipe(name):
+    cfg = merged(ROOT / "config" / "paper" / f"{name}.yaml")
+    p = cfg["protein"]
+    assert p["encoder"]["pretrained"] == "Rostlab/prot_bert_bfd" and not p["mlm"]["enabled"]
+    assert p["max_length"] == 1000
+    # sequences must fit with [CLS] and [SEP]
+    assert cfg["data"]["uniprot"]["max_length"] <= p["max_length"] - 2
+    ft = p["finetune"]
+    assert (ft["batch_size"], ft["accumulation"], ft["head_lr"], ft["encoder_lr"],
+            ft["freeze_encoder_epochs"], ft["patience"]) == (1, 64, 3e-5, 5e-6, 1, 2)
+    assert cfg["attribution"]["n_steps"] == 500 and cfg["attribution"]["layers"]
+    task = name.split("_")[1]
+    assert list(p["tasks"]) == [task]  # the preset replaces the default ec + go tasks
+    if task == "go":
+        assert p["tasks"]["go"]["attribute_terms"] == ["GO:0016020"]
+
+
+@pytest.mark.parametrize("name, encoder", [("vig_protbert_bfd", "Rostlab/prot_bert_bfd"),
+                                           ("vig_esm2", "facebook/esm2_t33_650M_UR50D")])
+def test_vig_presets(name, encoder):
+    cfg = merged(ROOT / "config" / "paper" / f"{name}.yaml")
+    assert cfg["protein"]["encoder"]["pretrained"] == encoder
+    vig = cfg["analysis"]["vig"]
+    assert (vig["theta"], vig["min_high_confidence"], vig["max_residues"]) == (0.3, 100, 510)
+    assert cfg["data"]["structures"]["source"] == "alphafold"
+    assert cfg["data"]["structures"]["contact"]["cutoff"] == 8.0
+    assert cfg["protein"]["tasks"] == {}  # the pretrained model only
+
+
+def test_clauwaert_preset_is_the_paper_model():
+    cfg = merged(ROOT / "config" / "paper" / "clauwaert_tss.yaml")
+    m = cfg["dna"]["model"]
+    assert (m["n_layers"], m["n_heads"], m["d_model"], m["context"], m["conv_width"],
+            m["label_offset"]) == (6, 6, 32, 511, 7, 20)
+    assert cfg["data"]["genome"]["accession"] == "NC_000913.3"
+    assert (cfg["dna"]["split"]["test_fraction"], cfg["dna"]["split"]["valid_fraction"]) == (0.2, 0.1)
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
+def test_preset_dry_run_builds_the_dag_offline(preset, tmp_path):
+    cmd = [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", str(preset),
+           "--config", f"outdir={tmp_path}/results", f"cache_dir={tmp_path}/cache"]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, **NO_NETWORK})
+    assert res.returncode == 0, res.stderr[-3000:]
+    for rule in ("download_uniprot", "attention_probe", "train_dna", "tss_attention", "summarize"):
+        assert rule in res.stdout, rule
+    # Wenzel fine-tunes and attributes; Vig and Clauwaert probe pretrained / DNA models only
+    wenzel = preset.stem.startswith("wenzel")
+    for rule in ("finetune_protein", "attribute_proteins", "head_statistics"):
+        assert (rule in res.stdout) == wenzel, rule
