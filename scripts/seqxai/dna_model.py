@@ -14,12 +14,19 @@ Conventions
   is centred on token ``j - KEY_SHIFT`` (``KEY_SHIFT = (conv_width - 1) // 2 = 3``), so
   attention on key index ``j`` reflects tokens ``c-3..c+3`` with ``c = j - 3``. The probe
   maps key indices to token positions with this shift (:func:`key_token_index`).
-- Positional scheme: a learned relative-position bias per head,
-  ``score[h, i, j] = q_i . k_j / sqrt(d_head) + b[h, i - j]`` with one scalar per head and
-  distance ``0..context`` (no absolute positions). A head can attend at a fixed upstream
-  distance simply by raising ``b[h, d]``; this is what lets heads lock onto promoter
-  elements at fixed offsets from the TSS (rotary embeddings could do the same but need
-  q/k to co-adapt; a bias table is directly interpretable).
+- Positional scheme: Transformer-XL relative position encoding (Dai et al. 2019), as in
+  the original model of Clauwaert et al.:
+  ``score[h, i, j] = ((q_i + u_h) . k_j + (q_i + v_h) . W_R R_{i-j}) / sqrt(d_head)`` with
+  ``R_d`` the sinusoidal encoding of the distance ``d = i - j`` (``0..context``), ``W_R`` a
+  learned projection and ``u``, ``v`` learned per-head vectors; no absolute positions. The
+  position term is a smooth function of distance through the sinusoid basis, trained at the
+  same learning rate as everything else (an earlier free per-head bias table at 10x learning
+  rate let heads sit at fixed offsets whatever the sequence).
+- Head width ``d_head`` is its own setting (default 32, as the original model), so
+  ``n_heads * d_head`` need not equal ``d_model`` (the paper's 6 heads with d_model 32).
+- Probe attention: :meth:`TSSTransformer.forward` with ``attention_queries`` computes only
+  those attention rows (``attn[batch, layer, head, query, key]`` with one query per entry),
+  never a dense ``T x T`` matrix.
 - Split by genome position (0-based half-open genome intervals): train ``[0, a)``,
   valid ``[a, b)``, test ``[b, L)`` with ``L - b = test_fraction * L`` and
   ``b - a = valid_fraction * L``. On "-" the same genome blocks are used; windows are cut
@@ -48,10 +55,10 @@ _LUT = np.full(256, 4, dtype=np.uint8)
 for _i, _c in enumerate("ACGT"):
     _LUT[ord(_c)] = _LUT[ord(_c.lower())] = _i
 
-DEFAULT_MODEL = {"n_layers": 2, "n_heads": 4, "d_model": 32, "context": 128, "conv_width": 7,
+DEFAULT_MODEL = {"n_layers": 2, "n_heads": 4, "d_model": 32, "d_head": 32, "context": 128, "conv_width": 7,
                  "ff_mult": 2, "dropout": 0.0, "label_offset": 20, "attn_chunk": 64}
 DEFAULT_TRAIN = {"epochs": 4, "batch_size": 2, "lr": 0.01, "weight_decay": 0.01, "stride": 1024,
-                 "pos_weight": "auto", "max_pos_weight": 100.0, "bias_lr_mult": 10.0, "max_seconds": 0,
+                 "pos_weight": "auto", "max_pos_weight": 100.0, "max_seconds": 0,
                  "max_windows_per_epoch": 0}
 DEFAULT_SPLIT = {"test_fraction": 0.2, "valid_fraction": 0.1}
 
@@ -158,58 +165,100 @@ def make_windows(tokens: dict[str, np.ndarray], labels: dict[str, np.ndarray], b
     return np.stack(xs), np.stack(ys), np.stack(ms)
 
 
-# ----------------------------------------------------------------------------- model
+def sinusoid_encoding(n_positions: int, dim: int) -> torch.Tensor:
+    """Transformer-XL relative encoding ``R[d, :] = [sin(d * f), cos(d * f)]`` for distances
+    ``d = 0..n_positions-1`` with ``f_k = 10000^(-2k / dim)`` (``dim`` columns)."""
+    half = -(-dim // 2)
+    inv_freq = 1.0 / (10000 ** (torch.arange(half, dtype=torch.float32) * 2 / dim))
+    ang = torch.arange(n_positions, dtype=torch.float32)[:, None] * inv_freq[None, :]
+    return torch.cat([ang.sin(), ang.cos()], dim=1)[:, :dim]
+
+
 class TSSLayer(nn.Module):
     """Pre-norm transformer layer: causal banded attention with a width-``conv_width`` causal
-    depthwise convolution on q, k, v and a per-head relative-position bias; then a
-    feed-forward block."""
+    depthwise convolution on q, k, v and Transformer-XL relative position scores; then a
+    feed-forward block. Heads have their own width ``d_head`` (not ``d_model / n_heads``)."""
 
-    def __init__(self, d_model, n_heads, context, conv_width, ff_mult, dropout):
+    #: bytes of one attention-score tensor per group of query chunks (bounds probe memory)
+    SCORE_BYTES = 128 * 2**20
+
+    def __init__(self, d_model, n_heads, d_head, context, conv_width, ff_mult, dropout):
         super().__init__()
-        if d_model % n_heads:
-            raise DataError(f"dna.model: d_model={d_model} is not divisible by n_heads={n_heads}")
-        self.h, self.dh, self.context, self.cw = n_heads, d_model // n_heads, context, conv_width
+        self.h, self.dh, self.context, self.cw = n_heads, d_head, context, conv_width
+        inner = n_heads * d_head
         self.ln1 = nn.LayerNorm(d_model)
-        self.qkv = nn.Linear(d_model, 3 * d_model)
-        self.conv = nn.Conv1d(3 * d_model, 3 * d_model, conv_width, groups=3 * d_model)
-        self.rel_bias = nn.Parameter(torch.zeros(n_heads, context + 1))
-        self.out = nn.Linear(d_model, d_model)
+        self.qkv = nn.Linear(d_model, 3 * inner)
+        self.conv = nn.Conv1d(3 * inner, 3 * inner, conv_width, groups=3 * inner)
+        self.register_buffer("rel_enc", sinusoid_encoding(context + 1, d_model), persistent=False)
+        self.r_net = nn.Linear(d_model, inner, bias=False)          # W_R of Transformer-XL
+        self.u = nn.Parameter(torch.zeros(n_heads, d_head))         # global content bias
+        self.v = nn.Parameter(torch.zeros(n_heads, d_head))         # global position bias
+        self.out = nn.Linear(inner, d_model)
         self.ln2 = nn.LayerNorm(d_model)
         self.ff = nn.Sequential(nn.Linear(d_model, ff_mult * d_model), nn.GELU(),
                                 nn.Linear(ff_mult * d_model, d_model))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x, key_pad, need_attn=False, chunk=64):
-        """``x[batch, T, d]`` -> (``x'``, ``attn[batch, head, query, key]`` or None).
+    def forward(self, x, key_pad, need_attn=False, chunk=64, queries=None):
+        """``x[batch, T, d]`` -> (``x'``, attention or None).
 
-        Training/inference use a chunked banded attention (queries in chunks of ``chunk``,
-        each against its ``chunk + context`` preceding keys; fused SDPA kernel), which is
-        exact and ~T/(chunk+context) times cheaper than the dense T x T path used when
-        ``need_attn`` (tests check both agree)."""
-        B, T, D = x.shape
-        qkv = self.qkv(self.ln1(x)).transpose(1, 2)                      # B, 3D, T
+        The layer output always comes from a chunked banded attention (queries in chunks of
+        ``chunk``, each against its ``chunk + context`` preceding keys), exact and
+        ~T/(chunk+context) times cheaper than dense T x T attention. With ``need_attn`` the
+        attention is also returned: only the rows of the query indices ``queries``
+        (``attn[batch, head, len(queries), key]``) when given, else the dense matrix
+        ``attn[batch, head, query, key]`` (small inputs and tests only)."""
+        B, T, _ = x.shape
+        qkv = self.qkv(self.ln1(x)).transpose(1, 2)                      # B, 3*h*dh, T
         qkv = self.conv(F.pad(qkv, (self.cw - 1, 0))).transpose(1, 2)    # causal conv
         q, k, v = qkv.reshape(B, T, 3, self.h, self.dh).permute(2, 0, 3, 1, 4)  # each B,h,T,dh
-        if need_attn:
+        attn = None
+        if need_attn and queries is None:
             ctx, attn = self._dense(q, k, v, key_pad)
         else:
-            ctx, attn = self._chunked(q, k, v, key_pad, chunk), None
-        ctx = ctx.transpose(1, 2).reshape(B, T, D)
+            ctx = self._chunked(q, k, v, key_pad, chunk)
+            if need_attn:
+                attn = self.attention_rows(q, k, key_pad, queries)
+        ctx = ctx.transpose(1, 2).reshape(B, T, self.h * self.dh)
         x = x + self.drop(self.out(ctx))
         x = x + self.drop(self.ff(self.ln2(x)))
         return x, attn
 
+    def _pos_scores(self, q):
+        """``(q_i + v) . W_R R_d`` for every query and distance ``d = 0..context``:
+        ``pos[batch, head, query, d]``."""
+        r = self.r_net(self.rel_enc).view(self.context + 1, self.h, self.dh).permute(1, 0, 2)
+        return (q + self.v[:, None, :]) @ r.transpose(-1, -2)
+
+    def _scores(self, q, k, dist, mask):
+        """Scores ``((q_i + u) . k_j + (q_i + v) . r_{i-j}) / sqrt(d_head) + mask`` for
+        ``q[..., Q, dh]``, ``k[..., K, dh]`` and distances ``dist[Q, K] = i - j``."""
+        pos = self._pos_scores(q)
+        pos = pos.gather(-1, dist.clamp(0, self.context).expand(*pos.shape[:-1], dist.shape[-1]))
+        return ((q + self.u[:, None, :]) @ k.transpose(-1, -2) + pos) * (1.0 / math.sqrt(self.dh)) + mask
+
+    def _mask(self, dist, key_negative, key_pad):
+        """Additive mask: -inf outside ``0 <= i - j <= context`` and on keys at negative indices
+        (``key_negative``, broadcastable to dist); PAD keys (``key_pad[..., K]``) a large finite
+        penalty (not -inf, so all-PAD rows stay finite). Shape ``key_pad.shape[:-1] + (1, Q, K)``."""
+        bad = (dist < 0) | (dist > self.context) | key_negative
+        static = torch.zeros(bad.shape, device=dist.device).masked_fill(bad, float("-inf"))
+        return static + (key_pad.float() * -1e9)[..., None, None, :]
+
     def _dense(self, q, k, v, key_pad):
-        T = q.shape[2]
-        dist = torch.arange(T, device=q.device)[:, None] - torch.arange(T, device=q.device)[None, :]
-        allowed = (dist >= 0) & (dist <= self.context)
-        bias = self.rel_bias[:, dist.clamp(0, self.context)]             # h, T(query), T(key)
-        scores = q @ k.transpose(-1, -2) / math.sqrt(self.dh) + bias
-        scores = scores.masked_fill(~allowed, float("-inf"))
-        # PAD keys get a large finite penalty (not -inf) so all-PAD rows stay finite
-        scores = scores.masked_fill(key_pad[:, None, None, :], -1e9)
-        attn = torch.softmax(scores, dim=-1)                            # B, h, query, key
+        idx = torch.arange(q.shape[2], device=q.device)
+        dist = idx[:, None] - idx[None, :]
+        mask = self._mask(dist, torch.zeros((), dtype=torch.bool, device=q.device), key_pad)
+        attn = torch.softmax(self._scores(q, k, dist, mask), dim=-1)        # B,h,query,key
         return self.drop(attn) @ v, attn
+
+    def attention_rows(self, q, k, key_pad, queries):
+        """Attention rows of the query indices ``queries`` only: ``attn[batch, head, len(queries), key]``,
+        equal to those rows of the dense attention at ``len(queries) / T`` of its memory."""
+        qi = torch.as_tensor(queries, device=q.device, dtype=torch.long).reshape(-1)
+        dist = qi[:, None] - torch.arange(k.shape[2], device=q.device)[None, :]
+        mask = self._mask(dist, torch.zeros((), dtype=torch.bool, device=q.device), key_pad)
+        return torch.softmax(self._scores(q[:, :, qi], k, dist, mask), dim=-1)
 
     def _chunked(self, q, k, v, key_pad, c):
         B, h, T, dh = q.shape
@@ -219,38 +268,38 @@ class TSSLayer(nn.Module):
         if Tp != T:  # right padding: future keys of every real query, excluded by causality
             q, k, v = (F.pad(t, (0, 0, 0, Tp - T)) for t in (q, k, v))
             key_pad = F.pad(key_pad, (0, Tp - T), value=True)
-        dev = q.device
-        dist = (torch.arange(c, device=dev)[:, None] + C) - torch.arange(c + C, device=dev)[None, :]
-        bias = self.rel_bias[:, dist.clamp(0, C)].masked_fill((dist < 0) | (dist > C), float("-inf"))
-        kglob = torch.arange(n, device=dev)[:, None] * c - C + torch.arange(c + C, device=dev)[None, :]
-        bias = bias[None].expand(n, h, c, c + C).masked_fill((kglob < 0)[:, None, None, :], float("-inf"))
-        bias = bias[None].expand(B, n, h, c, c + C)
-        if key_pad.any():
-            kp = F.pad(key_pad, (C, 0), value=True).unfold(1, c + C, c)   # B, n, c+C
-            bias = bias.masked_fill(kp[:, :, None, None, :], -1e9)
-        # k/v of chunk i: positions i*c - C .. i*c + c - 1 (left zero-padding masked above)
+        # k/v of chunk i: sequence positions i*c - C .. i*c + c - 1 (negative ones: left padding)
         ku = F.pad(k, (0, 0, C, 0)).unfold(2, c + C, c).permute(0, 2, 1, 4, 3)  # B,n,h,c+C,dh
         vu = F.pad(v, (0, 0, C, 0)).unfold(2, c + C, c).permute(0, 2, 1, 4, 3)
-        qc = q.reshape(B, h, n, c, dh).permute(0, 2, 1, 3, 4)
-        o = F.scaled_dot_product_attention(
-            qc.reshape(B * n, h, c, dh), ku.reshape(B * n, h, c + C, dh), vu.reshape(B * n, h, c + C, dh),
-            attn_mask=bias.reshape(B * n, h, c, c + C), dropout_p=self.drop.p if self.training else 0.0)
-        o = o.reshape(B, n, h, c, dh).permute(0, 2, 1, 3, 4).reshape(B, h, Tp, dh)
-        return o[:, :, :T]
+        kp = F.pad(key_pad, (C, 0), value=True).unfold(1, c + C, c)            # B, n, c+C
+        qc = q.reshape(B, h, n, c, dh).permute(0, 2, 1, 3, 4)                   # B,n,h,c,dh
+        dev = q.device
+        dist = (torch.arange(c, device=dev)[:, None] + C) - torch.arange(c + C, device=dev)[None, :]
+        kglob = torch.arange(n, device=dev)[:, None] * c - C + torch.arange(c + C, device=dev)[None, :]
+        # groups of chunks keep one score tensor under SCORE_BYTES (exact; bounds no-grad memory)
+        g = max(1, self.SCORE_BYTES // max(1, B * h * c * (c + C) * q.element_size()))
+        outs = []
+        for i in range(0, n, g):
+            sl = slice(i, min(i + g, n))
+            mask = self._mask(dist, (kglob[sl] < 0)[:, None, None, :], kp[:, sl])   # B,g,1,c,c+C
+            scores = self._scores(qc[:, sl], ku[:, sl], dist, mask)
+            outs.append(self.drop(torch.softmax(scores, dim=-1)) @ vu[:, sl])
+        o = torch.cat(outs, dim=1)                                              # B,n,h,c,dh
+        return o.permute(0, 2, 1, 3, 4).reshape(B, h, Tp, dh)[:, :, :T]
 
 
 class TSSTransformer(nn.Module):
     """Per-position TSS logits from nucleotide tokens (see module docstring)."""
 
-    def __init__(self, n_layers=2, n_heads=4, d_model=32, context=128, conv_width=7, ff_mult=2,
+    def __init__(self, n_layers=2, n_heads=4, d_model=32, d_head=32, context=128, conv_width=7, ff_mult=2,
                  dropout=0.0, label_offset=20, attn_chunk=64):
         super().__init__()
-        self.config = dict(n_layers=n_layers, n_heads=n_heads, d_model=d_model, context=context,
+        self.config = dict(n_layers=n_layers, n_heads=n_heads, d_model=d_model, d_head=d_head, context=context,
                            conv_width=conv_width, ff_mult=ff_mult, dropout=dropout,
                            label_offset=label_offset, attn_chunk=attn_chunk)
         self.embed = nn.Embedding(N_TOKENS, d_model)
         self.layers = nn.ModuleList(
-            TSSLayer(d_model, n_heads, context, conv_width, ff_mult, dropout) for _ in range(n_layers))
+            TSSLayer(d_model, n_heads, d_head, context, conv_width, ff_mult, dropout) for _ in range(n_layers))
         self.ln = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, 1)
 
@@ -260,15 +309,16 @@ class TSSTransformer(nn.Module):
 
     def forward(self, x, return_attention=False, attention_queries=None):
         """``x[batch, T]`` tokens -> ``logits[batch, T]``; with ``return_attention`` also
-        ``attn[batch, layer, head, query, key]`` (only the query indices in
-        ``attention_queries`` when given, to save memory)."""
+        ``attn[batch, layer, head, query, key]``: only the rows of the query indices in
+        ``attention_queries`` when given (computed as rows, never as a T x T matrix), else
+        the dense matrix."""
         key_pad = x == PAD
         h = self.embed(x)
         attns = []
         for layer in self.layers:
-            h, a = layer(h, key_pad, need_attn=return_attention, chunk=self.config["attn_chunk"])
-            if return_attention:
-                attns.append(a if attention_queries is None else a[:, :, attention_queries, :])
+            h, a = layer(h, key_pad, need_attn=return_attention, chunk=self.config["attn_chunk"],
+                         queries=attention_queries)
+            attns.append(a)
         logits = self.head(self.ln(h)).squeeze(-1)
         if return_attention:
             return logits, torch.stack(attns, dim=1)
@@ -381,19 +431,13 @@ def train_tss_model(genome: dict[str, str], tss: pd.DataFrame, model_cfg: dict |
              chrom, L, len(x_tr), len(data["valid"][0]), len(data["test"][0]), n_pos, pos_weight, device)
 
     model = build_model(mcfg).to(device)
-    # the per-head relative-position biases get a larger learning rate (bias_lr_mult): a head
-    # must first find *where* the promoter sits before content can be learned there
-    rel = [p for n, p in model.named_parameters() if n.endswith("rel_bias")]
-    rest = [p for n, p in model.named_parameters() if not n.endswith("rel_bias")]
-    lrs = [tcfg["lr"], tcfg["lr"] * float(tcfg["bias_lr_mult"])]
-    opt = torch.optim.AdamW([{"params": rest, "lr": lrs[0]}, {"params": rel, "lr": lrs[1], "weight_decay": 0.0}],
-                            weight_decay=tcfg["weight_decay"])
+    opt = torch.optim.AdamW(model.parameters(), lr=tcfg["lr"], weight_decay=tcfg["weight_decay"])
     bs, epochs = int(tcfg["batch_size"]), int(tcfg["epochs"])
     # max_windows_per_epoch: a seeded sample of training windows per epoch (large genomes, pilots)
     per_epoch = int(tcfg.get("max_windows_per_epoch") or 0) or len(x_tr)
     per_epoch = min(per_epoch, len(x_tr))
     steps_per_epoch = math.ceil(per_epoch / bs)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lrs, total_steps=epochs * steps_per_epoch,
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=tcfg["lr"], total_steps=epochs * steps_per_epoch,
                                                 pct_start=0.15)
     pw = torch.tensor(pos_weight, device=device)
     rng = np.random.default_rng(seed)
