@@ -14,14 +14,16 @@ Conventions
   is centred on token ``j - KEY_SHIFT`` (``KEY_SHIFT = (conv_width - 1) // 2 = 3``), so
   attention on key index ``j`` reflects tokens ``c-3..c+3`` with ``c = j - 3``. The probe
   maps key indices to token positions with this shift (:func:`key_token_index`).
-- Positional scheme: Transformer-XL relative position encoding (Dai et al. 2019), as in
-  the original model of Clauwaert et al.:
-  ``score[h, i, j] = ((q_i + u_h) . k_j + (q_i + v_h) . W_R R_{i-j}) / sqrt(d_head)`` with
-  ``R_d`` the sinusoidal encoding of the distance ``d = i - j`` (``0..context``), ``W_R`` a
-  learned projection and ``u``, ``v`` learned per-head vectors; no absolute positions. The
-  position term is a smooth function of distance through the sinusoid basis, trained at the
-  same learning rate as everything else (an earlier free per-head bias table at 10x learning
-  rate let heads sit at fixed offsets whatever the sequence).
+- Positional scheme (``position``; the choice is **rotary**, the default): rotary position
+  embeddings (RoPE, Su et al. 2021) on queries and keys, ``score[h, i, j] = (R_i q_i) . (R_j k_j)
+  / sqrt(d_head) = q_i . R_{j-i} k_j / sqrt(d_head)``, pairs of dimensions turned by angle
+  ``t * 10000^(-2m/d_head)``: relative, and positions act only through the product with the
+  content of q and k, with no content-free position term. ``position: xl`` is the
+  Transformer-XL relative encoding of the original model (Dai et al. 2019),
+  ``((q_i + u) . k_j + (q_i + v) . W_R R_{i-j}) / sqrt(d_head)`` with sinusoidal ``R_d``; its
+  ``v . W_R R_{i-j}`` term lets a head sit at a fixed distance whatever the sequence, which
+  the quick demo training does (benchmarks/dna_position_encoding.py prints both). Both
+  replace an earlier free per-head distance-bias table trained at 10x learning rate.
 - Head width ``d_head`` is its own setting (default 32, as the original model), so
   ``n_heads * d_head`` need not equal ``d_model`` (the paper's 6 heads with d_model 32).
 - Probe attention: :meth:`TSSTransformer.forward` with ``attention_queries`` computes only
@@ -56,10 +58,11 @@ for _i, _c in enumerate("ACGT"):
     _LUT[ord(_c)] = _LUT[ord(_c.lower())] = _i
 
 DEFAULT_MODEL = {"n_layers": 2, "n_heads": 4, "d_model": 32, "d_head": 32, "context": 128, "conv_width": 7,
-                 "ff_mult": 2, "dropout": 0.0, "label_offset": 20, "attn_chunk": 64}
+                 "ff_mult": 2, "dropout": 0.0, "label_offset": 20, "attn_chunk": 64,
+                 "position": "rotary"}
 DEFAULT_TRAIN = {"epochs": 4, "batch_size": 2, "lr": 0.01, "weight_decay": 0.01, "stride": 1024,
                  "pos_weight": "auto", "max_pos_weight": 100.0, "max_seconds": 0,
-                 "max_windows_per_epoch": 0}
+                 "max_windows_per_epoch": 0, "patience": 0}
 DEFAULT_SPLIT = {"test_fraction": 0.2, "valid_fraction": 0.1}
 
 
@@ -119,7 +122,24 @@ def split_blocks(length: int, test_fraction: float, valid_fraction: float) -> di
                         "(0, 1) and sum below 1")
     b = length - int(round(test_fraction * length))
     a = b - int(round(valid_fraction * length))
-    return {"train": (0, a), "valid": (a, b), "test": (b, length)}
+    blocks = {"train": (0, a), "valid": (a, b), "test": (b, length)}
+    for name, (s, e) in blocks.items():
+        if e <= s:
+            raise DataError(f"dna.split: the {name} block [{s}, {e}) of a {length}-nt genome is empty "
+                            f"(test_fraction={test_fraction}, valid_fraction={valid_fraction})")
+    return blocks
+
+
+def check_split_labels(data: dict, blocks: dict, source: str = "tss") -> None:
+    """Fail before training when a split has no scored position or no TSS label: its ROC/PR
+    AUC would be undefined (the validation split also picks the best epoch)."""
+    for name, (x, y, m) in data.items():
+        s, e = blocks[name]
+        if not m.any():
+            raise DataError(f"dna.split: the {name} block [{s}, {e}) has no scored position")
+        if not y[m].any():
+            raise DataError(f"{source}: no TSS label falls in the {name} block [{s}, {e}) (0-based genome "
+                            f"positions, both strands): change dna.split fractions or the TSS set")
 
 
 def oriented_block(block: tuple[int, int], length: int, strand: str) -> tuple[int, int]:
@@ -174,6 +194,18 @@ def sinusoid_encoding(n_positions: int, dim: int) -> torch.Tensor:
     return torch.cat([ang.sin(), ang.cos()], dim=1)[:, :dim]
 
 
+def rotate(x: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
+    """Rotary position embedding (Su et al. 2021) of ``x[..., T, d]`` at positions ``0..T-1``:
+    pairs ``(x_2m, x_2m+1)`` turned by ``t * base^(-2m/d)``, so ``rotate(q)_i . rotate(k)_j``
+    depends on positions only through ``i - j``."""
+    T, d = x.shape[-2], x.shape[-1]
+    inv_freq = 1.0 / (base ** (torch.arange(0, d, 2, device=x.device, dtype=torch.float32) / d))
+    ang = torch.arange(T, device=x.device, dtype=torch.float32)[:, None] * inv_freq[None, :]
+    cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)
+
+
 class TSSLayer(nn.Module):
     """Pre-norm transformer layer: causal banded attention with a width-``conv_width`` causal
     depthwise convolution on q, k, v and Transformer-XL relative position scores; then a
@@ -182,8 +214,13 @@ class TSSLayer(nn.Module):
     #: bytes of one attention-score tensor per group of query chunks (bounds probe memory)
     SCORE_BYTES = 128 * 2**20
 
-    def __init__(self, d_model, n_heads, d_head, context, conv_width, ff_mult, dropout):
+    def __init__(self, d_model, n_heads, d_head, context, conv_width, ff_mult, dropout, position="xl"):
         super().__init__()
+        if position not in ("rotary", "xl"):
+            raise DataError(f"dna.model.position: '{position}' (expected rotary or xl)")
+        if position == "rotary" and d_head % 2:
+            raise DataError(f"dna.model: rotary position encoding needs an even d_head (got {d_head})")
+        self.position = position
         self.h, self.dh, self.context, self.cw = n_heads, d_head, context, conv_width
         inner = n_heads * d_head
         self.ln1 = nn.LayerNorm(d_model)
@@ -212,6 +249,8 @@ class TSSLayer(nn.Module):
         qkv = self.qkv(self.ln1(x)).transpose(1, 2)                      # B, 3*h*dh, T
         qkv = self.conv(F.pad(qkv, (self.cw - 1, 0))).transpose(1, 2)    # causal conv
         q, k, v = qkv.reshape(B, T, 3, self.h, self.dh).permute(2, 0, 3, 1, 4)  # each B,h,T,dh
+        if self.position == "rotary":
+            q, k = rotate(q), rotate(k)
         attn = None
         if need_attn and queries is None:
             ctx, attn = self._dense(q, k, v, key_pad)
@@ -233,6 +272,8 @@ class TSSLayer(nn.Module):
     def _scores(self, q, k, dist, mask):
         """Scores ``((q_i + u) . k_j + (q_i + v) . r_{i-j}) / sqrt(d_head) + mask`` for
         ``q[..., Q, dh]``, ``k[..., K, dh]`` and distances ``dist[Q, K] = i - j``."""
+        if self.position == "rotary":
+            return (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(self.dh)) + mask
         pos = self._pos_scores(q)
         pos = pos.gather(-1, dist.clamp(0, self.context).expand(*pos.shape[:-1], dist.shape[-1]))
         return ((q + self.u[:, None, :]) @ k.transpose(-1, -2) + pos) * (1.0 / math.sqrt(self.dh)) + mask
@@ -282,6 +323,13 @@ class TSSLayer(nn.Module):
         for i in range(0, n, g):
             sl = slice(i, min(i + g, n))
             mask = self._mask(dist, (kglob[sl] < 0)[:, None, None, :], kp[:, sl])   # B,g,1,c,c+C
+            if self.position == "rotary":  # no q-dependent position term: the fused kernel applies
+                G = sl.stop - sl.start
+                outs.append(F.scaled_dot_product_attention(
+                    qc[:, sl].reshape(B * G, h, c, dh), ku[:, sl].reshape(B * G, h, c + C, dh),
+                    vu[:, sl].reshape(B * G, h, c + C, dh), attn_mask=mask.reshape(B * G, 1, c, c + C),
+                    dropout_p=self.drop.p if self.training else 0.0).reshape(B, G, h, c, dh))
+                continue
             scores = self._scores(qc[:, sl], ku[:, sl], dist, mask)
             outs.append(self.drop(torch.softmax(scores, dim=-1)) @ vu[:, sl])
         o = torch.cat(outs, dim=1)                                              # B,n,h,c,dh
@@ -292,14 +340,15 @@ class TSSTransformer(nn.Module):
     """Per-position TSS logits from nucleotide tokens (see module docstring)."""
 
     def __init__(self, n_layers=2, n_heads=4, d_model=32, d_head=32, context=128, conv_width=7, ff_mult=2,
-                 dropout=0.0, label_offset=20, attn_chunk=64):
+                 dropout=0.0, label_offset=20, attn_chunk=64, position="rotary"):
         super().__init__()
         self.config = dict(n_layers=n_layers, n_heads=n_heads, d_model=d_model, d_head=d_head, context=context,
                            conv_width=conv_width, ff_mult=ff_mult, dropout=dropout,
-                           label_offset=label_offset, attn_chunk=attn_chunk)
+                           label_offset=label_offset, attn_chunk=attn_chunk, position=position)
         self.embed = nn.Embedding(N_TOKENS, d_model)
         self.layers = nn.ModuleList(
-            TSSLayer(d_model, n_heads, d_head, context, conv_width, ff_mult, dropout) for _ in range(n_layers))
+            TSSLayer(d_model, n_heads, d_head, context, conv_width, ff_mult, dropout, position)
+            for _ in range(n_layers))
         self.ln = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, 1)
 
@@ -357,8 +406,16 @@ def load_model(path, device="cpu") -> tuple[TSSTransformer, dict]:
 
 
 # ----------------------------------------------------------------------------- training
-def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def pick_device(prefer: str = "auto") -> torch.device:
+    """``config.device``: ``auto`` = CUDA when visible, else CPU; ``cpu``; ``cuda`` (an error
+    when no CUDA device is visible, rather than a silent CPU run)."""
+    if prefer not in ("auto", "cpu", "cuda"):
+        raise DataError(f"device: '{prefer}' (expected auto, cpu or cuda)")
+    if prefer == "cuda" and not torch.cuda.is_available():
+        raise DataError("device: 'cuda' requested but torch sees no CUDA device (set device: auto or cpu)")
+    if prefer == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda")
 
 
 def seed_everything(seed: int) -> None:
@@ -366,6 +423,24 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def early_stop(bad_epochs: int, patience: int) -> bool:
+    """Stop once ``bad_epochs`` (epochs since the best validation score) reaches ``patience``:
+    exactly ``patience`` bad epochs are run, never ``patience + 1``; ``patience = 0`` never stops."""
+    return patience > 0 and bad_epochs >= patience
+
+
+def assert_finite_metrics(obj, path: str = "metrics") -> None:
+    """Raise naming the key when a metric is NaN or infinite (JSON has no NaN; use None + a reason)."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            assert_finite_metrics(v, f"{path}.{k}")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            assert_finite_metrics(v, f"{path}[{i}]")
+    elif isinstance(obj, (float, np.floating)) and not math.isfinite(obj):
+        raise FloatingPointError(f"train_dna: {path} is {obj}; refusing to write it to metrics.json")
 
 
 @torch.no_grad()
@@ -380,7 +455,8 @@ def predict_windows(model, x, scored, batch_size=64, device="cpu") -> np.ndarray
 
 
 def auc_metrics(y: np.ndarray, score: np.ndarray) -> dict:
-    """ROC AUC and PR AUC (average precision) over all positions; NaN without both classes."""
+    """ROC AUC and PR AUC (average precision) over all positions; None (with ``auc_undefined``
+    giving the reason) without both classes."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     n_pos = int(y.sum())
@@ -388,8 +464,9 @@ def auc_metrics(y: np.ndarray, score: np.ndarray) -> dict:
     if 0 < n_pos < len(y):
         out["roc_auc"] = float(roc_auc_score(y, score))
         out["pr_auc"] = float(average_precision_score(y, score))
-    else:
-        out["roc_auc"] = out["pr_auc"] = float("nan")
+    else:  # null with the reason, never NaN (not valid JSON)
+        out["roc_auc"] = out["pr_auc"] = None
+        out["auc_undefined"] = "no positive position" if n_pos == 0 else "no negative position"
     return out
 
 
@@ -412,17 +489,16 @@ def train_tss_model(genome: dict[str, str], tss: pd.DataFrame, model_cfg: dict |
         raise DataError(f"genome: expected exactly one chromosome record, got {len(genome)}: {list(genome)[:5]}")
     chrom, seq = next(iter(genome.items()))
     check_tss(tss, genome, source)
-    device = torch.device(device) if device is not None else pick_device()
+    device = pick_device(device or "auto") if isinstance(device, str) or device is None else torch.device(device)
     seed_everything(seed)
     L = len(seq)
     tokens = oriented_tokens(seq)
     labels = make_labels(tss, L, mcfg["label_offset"])
     blocks = split_blocks(L, scfg["test_fraction"], scfg["valid_fraction"])
     data = {s: make_windows(tokens, labels, b, mcfg["context"], tcfg["stride"]) for s, b in blocks.items()}
+    check_split_labels(data, blocks, source)
     x_tr, y_tr, m_tr = data["train"]
     n_pos = float(y_tr[m_tr].sum())
-    if n_pos == 0:
-        raise DataError(f"{source}: no TSS label falls in the training block {blocks['train']}")
     if tcfg["pos_weight"] == "auto":
         pos_weight = min((m_tr.sum() - n_pos) / n_pos, float(tcfg["max_pos_weight"]))
     else:
@@ -442,7 +518,7 @@ def train_tss_model(genome: dict[str, str], tss: pd.DataFrame, model_cfg: dict |
     pw = torch.tensor(pos_weight, device=device)
     rng = np.random.default_rng(seed)
     xt, yt, mt = (torch.as_tensor(a) for a in (x_tr, y_tr, m_tr))
-    rows, best, best_state, step = [], -1.0, None, 0
+    rows, best, best_state, step = [], -float("inf"), None, 0
     prog = Progress(epochs * steps_per_epoch, "training steps", every=10.0, logger=log)
     for epoch in range(1, epochs + 1):
         model.train()
@@ -453,6 +529,9 @@ def train_tss_model(genome: dict[str, str], tss: pd.DataFrame, model_cfg: dict |
             xb, yb, mb = xt[idx].to(device), yt[idx].to(device), mt[idx].to(device)
             logits = model(xb)
             loss = F.binary_cross_entropy_with_logits(logits[mb], yb[mb], pos_weight=pw)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"train_dna: training loss is {float(loss)} at epoch {epoch}, step "
+                                         f"{step + 1} (lr {tcfg['lr']}): training diverged; lower dna.train.lr")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -472,10 +551,16 @@ def train_tss_model(genome: dict[str, str], tss: pd.DataFrame, model_cfg: dict |
                      "valid_pr_auc": vm["pr_auc"], "seconds": time.monotonic() - t_start})
         log.info("epoch %d/%d: train_loss %.4f valid_loss %.4f valid PR AUC %.3f ROC AUC %.3f (%.1f s)",
                  epoch, epochs, rows[-1]["train_loss"], vloss, vm["pr_auc"], vm["roc_auc"], rows[-1]["seconds"])
-        score = vm["pr_auc"] if not math.isnan(vm["pr_auc"]) else -float(vloss)
+        score = vm["pr_auc"] if vm["pr_auc"] is not None else -float(vloss)
+        if math.isnan(score):
+            raise FloatingPointError(f"train_dna: validation score is NaN after epoch {epoch} (valid loss {vloss})")
         if score > best:
             best, best_state = score, {k: v.detach().clone() for k, v in model.state_dict().items()}
             best_epoch = epoch
+        if early_stop(epoch - best_epoch, int(tcfg["patience"])):
+            log.info("early stop after epoch %d: %d epochs without a better validation PR AUC (patience %d)",
+                     epoch, epoch - best_epoch, tcfg["patience"])
+            break
         if tcfg["max_seconds"] and time.monotonic() - t_start > tcfg["max_seconds"]:
             log.warning("stopping after epoch %d: max_seconds=%s reached", epoch, tcfg["max_seconds"])
             break
@@ -493,22 +578,24 @@ def train_tss_model(genome: dict[str, str], tss: pd.DataFrame, model_cfg: dict |
         metrics["splits"][split] = auc_metrics(y[m], predict_windows(model, x, m, device=device))
         metrics["splits"][split]["n_windows"] = int(len(x))
     metrics["seconds"] = time.monotonic() - t_start
+    assert_finite_metrics(metrics)
     log.info("test ROC AUC %.3f PR AUC %.3f (positive rate %.4f); %.1f s", metrics["splits"]["test"]["roc_auc"],
              metrics["splits"]["test"]["pr_auc"], metrics["splits"]["test"]["positive_rate"], metrics["seconds"])
     return model.cpu(), metrics, pd.DataFrame(rows)
 
 
 def run_training(genome_path, tss_path, model_path, metrics_path, log_path, model_cfg=None, train_cfg=None,
-                 split_cfg=None, seed: int = 1, threads: int = 1) -> dict:
-    """File-level entry point of the ``train_dna`` rule: read genome + TSS table, train, write
-    ``model.pt`` (state dict + config + split), ``metrics.json`` and ``training_log.tsv``."""
+                 split_cfg=None, seed: int = 1, threads: int = 1, device: str = "auto") -> dict:
+    """File-level entry point of the ``train_dna`` rule: read genome + TSS table, train on
+    ``device`` (auto / cpu / cuda), write ``model.pt`` (state dict + config + split),
+    ``metrics.json`` and ``training_log.tsv``."""
     from .io import read_fasta, read_table, write_json, write_text
 
     torch.set_num_threads(max(int(threads), 1))
     genome = read_fasta(genome_path)
     tss = read_table(tss_path, "tss")
     model, metrics, log_df = train_tss_model(genome, tss, model_cfg, train_cfg, split_cfg, seed,
-                                             source=str(tss_path))
+                                             device=pick_device(device), source=str(tss_path))
     save_model(model_path, model, {"split": metrics["split_blocks_0based_halfopen"], "seed": seed,
                                    "chrom": metrics["chrom"]})
     write_json(metrics_path, metrics)
