@@ -48,10 +48,10 @@ def main() -> None:
     rows_mb = B * H * T * 4 / 1e6
     print(f"paper probe (T={T}, batch {B}, {H} heads, float32) per layer: dense attention {dense_gb:.2f} GB, "
           f"rows only {rows_mb:.2f} MB (ratio {dense_gb * 1e3 / rows_mb:.0f}x)")
-    cfg = dict(n_layers=2, n_heads=6, d_model=32, d_head=32, context=255, attn_chunk=64)
+    cfg = dict(n_layers=2, n_heads=6, d_model=32, d_head=32, context=511, attn_chunk=64)
     d = measure(cfg, 8, True)
     r = measure(cfg, 8, False)
-    print(f"measured, 2 layers x 6 heads, context 255 (T={d['Wp']}), batch 8: peak RSS increase dense "
+    print(f"measured, 2 layers x 6 heads, context 511 (T={d['Wp']}), batch 8: peak RSS increase dense "
           f"{d['peak_mib']:.0f} MiB, rows only {r['peak_mib']:.0f} MiB (ratio {d['peak_mib'] / max(r['peak_mib'], 1):.1f}x)")
 
 
