@@ -1,4 +1,4 @@
-"""Snakemake rule script `train_dna`: train the TSS transformer (CPU, or CUDA when visible)."""
+"""Snakemake rule script `train_dna`: train the TSS transformer on config.device (auto / cpu / cuda)."""
 import sys
 from pathlib import Path
 
@@ -9,6 +9,7 @@ log = setup_logging(snakemake.log[0])  # noqa: F821
 from seqxai.dna_model import run_training  # noqa: E402
 
 sm = snakemake  # noqa: F821
+# device is read from the config, not params: a speed setting must not rerun the results
 run_training(sm.input.genome, sm.input.tss, sm.output.model, sm.output.metrics, sm.output.training_log,
              model_cfg=dict(sm.params.model), train_cfg=dict(sm.params.train), split_cfg=dict(sm.params.split),
-             seed=int(sm.params.seed), threads=sm.threads)
+             seed=int(sm.params.seed), threads=sm.threads, device=sm.config.get("device", "auto"))

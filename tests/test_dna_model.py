@@ -121,13 +121,209 @@ def test_padding_left_is_masked():
 def test_small_training_beats_positive_rate_and_is_deterministic():
     demo = {"genome_length": 40000, "n_promoters": 160, "box_mutation_rate": 0.1}
     genome, tss, *_ = make_demo_genome(demo, seed=5)
-    mcfg = dict(n_layers=1, n_heads=4, d_model=16, context=48, attn_chunk=32)
+    mcfg = dict(n_layers=1, n_heads=4, d_model=16, d_head=4, context=48, attn_chunk=32)
     tcfg = dict(epochs=3, batch_size=2, lr=0.01, stride=464)
     m1, met1, log1 = train_tss_model(genome, tss, mcfg, tcfg, None, seed=3)
     test = met1["splits"]["test"]
-    assert test["pr_auc"] > 10 * test["positive_rate"]
+    assert test["pr_auc"] > 10 * test["positive_rate"]             # chance: PR AUC = positive rate
     assert test["roc_auc"] > 0.8
     assert list(log1.columns) == ["epoch", "step", "train_loss", "valid_loss", "valid_pr_auc", "seconds"]
-    _, met2, _ = train_tss_model(genome, tss, mcfg, dict(tcfg, epochs=1), None, seed=3)
-    _, met3, _ = train_tss_model(genome, tss, mcfg, dict(tcfg, epochs=1), None, seed=3)
+    _, met2, _ = train_tss_model(genome, tss, mcfg, dict(tcfg, epochs=1, max_windows_per_epoch=10), None, seed=3)
+    _, met3, _ = train_tss_model(genome, tss, mcfg, dict(tcfg, epochs=1, max_windows_per_epoch=10), None, seed=3)
     assert met2["splits"]["test"]["pr_auc"] == met3["splits"]["test"]["pr_auc"]
+
+
+ROOT = Path(__file__).parents[1]
+SHIPPED_CONFIGS = sorted([ROOT / "config" / "config.yaml", ROOT / "config" / "demo.yaml",
+                          *(ROOT / "config" / "paper").glob("*.yaml")])
+
+
+@pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_shipped_config_builds_its_dna_model(path):
+    """Each shipped config validates, and its DNA model (e.g. the paper's 6 heads on d_model 32)
+    builds and runs forward, with probe rows of the right shape."""
+    import copy
+
+    import yaml
+    from snakemake.utils import validate
+
+    cfg = copy.deepcopy(yaml.safe_load(path.read_text()))
+    validate(cfg, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    mcfg = cfg["dna"]["model"]
+    torch.manual_seed(0)
+    model = build_model(mcfg).eval()
+    assert model.config["d_head"] == mcfg["d_head"] and model.config["n_heads"] == mcfg["n_heads"]
+    x = torch.randint(0, 4, (2, 24))
+    with torch.no_grad():
+        logits, rows = model(x, return_attention=True, attention_queries=[23])
+    assert logits.shape == (2, 24) and torch.isfinite(logits).all()
+    assert rows.shape == (2, mcfg["n_layers"], mcfg["n_heads"], 1, 24)
+    assert torch.allclose(rows.sum(-1), torch.ones(()), atol=1e-5)
+
+
+def test_head_width_independent_of_d_model():
+    model = build_model(dict(n_layers=1, n_heads=6, d_model=32, d_head=6, context=8))
+    layer = model.layers[0]
+    assert layer.qkv.out_features == 3 * 6 * 6 and layer.out.in_features == 6 * 6
+
+
+@pytest.mark.parametrize("position", ["rotary", "xl"])
+def test_attention_rows_equal_dense_rows(position):
+    """Rows computed for a few queries only equal those rows of the dense T x T attention
+    (with left PAD, band edges and positions before the context filled), and a naive loop."""
+    torch.manual_seed(1)
+    model = build_model(dict(n_layers=3, n_heads=3, d_model=12, d_head=4, context=10, attn_chunk=4,
+                             position=position)).eval()
+    x = torch.randint(0, 4, (2, 37))
+    x[1, :5] = PAD
+    queries = [0, 3, 9, 10, 11, 36]
+    with torch.no_grad():
+        logits_d, dense = model(x, return_attention=True)
+        logits_r, rows = model(x, return_attention=True, attention_queries=queries)
+    assert rows.shape == (2, 3, 3, len(queries), 37)
+    assert torch.allclose(rows, dense[:, :, :, queries, :], atol=1e-6)
+    assert torch.allclose(logits_r, logits_d, atol=1e-5)
+    layer = model.layers[0]
+    with torch.no_grad():
+        h = layer.ln1(model.embed(x))
+        qkv = layer.conv(torch.nn.functional.pad(layer.qkv(h).transpose(1, 2), (6, 0))).transpose(1, 2)
+        q, k, _ = qkv.reshape(2, 37, 3, 3, 4).permute(2, 0, 3, 1, 4)
+        if position == "xl":
+            r = layer.r_net(layer.rel_enc).view(11, 3, 4)
+        for b in range(2):
+            for hd in range(3):
+                for i in queries:
+                    s = torch.full((37,), float("-inf"))
+                    for j in range(max(0, i - 10), i + 1):
+                        if position == "xl":
+                            s[j] = ((q[b, hd, i] + layer.u[hd]) @ k[b, hd, j] + (q[b, hd, i] + layer.v[hd]) @ r[i - j, hd]) / 2
+                        else:                                 # pairs turned by angle t * 10000^(-2m/4)
+                            def turn(vec, t):
+                                ang = t * torch.tensor([1.0, 0.01])
+                                c, si = torch.cos(ang), torch.sin(ang)
+                                return torch.stack([vec[0::2] * c - vec[1::2] * si, vec[0::2] * si + vec[1::2] * c], -1).flatten()
+                            s[j] = turn(q[b, hd, i], i) @ turn(k[b, hd, j], j) / 2
+                        if x[b, j] == PAD:
+                            s[j] = -1e9
+                    assert torch.allclose(torch.softmax(s, 0), rows[b, 0, hd, queries.index(i)], atol=1e-5)
+
+
+def test_rotary_scores_depend_on_distance_only():
+    from seqxai.dna_model import rotate
+
+    torch.manual_seed(2)
+    q, k = torch.randn(1, 12, 8), torch.randn(1, 12, 8)
+    qr, kr = rotate(q), rotate(k)
+    # same q/k vectors placed 5 positions later: identical scores for the same i - j
+    q5, k5 = rotate(torch.cat([torch.zeros(1, 5, 8), q], 1))[:, 5:], rotate(torch.cat([torch.zeros(1, 5, 8), k], 1))[:, 5:]
+    assert torch.allclose(qr @ kr.transpose(-1, -2), q5 @ k5.transpose(-1, -2), atol=1e-5)
+    assert not torch.allclose(qr, q5)
+
+
+# ---------------------------------------------------------------- split checks, metrics, early stop, device
+TINY_MODEL = dict(n_layers=1, n_heads=2, d_model=8, d_head=4, context=16, attn_chunk=16)
+
+
+def _tiny_demo(length=12000, n=40, seed=2):
+    genome, tss, *_ = make_demo_genome({"genome_length": length, "n_promoters": n, "tfs": []}, seed=seed)
+    return genome, tss
+
+
+def test_empty_or_tss_free_split_fails_at_start_naming_it():
+    with pytest.raises(DataError, match=r"the test block \[5, 5\) of a 5-nt genome is empty"):
+        split_blocks(5, 0.05, 0.2)
+    genome, tss = _tiny_demo()
+    L = len(next(iter(genome.values())))
+    first_half = tss[tss.position < 0.5 * L]                      # nothing in valid [0.7L, 0.8L) or test
+    with pytest.raises(DataError, match=r"tss: no TSS label falls in the valid block \[8400, 9600\)"):
+        train_tss_model(genome, first_half, TINY_MODEL, dict(epochs=1, stride=200), None, seed=1, device="cpu")
+
+
+def test_metrics_never_hold_nan():
+    import json
+
+    from seqxai.dna_model import assert_finite_metrics, auc_metrics
+
+    m = auc_metrics(np.zeros(5), np.arange(5.0))
+    assert m["roc_auc"] is None and m["pr_auc"] is None and m["auc_undefined"] == "no positive position"
+    json.dumps(m, allow_nan=False)
+    assert auc_metrics(np.array([0, 1, 1.0]), np.array([0.1, 0.9, 0.8]))["roc_auc"] == 1.0
+    with pytest.raises(FloatingPointError, match=r"metrics.splits.test.pr_auc is nan"):
+        assert_finite_metrics({"splits": {"test": {"pr_auc": float("nan"), "n": 3}}})
+
+
+def test_early_stop_runs_exactly_patience_bad_epochs(monkeypatch):
+    """Validation PR AUC scripted per epoch: best at epoch 2, then 3 worse epochs; patience 3
+    stops after epoch 5 (3 bad epochs, not 4), keeps epoch 2; patience 0 runs every epoch."""
+    import seqxai.dna_model as dm
+
+    from seqxai.dna_model import early_stop
+
+    assert [early_stop(b, 3) for b in range(5)] == [False, False, False, True, True]
+    assert not early_stop(100, 0)
+    real = dm.auc_metrics
+    genome, tss = _tiny_demo()
+    for patience, expect_epochs in ((3, 5), (0, 6)):
+        scripted = iter([0.5, 0.6, 0.55, 0.58, 0.59, 0.7])
+        calls = {"n": 0}
+
+        def fake(y, score):
+            out = real(y, score)
+            if calls["n"] < 6 and len(y) == valid_len[0]:
+                calls["n"] += 1
+                out["pr_auc"] = next(scripted)
+            return out
+
+        valid_len = [None]
+        x_v = make_windows(oriented_tokens(next(iter(genome.values()))),
+                           make_labels(tss, 12000, 20), split_blocks(12000, 0.2, 0.1)["valid"], 16, 200)
+        valid_len[0] = int(x_v[2].sum())
+        monkeypatch.setattr(dm, "auc_metrics", fake)
+        _, met, log_df = train_tss_model(genome, tss, TINY_MODEL, dict(epochs=6, stride=200, patience=patience,
+                                                                       max_windows_per_epoch=4),
+                                         None, seed=1, device="cpu")
+        assert len(log_df) == expect_epochs and met["epochs"] == expect_epochs
+        assert met["best_epoch"] == (2 if patience else 6)
+
+
+def test_device_setting_reaches_both_rule_scripts(tmp_path):
+    """train_dna and tss_attention take config.device (not params): cpu runs on the CPU, cuda
+    without a visible GPU is a clear error, auto falls back to the CPU."""
+    import runpy
+    from types import SimpleNamespace
+
+    from seqxai.dna_model import pick_device
+    from seqxai.io import write_fasta, write_table
+
+    assert pick_device("cpu").type == "cpu"
+    assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(DataError, match="device: 'gpu'"):
+        pick_device("gpu")
+    genome, tss = _tiny_demo()
+    write_fasta(tmp_path / "g.fasta", genome)
+    write_table(tmp_path / "tss.parquet", tss, table="tss")
+    scripts = Path(__file__).parents[1] / "scripts"
+
+    def sm(device, **kw):
+        return SimpleNamespace(scriptdir=str(scripts), log=[str(tmp_path / "log.txt")], threads=1,
+                               config={"device": device}, **kw)
+
+    train = dict(input=SimpleNamespace(genome=str(tmp_path / "g.fasta"), tss=str(tmp_path / "tss.parquet")),
+                 output=SimpleNamespace(model=str(tmp_path / "m.pt"), metrics=str(tmp_path / "metrics.json"),
+                                        training_log=str(tmp_path / "log.tsv")),
+                 params=SimpleNamespace(model=TINY_MODEL, train=dict(epochs=1, stride=200), split={}, seed=1))
+    runpy.run_path(str(scripts / "train_dna.py"), init_globals={"snakemake": sm("cpu", **train)})
+    import json
+
+    assert json.loads((tmp_path / "metrics.json").read_text())["device"] == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(DataError, match="'cuda' requested but torch sees no CUDA device"):
+            runpy.run_path(str(scripts / "train_dna.py"), init_globals={"snakemake": sm("cuda", **train)})
+        probe = dict(input=SimpleNamespace(model=str(tmp_path / "m.pt"), genome="g", tss="t", tf_sites="s",
+                                           tf_motifs="m"),
+                     output=SimpleNamespace(**{k: str(tmp_path / k) for k in
+                                               ("profiles", "head_motifs", "head_motifs_meme", "tf_enrichment",
+                                                "tomtom", "summary")}),
+                     params=SimpleNamespace(probe={}, elements={}, seed=1))
+        with pytest.raises(DataError, match="'cuda' requested"):
+            runpy.run_path(str(scripts / "tss_attention.py"), init_globals={"snakemake": sm("cuda", **probe)})

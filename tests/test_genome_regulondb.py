@@ -177,3 +177,30 @@ def test_matrices_to_meme_real(tmp_path):
     first = next(iter(read.values()))
     assert np.allclose(np.asarray(first).reshape(4, -1) if np.asarray(first).shape[0] == 4 else np.asarray(first).T,
                        (motifs[0].counts / motifs[0].counts.sum(1, keepdims=True)).T)
+
+
+@needs_shared
+def test_promoter_evidence_filter_10_9_real():
+    """Column 8 of PromoterSet 10.9 (Confirmed / Strong / Weak) among the 8,699 rows with a TSS:
+    38 Confirmed, 6,599 Strong, 2,062 Weak (counted with awk on the file)."""
+    path = ECOLI / "PromoterSet_RegulonDB_10.9.txt"
+    n = {}
+    for level in ("strong", "weak", "all"):
+        tss, _, rep = read_promoters(path, release="10.9", evidence=level)
+        r = rep.to_frame().set_index(["item", "reason"])["count"]
+        assert r[("promoter", "kept")] == len(tss) and tss.tss_id.is_unique
+        n[level] = (len(tss), int(r.get(("promoter", f"evidence below {level}"), 0)), int((tss.sigma == "Sigma70").sum()))
+    assert n["strong"] == (38 + 6599, 2062, 22 + 895)
+    assert n["weak"] == n["all"] == (8699, 0, 1995)
+    strong, _, _ = read_promoters(path, evidence="strong")
+    assert "ECK125230824" in set(strong.tss_id)             # first row: Strong
+    with pytest.raises(DataError, match="regulondb.evidence: 'high'"):
+        read_promoters(path, evidence="high")
+
+
+def test_promoter_evidence_filter_13_letters():
+    if not RFIX.is_dir():
+        pytest.skip("../shared is absent")
+    # 13.0 spells the levels S / W: 21 S and 9 W in the fixture
+    strong, _, rep = read_promoters(RFIX / "RegulonDB13.0_PromoterSet.tsv.head60", release="13.0", evidence="strong")
+    assert len(strong) == 21 and rep.n("promoter", "evidence below strong") == 9

@@ -5,9 +5,11 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from seqxai.dna_model import build_model, oriented_tokens
+from seqxai.io import DataError
 from seqxai.tss_probe import (attention_rows, head_pfms, positive_control, probe_window, profile_peaks,
                               site_intervals, tf_enrichment, top_offsets, tss_profiles)
 
@@ -107,3 +109,58 @@ def test_positive_control_selection():
     assert pc35["found"] and (pc35["layer"], pc35["head"]) == (1, 0)
     none = positive_control(motifs.iloc[[1]], el, 3, 1)
     assert not none["found"] and none["mismatches"] == 2
+
+
+def test_background_positions_keep_away_from_tss():
+    from seqxai.tss_probe import background_positions
+
+    t = np.array([100, 500, 300])
+    s = np.array(["+", "+", "-"])
+    bt, bs = background_positions(t, s, 1000, 41, 50, 20, seed=3)
+    assert len(bt) == 41 and (bs == "+").sum() == 21 and (bs == "-").sum() == 20
+    for strand in "+-":
+        d = np.abs(bt[bs == strand][:, None] - t[s == strand][None, :])
+        assert d.min() > 50
+    assert (bt + 20 < 1000).all() and len(set(zip(bt, bs))) == 41
+    with pytest.raises(DataError, match="n_background = 2000"):
+        background_positions(t, s, 1000, 2000, 50, 20)
+
+
+def test_background_tells_positional_from_sequence_driven_heads(monkeypatch):
+    """Two hand-made heads on a demo genome with exact TATAAT boxes at -12..-7: head 0 always
+    attends at offset -10 (positional), head 1 attends to the TATAAT in its window wherever it is
+    (sequence-driven). Both peak at -10 around TSSs; only head 0 keeps the peak around random
+    non-TSS positions, and the probe's background columns say so."""
+    import seqxai.tss_probe as tp
+    from seqxai.synth_dna import make_demo_genome
+
+    genome, tss, *_ = make_demo_genome({"genome_length": 60000, "n_promoters": 120, "box_mutation_rate": 0.0,
+                                        "tss_jitter": 0, "tfs": []}, seed=4)
+    model = build_model(dict(n_layers=1, n_heads=2, d_model=8, d_head=4, context=150)).eval()
+    Wp, key_offset = probe_window(model.config)
+    box = np.array([3, 0, 3, 0, 0, 3])                                    # TATAAT
+
+    def fake_rows(model_, tokens, t_index, strands, batch_size=32, device="cpu"):
+        rows = np.zeros((len(t_index), 1, 2, Wp), dtype=np.float32)
+        rows[:, 0, 0, np.flatnonzero(key_offset == -10)] = 1.0
+        for i, (t, s) in enumerate(zip(t_index, strands)):
+            win = tokens[s][max(t - 100, 0) : t + 15]
+            hits = [o for o in range(len(win) - 5) if (win[o : o + 6] == box).all()]
+            if hits:                                                      # the box's 3rd base
+                rows[i, 0, 1, np.flatnonzero(key_offset == hits[-1] + max(t - 100, 0) - t + 2)] = 1.0
+            else:
+                rows[i, 0, 1, :] = 1.0 / Wp
+        return rows
+
+    monkeypatch.setattr(tp, "attention_rows", fake_rows)
+    sites = pd.DataFrame(columns=["site_id", "tf", "chrom", "start", "end", "strand"])
+    res = tp.probe_tss_attention(model, genome, tss, sites, {}, dict(n_background=400), seed=1)
+    m = res["head_motifs"].set_index("head")
+    assert (m.peak_offset == -10).all() and (m.profile_at_peak > 0.95).all()
+    assert m.loc[0, "background_at_peak"] > 0.95                          # positional: peak kept
+    assert m.loc[1, "background_at_peak"] < 0.05                          # sequence-driven: peak gone
+    pc = res["summary"]["positive_control"]["minus10"]
+    assert {"profile_at_peak", "background_at_peak", "background_max"} <= set(pc)
+    prof = res["profiles"]
+    bg = prof[(prof["head"] == 1) & (prof.offset == -10)].background_attention.iloc[0]
+    assert np.isclose(bg, m.loc[1, "background_at_peak"])

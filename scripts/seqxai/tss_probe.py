@@ -14,6 +14,10 @@ Conventions
   sits at that offset (rows sum to 1 over *all* keys, so a profile sums to the mean mass
   that falls inside the offset range).
 - TF sites are 1-based inclusive in the table; converted to TSS-relative offset intervals.
+- Background: the same profile around ``n_background`` random positions at least
+  ``background_min_distance`` nt from every TSS on their strand (:func:`background_positions`);
+  ``profile_at_peak`` vs ``background_at_peak`` tells a sequence-driven head (peak gone in
+  the background) from a positional one (peak kept).
 """
 from __future__ import annotations
 
@@ -30,7 +34,8 @@ from .motifs import SIGMA70_REFERENCE, best_match, consensus, frequencies, tomto
 log = logging.getLogger("seqxai.tss_probe")
 
 DEFAULT_PROBE = {"tss_set": "all", "offset_min": -100, "offset_max": 20, "motif_pad": 3, "top_k": 1,
-                 "batch_size": 32, "alpha": 0.05, "peak_halfwidth": 3}
+                 "batch_size": 32, "alpha": 0.05, "peak_halfwidth": 3, "n_background": 500,
+                 "background_min_distance": 150}
 DEFAULT_ELEMENTS = {"minus10": {"consensus": "TATAAT", "centre": -9.5},
                     "minus35": {"consensus": "TTGACA", "centre": -32.5},
                     "tolerance": 3, "max_mismatches": 1}
@@ -75,6 +80,29 @@ def top_offsets(attn_rows: np.ndarray, key_offset: np.ndarray, offset_min: int, 
     sub = attn_rows[..., sel]
     order = np.argsort(-sub, axis=-1, kind="stable")[..., :k]
     return key_offset[sel][order]
+
+
+def background_positions(t_index: np.ndarray, strands: np.ndarray, length: int, n: int, min_distance: int,
+                         label_offset: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` random pseudo-TSSs (oriented 0-based index, strand; strands 50/50, seeded) at least
+    ``min_distance`` nt from every annotated TSS on the same strand, with the predicting query
+    ``t + label_offset`` inside the strand. The background of a sequence-driven head: its
+    profile around these positions should lack the peak it shows around TSSs."""
+    rng = np.random.default_rng(seed)
+    out_t, out_s = [], []
+    for strand in ("+", "-"):
+        ok = np.ones(length, dtype=bool)
+        ok[max(length - label_offset, 0):] = False
+        for t in t_index[strands == strand]:
+            ok[max(t - min_distance, 0) : t + min_distance + 1] = False
+        cand = np.flatnonzero(ok)
+        k = n // 2 + (n % 2 if strand == "+" else 0)
+        if len(cand) < k:
+            raise DataError(f"dna.probe.n_background = {n}: only {len(cand)} positions on strand {strand} lie "
+                            f">= {min_distance} nt from every TSS")
+        out_t.append(np.sort(rng.choice(cand, size=k, replace=False)))
+        out_s.append(np.full(k, strand))
+    return np.concatenate(out_t).astype(np.int64), np.concatenate(out_s)
 
 
 def site_intervals(tss: pd.DataFrame, sites: pd.DataFrame, length: int, offset_min: int, offset_max: int):
@@ -218,6 +246,7 @@ def probe_tss_attention(model, genome: dict, tss: pd.DataFrame, tf_sites: pd.Dat
     check_tss(tss, genome, source)
     L = len(seq)
     tss = tss.reset_index(drop=True)
+    tss_all = tss
     if pcfg["tss_set"] == "heldout":
         if split is None:
             raise DataError("dna.probe.tss_set = 'heldout' needs the split blocks stored in model.pt")
@@ -243,6 +272,20 @@ def probe_tss_attention(model, genome: dict, tss: pd.DataFrame, tf_sites: pd.Dat
     omin, omax = int(pcfg["offset_min"]), int(pcfg["offset_max"])
     profile, offsets = tss_profiles(rows, key_offset, omin, omax)
     peak_off, peak_mass = profile_peaks(profile, offsets, pcfg["peak_halfwidth"])
+    # background: the same profile around random non-TSS positions; a sequence-driven head
+    # loses its TSS peak there, a purely positional one keeps it
+    n_bg = int(pcfg["n_background"])
+    if n_bg:
+        all_t = oriented_tss_index(check_tss(tss_all, genome, source), L)
+        bg_t, bg_s = background_positions(np.concatenate([all_t["+"], all_t["-"]]),
+                                          np.array(["+"] * len(all_t["+"]) + ["-"] * len(all_t["-"])), L, n_bg,
+                                          int(pcfg["background_min_distance"]), int(cfg["label_offset"]), seed)
+        bg_profile, _ = tss_profiles(attention_rows(model, tokens, bg_t, bg_s, pcfg["batch_size"], device),
+                                     key_offset, omin, omax)
+    else:
+        bg_profile = np.full_like(profile, np.nan)
+    at_peak = np.take_along_axis(profile, (peak_off - omin)[..., None], -1)[..., 0]
+    bg_at_peak = np.take_along_axis(bg_profile, (peak_off - omin)[..., None], -1)[..., 0]
     top = top_offsets(rows, key_offset, omin, omax, int(pcfg["top_k"]))
     flank = (cfg["conv_width"] - 1) // 2 + int(pcfg["motif_pad"])
     pfm = head_pfms(tokens, t_index, strands, top, flank)
@@ -250,10 +293,12 @@ def probe_tss_attention(model, genome: dict, tss: pd.DataFrame, tf_sites: pd.Dat
     nl, nh = profile.shape[:2]
     li, hi = np.indices((nl, nh))
     prof_df = pd.DataFrame({"layer": np.repeat(li.ravel(), len(offsets)), "head": np.repeat(hi.ravel(), len(offsets)),
-                            "offset": np.tile(offsets, nl * nh), "attention": profile.reshape(-1)})
+                            "offset": np.tile(offsets, nl * nh), "attention": profile.reshape(-1),
+                            "background_attention": bg_profile.reshape(-1)})
     cons = [consensus(pfm[l, h]) for l, h in zip(li.ravel(), hi.ravel())]
     motifs = pd.DataFrame({"layer": li.ravel(), "head": hi.ravel(), "peak_offset": peak_off.ravel(),
-                           "peak_mass": peak_mass.ravel(), "n_sites": len(tss) * int(pcfg["top_k"]),
+                           "peak_mass": peak_mass.ravel(), "profile_at_peak": at_peak.ravel(),
+                           "background_at_peak": bg_at_peak.ravel(), "n_sites": len(tss) * int(pcfg["top_k"]),
                            "window_start_offset": -flank, "consensus": cons,
                            "pfm": [pfm[l, h].tolist() for l, h in zip(li.ravel(), hi.ravel())]})
     enrich = tf_enrichment(top, site_intervals(tss, tf_sites, L, omin, omax), seed, pcfg["alpha"])
@@ -266,6 +311,11 @@ def probe_tss_attention(model, genome: dict, tss: pd.DataFrame, tf_sites: pd.Dat
 
     pc10 = positive_control(motifs, el["minus10"], el["tolerance"], el["max_mismatches"])
     pc35 = positive_control(motifs, el["minus35"], el["tolerance"], el["max_mismatches"])
+    for pc in (pc10, pc35):
+        l, h = pc["layer"], pc["head"]
+        pc.update(profile_at_peak=float(at_peak[l, h]), background_at_peak=_num(bg_at_peak[l, h]),
+                  background_max=_num(np.max(bg_profile[l, h])),
+                  background_max_offset=int(offsets[np.argmax(bg_profile[l, h])]) if n_bg else None)
     best_tt = tt.sort_values("p").groupby(["layer", "head"]).head(1)
     summary = {
         "chrom": chrom, "tss_set": pcfg["tss_set"], "n_tss_probed": int(len(tss)),
@@ -279,6 +329,7 @@ def probe_tss_attention(model, genome: dict, tss: pd.DataFrame, tf_sites: pd.Dat
         .to_dict("records"),
         "best_tomtom_match": best_tt[["layer", "head", "target", "p", "q"]].to_dict("records"),
         "tomtom_n_targets": len(targets),
+        "background": {"n_positions": n_bg, "min_distance": int(pcfg["background_min_distance"])},
         "seed": seed,
     }
     log.info("probed %d TSSs; -10 head found: %s (L%d H%d peak %d consensus %s, %d mismatches)",
@@ -288,16 +339,21 @@ def probe_tss_attention(model, genome: dict, tss: pd.DataFrame, tf_sites: pd.Dat
             "tf_enrichment": enrich, "tomtom": tt, "summary": summary}
 
 
+def _num(x) -> float | None:
+    """JSON-safe float: NaN (no background computed) -> None."""
+    return None if np.isnan(x) else float(x)
+
+
 def run_probe(model_path, genome_path, tss_path, tf_sites_path, tf_motifs_path, out: dict,
-              probe_cfg=None, elements=None, seed: int = 1, threads: int = 1) -> dict:
+              probe_cfg=None, elements=None, seed: int = 1, threads: int = 1, device: str = "auto") -> dict:
     """File-level entry point of the ``tss_attention`` rule. ``out`` maps profiles, head_motifs,
     head_motifs_meme, tf_enrichment, tomtom, summary to output paths."""
-    from .dna_model import load_model
+    from .dna_model import load_model, pick_device
     from .io import read_fasta, read_table, write_json, write_table
     from .motifs import read_meme, write_meme
 
     torch.set_num_threads(max(int(threads), 1))
-    model, ckpt = load_model(model_path)
+    model, ckpt = load_model(model_path, pick_device(device))
     genome = read_fasta(genome_path)
     tss = read_table(tss_path, "tss")
     sites = read_table(tf_sites_path, "tf_sites")

@@ -117,6 +117,7 @@ rule tss_attention:
     threads: 1
     resources:
         mem_mb=4000,
+        gpu=1,
     conda:
         "../../envs/torch.yaml"
     script:

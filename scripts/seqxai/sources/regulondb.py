@@ -16,8 +16,9 @@ against the release pinned in the config when one is given.
 
 Coordinates are RegulonDB's: 1-based genome positions on U00096.3 = NC_000913.3; the TSS is
 the +1 position; sites are ``left..right`` inclusive. Strand "forward"/"reverse" -> "+"/"-".
-Sigma "unknown"/empty -> "". Rows without coordinates (TSS 0, NA/empty site ends) are dropped
-and counted. A binding site listed once per regulatory interaction is kept once per (site, TF);
+Sigma "unknown"/empty -> "". Promoters can be filtered by RegulonDB's evidence confidence
+level (Confirmed > Strong > Weak; config ``data.regulondb.evidence``: strong / weak / all).
+Rows without coordinates (TSS 0, NA/empty site ends) are dropped and counted. A binding site listed once per regulatory interaction is kept once per (site, TF);
 ``site_id`` is RegulonDB's site id, suffixed with ``:<TF>`` when one site serves several TFs.
 
 Known quirk of release 10.9: for reverse-strand high-throughput TSSs (ids ``TSS_*``) the
@@ -56,7 +57,7 @@ LAYOUTS = [
         None,
         ("promoter identifier", "promoter name", "dna strand", "genome map position of transcription start site",
          "sigma factor", "promoter sequence", "evidence that supports", "evidence confidence level"),
-        {"id": 0, "name": 1, "strand": 2, "tss": 3, "sigma": 4, "sequence": 5},
+        {"id": 0, "name": 1, "strand": 2, "tss": 3, "sigma": 4, "sequence": 5, "confidence": 7},
     ),
     Layout(
         "promoters_13",
@@ -64,7 +65,7 @@ LAYOUTS = [
         ("pmId", "pmName", "strand", "posTSS", "sigmaFactor", "pmSequence", "firstGeneName", "distToFirstGene",
          "pmEvidence", "addEvidence", "confidenceLevel", "pmids"),
         None,
-        {"id": 0, "name": 1, "strand": 2, "tss": 3, "sigma": 4, "sequence": 5},
+        {"id": 0, "name": 1, "strand": 2, "tss": 3, "sigma": 4, "sequence": 5, "confidence": 10},
     ),
     Layout(
         "sites_10",
@@ -198,10 +199,28 @@ def _sigma(s: str) -> str:
     return ",".join(p[0].upper() + p[1:] for p in parts)
 
 
+#: RegulonDB evidence confidence levels, strongest first (10.x spells them out, 13.x uses C/S/W)
+EVIDENCE_RANK = {"confirmed": 3, "c": 3, "strong": 2, "s": 2, "weak": 1, "w": 1}
+#: ``evidence`` filter -> lowest confidence level kept (``all`` keeps rows without a level too)
+EVIDENCE_MIN = {"strong": 2, "weak": 1, "all": 0}
+
+
+def evidence_rank(level: str) -> int:
+    """Rank of a RegulonDB confidence level: Confirmed 3, Strong 2, Weak 1, empty/unknown 0."""
+    return EVIDENCE_RANK.get((level or "").strip().lower(), 0)
+
+
 def read_promoters(
-    path, chrom: str = "NC_000913.3", release: str | None = None, genome_length: int | None = None
+    path, chrom: str = "NC_000913.3", release: str | None = None, genome_length: int | None = None,
+    evidence: str = "all",
 ) -> tuple[pd.DataFrame, pd.DataFrame, DropReport]:
-    """tss table, promoter sequences (tss_id, sequence -60..+20) and the drop report."""
+    """tss table, promoter sequences (tss_id, sequence -60..+20) and the drop report.
+
+    ``evidence`` filters on RegulonDB's evidence confidence level: ``strong`` keeps Confirmed
+    and Strong promoters, ``weak`` also Weak ones, ``all`` every row (also without a level).
+    Rows below the level are dropped and counted ("evidence below <level>")."""
+    if evidence not in EVIDENCE_MIN:
+        raise DataError(f"regulondb.evidence: '{evidence}' (expected one of {sorted(EVIDENCE_MIN)})")
     pf = read_layout(path, "promoters", release)
     c = pf.layout.columns
     rep = DropReport(f"regulondb:promoters:{Path(path).name}")
@@ -218,6 +237,10 @@ def read_promoters(
             continue
         if genome_length and pos > genome_length:
             rep.drop("promoter", "outside genome", f"{rid} ({pos})")
+            continue
+        level = r[c["confidence"]] if len(r) > c["confidence"] else ""
+        if evidence_rank(level) < EVIDENCE_MIN[evidence]:
+            rep.drop("promoter", f"evidence below {evidence}", f"{rid} ({level or 'no level'})", warn=False)
             continue
         if rid in seen:
             rep.drop("promoter", "duplicate id", rid)
@@ -380,7 +403,8 @@ def run_regulondb(cfg: dict, http_cfg: dict | None, cache_dir, genome_path, out_
     parts = {k: dict(cfg.get(k) or {}) for k in ("promoters", "sites", "matrices")}
     release = cfg.get("release")
     tss, _seqs, rep_p = read_promoters(_source_file(parts["promoters"], "promoters", cache_dir, factory), chrom,
-                                       parts["promoters"].get("release") or release, glen)
+                                       parts["promoters"].get("release") or release, glen,
+                                       evidence=cfg.get("evidence") or "all")
     sites, rep_s = read_sites(_source_file(parts["sites"], "sites", cache_dir, factory), chrom,
                               parts["sites"].get("release") or release, glen)
     motifs = read_transfac(_source_file(parts["matrices"], "matrices", cache_dir, factory))
