@@ -119,14 +119,12 @@ class HighConfidenceCounter:
         idx = np.arange(n)
         scored = (np.abs(idx[:, None] - idx[None, :]) >= self.min_separation) & np.outer(res, res)
         pair_names = list(pair_properties)
-        # float32 counts are exact up to 2**24 = 4096 x 4096 pairs; longer maps use float64
-        ftype = np.float32 if n * n <= 2**24 else np.float64
-        pair_f = np.zeros((n * n, len(pair_names)), dtype=ftype)
-        for c, name in enumerate(pair_names):
+        pair_idx = []  # flat indices q * n + k of each pair property's scored pairs (sparse)
+        for name in pair_names:
             f = np.asarray(pair_properties[name], dtype=bool)
             if f.shape != (n, n):
                 raise ValueError(f"pair property {name!r} has shape {f.shape}, attention {n} x {n}")
-            pair_f[:, c] = (f & scored).ravel()
+            pair_idx.append(np.flatnonzero(f & scored))
         key_names = list(key_properties)
         key_f = np.zeros((n, len(key_names)), dtype=np.int64)
         for c, name in enumerate(key_names):
@@ -136,16 +134,19 @@ class HighConfidenceCounter:
             key_f[:, c] = k
         pair_hits = np.zeros((n_layers, n_heads, len(pair_names)), dtype=np.int64)
         key_hits = np.zeros((n_layers, n_heads, len(key_names)), dtype=np.int64)
+        count_type = np.uint16 if n < 2**16 else np.int64  # per-key counts are at most n
         for layer in range(n_layers):
             hc = attn[layer] >= self.theta  # [head, q, k]
-            per_key = hc.sum(axis=1)  # [head, k]: high-confidence weights landing on each key
+            # high-confidence weights landing on each key (a uint8 sum is faster than a bool one)
+            per_key = np.add.reduce(hc.view(np.uint8), axis=1, dtype=count_type).astype(np.int64)
             self.total[layer] += per_key.sum(axis=1)
-            if pair_names:
-                pair_hits[layer] = np.rint(hc.reshape(n_heads, n * n).astype(ftype) @ pair_f)
+            flat = hc.reshape(n_heads, n * n)
+            for c, idx in enumerate(pair_idx):
+                pair_hits[layer, :, c] = flat[:, idx].sum(axis=1)
             if key_names:
                 key_hits[layer] = per_key @ key_f
         for c, name in enumerate(pair_names):
-            self._add(name, "pair", pair_hits[..., c], int(pair_f[:, c].sum()), int(scored.sum()))
+            self._add(name, "pair", pair_hits[..., c], len(pair_idx[c]), int(scored.sum()))
         n_known = n if known is None else int(np.asarray(known, bool).sum())
         for c, name in enumerate(key_names):
             self._add(name, "key", key_hits[..., c], int(key_f[:, c].sum()),
