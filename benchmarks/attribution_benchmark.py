@@ -10,6 +10,12 @@ Measured side by side in one run, on randomly initialised ESM-style classifiers 
    not grow with the number of steps.
 Timings are medians of interleaved repeats. Usage:
     OMP_NUM_THREADS=1 python benchmarks/attribution_benchmark.py [--quick]
+
+Measured 2026-12-01 on 2 shared CPU cores (load ~8, so +-20%), hidden 64, 4 heads, 166 tokens,
+32 steps in batches of 16: one pass vs per-layer recomputation 4.5x (6 layers) and 11.0x
+(12 layers); all-layer pass vs the same number of plain forward+backward passes 2.9x / 2.4x
+(vs embedding-only IG 2.6x); peak RSS above the model at batch 10: 141 MiB at 20 steps, 180 MiB
+at 200 steps (1.28x; 1.05x in a --quick run): memory does not scale with the number of steps.
 """
 from __future__ import annotations
 
@@ -166,7 +172,8 @@ def main() -> None:
             print(f"{n_layers} layers, {r['tokens']} tokens, {n_steps} steps in batches of {batch}: "
                   f"plain fwd+bwd {s['plain']:.2f}s, embedding-only IG {s['embedding_only']:.2f}s, "
                   f"all-layer IG {s['all_layers']:.2f}s, per-layer IG x{n_layers} {s['per_layer']:.2f}s")
-            print(f"  speed-up one pass vs per-layer recomputation: {r['speedup_one_pass_vs_per_layer']:.2f}x")
+            print("  speed-up one pass vs per-layer recomputation: "
+                  f"{r['speedup_one_pass_vs_per_layer']:.2f}x")
             print(f"  overhead all-layer pass vs the same number of plain fwd+bwd passes: "
                   f"{r['overhead_all_layers_vs_plain_fwd_bwd']:.2f}x "
                   f"(vs embedding-only IG {r['overhead_all_layers_vs_embedding_only']:.2f}x)")
