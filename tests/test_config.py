@@ -130,7 +130,7 @@ def test_touching_a_library_module_reruns_exactly_the_rules_that_import_it(tmp_p
     os.utime(lib / "plots.py", (t0 + 100, t0 + 100))
     jobs, _ = _dry_jobs(wf, *cfg)
     assert set(jobs) == {"plot_attention_probe", "plot_head_significance", "plot_tracks",
-                         "plot_training", "all"}
+                         "plot_training", "plot_residue_flipping", "all"}
     os.utime(lib / "plots.py", (t0 - 100, t0 - 100))
 
     # head_statistics.py: imported by the head_statistics script and, via attention_probes.py,
