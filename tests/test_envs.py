@@ -21,13 +21,6 @@ ENVS = sorted((ROOT / "envs").glob("*.yaml"))
 CONDA_TO_PYPI = {"matplotlib-base": "matplotlib", "pytorch": "torch"}
 # Env entries that are no Python package on PyPI, so requirements.txt does not list them.
 NOT_ON_PYPI = {"python", "pip", "mmseqs2"}
-# Rules whose env is known to miss an import, being fixed elsewhere (remove after the merge).
-KNOWN_GAPS = {
-    "gather_attributions": "attribution.py imports torch at module level but the rule runs in "
-                           "envs/analysis.yaml; the attr branch moves that import",
-}
-
-
 def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
@@ -175,14 +168,11 @@ def _env_gap(name: str) -> list:
     return sorted({package_of(i) for i in imports} - provided)
 
 
-@pytest.mark.parametrize("rule", [
-    pytest.param(n, marks=pytest.mark.xfail(strict=False, reason=KNOWN_GAPS[n]))
-    if n in KNOWN_GAPS else n for n in rule_names_in_smk()])
+@pytest.mark.parametrize("rule", rule_names_in_smk())
 def test_rule_env_provides_every_third_party_import(rule):
     missing = _env_gap(rule)
     env = Path(all_rules()[rule]["conda"]).name
     assert not missing, f"rule {rule}: envs/{env} lacks {missing} (imported by its script or library)"
-
 
 
 def test_import_graph_follows_lazy_relative_and_submodule_imports(tmp_path):

@@ -71,7 +71,7 @@ def run_secondary_structure(proteins_path, quality_path, folders, out_path) -> N
     import logging
 
     from .io import read_table, write_table
-    from .structure_view import find_structure
+    from .sources.structures import find_structure
 
     log = logging.getLogger("seqxai")
     proteins = read_table(proteins_path, "proteins").set_index("accession")

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .io import write_text
+from .sources.structures import find_structure  # noqa: F401 (re-exported for callers)
 
 
 def strongest_pairs(attn: np.ndarray, top: int = 20, min_separation: int = 6,
@@ -79,17 +80,6 @@ def attention_view_html(structure_path, attn: np.ndarray, path, sequence: str | 
             f"<body><h3>{title}</h3>\n{body}\n</body></html>\n")
     write_text(Path(path), html)
     return pairs
-
-
-def find_structure(name: str, folders) -> Path | None:
-    """The first ``folder/name`` (or a ``.gz`` of it) that exists, else None."""
-    for folder in folders:
-        if not folder:
-            continue
-        for cand in (Path(folder) / name, Path(folder) / (name + ".gz")):
-            if cand.is_file():
-                return cand
-    return None
 
 
 def run_attention_view(summary_path, quality_path, folders, out_path, top: int = 20) -> None:

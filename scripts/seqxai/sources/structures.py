@@ -573,3 +573,14 @@ def run_structures(cfg: dict, http_cfg: dict | None, cache_dir, proteins_path, x
     if uniprot_report_path:
         report = pd.concat([read_table(uniprot_report_path), report], ignore_index=True)
     write_table(out_report, report)
+
+
+def find_structure(name: str, folders) -> Path | None:
+    """The first ``folder/name`` (or a ``.gz`` of it) that exists, else None."""
+    for folder in folders:
+        if not folder:
+            continue
+        for cand in (Path(folder) / name, Path(folder) / (name + ".gz")):
+            if cand.is_file():
+                return cand
+    return None
