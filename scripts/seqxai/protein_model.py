@@ -257,10 +257,99 @@ def _metrics(task_type: str, logits: np.ndarray, y: np.ndarray) -> dict:
         if 0 < y[:, k].sum() < len(y):
             aucs.append(roc_auc_score(y[:, k], logits[:, k]))
             aps.append(average_precision_score(y[:, k], logits[:, k]))
-    out["macro_roc_auc"] = float(np.mean(aucs)) if aucs else float("nan")
-    out["macro_pr_auc"] = float(np.mean(aps)) if aps else float("nan")
+    # A term needs positives and negatives for an AUC; none such -> null with the reason,
+    # never NaN (metrics.json is strict JSON).
+    out["macro_roc_auc"] = float(np.mean(aucs)) if aucs else None
+    out["macro_pr_auc"] = float(np.mean(aps)) if aps else None
+    out["n_terms_scored"] = len(aucs)
+    if not aucs:
+        out["auc_note"] = "no term has both positive and negative proteins in this split"
     out["accuracy"] = float(((logits > 0) == (y > 0.5)).mean())
     return out
+
+
+def non_finite_paths(obj, prefix: str = "") -> list[str]:
+    """Keys (dotted paths) of NaN/inf floats inside nested dicts and lists."""
+    if isinstance(obj, dict):
+        return [p for k, v in obj.items() for p in non_finite_paths(v, f"{prefix}{k}.")]
+    if isinstance(obj, (list, tuple)):
+        return [p for i, v in enumerate(obj) for p in non_finite_paths(v, f"{prefix}{i}.")]
+    if isinstance(obj, (float, np.floating)) and not np.isfinite(obj):
+        return [prefix.rstrip(".")]
+    return []
+
+
+SPLITS = ("train", "valid", "test")
+
+
+def label_counts(proteins: pd.DataFrame, splits: pd.DataFrame, tasks: dict) -> tuple[pd.DataFrame, list[str]]:
+    """Per task, label and split: proteins with the label (positives) and proteins scored.
+
+    Returns (counts, problems). A problem is a reason the task cannot be trained and tested:
+    a missing column, a split without labelled proteins, an EC class absent from the
+    training split, a GO term without positives in some split. The message names the
+    task, column, label and split.
+    """
+    df = proteins.merge(splits[["accession", "split"]], on="accession", how="inner")
+    rows, problems = [], []
+    for name, task in sorted(tasks.items()):
+        col = task["column"]
+        if col not in proteins.columns:
+            problems.append(f"task '{name}': column '{col}' is not in proteins.parquet "
+                            f"(columns: {', '.join(map(str, proteins.columns))})")
+            continue
+        if task["type"] == "single_label":
+            values = df[col].fillna("").astype(str)
+            labelled = df[values != ""]
+            classes = sorted(set(labelled[col]))
+            if len(classes) < 2:
+                problems.append(f"task '{name}': column '{col}' has {len(classes)} class(es) "
+                                f"{classes}; a classifier needs at least 2")
+            for s in SPLITS:
+                sub = labelled[labelled["split"] == s]
+                if len(sub) == 0:
+                    problems.append(f"task '{name}': split '{s}' has no protein with a label in "
+                                    f"column '{col}'")
+                counts = sub[col].value_counts()
+                for c in classes:
+                    n = int(counts.get(c, 0))
+                    rows.append({"task": name, "label": c, "split": s, "n_positive": n,
+                                 "n_proteins": int(len(sub))})
+                    if n == 0 and s == "train":
+                        problems.append(f"task '{name}': class '{c}' of column '{col}' has no "
+                                        "protein in split 'train'")
+        else:
+            terms_of = df[col].map(lambda v: set(v) if v is not None else set())
+            for s in SPLITS:
+                in_split = (df["split"] == s).to_numpy()
+                if not in_split.any():
+                    problems.append(f"task '{name}': split '{s}' is empty")
+                for t in task.get("terms", []):
+                    n = int(sum(t in terms_of.iloc[i] for i in np.flatnonzero(in_split)))
+                    rows.append({"task": name, "label": t, "split": s, "n_positive": n,
+                                 "n_proteins": int(in_split.sum())})
+                    if in_split.any() and n == 0:
+                        problems.append(f"task '{name}': GO term '{t}' (column '{col}') has no "
+                                        f"positive protein in split '{s}'")
+    cols = ["task", "label", "split", "n_positive", "n_proteins"]
+    return pd.DataFrame(rows, columns=cols), problems
+
+
+def run_label_check(proteins_path, splits_path, tasks: dict, out_counts) -> None:
+    """Fail early, naming task, column, label and split, when a task cannot be trained/tested."""
+    from .io import DataError, read_table, write_table
+
+    counts, problems = label_counts(read_table(proteins_path, "proteins"),
+                                    read_table(splits_path, "splits"), tasks)
+    if problems:
+        raise DataError(f"{proteins_path} with {splits_path}: the configured protein tasks "
+                        "cannot be trained and tested:\n  - " + "\n  - ".join(problems))
+    for r in counts.itertuples(index=False):
+        log.info("task %s label %s split %s: %d of %d proteins", r.task, r.label, r.split,
+                 r.n_positive, r.n_proteins)
+    write_table(out_counts, counts)
+
+
 
 
 @torch.no_grad()
@@ -274,17 +363,125 @@ def predict(model, enc: dict, batch_size: int = 32, device=None) -> np.ndarray:
     return torch.cat(outs).numpy()
 
 
+VARIANTS = ("finetuned", "frozen", "shuffled")
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+class EarlyStopping:
+    """Stop once ``patience`` consecutive epochs brought no validation-loss decrease > ``min_delta``.
+
+    With patience 2 and losses 1.0, 0.9, 0.95, 0.96 training stops after epoch 4.
+    """
+
+    def __init__(self, patience: int, min_delta: float = 1e-6):
+        if patience < 1:
+            raise ValueError(f"patience must be >= 1, got {patience}")
+        self.patience, self.min_delta = patience, min_delta
+        self.best_loss, self.best_epoch, self.bad = math.inf, 0, 0
+
+    def update(self, loss: float, epoch: int) -> bool:
+        """Record one epoch's validation loss; True when it is a new best."""
+        if loss < self.best_loss - self.min_delta:
+            self.best_loss, self.best_epoch, self.bad = loss, epoch, 0
+            return True
+        self.bad += 1
+        return False
+
+    @property
+    def stop(self) -> bool:
+        return self.bad >= self.patience
+
+    def state_dict(self) -> dict:
+        return {"best_loss": self.best_loss, "best_epoch": self.best_epoch, "bad": self.bad}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best_loss, self.best_epoch, self.bad = (state["best_loss"], state["best_epoch"],
+                                                     state["bad"])
+
+
+def shuffle_linear_rows(module: nn.Module, seed: int) -> nn.Module:
+    """The "shuffled" control (Wenzel et al.): permute the output rows of every nn.Linear.
+
+    For each Linear (in ``named_modules`` order) one seeded permutation ``perm`` of its
+    outputs: weight <- weight[perm, :], bias <- bias[perm]. Weight statistics per layer are
+    kept, the learned wiring is destroyed. In place; returns ``module``.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for _, lin in module.named_modules():
+            if isinstance(lin, nn.Linear):
+                perm = torch.randperm(lin.out_features, generator=gen)
+                lin.weight.copy_(lin.weight[perm])
+                if lin.bias is not None:
+                    lin.bias.copy_(lin.bias[perm])
+    return module
+
+
+def _rng_state(batch_rng: np.random.Generator) -> dict:
+    import random
+
+    return {"python": random.getstate(), "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state(), "batch": batch_rng.bit_generator.state,
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def _set_rng_state(state: dict, batch_rng: np.random.Generator) -> None:
+    import random
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    batch_rng.bit_generator.state = state["batch"]
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: str | Path, state: dict) -> None:
+    """torch.save to a temporary name, then rename: a kill never leaves half a checkpoint."""
+    from .io import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: str | Path, signature: str) -> dict | None:
+    """The checkpoint at ``path`` if it exists and was written for ``signature``, else None."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("signature") != signature:
+        log.warning("checkpoint %s belongs to other inputs or settings; starting afresh", path)
+        return None
+    return state
+
+
+def _signature(**parts) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def finetune(proteins: pd.DataFrame, splits: pd.DataFrame, task: dict, encoder_path: str | Path,
              out_dir: str | Path, *, epochs: int, batch_size: int, accumulation: int, head_lr: float,
              encoder_lr: float, freeze_encoder_epochs: int, patience: int, max_length: int,
-             dropout: float = 0.1, seed: int = 0, device: str = "auto") -> tuple[dict, pd.DataFrame]:
+             dropout: float = 0.1, seed: int = 0, device: str = "auto", variant: str = "finetuned",
+             checkpoint_dir: str | Path | None = None, on_epoch_end=None
+             ) -> tuple[dict, pd.DataFrame]:
     """Fine-tune a pooled classifier (Wenzel et al. recipe, sizes from the config).
 
     Adam with separate head/encoder learning rates, the encoder frozen for the first
     ``freeze_encoder_epochs`` epochs, gradient accumulation, early stopping on the
-    validation loss with ``patience``; the best epoch's weights are saved.
+    validation loss (:class:`EarlyStopping`); the best epoch's weights are saved.
+    ``variant``: "finetuned" (the recipe), "frozen" (the pretrained encoder stays frozen,
+    only the head trains) or "shuffled" (:func:`shuffle_linear_rows`, then frozen).
+    With ``checkpoint_dir`` the full training state is saved there after every epoch and a
+    rerun with the same inputs and settings resumes from it. ``on_epoch_end(epoch)`` is
+    called after each checkpoint (tests use it to interrupt).
     Returns (metrics per split, training log).
     """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, not '{variant}'")
     seed_everything(seed)
     dev = device_for(device)
     df = proteins.merge(splits[["accession", "split"]], on="accession", how="inner")
@@ -298,29 +495,53 @@ def finetune(proteins: pd.DataFrame, splits: pd.DataFrame, task: dict, encoder_p
         loss_fn = nn.BCEWithLogitsLoss()
         to_t = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
     model, tok = make_classifier(encoder_path, len(labels), dropout)
+    if variant == "shuffled":
+        shuffle_linear_rows(model.encoder, seed)
     model.to(dev)
     enc = encode(tok, df["sequence"].tolist(), max_length)
-    parts = {s: np.flatnonzero(df["split"].to_numpy() == s) for s in ("train", "valid", "test")}
+    parts = {s: np.flatnonzero(df["split"].to_numpy() == s) for s in SPLITS}
     for s in ("train", "valid"):
         if len(parts[s]) == 0:
             raise ValueError(f"task '{task['name']}': the '{s}' split is empty")
-    opt = torch.optim.Adam([
-        {"params": model.head.parameters(), "lr": head_lr},
-        {"params": model.encoder.parameters(), "lr": encoder_lr},
-    ])
+    train_encoder = variant == "finetuned"
+    groups = [{"params": model.head.parameters(), "lr": head_lr}]
+    if train_encoder:
+        groups.append({"params": model.encoder.parameters(), "lr": encoder_lr})
+    opt = torch.optim.Adam(groups)
     rng = np.random.default_rng(seed)
-    best, best_loss, bad, rows, t0 = None, math.inf, 0, [], time.monotonic()
+    stopper = EarlyStopping(patience)
+    best, rows, t0, start = copy.deepcopy(model.state_dict()), [], time.monotonic(), 1
+
+    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
+    signature = _signature(
+        task=task, variant=variant, encoder=str(encoder_path), seed=seed, max_length=max_length,
+        epochs=epochs, batch_size=batch_size, accumulation=accumulation, head_lr=head_lr,
+        encoder_lr=encoder_lr, freeze_encoder_epochs=freeze_encoder_epochs, patience=patience,
+        dropout=dropout, data=[df["accession"].tolist(), df["split"].tolist(), y.tolist()])
+    state = load_checkpoint(ckpt_path, signature) if ckpt_path is not None else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        stopper.load_state_dict(state["early_stopping"])
+        best, rows, start = state["best_model"], state["rows"], state["epoch"] + 1
+        _set_rng_state(state["rng"], rng)
+        if state["done"]:
+            start = epochs + 1
+        log.info("resuming task %s (%s) from %s after epoch %d", task["name"], variant,
+                 ckpt_path, state["epoch"])
 
     def split_loss(s):
         sub = {k: v[parts[s]] for k, v in enc.items()}
         logits = predict(model, sub, device=dev)
         return float(loss_fn(torch.as_tensor(logits), to_t(y[parts[s]]))), logits
 
-    for epoch in range(1, epochs + 1):
-        frozen = epoch <= freeze_encoder_epochs
+    for epoch in range(start, epochs + 1):
+        frozen = not train_encoder or epoch <= freeze_encoder_epochs
         for p in model.encoder.parameters():
             p.requires_grad_(not frozen)
         model.train()
+        if frozen:
+            model.encoder.eval()  # a frozen encoder runs as at inference (no dropout)
         tr_losses = []
         opt.zero_grad()
         for b, idx in enumerate(_batches(len(parts["train"]), batch_size, rng), 1):
@@ -328,7 +549,7 @@ def finetune(proteins: pd.DataFrame, splits: pd.DataFrame, task: dict, encoder_p
             logits = model(enc["input_ids"][sel].to(dev), enc["attention_mask"][sel].to(dev))
             loss = loss_fn(logits, to_t(y[sel]).to(dev))
             (loss / accumulation).backward()
-            tr_losses.append(float(loss))
+            tr_losses.append(loss.item())
             if b % accumulation == 0:
                 opt.step()
                 opt.zero_grad()
@@ -337,28 +558,40 @@ def finetune(proteins: pd.DataFrame, splits: pd.DataFrame, task: dict, encoder_p
         v_loss, v_logits = split_loss("valid")
         row = {"epoch": epoch, "train_loss": float(np.mean(tr_losses)), "valid_loss": v_loss,
                "encoder_frozen": frozen, "seconds": time.monotonic() - t0}
+        for k in ("train_loss", "valid_loss"):
+            if not np.isfinite(row[k]):
+                raise FloatingPointError(f"task '{task['name']}' ({variant}) epoch {epoch}: "
+                                         f"{k} is {row[k]}; lower the learning rates")
         row.update({f"valid_{k}": v for k, v in _metrics(task["type"], v_logits, y[parts["valid"]]).items()
                     if k != "n"})
         rows.append(row)
-        log.info("task %s epoch %d/%d: %s", task["name"], epoch, epochs,
+        log.info("task %s (%s) epoch %d/%d: %s", task["name"], variant, epoch, epochs,
                  ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float)))
-        if v_loss < best_loss - 1e-6:
-            best_loss, bad = v_loss, 0
+        if stopper.update(v_loss, epoch):
             best = copy.deepcopy(model.state_dict())
-        elif not frozen:
-            bad += 1
-            if bad > patience:
-                log.info("early stopping after epoch %d (patience %d)", epoch, patience)
-                break
+        done = stopper.stop or epoch == epochs
+        if ckpt_path is not None:
+            save_checkpoint(ckpt_path, {
+                "signature": signature, "epoch": epoch, "done": done, "model": model.state_dict(),
+                "optimizer": opt.state_dict(), "scheduler": None,
+                "early_stopping": stopper.state_dict(), "best_model": best, "rows": rows,
+                "rng": _rng_state(rng)})
+        if on_epoch_end is not None:
+            on_epoch_end(epoch)
+        if stopper.stop:
+            log.info("early stopping after epoch %d: %d epochs without improvement (best epoch %d)",
+                     epoch, stopper.bad, stopper.best_epoch)
+            break
     model.load_state_dict(best)
-    metrics = {"task": task["name"], "labels": labels, "best_valid_loss": best_loss,
+    metrics = {"task": task["name"], "variant": variant, "labels": labels,
+               "best_valid_loss": stopper.best_loss, "best_epoch": stopper.best_epoch,
                "epochs_run": len(rows), "seconds": time.monotonic() - t0, "device": str(dev)}
     for s, idx in parts.items():
         if len(idx):
             logits = predict(model, {k: v[idx] for k, v in enc.items()}, device=dev)
             metrics[s] = _metrics(task["type"], logits, y[idx])
     model.to("cpu")
-    meta = {"task": task, "labels": labels, "max_length": max_length,
+    meta = {"task": task, "labels": labels, "max_length": max_length, "variant": variant,
             "encoder_source": str(encoder_path)}
     save_classifier(model, tok, meta, out_dir)
     return metrics, pd.DataFrame(rows)
@@ -387,16 +620,24 @@ def run_pretraining(proteins_path, splits_path, out_dir, log_path, *, init, demo
 
 
 def run_finetuning(proteins_path, splits_path, encoder, task: dict, params: dict, out_dir,
-                   metrics_path, log_path, *, max_length: int, seed: int, device: str = "auto",
-                   threads: int = 1) -> None:
-    """Fine-tune one task and write the model folder, metrics.json and the training log."""
+                   metrics_path, log_path, *, max_length: int, seed: int, variant: str = "finetuned",
+                   checkpoint_dir=None, device: str = "auto", threads: int = 1) -> None:
+    """Fine-tune one task (one variant) and write the model folder, metrics.json and the log.
+
+    ``checkpoint_dir`` (kept across reruns, not a rule output) lets an interrupted job resume.
+    """
     from .io import read_table, write_json
 
     torch.set_num_threads(threads)
     proteins = read_table(proteins_path, "proteins")
     splits = read_table(splits_path, "splits")
     metrics, history = finetune(proteins, splits, task, encoder, out_dir, max_length=max_length,
-                                seed=seed, device=device, **params)
+                                seed=seed, device=device, variant=variant,
+                                checkpoint_dir=checkpoint_dir, **params)
+    bad = non_finite_paths(metrics)
+    if bad:
+        raise FloatingPointError(f"task '{task['name']}' ({variant}): metrics {bad} are not finite; "
+                                 f"not writing {metrics_path}")
     history.to_csv(log_path, sep="\t", index=False)
     write_json(metrics_path, metrics)
-    log.info("task %s: test %s", task["name"], metrics.get("test"))
+    log.info("task %s (%s): test %s", task["name"], variant, metrics.get("test"))
