@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from seqxai import protein_model as pm
+from seqxai import protein_tasks as pt
 from seqxai.io import DataError
 
 AA = "ACDEFGHIKLMNPQRSTVWY"
@@ -72,7 +73,7 @@ def test_finetune_without_progress_runs_patience_plus_one_epochs(tiny_encoder, t
 
 def test_label_counts_on_good_data_counts_by_hand():
     proteins, splits = toy_data()
-    counts, problems = pm.label_counts(proteins, splits, TASKS)
+    counts, problems = pt.label_counts(proteins, splits, TASKS)
     assert problems == []
     c = counts.set_index(["task", "label", "split"])
     # 36 proteins, 12 per split, alternating classes; GO:2 on i % 4 == 0
@@ -87,7 +88,7 @@ def test_label_counts_on_good_data_counts_by_hand():
     ("missing_column", "column 'ec_klass' is not in proteins.parquet"),
     ("go_term_absent", "GO term 'GO:404' (column 'go_terms') has no positive protein in split 'train'"),
     ("go_term_absent_in_test", "GO term 'GO:2' (column 'go_terms') has no positive protein in split 'test'"),
-    ("ec_class_not_in_train", "class '7' of column 'ec_class' has no protein in split 'train'"),
+    ("one_ec_class", "column 'ec_class' has 1 class(es) ['1']; a classifier needs at least 2"),
     ("empty_test", "split 'test' has no protein with a label in column 'ec_class'"),
 ])
 def test_label_check_names_the_missing_label(case, expect, tmp_path):
@@ -103,16 +104,26 @@ def test_label_check_names_the_missing_label(case, expect, tmp_path):
         test = splits["split"] == "test"
         proteins.loc[test, "go_terms"] = proteins.loc[test, "go_terms"].map(
             lambda t: [x for x in t if x != "GO:2"])
-    elif case == "ec_class_not_in_train":
-        proteins.loc[splits["split"] == "test", "ec_class"] = "7"
+    elif case == "one_ec_class":
+        proteins["ec_class"] = "1"
     elif case == "empty_test":
         splits = splits[splits["split"] != "test"]
     write_table(tmp_path / "p.parquet", proteins, "proteins")
     write_table(tmp_path / "s.parquet", splits, "splits")
     with pytest.raises(DataError) as err:
-        pm.run_label_check(tmp_path / "p.parquet", tmp_path / "s.parquet", tasks, tmp_path / "c.parquet")
+        pt.run_label_check(tmp_path / "p.parquet", tmp_path / "s.parquet", tasks, tmp_path / "c.parquet")
     assert expect in str(err.value)
     assert not (tmp_path / "c.parquet").exists()
+
+
+def test_ec_class_absent_from_train_is_only_a_warning(caplog):
+    proteins, splits = toy_data()
+    proteins.loc[splits["split"] == "test", "ec_class"] = "7"
+    counts, problems = pt.label_counts(proteins, splits, TASKS)
+    assert problems == []
+    assert "class '7' of column 'ec_class' has no protein in split 'train'" in caplog.text
+    c = counts.set_index(["task", "label", "split"])["n_positive"]
+    assert c[("ec", "7", "test")] == 12 and c[("ec", "7", "train")] == 0
 
 
 def test_metrics_write_null_with_a_reason_instead_of_nan():
@@ -233,3 +244,41 @@ def test_frozen_and_shuffled_controls_train_only_the_head(tiny_encoder, tmp_path
     # the saved shuffled model carries the shuffled encoder (attribution reads it)
     saved = pm.load_encoder(tmp_path / "shuffled" / "encoder").state_dict()
     assert all(torch.equal(expect[k], saved[k]) for k in pre)
+
+
+# ---- the workflow's wiring (dry runs: seconds) -------------------------------------------
+
+def _dry_run(tmp_path, *targets, extra_config=""):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    cfg = tmp_path / "extra.yaml"
+    cfg.write_text(extra_config or "{}\n")
+    res = subprocess.run([sys.executable, "-m", "snakemake", *[str(tmp_path / "out" / t) for t in targets],
+                          "-n", "--cores", "1", "--configfile", "config/demo.yaml", str(cfg),
+                          "--config", f"outdir={tmp_path / 'out'}"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    counts = {}
+    for line in res.stdout.split("Job stats:")[1].splitlines()[3:]:
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def test_label_check_runs_before_mlm_pretraining(tmp_path):
+    jobs = _dry_run(tmp_path, "models/protein/pretrained")
+    assert jobs["check_protein_tasks"] == 1 and jobs["pretrain_protein_encoder"] == 1
+
+
+def test_controls_flow_through_attribution_and_head_statistics(tmp_path):
+    both = _dry_run(tmp_path, extra_config="protein: {controls: [frozen, shuffled]}\n")
+    none = _dry_run(tmp_path, extra_config="protein: {controls: []}\n")
+    n_tasks, shards = 2, 2
+    assert both["finetune_protein"] == 3 * n_tasks and none["finetune_protein"] == n_tasks
+    assert both["attribute_proteins"] == 3 * n_tasks * shards
+    assert both["head_statistics"] == 3 * n_tasks and none["head_statistics"] == n_tasks
+    assert both["compare_variants"] == n_tasks and "compare_variants" not in none

@@ -4,18 +4,18 @@
 
 rule head_statistics:
     input:
-        embedding=out("attribution/{task}/embedding.parquet"),
-        heads=out("attribution/{task}/heads.parquet"),
+        embedding=out("attribution/{task}/{variant}/embedding.parquet"),
+        heads=out("attribution/{task}/{variant}/heads.parquet"),
         annotations=out("data/protein/residue_annotations.parquet"),
     output:
-        heads=out("analysis/protein/{task}/head_statistics.parquet"),
-        embedding=out("analysis/protein/{task}/embedding_statistics.parquet"),
-        positive=out("analysis/protein/{task}/positive_relevance.parquet"),
-        per_protein=out("analysis/protein/{task}/per_protein.parquet"),
+        heads=out("analysis/protein/{task}/{variant}/head_statistics.parquet"),
+        embedding=out("analysis/protein/{task}/{variant}/embedding_statistics.parquet"),
+        positive=out("analysis/protein/{task}/{variant}/positive_relevance.parquet"),
+        per_protein=out("analysis/protein/{task}/{variant}/per_protein.parquet"),
     log:
-        out("logs/head_statistics_{task}.log"),
+        out("logs/head_statistics_{task}_{variant}.log"),
     benchmark:
-        out("benchmarks/head_statistics_{task}.tsv")
+        out("benchmarks/head_statistics_{task}_{variant}.tsv")
     params:
         types=config["analysis"]["annotation_types"],
         alpha=config["analysis"]["alpha"],
@@ -28,6 +28,26 @@ rule head_statistics:
         "../../envs/analysis.yaml"
     script:
         "../../scripts/head_statistics.py"
+
+
+rule compare_variants:
+    input:
+        heads=expand(out("analysis/protein/{{task}}/{variant}/head_statistics.parquet"), variant=VARIANTS),
+    output:
+        comparison=out("analysis/protein/{task}/variant_comparison.parquet"),
+    log:
+        out("logs/compare_variants_{task}.log"),
+    benchmark:
+        out("benchmarks/compare_variants_{task}.tsv")
+    params:
+        variants=VARIANTS,
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/compare_variants.py"
 
 
 rule attention_probe:

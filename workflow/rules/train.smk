@@ -1,11 +1,15 @@
 # Stage 2, fine-tuning: protein encoder (optional MLM), EC/GO classifiers, the DNA TSS model.
 # GPU rules declare gpu=1; the slurm profile maps it to a GPU request.
+# Fine-tuning saves its full state after every epoch under {outdir}/checkpoints/protein/
+# {task}/{variant}/ (not a rule output, so Snakemake keeps it when a job fails); a rerun
+# with the same inputs and settings resumes there. Delete the folder to start afresh.
 
 
 rule pretrain_protein_encoder:
     input:
         proteins=out("data/protein/proteins.parquet"),
         splits=out("data/protein/splits.parquet"),
+        label_counts=out("data/protein/label_counts.parquet"),  # the tasks are trainable
     output:
         encoder=directory(out("models/protein/pretrained")),
         training_log=out("models/protein/pretrained_training_log.tsv"),
@@ -35,17 +39,20 @@ rule finetune_protein:
         pretrained_input,
         proteins=out("data/protein/proteins.parquet"),
         splits=out("data/protein/splits.parquet"),
+        label_counts=out("data/protein/label_counts.parquet"),
     output:
-        model=directory(out("models/protein/{task}/model")),
-        metrics=out("models/protein/{task}/metrics.json"),
-        training_log=out("models/protein/{task}/training_log.tsv"),
+        model=directory(out("models/protein/{task}/{variant}/model")),
+        metrics=out("models/protein/{task}/{variant}/metrics.json"),
+        training_log=out("models/protein/{task}/{variant}/training_log.tsv"),
     log:
-        out("logs/finetune_protein_{task}.log"),
+        out("logs/finetune_protein_{task}_{variant}.log"),
     benchmark:
-        out("benchmarks/finetune_protein_{task}.tsv")
+        out("benchmarks/finetune_protein_{task}_{variant}.tsv")
     params:
         encoder=pretrained_encoder(),
         task=lambda wc: {"name": wc.task, **config["protein"]["tasks"][wc.task]},
+        variant=lambda wc: wc.variant,
+        checkpoint_dir=lambda wc: out(f"checkpoints/protein/{wc.task}/{wc.variant}"),
         finetune=config["protein"]["finetune"],
         max_length=config["protein"]["max_length"],
         device=config["device"],
