@@ -282,3 +282,60 @@ def test_controls_flow_through_attribution_and_head_statistics(tmp_path):
     assert both["attribute_proteins"] == 3 * n_tasks * shards
     assert both["head_statistics"] == 3 * n_tasks and none["head_statistics"] == n_tasks
     assert both["compare_variants"] == n_tasks and "compare_variants" not in none
+
+
+# ---- recipe details --------------------------------------------------------------------------
+
+def test_protbert_tokenisation_spaces_residues_and_maps_rare_ones_to_x(tmp_path):
+    from transformers import BertTokenizer
+
+    assert pm.protbert_text("MUZOBK") == "M X X X X K"
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *AA, "X"]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tok = BertTokenizer(str(tmp_path / "vocab.txt"), do_lower_case=False)
+    enc = pm.encode(tok, ["MUK", "AC"], max_length=8)
+    ids = enc["input_ids"].tolist()
+    x = vocab.index
+    assert ids[0] == [x("[CLS]"), x("M"), x("X"), x("K"), x("[SEP]")]
+    assert ids[1] == [x("[CLS]"), x("A"), x("C"), x("[SEP]"), x("[PAD]")]
+    # truncation keeps max_length tokens: the first max_length - 2 residues
+    long = pm.encode(tok, ["ACDEFGHIK"], max_length=5)["input_ids"][0].tolist()
+    assert long == [x("[CLS]"), x("A"), x("C"), x("D"), x("[SEP]")]
+    assert pm.n_truncated(["ACDEFGHIK", "ACD", "ACDE"], max_length=5) == 2
+
+
+def test_cpu_stays_fp32_and_truncation_is_recorded(tiny_encoder, tmp_path):
+    assert isinstance(pm.autocast(torch.device("cpu"), True), type(pm.nullcontext()))
+    proteins, splits = toy_data()
+    metrics, _ = pm.finetune(proteins, splits, {"name": "ec", **TASKS["ec"]}, tiny_encoder,
+                             tmp_path / "m", **{**FT, "epochs": 1, "max_length": 12}, bf16=True)
+    assert metrics["test"]["n_truncated"] == 12  # every 24-residue protein is cut at 10
+    model, _, _ = pm.load_classifier(tmp_path / "m")
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_interrupted_mlm_pretraining_resumes_to_the_same_weights(tiny_encoder, tmp_path):
+    from transformers import AutoModelForMaskedLM
+
+    seqs = toy_data()[0]["sequence"].tolist()
+    kw = dict(steps=7, batch_size=8, lr=3e-3, max_length=32, seed=5, device="cpu", log_every=1,
+              checkpoint_every=2)
+    ref = pm.pretrain_mlm(seqs, tiny_encoder, tmp_path / "ref", **kw)
+
+    def die_at_4(step):  # step 4 lies in the second pass over the 36 sequences (5 batches each)
+        if step == 4:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        pm.pretrain_mlm(seqs, tiny_encoder, tmp_path / "run", checkpoint_dir=tmp_path / "ck",
+                        on_checkpoint=die_at_4, **kw)
+    seen = []
+    hist = pm.pretrain_mlm(seqs, tiny_encoder, tmp_path / "run", checkpoint_dir=tmp_path / "ck",
+                           on_checkpoint=seen.append, **kw)
+    assert seen == [6, 7]
+    np.testing.assert_allclose(hist["loss"], ref["loss"], atol=1e-6)
+    a = AutoModelForMaskedLM.from_pretrained(str(tmp_path / "ref")).state_dict()
+    b = AutoModelForMaskedLM.from_pretrained(str(tmp_path / "run")).state_dict()
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-6
+    init = AutoModelForMaskedLM.from_pretrained(str(tiny_encoder)).state_dict()
+    assert max(float((a[k] - init[k]).abs().max()) for k in a) > 1e-4  # it did train

@@ -13,7 +13,9 @@ import copy
 import json
 import logging
 import math
+import re
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +40,13 @@ def device_for(prefer: str = "auto") -> torch.device:
     return torch.device("cuda")
 
 
+def autocast(device: torch.device, bf16: bool = True):
+    """bf16 autocast on CUDA (when ``bf16``); on the CPU everything stays fp32."""
+    if bf16 and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
 def seed_everything(seed: int) -> None:
     import random
 
@@ -57,9 +66,20 @@ def _spaced(tokenizer) -> bool:
     return type(tokenizer).__name__.startswith("Bert")
 
 
+def protbert_text(sequence: str) -> str:
+    """ProtBert input: residues separated by spaces, rare U/Z/O/B mapped to X (as Rostlab do)."""
+    return " ".join(re.sub(r"[UZOB]", "X", sequence))
+
+
+def n_truncated(sequences: list[str], max_length: int) -> int:
+    """Sequences longer than the ``max_length - 2`` residues the model sees; residues past the
+    cut get no relevance, so annotations beyond it are not scored."""
+    return int(sum(len(s) > max_length - 2 for s in sequences))
+
+
 def encode(tokenizer, sequences: list[str], max_length: int) -> dict[str, torch.Tensor]:
     """Tokenise sequences, truncated to ``max_length`` tokens including the two special tokens."""
-    texts = [" ".join(s) if _spaced(tokenizer) else s for s in sequences]
+    texts = [protbert_text(s) if _spaced(tokenizer) else s for s in sequences]
     enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length,
                     return_tensors="pt")
     return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
@@ -96,12 +116,19 @@ def _batches(n: int, batch_size: int, rng: np.random.Generator | None):
 
 def pretrain_mlm(sequences: list[str], init_dir: str | Path, out_dir: str | Path, *, steps: int,
                  batch_size: int, lr: float, mask_prob: float = 0.15, max_length: int = 1024,
-                 seed: int = 0, device: str = "auto", log_every: int = 50) -> pd.DataFrame:
+                 seed: int = 0, device: str = "auto", log_every: int = 50,
+                 checkpoint_dir: str | Path | None = None, checkpoint_every: int | None = None,
+                 on_checkpoint=None) -> pd.DataFrame:
     """Masked-language-model training (BERT masking: 80% <mask>, 10% random, 10% kept).
 
     Loads ``AutoModelForMaskedLM`` from ``init_dir``, trains ``steps`` optimiser steps and
-    saves model and tokenizer in ``out_dir``. Returns the training log.
+    saves model and tokenizer in ``out_dir``. Returns the training log. With
+    ``checkpoint_dir`` the full state (model, optimiser, scheduler, RNGs, position in the
+    data) is saved every ``checkpoint_every`` steps (default: steps / 10) and a rerun with
+    the same inputs resumes from it; ``on_checkpoint(step)`` runs after each save.
     """
+    import random
+
     from transformers import AutoModelForMaskedLM
 
     seed_everything(seed)
@@ -117,36 +144,72 @@ def pretrain_mlm(sequences: list[str], init_dir: str | Path, out_dir: str | Path
     special = torch.tensor(sorted(set(tok.all_special_ids)))
     residue_ids = torch.tensor([i for i in range(len(tok)) if i not in set(special.tolist())])
     rows, t0, step = [], time.monotonic(), 0
+    order, pos = None, 0  # the current pass over the data (a seeded permutation) and where in it
+    every = checkpoint_every or max(1, steps // 10)
+    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
+    signature = _signature(init=str(init_dir), init_weights=_weights_digest(model), steps=steps,
+                           batch_size=batch_size, lr=lr, mask_prob=mask_prob,
+                           max_length=max_length, seed=seed, data=sequences)
+    state = load_checkpoint(ckpt_path, signature) if ckpt_path is not None else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        step, rows, order, pos = state["step"], state["rows"], state["order"], state["pos"]
+        _set_rng_state(state["rng"], rng)
+        gen.set_state(state["mask_rng"])
+        log.info("resuming MLM pretraining from %s at step %d", ckpt_path, step)
     model.train()
     while step < steps:
-        for idx in _batches(len(sequences), batch_size, rng):
-            ids = enc["input_ids"][idx].clone()
-            att = enc["attention_mask"][idx]
-            maskable = ~torch.isin(ids, special)
-            chosen = (torch.rand(ids.shape, generator=gen) < mask_prob) & maskable
-            labels = torch.where(chosen, ids, torch.full_like(ids, -100))
-            r = torch.rand(ids.shape, generator=gen)
-            ids[chosen & (r < 0.8)] = tok.mask_token_id
-            rand_tok = residue_ids[torch.randint(len(residue_ids), ids.shape, generator=gen)]
-            swap = chosen & (r >= 0.8) & (r < 0.9)
-            ids[swap] = rand_tok[swap]
-            out = model(input_ids=ids.to(dev), attention_mask=att.to(dev), labels=labels.to(dev))
-            opt.zero_grad()
-            out.loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            step += 1
-            if step % log_every == 0 or step == steps:
-                el = time.monotonic() - t0
-                rows.append({"step": step, "loss": out.loss.item(), "seconds": el})
-                log.info("MLM step %d/%d loss %.3f (%.1f steps/s)", step, steps, out.loss.item(),
-                         step / el)
-            if step >= steps:
-                break
+        if order is None or pos >= len(order):
+            order, pos = rng.permutation(len(sequences)), 0
+        idx = order[pos : pos + batch_size]
+        pos += batch_size
+        ids = enc["input_ids"][idx].clone()
+        att = enc["attention_mask"][idx]
+        maskable = ~torch.isin(ids, special)
+        chosen = (torch.rand(ids.shape, generator=gen) < mask_prob) & maskable
+        labels = torch.where(chosen, ids, torch.full_like(ids, -100))
+        r = torch.rand(ids.shape, generator=gen)
+        ids[chosen & (r < 0.8)] = tok.mask_token_id
+        rand_tok = residue_ids[torch.randint(len(residue_ids), ids.shape, generator=gen)]
+        swap = chosen & (r >= 0.8) & (r < 0.9)
+        ids[swap] = rand_tok[swap]
+        out = model(input_ids=ids.to(dev), attention_mask=att.to(dev), labels=labels.to(dev))
+        opt.zero_grad()
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        step += 1
+        if not np.isfinite(out.loss.item()):
+            raise FloatingPointError(f"MLM step {step}: loss is {out.loss.item()}; lower protein.mlm.lr")
+        if step % log_every == 0 or step == steps:
+            el = time.monotonic() - t0
+            rows.append({"step": step, "loss": out.loss.item(), "seconds": el})
+            log.info("MLM step %d/%d loss %.3f (%.1f steps/s)", step, steps, out.loss.item(),
+                     step / el)
+        if ckpt_path is not None and (step % every == 0 or step == steps):
+            save_checkpoint(ckpt_path, {
+                "signature": signature, "step": step, "model": model.state_dict(),
+                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rows": rows,
+                "order": order, "pos": pos, "rng": _rng_state(rng), "mask_rng": gen.get_state()})
+            if on_checkpoint is not None:
+                on_checkpoint(step)
     model.save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
     return pd.DataFrame(rows)
+
+
+def _weights_digest(model: nn.Module) -> str:
+    """sha256 of all parameters: a checkpoint resumes only onto the same initial weights."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in model.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 class SequenceClassifier(nn.Module):
@@ -282,13 +345,14 @@ def non_finite_paths(obj, prefix: str = "") -> list[str]:
 
 
 @torch.no_grad()
-def predict(model, enc: dict, batch_size: int = 32, device=None) -> np.ndarray:
+def predict(model, enc: dict, batch_size: int = 32, device=None, bf16: bool = False) -> np.ndarray:
     device = device or next(model.parameters()).device
     model.eval()
     outs = []
     for i in range(0, len(enc["input_ids"]), batch_size):
-        outs.append(model(enc["input_ids"][i : i + batch_size].to(device),
-                          enc["attention_mask"][i : i + batch_size].to(device)).float().cpu())
+        with autocast(torch.device(device), bf16):
+            outs.append(model(enc["input_ids"][i : i + batch_size].to(device),
+                              enc["attention_mask"][i : i + batch_size].to(device)).float().cpu())
     return torch.cat(outs).numpy()
 
 
@@ -395,7 +459,7 @@ def finetune(proteins: pd.DataFrame, splits: pd.DataFrame, task: dict, encoder_p
              out_dir: str | Path, *, epochs: int, batch_size: int, accumulation: int, head_lr: float,
              encoder_lr: float, freeze_encoder_epochs: int, patience: int, max_length: int,
              dropout: float = 0.1, seed: int = 0, device: str = "auto", variant: str = "finetuned",
-             checkpoint_dir: str | Path | None = None, on_epoch_end=None
+             bf16: bool = True, checkpoint_dir: str | Path | None = None, on_epoch_end=None
              ) -> tuple[dict, pd.DataFrame]:
     """Fine-tune a pooled classifier (Wenzel et al. recipe, sizes from the config).
 
@@ -405,7 +469,8 @@ def finetune(proteins: pd.DataFrame, splits: pd.DataFrame, task: dict, encoder_p
     ``variant``: "finetuned" (the recipe), "frozen" (the pretrained encoder stays frozen,
     only the head trains) or "shuffled" (:func:`shuffle_linear_rows`, then frozen).
     With ``checkpoint_dir`` the full training state is saved there after every epoch and a
-    rerun with the same inputs and settings resumes from it. ``on_epoch_end(epoch)`` is
+    rerun with the same inputs and settings resumes from it. ``bf16``: autocast on CUDA only
+    (the loss and the optimiser stay fp32). ``on_epoch_end(epoch)`` is
     called after each checkpoint (tests use it to interrupt).
     Returns (metrics per split, training log).
     """
@@ -446,7 +511,7 @@ def finetune(proteins: pd.DataFrame, splits: pd.DataFrame, task: dict, encoder_p
         task=task, variant=variant, encoder=str(encoder_path), seed=seed, max_length=max_length,
         epochs=epochs, batch_size=batch_size, accumulation=accumulation, head_lr=head_lr,
         encoder_lr=encoder_lr, freeze_encoder_epochs=freeze_encoder_epochs, patience=patience,
-        dropout=dropout, data=[df["accession"].tolist(), df["split"].tolist(), y.tolist()])
+        dropout=dropout, bf16=bf16, data=[df["accession"].tolist(), df["split"].tolist(), y.tolist()])
     state = load_checkpoint(ckpt_path, signature) if ckpt_path is not None else None
     if state is not None:
         model.load_state_dict(state["model"])
@@ -461,7 +526,7 @@ def finetune(proteins: pd.DataFrame, splits: pd.DataFrame, task: dict, encoder_p
 
     def split_loss(s):
         sub = {k: v[parts[s]] for k, v in enc.items()}
-        logits = predict(model, sub, device=dev)
+        logits = predict(model, sub, device=dev, bf16=bf16)
         return float(loss_fn(torch.as_tensor(logits), to_t(y[parts[s]]))), logits
 
     for epoch in range(start, epochs + 1):
@@ -475,8 +540,9 @@ def finetune(proteins: pd.DataFrame, splits: pd.DataFrame, task: dict, encoder_p
         opt.zero_grad()
         for b, idx in enumerate(_batches(len(parts["train"]), batch_size, rng), 1):
             sel = parts["train"][idx]
-            logits = model(enc["input_ids"][sel].to(dev), enc["attention_mask"][sel].to(dev))
-            loss = loss_fn(logits, to_t(y[sel]).to(dev))
+            with autocast(dev, bf16):
+                logits = model(enc["input_ids"][sel].to(dev), enc["attention_mask"][sel].to(dev))
+            loss = loss_fn(logits.float(), to_t(y[sel]).to(dev))
             (loss / accumulation).backward()
             tr_losses.append(loss.item())
             if b % accumulation == 0:
@@ -517,8 +583,9 @@ def finetune(proteins: pd.DataFrame, splits: pd.DataFrame, task: dict, encoder_p
                "epochs_run": len(rows), "seconds": time.monotonic() - t0, "device": str(dev)}
     for s, idx in parts.items():
         if len(idx):
-            logits = predict(model, {k: v[idx] for k, v in enc.items()}, device=dev)
+            logits = predict(model, {k: v[idx] for k, v in enc.items()}, device=dev, bf16=bf16)
             metrics[s] = _metrics(task["type"], logits, y[idx])
+            metrics[s]["n_truncated"] = n_truncated(df["sequence"].iloc[idx].tolist(), max_length)
     model.to("cpu")
     meta = {"task": task, "labels": labels, "max_length": max_length, "variant": variant,
             "encoder_source": str(encoder_path)}
