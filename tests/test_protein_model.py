@@ -339,3 +339,41 @@ def test_interrupted_mlm_pretraining_resumes_to_the_same_weights(tiny_encoder, t
     assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-6
     init = AutoModelForMaskedLM.from_pretrained(str(tiny_encoder)).state_dict()
     assert max(float((a[k] - init[k]).abs().max()) for k in a) > 1e-4  # it did train
+
+
+def test_training_killed_with_sigkill_resumes_from_its_checkpoint(tiny_encoder, tmp_path):
+    """A hard kill (no Python clean-up) right after epoch 2's checkpoint; the rerun resumes."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    from seqxai.io import write_table
+
+    proteins, splits = toy_data()
+    write_table(tmp_path / "p.parquet", proteins, "proteins")
+    write_table(tmp_path / "s.parquet", splits, "splits")
+    task = {"name": "go", **TASKS["go"]}
+    code = f"""
+import os, signal, sys
+sys.path.insert(0, {str(ROOT / 'scripts')!r})
+import pandas as pd
+from seqxai import protein_model as pm
+def kill(epoch):
+    if epoch == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+pm.finetune(pd.read_parquet({str(tmp_path / 'p.parquet')!r}), pd.read_parquet({str(tmp_path / 's.parquet')!r}),
+            {task!r}, {str(tiny_encoder)!r}, {str(tmp_path / 'run')!r},
+            checkpoint_dir={str(tmp_path / 'ck')!r}, on_epoch_end=kill, **{FT!r})
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    assert res.returncode == -9, res.stderr[-2000:]
+    assert (tmp_path / "ck" / pm.CHECKPOINT_FILE).exists() and not (tmp_path / "run").exists()
+    seen = []
+    pm.finetune(pd.read_parquet(tmp_path / "p.parquet"), pd.read_parquet(tmp_path / "s.parquet"),
+                task, tiny_encoder, tmp_path / "run", checkpoint_dir=tmp_path / "ck",
+                on_epoch_end=seen.append, **FT)
+    pm.finetune(proteins, splits, task, tiny_encoder, tmp_path / "ref", **FT)
+    assert seen == [3]
+    a, b = _weights(tmp_path / "ref"), _weights(tmp_path / "run")
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-6

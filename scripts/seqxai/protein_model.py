@@ -595,8 +595,11 @@ def finetune(proteins: pd.DataFrame, splits: pd.DataFrame, task: dict, encoder_p
 
 def run_pretraining(proteins_path, splits_path, out_dir, log_path, *, init, demo_config: dict,
                     mlm: dict, max_length: int, seed: int, device: str = "auto",
-                    threads: int = 1) -> None:
-    """MLM on the training split's sequences, from ``init`` (hub id / folder) or a demo encoder."""
+                    threads: int = 1, checkpoint_dir=None) -> None:
+    """MLM on the training split's sequences, from ``init`` (hub id / folder) or a demo encoder.
+
+    ``checkpoint_dir`` (kept across reruns, not a rule output) lets an interrupted job resume.
+    """
     import tempfile
 
     from .io import read_table
@@ -611,7 +614,7 @@ def run_pretraining(proteins_path, splits_path, out_dir, log_path, *, init, demo
         start = init if init is not None else build_demo_encoder(demo_config, Path(tmp) / "init")
         history = pretrain_mlm(train, start, out_dir, steps=mlm["steps"], batch_size=mlm["batch_size"],
                                lr=mlm["lr"], mask_prob=mlm["mask_prob"], max_length=max_length,
-                               seed=seed, device=device)
+                               seed=seed, device=device, checkpoint_dir=checkpoint_dir)
     history.to_csv(log_path, sep="\t", index=False)
 
 

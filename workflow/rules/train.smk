@@ -1,8 +1,9 @@
 # Stage 2, fine-tuning: protein encoder (optional MLM), EC/GO classifiers, the DNA TSS model.
 # GPU rules declare gpu=1; the slurm profile maps it to a GPU request.
 # Fine-tuning saves its full state after every epoch under {outdir}/checkpoints/protein/
-# {task}/{variant}/ (not a rule output, so Snakemake keeps it when a job fails); a rerun
-# with the same inputs and settings resumes there. Delete the folder to start afresh.
+# {task}/{variant}/, MLM pretraining every steps/10 steps under checkpoints/protein/pretrained/
+# (not rule outputs, so Snakemake keeps them when a job fails); a rerun with the same inputs
+# and settings resumes there, other settings start afresh. Delete the folder to retrain.
 
 
 rule pretrain_protein_encoder:
@@ -21,6 +22,7 @@ rule pretrain_protein_encoder:
         init=ENCODER["pretrained"],
         demo_config=ENCODER["demo_config"],
         mlm=MLM,
+        checkpoint_dir=out("checkpoints/protein/pretrained"),
         max_length=config["protein"]["max_length"],
         device=config["device"],
         seed=SEED,
