@@ -377,3 +377,33 @@ pm.finetune(pd.read_parquet({str(tmp_path / 'p.parquet')!r}), pd.read_parquet({s
     assert seen == [3]
     a, b = _weights(tmp_path / "ref"), _weights(tmp_path / "run")
     assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-6
+
+
+def test_rule_function_resumes_then_removes_the_finished_checkpoint(tiny_encoder, tmp_path, caplog):
+    import logging
+
+    from seqxai.io import write_table
+
+    proteins, splits = toy_data()
+    write_table(tmp_path / "p.parquet", proteins, "proteins")
+    write_table(tmp_path / "s.parquet", splits, "splits")
+    task = {"name": "go", **TASKS["go"]}
+    params = {k: v for k, v in FT.items() if k not in ("max_length", "seed", "device")}
+
+    def stop(epoch):
+        raise Interrupt
+
+    with pytest.raises(Interrupt):
+        pm.finetune(pd.read_parquet(tmp_path / "p.parquet"), pd.read_parquet(tmp_path / "s.parquet"),
+                    task, tiny_encoder, tmp_path / "m", checkpoint_dir=tmp_path / "ck",
+                    on_epoch_end=stop, **FT)
+    caplog.set_level(logging.INFO, logger="seqxai.protein_model")
+    pm.run_finetuning(tmp_path / "p.parquet", tmp_path / "s.parquet", tiny_encoder, task, params,
+                      tmp_path / "m", tmp_path / "metrics.json", tmp_path / "log.tsv",
+                      max_length=FT["max_length"], seed=FT["seed"], device="cpu",
+                      checkpoint_dir=tmp_path / "ck")
+    assert "after epoch 1" in caplog.text  # resumed, not restarted
+    assert not (tmp_path / "ck").exists()
+    metrics = json.loads((tmp_path / "metrics.json").read_text(),
+                         parse_constant=lambda c: pytest.fail(f"{c} in metrics.json"))
+    assert metrics["epochs_run"] == 3 and len(pd.read_csv(tmp_path / "log.tsv", sep="\t")) == 3

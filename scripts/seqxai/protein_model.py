@@ -9,6 +9,7 @@ tokens follow in order, then the end token; residue r (1-based) sits at token r.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -449,6 +450,19 @@ def load_checkpoint(path: str | Path, signature: str) -> dict | None:
     return state
 
 
+def drop_checkpoint(checkpoint_dir) -> None:
+    """Remove a finished job's checkpoint: it exists to resume interrupted jobs only, and a
+    later rerun (changed code, forced) must train afresh rather than reload old weights."""
+    if checkpoint_dir is None:
+        return
+    path = Path(checkpoint_dir) / CHECKPOINT_FILE
+    if path.exists():
+        path.unlink()
+        log.info("training finished; removed its checkpoint %s", path)
+    with contextlib.suppress(OSError):
+        Path(checkpoint_dir).rmdir()
+
+
 def _signature(**parts) -> str:
     import hashlib
 
@@ -616,6 +630,7 @@ def run_pretraining(proteins_path, splits_path, out_dir, log_path, *, init, demo
                                lr=mlm["lr"], mask_prob=mlm["mask_prob"], max_length=max_length,
                                seed=seed, device=device, checkpoint_dir=checkpoint_dir)
     history.to_csv(log_path, sep="\t", index=False)
+    drop_checkpoint(checkpoint_dir)
 
 
 def run_finetuning(proteins_path, splits_path, encoder, task: dict, params: dict, out_dir,
@@ -625,7 +640,7 @@ def run_finetuning(proteins_path, splits_path, encoder, task: dict, params: dict
 
     ``checkpoint_dir`` (kept across reruns, not a rule output) lets an interrupted job resume.
     """
-    from .io import read_table, write_json
+    from .io import atomic_path, read_table, write_json
 
     torch.set_num_threads(threads)
     proteins = read_table(proteins_path, "proteins")
@@ -637,6 +652,8 @@ def run_finetuning(proteins_path, splits_path, encoder, task: dict, params: dict
     if bad:
         raise FloatingPointError(f"task '{task['name']}' ({variant}): metrics {bad} are not finite; "
                                  f"not writing {metrics_path}")
-    history.to_csv(log_path, sep="\t", index=False)
+    with atomic_path(log_path) as tmp:
+        history.to_csv(tmp, sep="\t", index=False)
     write_json(metrics_path, metrics)
+    drop_checkpoint(checkpoint_dir)
     log.info("task %s (%s): test %s", task["name"], variant, metrics.get("test"))
