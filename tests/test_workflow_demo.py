@@ -100,21 +100,3 @@ def test_no_rule_holds_more_than_a_few_gigabytes(demo):
     worst = max(bench.items(), key=lambda kv: kv[1]["max_rss"].max())
     assert worst[1]["max_rss"].max() < 3000, f"{worst[0]}: {worst[1]['max_rss'].max():.0f} MB"
 
-
-def test_controls_are_compared_with_the_finetuned_model(demo, summary):
-    """Frozen and shuffled encoders went through training, attribution and head statistics."""
-    import pandas as pd
-
-    for task in ("ec", "go"):
-        assert set(summary["protein"][task]["variants"]) == {"finetuned", "frozen", "shuffled"}
-        tab = pd.read_parquet(demo / "analysis" / "protein" / task / "variant_comparison.parquet")
-        pairs = set(zip(tab["variant_a"], tab["variant_b"]))
-        assert pairs == {("finetuned", "frozen"), ("finetuned", "shuffled"), ("frozen", "shuffled")}
-        assert set(tab["annotation"]) == {"active_site", "binding_site", "motif", "transmembrane"}
-        j = tab["jaccard"].dropna()
-        assert ((j >= 0) & (j <= 1)).all()
-        both = tab["n_both"] <= tab[["n_a", "n_b"]].min(axis=1)
-        assert both.all()
-        for v in ("frozen", "shuffled"):
-            heads = pd.read_parquet(demo / "analysis" / "protein" / task / v / "head_statistics.parquet")
-            assert len(heads) and heads["p_bh"].between(0, 1).all()
