@@ -114,7 +114,8 @@ rule summarize:
         heads=expand(out("analysis/protein/{task}/finetuned/head_statistics.parquet"), task=TASKS),
         metrics=expand(out("models/protein/{task}/finetuned/metrics.json"), task=TASKS),
         variant_metrics=expand(out("models/protein/{task}/{variant}/metrics.json"), task=TASKS,
-                               variant=VARIANTS),
+                               variant=VARIANTS)
+        if len(VARIANTS) > 1 else [],
         comparison=expand(out("analysis/protein/{task}/variant_comparison.parquet"), task=TASKS)
         if len(VARIANTS) > 1 else [],
         probes=expand(out("analysis/protein/attention/{model}/vig_probe.parquet"), model=PROBE_MODELS),
