@@ -1,4 +1,5 @@
-"""Rule finetune_protein: fine-tune the encoder with a pooled head for one task (EC or GO)."""
+"""Rule finetune_protein: train a pooled head for one task (EC or GO) and one variant
+(finetuned, or the frozen / shuffled encoder controls), resuming from its checkpoint."""
 import sys
 from pathlib import Path
 
@@ -12,5 +13,6 @@ from seqxai.protein_model import run_finetuning  # noqa: E402
 
 run_finetuning(sm.input.proteins, sm.input.splits, sm.params.encoder, sm.params.task,
                sm.params.finetune, sm.output.model, sm.output.metrics, sm.output.training_log,
-               max_length=sm.params.max_length, seed=sm.params.seed, device=sm.params.device,
+               max_length=sm.params.max_length, seed=sm.params.seed, variant=sm.params.variant,
+               checkpoint_dir=sm.params.checkpoint_dir, device=sm.params.device,
                threads=sm.threads)

@@ -17,4 +17,5 @@ write_json(sm.output.summary, build_summary(
     dna_metrics=sm.input.dna_metrics, dna_summary=sm.input.dna_summary,
     check=sm.params.check, expect=sm.params.expect, expect_max_p=sm.params.expect_max_p,
     contact_share=sm.params.contact_share, contact_enrichment=sm.params.contact_enrichment,
-    min_high_confidence=sm.params.min_high_confidence))
+    min_high_confidence=sm.params.min_high_confidence, variants=sm.params.variants,
+    variant_metrics=sm.input.variant_metrics, comparison=sm.input.comparison))

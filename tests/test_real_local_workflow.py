@@ -59,7 +59,9 @@ def real_local_config(tmp: Path) -> dict:
             "max_length": 256,
             "tasks": {"ec": {"type": "single_label", "column": "ec_class"},
                       "go": {"type": "multi_label", "column": "go_terms",
-                             "terms": ["GO:0016020", "GO:0005737"], "attribute_terms": ["GO:0016020"]}},
+                             "terms": ["GO:0005886", "GO:0005737"], "attribute_terms": ["GO:0005886"]}},
+            # terms with positives in every split of these 90 proteins (check_protein_tasks)
+            "controls": [],  # the controls run in the demo; here only the fine-tuned models
             "finetune": {"epochs": 2, "batch_size": 8, "accumulation": 1, "head_lr": 1.0e-3,
                          "encoder_lr": 1.0e-5, "patience": 1},
         },
@@ -94,7 +96,7 @@ def test_real_tables_feed_every_stage(study):
     assert dropped["length outside range"] == 1 and dropped["non-standard residue"] == 1
     cm = pd.read_parquet(study / "data" / "protein" / "contact_maps.parquet").set_index("accession")
     assert {"P05067", "P18031"} <= set(cm.index)
-    heads = pd.read_parquet(study / "attribution" / "ec" / "heads.parquet")
+    heads = pd.read_parquet(study / "attribution" / "ec" / "finetuned" / "heads.parquet")
     assert heads["layer"].nunique() == 6 and heads["head"].nunique() == 20  # ESM-2 8M
     assert (study / "figures" / "attention_pretrained.png").stat().st_size > 5000
 

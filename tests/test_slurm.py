@@ -36,13 +36,13 @@ TARGETS = ["figures/ec_head_significance.png"]
 TABLES = [
     "data/protein/proteins.parquet",
     "data/protein/splits.parquet",
-    "attribution/ec/embedding.parquet",
-    "attribution/ec/heads.parquet",
-    "analysis/protein/ec/head_statistics.parquet",
-    "analysis/protein/ec/embedding_statistics.parquet",
-    "analysis/protein/ec/per_protein.parquet",
+    "attribution/ec/finetuned/embedding.parquet",
+    "attribution/ec/finetuned/heads.parquet",
+    "analysis/protein/ec/finetuned/head_statistics.parquet",
+    "analysis/protein/ec/finetuned/embedding_statistics.parquet",
+    "analysis/protein/ec/finetuned/per_protein.parquet",
 ]
-METRICS = ["models/protein/ec/metrics.json"]
+METRICS = ["models/protein/ec/finetuned/metrics.json"]
 
 
 def shipped_profile() -> dict:
@@ -94,9 +94,10 @@ def _touch_inputs(out: Path):
     so that only those two rules have to run."""
     files = ["data/protein/proteins.parquet", "data/protein/residue_annotations.parquet",
              "data/protein/contact_maps.parquet", "data/protein/data_report.parquet",
-             "data/protein/splits.parquet", "models/protein/pretrained/config.json",
-             "models/protein/pretrained_training_log.tsv", "models/protein/ec/model/config.json",
-             "models/protein/ec/metrics.json", "models/protein/ec/training_log.tsv"]
+             "data/protein/splits.parquet", "data/protein/label_counts.parquet",
+             "models/protein/pretrained/config.json",
+             "models/protein/pretrained_training_log.tsv", "models/protein/ec/finetuned/model/config.json",
+             "models/protein/ec/finetuned/metrics.json", "models/protein/ec/finetuned/training_log.tsv"]
     for i, f in enumerate(files):
         path = out / f
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -120,9 +121,9 @@ def sbatch_calls(tmp_path_factory):
     prof.mkdir()
     (prof / "config.yaml").write_text(yaml.safe_dump(without_conda(shipped_profile())))
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SBATCH_LOG": str(tmp / "calls")}
-    targets = [out / "models/protein/go/metrics.json",
-               out / "attribution/ec/shards/1-of-2.heads.parquet",
-               out / "attribution/ec/shards/2-of-2.heads.parquet"]
+    targets = [out / "models/protein/go/finetuned/metrics.json",
+               out / "attribution/ec/finetuned/shards/1-of-2.heads.parquet",
+               out / "attribution/ec/finetuned/shards/2-of-2.heads.parquet"]
     cmd = SNAKEMAKE + ["--profile", str(prof), "--config", f"outdir={out}",
                        "--keep-going", "--retries", "0", "--rerun-triggers", "mtime", "--slurm-init-seconds-before-status-checks", "1", "--slurm-logdir", str(tmp / "logs"),
                        "--"] + [str(t) for t in targets]

@@ -84,11 +84,11 @@ def test_figures_and_tables_are_written(demo):
         assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f.stat().st_size > 5000
     import pandas as pd
 
-    heads = pd.read_parquet(demo / "attribution" / "ec" / "heads.parquet")
-    emb = pd.read_parquet(demo / "attribution" / "ec" / "embedding.parquet")
+    heads = pd.read_parquet(demo / "attribution" / "ec" / "finetuned" / "heads.parquet")
+    emb = pd.read_parquet(demo / "attribution" / "ec" / "finetuned" / "embedding.parquet")
     # every attributed protein has one row per layer and head, over its residues
     assert len(heads) == len(emb) * 2 * 4
-    assert not list((demo / "attribution" / "ec" / "shards").glob("*.parquet"))  # temp shards removed
+    assert not list((demo / "attribution" / "ec" / "finetuned" / "shards").glob("*.parquet"))  # temp shards removed
 
 
 def test_rerun_does_nothing_and_report_builds(demo):
@@ -117,12 +117,12 @@ def test_attribution_checks_hold_on_the_demo(demo):
     import pandas as pd
 
     for task in ("ec", "go"):
-        t = pd.read_parquet(demo / "analysis" / "protein" / task / "residue_flipping.parquet")
+        t = pd.read_parquet(demo / "analysis" / "protein" / task / "finetuned" / "residue_flipping.parquet")
         rel = t[t["order"] == "relevance"].set_index("n")["accuracy"]
         rnd = t[t["order"] == "random"].groupby("n")["accuracy"].mean()
         assert rel[4] < rnd[4] - 0.15, (task, rel.to_dict(), rnd.to_dict())
-        conv = pd.read_parquet(demo / "attribution" / task / "convergence.parquet")
+        conv = pd.read_parquet(demo / "attribution" / task / "finetuned" / "convergence.parquet")
         assert conv["level"].tolist() == ["embedding", "layer_output", "layer_output"]
         assert conv["median_relative_delta"].max() < 0.05
-        h = pd.read_parquet(demo / "analysis" / "protein" / task / "head_statistics.parquet")
+        h = pd.read_parquet(demo / "analysis" / "protein" / task / "finetuned" / "head_statistics.parquet")
         assert (h["significant_overlay"] <= h["significant"]).all()

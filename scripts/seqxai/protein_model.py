@@ -9,17 +9,22 @@ tokens follow in order, then the end token; residue r (1-based) sits at token r.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
 import math
+import re
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+
+from .protein_tasks import SPLITS
 
 log = logging.getLogger("seqxai.protein_model")
 
@@ -34,6 +39,13 @@ def device_for(prefer: str = "auto") -> torch.device:
     if prefer == "cpu" or (prefer == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     return torch.device("cuda")
+
+
+def autocast(device: torch.device, bf16: bool = True):
+    """bf16 autocast on CUDA (when ``bf16``); on the CPU everything stays fp32."""
+    if bf16 and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
 
 
 def seed_everything(seed: int) -> None:
@@ -55,9 +67,20 @@ def _spaced(tokenizer) -> bool:
     return type(tokenizer).__name__.startswith("Bert")
 
 
+def protbert_text(sequence: str) -> str:
+    """ProtBert input: residues separated by spaces, rare U/Z/O/B mapped to X (as Rostlab do)."""
+    return " ".join(re.sub(r"[UZOB]", "X", sequence))
+
+
+def n_truncated(sequences: list[str], max_length: int) -> int:
+    """Sequences longer than the ``max_length - 2`` residues the model sees; residues past the
+    cut get no relevance, so annotations beyond it are not scored."""
+    return int(sum(len(s) > max_length - 2 for s in sequences))
+
+
 def encode(tokenizer, sequences: list[str], max_length: int) -> dict[str, torch.Tensor]:
     """Tokenise sequences, truncated to ``max_length`` tokens including the two special tokens."""
-    texts = [" ".join(s) if _spaced(tokenizer) else s for s in sequences]
+    texts = [protbert_text(s) if _spaced(tokenizer) else s for s in sequences]
     enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length,
                     return_tensors="pt")
     return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
@@ -94,12 +117,19 @@ def _batches(n: int, batch_size: int, rng: np.random.Generator | None):
 
 def pretrain_mlm(sequences: list[str], init_dir: str | Path, out_dir: str | Path, *, steps: int,
                  batch_size: int, lr: float, mask_prob: float = 0.15, max_length: int = 1024,
-                 seed: int = 0, device: str = "auto", log_every: int = 50) -> pd.DataFrame:
+                 seed: int = 0, device: str = "auto", log_every: int = 50,
+                 checkpoint_dir: str | Path | None = None, checkpoint_every: int | None = None,
+                 on_checkpoint=None) -> pd.DataFrame:
     """Masked-language-model training (BERT masking: 80% <mask>, 10% random, 10% kept).
 
     Loads ``AutoModelForMaskedLM`` from ``init_dir``, trains ``steps`` optimiser steps and
-    saves model and tokenizer in ``out_dir``. Returns the training log.
+    saves model and tokenizer in ``out_dir``. Returns the training log. With
+    ``checkpoint_dir`` the full state (model, optimiser, scheduler, RNGs, position in the
+    data) is saved every ``checkpoint_every`` steps (default: steps / 10) and a rerun with
+    the same inputs resumes from it; ``on_checkpoint(step)`` runs after each save.
     """
+    import random
+
     from transformers import AutoModelForMaskedLM
 
     seed_everything(seed)
@@ -115,36 +145,72 @@ def pretrain_mlm(sequences: list[str], init_dir: str | Path, out_dir: str | Path
     special = torch.tensor(sorted(set(tok.all_special_ids)))
     residue_ids = torch.tensor([i for i in range(len(tok)) if i not in set(special.tolist())])
     rows, t0, step = [], time.monotonic(), 0
+    order, pos = None, 0  # the current pass over the data (a seeded permutation) and where in it
+    every = checkpoint_every or max(1, steps // 10)
+    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
+    signature = _signature(init=str(init_dir), init_weights=_weights_digest(model), steps=steps,
+                           batch_size=batch_size, lr=lr, mask_prob=mask_prob,
+                           max_length=max_length, seed=seed, data=sequences)
+    state = load_checkpoint(ckpt_path, signature) if ckpt_path is not None else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        step, rows, order, pos = state["step"], state["rows"], state["order"], state["pos"]
+        _set_rng_state(state["rng"], rng)
+        gen.set_state(state["mask_rng"])
+        log.info("resuming MLM pretraining from %s at step %d", ckpt_path, step)
     model.train()
     while step < steps:
-        for idx in _batches(len(sequences), batch_size, rng):
-            ids = enc["input_ids"][idx].clone()
-            att = enc["attention_mask"][idx]
-            maskable = ~torch.isin(ids, special)
-            chosen = (torch.rand(ids.shape, generator=gen) < mask_prob) & maskable
-            labels = torch.where(chosen, ids, torch.full_like(ids, -100))
-            r = torch.rand(ids.shape, generator=gen)
-            ids[chosen & (r < 0.8)] = tok.mask_token_id
-            rand_tok = residue_ids[torch.randint(len(residue_ids), ids.shape, generator=gen)]
-            swap = chosen & (r >= 0.8) & (r < 0.9)
-            ids[swap] = rand_tok[swap]
-            out = model(input_ids=ids.to(dev), attention_mask=att.to(dev), labels=labels.to(dev))
-            opt.zero_grad()
-            out.loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            step += 1
-            if step % log_every == 0 or step == steps:
-                el = time.monotonic() - t0
-                rows.append({"step": step, "loss": out.loss.item(), "seconds": el})
-                log.info("MLM step %d/%d loss %.3f (%.1f steps/s)", step, steps, out.loss.item(),
-                         step / el)
-            if step >= steps:
-                break
+        if order is None or pos >= len(order):
+            order, pos = rng.permutation(len(sequences)), 0
+        idx = order[pos : pos + batch_size]
+        pos += batch_size
+        ids = enc["input_ids"][idx].clone()
+        att = enc["attention_mask"][idx]
+        maskable = ~torch.isin(ids, special)
+        chosen = (torch.rand(ids.shape, generator=gen) < mask_prob) & maskable
+        labels = torch.where(chosen, ids, torch.full_like(ids, -100))
+        r = torch.rand(ids.shape, generator=gen)
+        ids[chosen & (r < 0.8)] = tok.mask_token_id
+        rand_tok = residue_ids[torch.randint(len(residue_ids), ids.shape, generator=gen)]
+        swap = chosen & (r >= 0.8) & (r < 0.9)
+        ids[swap] = rand_tok[swap]
+        out = model(input_ids=ids.to(dev), attention_mask=att.to(dev), labels=labels.to(dev))
+        opt.zero_grad()
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        step += 1
+        if not np.isfinite(out.loss.item()):
+            raise FloatingPointError(f"MLM step {step}: loss is {out.loss.item()}; lower protein.mlm.lr")
+        if step % log_every == 0 or step == steps:
+            el = time.monotonic() - t0
+            rows.append({"step": step, "loss": out.loss.item(), "seconds": el})
+            log.info("MLM step %d/%d loss %.3f (%.1f steps/s)", step, steps, out.loss.item(),
+                     step / el)
+        if ckpt_path is not None and (step % every == 0 or step == steps):
+            save_checkpoint(ckpt_path, {
+                "signature": signature, "step": step, "model": model.state_dict(),
+                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rows": rows,
+                "order": order, "pos": pos, "rng": _rng_state(rng), "mask_rng": gen.get_state()})
+            if on_checkpoint is not None:
+                on_checkpoint(step)
     model.save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
     return pd.DataFrame(rows)
+
+
+def _weights_digest(model: nn.Module) -> str:
+    """sha256 of all parameters: a checkpoint resumes only onto the same initial weights."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in model.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 class SequenceClassifier(nn.Module):
@@ -257,34 +323,173 @@ def _metrics(task_type: str, logits: np.ndarray, y: np.ndarray) -> dict:
         if 0 < y[:, k].sum() < len(y):
             aucs.append(roc_auc_score(y[:, k], logits[:, k]))
             aps.append(average_precision_score(y[:, k], logits[:, k]))
-    out["macro_roc_auc"] = float(np.mean(aucs)) if aucs else float("nan")
-    out["macro_pr_auc"] = float(np.mean(aps)) if aps else float("nan")
+    # A term needs positives and negatives for an AUC; none such -> null with the reason,
+    # never NaN (metrics.json is strict JSON).
+    out["macro_roc_auc"] = float(np.mean(aucs)) if aucs else None
+    out["macro_pr_auc"] = float(np.mean(aps)) if aps else None
+    out["n_terms_scored"] = len(aucs)
+    if not aucs:
+        out["auc_note"] = "no term has both positive and negative proteins in this split"
     out["accuracy"] = float(((logits > 0) == (y > 0.5)).mean())
     return out
 
 
+def non_finite_paths(obj, prefix: str = "") -> list[str]:
+    """Keys (dotted paths) of NaN/inf floats inside nested dicts and lists."""
+    if isinstance(obj, dict):
+        return [p for k, v in obj.items() for p in non_finite_paths(v, f"{prefix}{k}.")]
+    if isinstance(obj, (list, tuple)):
+        return [p for i, v in enumerate(obj) for p in non_finite_paths(v, f"{prefix}{i}.")]
+    if isinstance(obj, (float, np.floating)) and not np.isfinite(obj):
+        return [prefix.rstrip(".")]
+    return []
+
+
 @torch.no_grad()
-def predict(model, enc: dict, batch_size: int = 32, device=None) -> np.ndarray:
+def predict(model, enc: dict, batch_size: int = 32, device=None, bf16: bool = False) -> np.ndarray:
     device = device or next(model.parameters()).device
     model.eval()
     outs = []
     for i in range(0, len(enc["input_ids"]), batch_size):
-        outs.append(model(enc["input_ids"][i : i + batch_size].to(device),
-                          enc["attention_mask"][i : i + batch_size].to(device)).float().cpu())
+        with autocast(torch.device(device), bf16):
+            outs.append(model(enc["input_ids"][i : i + batch_size].to(device),
+                              enc["attention_mask"][i : i + batch_size].to(device)).float().cpu())
     return torch.cat(outs).numpy()
+
+
+VARIANTS = ("finetuned", "frozen", "shuffled")
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+class EarlyStopping:
+    """Stop once ``patience`` consecutive epochs brought no validation-loss decrease > ``min_delta``.
+
+    With patience 2 and losses 1.0, 0.9, 0.95, 0.96 training stops after epoch 4.
+    """
+
+    def __init__(self, patience: int, min_delta: float = 1e-6):
+        if patience < 1:
+            raise ValueError(f"patience must be >= 1, got {patience}")
+        self.patience, self.min_delta = patience, min_delta
+        self.best_loss, self.best_epoch, self.bad = math.inf, 0, 0
+
+    def update(self, loss: float, epoch: int) -> bool:
+        """Record one epoch's validation loss; True when it is a new best."""
+        if loss < self.best_loss - self.min_delta:
+            self.best_loss, self.best_epoch, self.bad = loss, epoch, 0
+            return True
+        self.bad += 1
+        return False
+
+    @property
+    def stop(self) -> bool:
+        return self.bad >= self.patience
+
+    def state_dict(self) -> dict:
+        return {"best_loss": self.best_loss, "best_epoch": self.best_epoch, "bad": self.bad}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best_loss, self.best_epoch, self.bad = (state["best_loss"], state["best_epoch"],
+                                                     state["bad"])
+
+
+def shuffle_linear_rows(module: nn.Module, seed: int) -> nn.Module:
+    """The "shuffled" control (Wenzel et al.): permute the output rows of every nn.Linear.
+
+    For each Linear (in ``named_modules`` order) one seeded permutation ``perm`` of its
+    outputs: weight <- weight[perm, :], bias <- bias[perm]. Weight statistics per layer are
+    kept, the learned wiring is destroyed. In place; returns ``module``.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for _, lin in module.named_modules():
+            if isinstance(lin, nn.Linear):
+                perm = torch.randperm(lin.out_features, generator=gen)
+                lin.weight.copy_(lin.weight[perm])
+                if lin.bias is not None:
+                    lin.bias.copy_(lin.bias[perm])
+    return module
+
+
+def _rng_state(batch_rng: np.random.Generator) -> dict:
+    import random
+
+    return {"python": random.getstate(), "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state(), "batch": batch_rng.bit_generator.state,
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def _set_rng_state(state: dict, batch_rng: np.random.Generator) -> None:
+    import random
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    batch_rng.bit_generator.state = state["batch"]
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: str | Path, state: dict) -> None:
+    """torch.save to a temporary name, then rename: a kill never leaves half a checkpoint."""
+    from .io import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: str | Path, signature: str) -> dict | None:
+    """The checkpoint at ``path`` if it exists and was written for ``signature``, else None."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("signature") != signature:
+        log.warning("checkpoint %s belongs to other inputs or settings; starting afresh", path)
+        return None
+    return state
+
+
+def drop_checkpoint(checkpoint_dir) -> None:
+    """Remove a finished job's checkpoint: it exists to resume interrupted jobs only, and a
+    later rerun (changed code, forced) must train afresh rather than reload old weights."""
+    if checkpoint_dir is None:
+        return
+    path = Path(checkpoint_dir) / CHECKPOINT_FILE
+    if path.exists():
+        path.unlink()
+        log.info("training finished; removed its checkpoint %s", path)
+    with contextlib.suppress(OSError):
+        Path(checkpoint_dir).rmdir()
+
+
+def _signature(**parts) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def finetune(proteins: pd.DataFrame, splits: pd.DataFrame, task: dict, encoder_path: str | Path,
              out_dir: str | Path, *, epochs: int, batch_size: int, accumulation: int, head_lr: float,
              encoder_lr: float, freeze_encoder_epochs: int, patience: int, max_length: int,
-             dropout: float = 0.1, seed: int = 0, device: str = "auto") -> tuple[dict, pd.DataFrame]:
+             dropout: float = 0.1, seed: int = 0, device: str = "auto", variant: str = "finetuned",
+             bf16: bool = True, checkpoint_dir: str | Path | None = None, on_epoch_end=None
+             ) -> tuple[dict, pd.DataFrame]:
     """Fine-tune a pooled classifier (Wenzel et al. recipe, sizes from the config).
 
     Adam with separate head/encoder learning rates, the encoder frozen for the first
     ``freeze_encoder_epochs`` epochs, gradient accumulation, early stopping on the
-    validation loss with ``patience``; the best epoch's weights are saved.
+    validation loss (:class:`EarlyStopping`); the best epoch's weights are saved.
+    ``variant``: "finetuned" (the recipe), "frozen" (the pretrained encoder stays frozen,
+    only the head trains) or "shuffled" (:func:`shuffle_linear_rows`, then frozen).
+    With ``checkpoint_dir`` the full training state is saved there after every epoch and a
+    rerun with the same inputs and settings resumes from it. ``bf16``: autocast on CUDA only
+    (the loss and the optimiser stay fp32). ``on_epoch_end(epoch)`` is
+    called after each checkpoint (tests use it to interrupt).
     Returns (metrics per split, training log).
     """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, not '{variant}'")
     seed_everything(seed)
     dev = device_for(device)
     df = proteins.merge(splits[["accession", "split"]], on="accession", how="inner")
@@ -298,37 +503,62 @@ def finetune(proteins: pd.DataFrame, splits: pd.DataFrame, task: dict, encoder_p
         loss_fn = nn.BCEWithLogitsLoss()
         to_t = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
     model, tok = make_classifier(encoder_path, len(labels), dropout)
+    if variant == "shuffled":
+        shuffle_linear_rows(model.encoder, seed)
     model.to(dev)
     enc = encode(tok, df["sequence"].tolist(), max_length)
-    parts = {s: np.flatnonzero(df["split"].to_numpy() == s) for s in ("train", "valid", "test")}
+    parts = {s: np.flatnonzero(df["split"].to_numpy() == s) for s in SPLITS}
     for s in ("train", "valid"):
         if len(parts[s]) == 0:
             raise ValueError(f"task '{task['name']}': the '{s}' split is empty")
-    opt = torch.optim.Adam([
-        {"params": model.head.parameters(), "lr": head_lr},
-        {"params": model.encoder.parameters(), "lr": encoder_lr},
-    ])
+    train_encoder = variant == "finetuned"
+    groups = [{"params": model.head.parameters(), "lr": head_lr}]
+    if train_encoder:
+        groups.append({"params": model.encoder.parameters(), "lr": encoder_lr})
+    opt = torch.optim.Adam(groups)
     rng = np.random.default_rng(seed)
-    best, best_loss, bad, rows, t0 = None, math.inf, 0, [], time.monotonic()
+    stopper = EarlyStopping(patience)
+    best, rows, t0, start = copy.deepcopy(model.state_dict()), [], time.monotonic(), 1
+
+    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
+    signature = _signature(
+        task=task, variant=variant, encoder=str(encoder_path), seed=seed, max_length=max_length,
+        epochs=epochs, batch_size=batch_size, accumulation=accumulation, head_lr=head_lr,
+        encoder_lr=encoder_lr, freeze_encoder_epochs=freeze_encoder_epochs, patience=patience,
+        dropout=dropout, bf16=bf16, data=[df["accession"].tolist(), df["split"].tolist(), y.tolist()])
+    state = load_checkpoint(ckpt_path, signature) if ckpt_path is not None else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        stopper.load_state_dict(state["early_stopping"])
+        best, rows, start = state["best_model"], state["rows"], state["epoch"] + 1
+        _set_rng_state(state["rng"], rng)
+        if state["done"]:
+            start = epochs + 1
+        log.info("resuming task %s (%s) from %s after epoch %d", task["name"], variant,
+                 ckpt_path, state["epoch"])
 
     def split_loss(s):
         sub = {k: v[parts[s]] for k, v in enc.items()}
-        logits = predict(model, sub, device=dev)
+        logits = predict(model, sub, device=dev, bf16=bf16)
         return float(loss_fn(torch.as_tensor(logits), to_t(y[parts[s]]))), logits
 
-    for epoch in range(1, epochs + 1):
-        frozen = epoch <= freeze_encoder_epochs
+    for epoch in range(start, epochs + 1):
+        frozen = not train_encoder or epoch <= freeze_encoder_epochs
         for p in model.encoder.parameters():
             p.requires_grad_(not frozen)
         model.train()
+        if frozen:
+            model.encoder.eval()  # a frozen encoder runs as at inference (no dropout)
         tr_losses = []
         opt.zero_grad()
         for b, idx in enumerate(_batches(len(parts["train"]), batch_size, rng), 1):
             sel = parts["train"][idx]
-            logits = model(enc["input_ids"][sel].to(dev), enc["attention_mask"][sel].to(dev))
-            loss = loss_fn(logits, to_t(y[sel]).to(dev))
+            with autocast(dev, bf16):
+                logits = model(enc["input_ids"][sel].to(dev), enc["attention_mask"][sel].to(dev))
+            loss = loss_fn(logits.float(), to_t(y[sel]).to(dev))
             (loss / accumulation).backward()
-            tr_losses.append(float(loss))
+            tr_losses.append(loss.item())
             if b % accumulation == 0:
                 opt.step()
                 opt.zero_grad()
@@ -337,28 +567,41 @@ def finetune(proteins: pd.DataFrame, splits: pd.DataFrame, task: dict, encoder_p
         v_loss, v_logits = split_loss("valid")
         row = {"epoch": epoch, "train_loss": float(np.mean(tr_losses)), "valid_loss": v_loss,
                "encoder_frozen": frozen, "seconds": time.monotonic() - t0}
+        for k in ("train_loss", "valid_loss"):
+            if not np.isfinite(row[k]):
+                raise FloatingPointError(f"task '{task['name']}' ({variant}) epoch {epoch}: "
+                                         f"{k} is {row[k]}; lower the learning rates")
         row.update({f"valid_{k}": v for k, v in _metrics(task["type"], v_logits, y[parts["valid"]]).items()
                     if k != "n"})
         rows.append(row)
-        log.info("task %s epoch %d/%d: %s", task["name"], epoch, epochs,
+        log.info("task %s (%s) epoch %d/%d: %s", task["name"], variant, epoch, epochs,
                  ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float)))
-        if v_loss < best_loss - 1e-6:
-            best_loss, bad = v_loss, 0
+        if stopper.update(v_loss, epoch):
             best = copy.deepcopy(model.state_dict())
-        elif not frozen:
-            bad += 1
-            if bad > patience:
-                log.info("early stopping after epoch %d (patience %d)", epoch, patience)
-                break
+        done = stopper.stop or epoch == epochs
+        if ckpt_path is not None:
+            save_checkpoint(ckpt_path, {
+                "signature": signature, "epoch": epoch, "done": done, "model": model.state_dict(),
+                "optimizer": opt.state_dict(), "scheduler": None,
+                "early_stopping": stopper.state_dict(), "best_model": best, "rows": rows,
+                "rng": _rng_state(rng)})
+        if on_epoch_end is not None:
+            on_epoch_end(epoch)
+        if stopper.stop:
+            log.info("early stopping after epoch %d: %d epochs without improvement (best epoch %d)",
+                     epoch, stopper.bad, stopper.best_epoch)
+            break
     model.load_state_dict(best)
-    metrics = {"task": task["name"], "labels": labels, "best_valid_loss": best_loss,
+    metrics = {"task": task["name"], "variant": variant, "labels": labels,
+               "best_valid_loss": stopper.best_loss, "best_epoch": stopper.best_epoch,
                "epochs_run": len(rows), "seconds": time.monotonic() - t0, "device": str(dev)}
     for s, idx in parts.items():
         if len(idx):
-            logits = predict(model, {k: v[idx] for k, v in enc.items()}, device=dev)
+            logits = predict(model, {k: v[idx] for k, v in enc.items()}, device=dev, bf16=bf16)
             metrics[s] = _metrics(task["type"], logits, y[idx])
+            metrics[s]["n_truncated"] = n_truncated(df["sequence"].iloc[idx].tolist(), max_length)
     model.to("cpu")
-    meta = {"task": task, "labels": labels, "max_length": max_length,
+    meta = {"task": task, "labels": labels, "max_length": max_length, "variant": variant,
             "encoder_source": str(encoder_path)}
     save_classifier(model, tok, meta, out_dir)
     return metrics, pd.DataFrame(rows)
@@ -366,8 +609,11 @@ def finetune(proteins: pd.DataFrame, splits: pd.DataFrame, task: dict, encoder_p
 
 def run_pretraining(proteins_path, splits_path, out_dir, log_path, *, init, demo_config: dict,
                     mlm: dict, max_length: int, seed: int, device: str = "auto",
-                    threads: int = 1) -> None:
-    """MLM on the training split's sequences, from ``init`` (hub id / folder) or a demo encoder."""
+                    threads: int = 1, checkpoint_dir=None) -> None:
+    """MLM on the training split's sequences, from ``init`` (hub id / folder) or a demo encoder.
+
+    ``checkpoint_dir`` (kept across reruns, not a rule output) lets an interrupted job resume.
+    """
     import tempfile
 
     from .io import read_table
@@ -382,21 +628,32 @@ def run_pretraining(proteins_path, splits_path, out_dir, log_path, *, init, demo
         start = init if init is not None else build_demo_encoder(demo_config, Path(tmp) / "init")
         history = pretrain_mlm(train, start, out_dir, steps=mlm["steps"], batch_size=mlm["batch_size"],
                                lr=mlm["lr"], mask_prob=mlm["mask_prob"], max_length=max_length,
-                               seed=seed, device=device)
+                               seed=seed, device=device, checkpoint_dir=checkpoint_dir)
     history.to_csv(log_path, sep="\t", index=False)
+    drop_checkpoint(checkpoint_dir)
 
 
 def run_finetuning(proteins_path, splits_path, encoder, task: dict, params: dict, out_dir,
-                   metrics_path, log_path, *, max_length: int, seed: int, device: str = "auto",
-                   threads: int = 1) -> None:
-    """Fine-tune one task and write the model folder, metrics.json and the training log."""
-    from .io import read_table, write_json
+                   metrics_path, log_path, *, max_length: int, seed: int, variant: str = "finetuned",
+                   checkpoint_dir=None, device: str = "auto", threads: int = 1) -> None:
+    """Fine-tune one task (one variant) and write the model folder, metrics.json and the log.
+
+    ``checkpoint_dir`` (kept across reruns, not a rule output) lets an interrupted job resume.
+    """
+    from .io import atomic_path, read_table, write_json
 
     torch.set_num_threads(threads)
     proteins = read_table(proteins_path, "proteins")
     splits = read_table(splits_path, "splits")
     metrics, history = finetune(proteins, splits, task, encoder, out_dir, max_length=max_length,
-                                seed=seed, device=device, **params)
-    history.to_csv(log_path, sep="\t", index=False)
+                                seed=seed, device=device, variant=variant,
+                                checkpoint_dir=checkpoint_dir, **params)
+    bad = non_finite_paths(metrics)
+    if bad:
+        raise FloatingPointError(f"task '{task['name']}' ({variant}): metrics {bad} are not finite; "
+                                 f"not writing {metrics_path}")
+    with atomic_path(log_path) as tmp:
+        history.to_csv(tmp, sep="\t", index=False)
     write_json(metrics_path, metrics)
-    log.info("task %s: test %s", task["name"], metrics.get("test"))
+    drop_checkpoint(checkpoint_dir)
+    log.info("task %s (%s): test %s", task["name"], variant, metrics.get("test"))

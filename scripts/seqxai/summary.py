@@ -21,7 +21,8 @@ def _finite(x):
 
 def build_summary(*, tasks, models, embedding, heads, metrics, probes, dna_metrics, dna_summary,
                   check: bool = True, expect=(), expect_max_p, min_high_confidence, contact_share=0.10,
-                  contact_enrichment=5.0) -> dict:
+                  contact_enrichment=5.0, variants=("finetuned",), variant_metrics=(),
+                  comparison=()) -> dict:
     out: dict = {"protein": {}, "attention": {}, "positive_controls": {}}
     emb_tables = {t: read_table(p) for t, p in zip(tasks, embedding)}
     for t, hp, mp in zip(tasks, heads, metrics):
@@ -33,6 +34,15 @@ def build_summary(*, tasks, models, embedding, heads, metrics, probes, dna_metri
                                   for (a, g), s in h.groupby(["annotation", "group"])},
             "n_heads": int(len(h.drop_duplicates(["layer", "head"]))),
         }
+    # Controls (METHODS.md 1): test metrics of every variant, Jaccard of significant heads.
+    vm = iter(variant_metrics)
+    for t in tasks if len(variants) > 1 else []:
+        out["protein"][t]["variants"] = {v: read_json(next(vm)).get("test") for v in variants}
+    for t, cp in zip(tasks, comparison):
+        tab = read_table(cp)
+        out["protein"][t]["variant_jaccard"] = [
+            {**r, "jaccard": _finite(r["jaccard"])}
+            for r in tab[tab["group"] == "all"].to_dict("records")]
     checks = []
     for e in expect:
         tab = emb_tables[e["task"]]

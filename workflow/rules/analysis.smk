@@ -4,18 +4,18 @@
 
 rule head_statistics:
     input:
-        embedding=out("attribution/{task}/embedding.parquet"),
-        heads=out("attribution/{task}/heads.parquet"),
+        embedding=out("attribution/{task}/{variant}/embedding.parquet"),
+        heads=out("attribution/{task}/{variant}/heads.parquet"),
         annotations=out("data/protein/residue_annotations.parquet"),
     output:
-        heads=out("analysis/protein/{task}/head_statistics.parquet"),
-        embedding=out("analysis/protein/{task}/embedding_statistics.parquet"),
-        positive=out("analysis/protein/{task}/positive_relevance.parquet"),
-        per_protein=out("analysis/protein/{task}/per_protein.parquet"),
+        heads=out("analysis/protein/{task}/{variant}/head_statistics.parquet"),
+        embedding=out("analysis/protein/{task}/{variant}/embedding_statistics.parquet"),
+        positive=out("analysis/protein/{task}/{variant}/positive_relevance.parquet"),
+        per_protein=out("analysis/protein/{task}/{variant}/per_protein.parquet"),
     log:
-        out("logs/head_statistics_{task}.log"),
+        out("logs/head_statistics_{task}_{variant}.log"),
     benchmark:
-        out("benchmarks/head_statistics_{task}.tsv")
+        out("benchmarks/head_statistics_{task}_{variant}.tsv")
     params:
         types=config["analysis"]["annotation_types"],
         alpha=config["analysis"]["alpha"],
@@ -33,16 +33,16 @@ rule head_statistics:
 
 rule residue_flipping:
     input:
-        model=out("models/protein/{task}/model"),
+        model=out("models/protein/{task}/{variant}/model"),
         proteins=out("data/protein/proteins.parquet"),
         splits=out("data/protein/splits.parquet"),
-        embedding=out("attribution/{task}/embedding.parquet"),
+        embedding=out("attribution/{task}/{variant}/embedding.parquet"),
     output:
-        table=out("analysis/protein/{task}/residue_flipping.parquet"),
+        table=out("analysis/protein/{task}/{variant}/residue_flipping.parquet"),
     log:
-        out("logs/residue_flipping_{task}.log"),
+        out("logs/residue_flipping_{task}_{variant}.log"),
     benchmark:
-        out("benchmarks/residue_flipping_{task}.tsv")
+        out("benchmarks/residue_flipping_{task}_{variant}.tsv")
     params:
         flipping={k: config["analysis"]["residue_flipping"][k] for k in ("n_max", "n_random", "replacement")},
         seed=SEED,
@@ -54,6 +54,26 @@ rule residue_flipping:
         "../../envs/torch.yaml"
     script:
         "../../scripts/residue_flipping.py"
+
+
+rule compare_variants:
+    input:
+        heads=expand(out("analysis/protein/{{task}}/{variant}/head_statistics.parquet"), variant=VARIANTS),
+    output:
+        comparison=out("analysis/protein/{task}/variant_comparison.parquet"),
+    log:
+        out("logs/compare_variants_{task}.log"),
+    benchmark:
+        out("benchmarks/compare_variants_{task}.tsv")
+    params:
+        variants=VARIANTS,
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/compare_variants.py"
 
 
 rule attention_probe:

@@ -1,22 +1,23 @@
 # Stage 3, attribution: integrated gradients at the embedding and for every layer and head,
 # in one pass along the IG path per protein; one job per shard ({scatteritem} = "k-of-n"),
-# gathered with scattergather. Only what defines the result is in params (tracked by
-# Snakemake); speed-only settings (attribution.batch_size, device) are read from the config
-# inside the script, so changing them does not rerun the attributions.
+# gathered with scattergather. {variant}: finetuned or a control (common.smk VARIANTS).
+# Only what defines the result is in params (tracked by Snakemake); speed-only settings
+# (attribution.batch_size, device) are read from the config inside the script, so changing
+# them does not rerun the attributions.
 
 
 rule attribute_proteins:
     input:
-        model=out("models/protein/{task}/model"),
+        model=out("models/protein/{task}/{variant}/model"),
         proteins=out("data/protein/proteins.parquet"),
         splits=out("data/protein/splits.parquet"),
     output:
-        embedding=temp(out("attribution/{task}/shards/{scatteritem}.embedding.parquet")),
-        heads=temp(out("attribution/{task}/shards/{scatteritem}.heads.parquet")),
+        embedding=temp(out("attribution/{task}/{variant}/shards/{scatteritem}.embedding.parquet")),
+        heads=temp(out("attribution/{task}/{variant}/shards/{scatteritem}.heads.parquet")),
     log:
-        out("logs/attribute_{task}_{scatteritem}.log"),
+        out("logs/attribute_{task}_{variant}_{scatteritem}.log"),
     benchmark:
-        out("benchmarks/attribute_{task}_{scatteritem}.tsv")
+        out("benchmarks/attribute_{task}_{variant}_{scatteritem}.tsv")
     params:
         attribution={k: config["attribution"][k] for k in ("n_steps", "split", "max_proteins", "layers")},
         shard=lambda wc: shard_index(wc.scatteritem),
@@ -32,16 +33,16 @@ rule attribute_proteins:
 
 rule gather_attributions:
     input:
-        embedding=gather.attribution(out("attribution/{{task}}/shards/{scatteritem}.embedding.parquet")),
-        heads=gather.attribution(out("attribution/{{task}}/shards/{scatteritem}.heads.parquet")),
+        embedding=gather.attribution(out("attribution/{{task}}/{{variant}}/shards/{scatteritem}.embedding.parquet")),
+        heads=gather.attribution(out("attribution/{{task}}/{{variant}}/shards/{scatteritem}.heads.parquet")),
     output:
-        embedding=out("attribution/{task}/embedding.parquet"),
-        heads=out("attribution/{task}/heads.parquet"),
-        convergence=out("attribution/{task}/convergence.parquet"),
+        embedding=out("attribution/{task}/{variant}/embedding.parquet"),
+        heads=out("attribution/{task}/{variant}/heads.parquet"),
+        convergence=out("attribution/{task}/{variant}/convergence.parquet"),
     log:
-        out("logs/gather_attributions_{task}.log"),
+        out("logs/gather_attributions_{task}_{variant}.log"),
     benchmark:
-        out("benchmarks/gather_attributions_{task}.tsv")
+        out("benchmarks/gather_attributions_{task}_{variant}.tsv")
     params:
         delta_tolerance=config["attribution"]["delta_tolerance"],
     threads: 1

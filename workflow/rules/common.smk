@@ -16,6 +16,10 @@ SEED = config["seed"]
 TASKS = sorted(config["protein"]["tasks"])
 ENCODER = config["protein"]["encoder"]
 MLM = config["protein"]["mlm"]
+# Model variants per task (METHODS.md section 1): the fine-tuned model and the controls
+# (frozen pretrained encoder, shuffled encoder), each with a trained head. Every variant
+# flows through attribution and head statistics under {variant} in the paths.
+VARIANTS = ["finetuned"] + list(config["protein"]["controls"])
 # Attention probes run on the pretrained encoder and on every fine-tuned model.
 PROBE_MODELS = ["pretrained"] + TASKS
 # A saved model folder has config.json and weights (one file or a sharded index).
@@ -125,6 +129,7 @@ _check_config()
 wildcard_constraints:
     task="|".join(TASKS),
     model="|".join(PROBE_MODELS),
+    variant="|".join(VARIANTS),
     scatteritem=r"\d+-of-\d+",
 
 
@@ -165,13 +170,13 @@ def pretrained_input(wildcards=None):
 def probe_model_input(wildcards):
     if wildcards.model == "pretrained":
         return pretrained_input()
-    return [out(f"models/protein/{wildcards.model}/model")]
+    return [out(f"models/protein/{wildcards.model}/finetuned/model")]
 
 
 def probe_model_path(wildcards):
     if wildcards.model == "pretrained":
         return pretrained_encoder()
-    return out(f"models/protein/{wildcards.model}/model/encoder")
+    return out(f"models/protein/{wildcards.model}/finetuned/model/encoder")
 
 
 # Where structure files are found again after the contact maps were built from them.
@@ -244,6 +249,8 @@ def final_targets():
                       fig=["", "_top_heads", "_layer_trend", "_blosum", "_contacts"])
     if config["data"]["source"] != "demo":
         targets += expand(out("figures/attention_{model}_3d.html"), model=PROBE_MODELS)
+    if len(VARIANTS) > 1:
+        targets += expand(out("analysis/protein/{task}/variant_comparison.parquet"), task=TASKS)
     targets += [out("figures/training_curves.png"), out("figures/dna_tss_profiles.png"),
                 out("figures/dna_logos.png")]
     return targets

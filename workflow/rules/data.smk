@@ -69,3 +69,25 @@ rule split_proteins:
         "../../envs/data.yaml"
     script:
         "../../scripts/split_proteins.py"
+
+
+rule check_protein_tasks:
+    """Fail early, naming task, column, label and split, when a configured task has no data."""
+    input:
+        proteins=out("data/protein/proteins.parquet"),
+        splits=out("data/protein/splits.parquet"),
+    output:
+        label_counts=out("data/protein/label_counts.parquet"),
+    log:
+        out("logs/check_protein_tasks.log"),
+    benchmark:
+        out("benchmarks/check_protein_tasks.tsv")
+    params:
+        tasks=config["protein"]["tasks"],
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../../scripts/check_protein_tasks.py"

@@ -4,8 +4,8 @@
 
 rule plot_head_significance:
     input:
-        heads=out("analysis/protein/{task}/head_statistics.parquet"),
-        embedding=out("analysis/protein/{task}/embedding_statistics.parquet"),
+        heads=out("analysis/protein/{task}/finetuned/head_statistics.parquet"),
+        embedding=out("analysis/protein/{task}/finetuned/embedding_statistics.parquet"),
     output:
         heads=report(out("figures/{task}_head_significance.png"),
                      caption="../report/head_significance.rst", category="Attribution",
@@ -28,7 +28,7 @@ rule plot_head_significance:
 
 rule plot_tracks:
     input:
-        embedding=out("attribution/{task}/embedding.parquet"),
+        embedding=out("attribution/{task}/finetuned/embedding.parquet"),
         proteins=out("data/protein/proteins.parquet"),
         annotations=out("data/protein/residue_annotations.parquet"),
     output:
@@ -50,7 +50,7 @@ rule plot_tracks:
 
 rule plot_residue_flipping:
     input:
-        table=out("analysis/protein/{task}/residue_flipping.parquet"),
+        table=out("analysis/protein/{task}/finetuned/residue_flipping.parquet"),
     output:
         figure=report(out("figures/{task}_residue_flipping.png"),
                       caption="../report/residue_flipping.rst", category="Attribution",
@@ -101,7 +101,7 @@ rule plot_attention_probe:
 
 rule plot_training:
     input:
-        protein=expand(out("models/protein/{task}/training_log.tsv"), task=TASKS),
+        protein=expand(out("models/protein/{task}/finetuned/training_log.tsv"), task=TASKS),
         dna=out("models/dna/training_log.tsv"),
     output:
         figure=report(out("figures/training_curves.png"), caption="../report/training.rst",
@@ -144,9 +144,14 @@ rule plot_dna:
 
 rule summarize:
     input:
-        embedding=expand(out("analysis/protein/{task}/embedding_statistics.parquet"), task=TASKS),
-        heads=expand(out("analysis/protein/{task}/head_statistics.parquet"), task=TASKS),
-        metrics=expand(out("models/protein/{task}/metrics.json"), task=TASKS),
+        embedding=expand(out("analysis/protein/{task}/finetuned/embedding_statistics.parquet"), task=TASKS),
+        heads=expand(out("analysis/protein/{task}/finetuned/head_statistics.parquet"), task=TASKS),
+        metrics=expand(out("models/protein/{task}/finetuned/metrics.json"), task=TASKS),
+        variant_metrics=expand(out("models/protein/{task}/{variant}/metrics.json"), task=TASKS,
+                               variant=VARIANTS)
+        if len(VARIANTS) > 1 else [],
+        comparison=expand(out("analysis/protein/{task}/variant_comparison.parquet"), task=TASKS)
+        if len(VARIANTS) > 1 else [],
         probes=expand(out("analysis/protein/attention/{model}/vig_probe.parquet"), model=PROBE_MODELS),
         dna_metrics=out("models/dna/metrics.json"),
         dna_summary=out("analysis/dna/dna_summary.json"),
@@ -158,6 +163,7 @@ rule summarize:
         out("benchmarks/summarize.tsv")
     params:
         tasks=TASKS,
+        variants=VARIANTS,
         models=PROBE_MODELS,
         check=config["analysis"]["positive_controls"],
         expect=config["analysis"]["expect_embedding_enrichment"],

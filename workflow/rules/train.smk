@@ -1,5 +1,9 @@
 # Stage 2, fine-tuning: protein encoder (optional MLM), EC/GO classifiers, the DNA TSS model.
 # GPU rules declare gpu=1; the slurm profile maps it to a GPU request.
+# Fine-tuning saves its full state after every epoch under {outdir}/checkpoints/protein/
+# {task}/{variant}/, MLM pretraining every steps/10 steps under checkpoints/protein/pretrained/
+# (not rule outputs, so Snakemake keeps them when a job fails); a rerun with the same inputs
+# and settings resumes there, other settings start afresh. Delete the folder to retrain.
 
 
 rule pretrain_protein_encoder:
@@ -7,6 +11,8 @@ rule pretrain_protein_encoder:
         init=encoder_files(),
         proteins=out("data/protein/proteins.parquet"),
         splits=out("data/protein/splits.parquet"),
+        # the tasks are trainable; ancient: a task edit reruns the check, not the pretraining
+        label_counts=ancient(out("data/protein/label_counts.parquet")),
     output:
         encoder=directory(out("models/protein/pretrained")),
         training_log=out("models/protein/pretrained_training_log.tsv"),
@@ -18,6 +24,7 @@ rule pretrain_protein_encoder:
         init=ENCODER["pretrained"],
         demo_config=ENCODER["demo_config"],
         mlm=MLM,
+        checkpoint_dir=out("checkpoints/protein/pretrained"),
         max_length=config["protein"]["max_length"],
         device=config["device"],
         seed=SEED,
@@ -36,17 +43,20 @@ rule finetune_protein:
         pretrained_input,
         proteins=out("data/protein/proteins.parquet"),
         splits=out("data/protein/splits.parquet"),
+        label_counts=ancient(out("data/protein/label_counts.parquet")),
     output:
-        model=directory(out("models/protein/{task}/model")),
-        metrics=out("models/protein/{task}/metrics.json"),
-        training_log=out("models/protein/{task}/training_log.tsv"),
+        model=directory(out("models/protein/{task}/{variant}/model")),
+        metrics=out("models/protein/{task}/{variant}/metrics.json"),
+        training_log=out("models/protein/{task}/{variant}/training_log.tsv"),
     log:
-        out("logs/finetune_protein_{task}.log"),
+        out("logs/finetune_protein_{task}_{variant}.log"),
     benchmark:
-        out("benchmarks/finetune_protein_{task}.tsv")
+        out("benchmarks/finetune_protein_{task}_{variant}.tsv")
     params:
         encoder=pretrained_encoder(),
         task=lambda wc: {"name": wc.task, **config["protein"]["tasks"][wc.task]},
+        variant=lambda wc: wc.variant,
+        checkpoint_dir=lambda wc: out(f"checkpoints/protein/{wc.task}/{wc.variant}"),
         finetune=config["protein"]["finetune"],
         max_length=config["protein"]["max_length"],
         device=config["device"],
