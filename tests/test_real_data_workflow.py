@@ -55,6 +55,7 @@ def test_download_stage_on_local_files(tmp_path):
                        "local": str(ECOLI / "GCF_000005845.2_ASM584v2_genomic.fna.gz")},
             "regulondb": {
                 "release": "10.9",
+                "evidence": "strong",  # the paper preset's filter: Confirmed + Strong
                 "promoters": {"local": str(ECOLI / "PromoterSet_RegulonDB_10.9.txt")},
                 "sites": {"local": str(ECOLI / "BindingSiteSet_RegulonDB_10.8.txt"), "release": "10.8"},
                 "matrices": {"local": str(ECOLI / "regulonDB_2012-05_matrices.tf")},
@@ -86,7 +87,8 @@ def test_download_stage_on_local_files(tmp_path):
     assert list(genome) == ["NC_000913.3"] and len(genome["NC_000913.3"]) == 4_641_652
     tss = read_table(out / "dna" / "tss.parquet", table="tss")
     sites = read_table(out / "dna" / "tf_sites.parquet", table="tf_sites")
-    assert len(tss) == 8699 and len(sites) == 2542 and set(tss.chrom) == set(sites.chrom) == {"NC_000913.3"}
+    # 8,699 promoters with a TSS, of which 2,062 have only weak evidence
+    assert len(tss) == 6637 and len(sites) == 2542 and set(tss.chrom) == set(sites.chrom) == {"NC_000913.3"}
     meme = (out / "dna" / "tf_motifs.meme").read_text()
     assert meme.count("\nMOTIF ") == 93 and "A 0.2" in meme  # genome background A ~ 0.246
 
