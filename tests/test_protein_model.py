@@ -414,3 +414,77 @@ def test_rule_function_resumes_then_removes_the_finished_checkpoint(tiny_encoder
     metrics = json.loads((tmp_path / "metrics.json").read_text(),
                          parse_constant=lambda c: pytest.fail(f"{c} in metrics.json"))
     assert metrics["epochs_run"] == 3 and len(pd.read_csv(tmp_path / "log.tsv", sep="\t")) == 3
+
+
+# ---- task metrics: macro-F1 (EC), Fmax and micro AUPR (GO) ---------------------------------
+
+def test_macro_f1_by_hand_and_against_sklearn():
+    from sklearn.metrics import f1_score
+
+    # class 0: TP 1, FN 1 -> 2/3; class 1: TP 1, FP 2 -> 1/2; class 2: FN 1 -> 0
+    assert pm.macro_f1(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 1])) == pytest.approx((2 / 3 + 0.5) / 3)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        t, p = rng.integers(0, 5, 30), rng.integers(0, 4, 30)
+        assert pm.macro_f1(t, p) == pytest.approx(f1_score(t, p, average="macro", zero_division=0))
+
+
+def test_fmax_by_hand():
+    y = np.array([[1, 0, 0], [0, 1, 1], [0, 0, 0]])  # the third protein has no true term: not scored
+    s = np.array([[0.9, 0.8, 0.1], [0.3, 0.6, 0.2], [0.9, 0.9, 0.9]])
+    # t in (0.3, 0.6]: P1 = {0, 1} (pr 1/2, rc 1), P2 = {1} (pr 1, rc 1/2): pr = rc = 0.75 = F,
+    # the best over thresholds (t <= 0.1: 0.667, (0.1, 0.2]: 14/19, (0.2, 0.3]: 0.6, (0.6, 0.8]: 0.5,
+    # (0.8, 0.9]: 2/3 with protein 2 uncovered, so pr averages over protein 1 only)
+    out = pm.fmax(y, s)
+    assert out == {"fmax": pytest.approx(0.75), "threshold": 0.31, "n_proteins": 2}
+    assert pm.fmax(y, s, thresholds=np.array([0.15]))["fmax"] == pytest.approx(14 / 19)
+    assert pm.fmax(y, s, thresholds=np.array([0.85]))["fmax"] == pytest.approx(2 / 3)
+    assert pm.fmax(np.zeros((2, 3)), s[:2])["fmax"] is None
+
+
+def _fmax_naive(y, s, thresholds):
+    best = 0.0
+    for t in thresholds:
+        precs, recs = [], []
+        for i in range(len(y)):
+            true = {k for k in range(y.shape[1]) if y[i, k]}
+            if not true:
+                continue
+            pred = {k for k in range(y.shape[1]) if s[i, k] >= t}
+            if pred:
+                precs.append(len(pred & true) / len(pred))
+            recs.append(len(pred & true) / len(true))
+        pr = np.mean(precs) if precs else 0.0
+        rc = np.mean(recs)
+        if pr + rc > 0:
+            best = max(best, 2 * pr * rc / (pr + rc))
+    return best
+
+
+def test_fmax_matches_a_naive_loop():
+    rng = np.random.default_rng(1)
+    y = (rng.random((25, 6)) < 0.3).astype(np.float32)
+    s = np.clip(0.5 * y + 0.7 * rng.random(y.shape), 0, 1)
+    assert pm.fmax(y, s)["fmax"] == pytest.approx(_fmax_naive(y, s, pm.FMAX_THRESHOLDS), abs=1e-12)
+
+
+def test_micro_aupr_by_hand_and_against_sklearn_micro():
+    from sklearn.metrics import average_precision_score
+
+    # pooled pairs ranked 0.9 (pos), 0.8 (neg), 0.7 (pos), 0.1 (neg): AP = 0.5 * 1 + 0.5 * 2/3
+    y, s = np.array([[1, 0], [1, 0]]), np.array([[0.9, 0.8], [0.7, 0.1]])
+    assert pm.micro_aupr(y, s) == pytest.approx(5 / 6)
+    rng = np.random.default_rng(2)
+    y = (rng.random((20, 5)) < 0.3).astype(int)
+    s = rng.random(y.shape)
+    assert pm.micro_aupr(y, s) == pytest.approx(average_precision_score(y, s, average="micro"))
+    assert pm.micro_aupr(np.ones((2, 2)), s[:2, :2]) is None
+
+
+def test_split_metrics_carry_the_task_metrics():
+    ec = pm._metrics("single_label", np.array([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0]]), np.array([0, 1, 1]))
+    assert ec["accuracy"] == pytest.approx(2 / 3) and ec["macro_f1"] == pytest.approx((2 / 3 + 2 / 3) / 2)
+    logits = np.array([[2.0, -2.0], [-1.0, 0.5]])  # sigmoid scores 0.88, 0.12 / 0.27, 0.62
+    go = pm._metrics("multi_label", logits, np.array([[1, 0], [0, 1]], dtype=np.float32))
+    assert go["fmax"] == pytest.approx(1.0) and go["micro_aupr"] == pytest.approx(1.0)
+    json.dumps(go, allow_nan=False)
