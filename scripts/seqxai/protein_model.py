@@ -296,19 +296,23 @@ def load_classifier(model_dir: str | Path, device: str = "cpu"):
 
 
 def task_targets(proteins: pd.DataFrame, task: dict) -> tuple[list[str], np.ndarray]:
-    """Labels and targets of a task.
+    """Labels and targets of a task (rules in :mod:`seqxai.protein_tasks`).
 
-    single_label (EC level 1): targets[n] = class index; rows without a class are dropped
-    by the caller. multi_label (GO): targets[n, term] in {0, 1} for the configured terms.
+    single_label (EC): targets[n] = class index, -1 for proteins without a label (dropped
+    by the caller). multi_label (GO): targets[n, term] in {0, 1} for the task's terms
+    (``terms``, or those selected with ``min_positives``, which needs a ``split`` column).
     """
+    from .protein_tasks import go_terms_of, select_terms, single_labels
+
     if task["type"] == "single_label":
-        labels = sorted(set(proteins[task["column"]]) - {""})
+        values, _ = single_labels(proteins, task)
+        labels = sorted(set(values) - {""})
         index = {l: k for k, l in enumerate(labels)}
-        return labels, np.array([index.get(v, -1) for v in proteins[task["column"]]])
-    labels = list(task["terms"])
-    y = np.array([[t in set(row) for t in labels] for row in proteins[task["column"]]],
-                 dtype=np.float32)
-    return labels, y
+        return labels, np.array([index.get(v, -1) for v in values])
+    terms_of = go_terms_of(proteins, task)
+    labels = select_terms(proteins, task, terms_of)
+    y = np.array([[t in row for t in labels] for row in terms_of], dtype=np.float32)
+    return labels, y.reshape(len(proteins), len(labels))
 
 
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -553,12 +557,21 @@ def finetune(proteins: pd.DataFrame, splits: pd.DataFrame, task: dict, encoder_p
     dev = device_for(device)
     df = proteins.merge(splits[["accession", "split"]], on="accession", how="inner")
     labels, y = task_targets(df, task)
+    dropped: dict[str, int] = {}
     if task["type"] == "single_label":
+        from .protein_tasks import single_labels
+
+        dropped = single_labels(df, task)[1]
+        for reason, n in dropped.items():
+            log.info("task %s: %d proteins dropped (%s)", task["name"], n, reason)
         keep = y >= 0
         df, y = df[keep].reset_index(drop=True), y[keep]
         loss_fn = nn.CrossEntropyLoss()
         to_t = lambda a: torch.as_tensor(a, dtype=torch.long)  # noqa: E731
     else:
+        if not labels:
+            raise ValueError(f"task '{task['name']}': no GO term left to score (min_positives "
+                             f"{task.get('min_positives')} in split 'train')")
         loss_fn = nn.BCEWithLogitsLoss()
         to_t = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
     model, tok = make_classifier(encoder_path, len(labels), dropout)
@@ -652,6 +665,7 @@ def finetune(proteins: pd.DataFrame, splits: pd.DataFrame, task: dict, encoder_p
             break
     model.load_state_dict(best)
     metrics = {"task": task["name"], "variant": variant, "labels": labels,
+               "proteins_dropped": dropped,
                "best_valid_loss": stopper.best_loss, "best_epoch": stopper.best_epoch,
                "epochs_run": len(rows), "seconds": time.monotonic() - t0, "device": str(dev)}
     for s, idx in parts.items():
