@@ -12,6 +12,9 @@ Conventions
   output at ``i`` also reads up to ``context`` positions downstream. The q/k/v convolution
   stays causal in both modes, so key index ``j`` keeps its meaning (centre ``j - 3``) and the
   probe's mapping holds; the Transformer-XL table then covers distances ``-context..context``.
+  The training/evaluation windows (:func:`window_spans`) are cut for the causal model: each
+  scored position gets its ``context`` upstream positions, so in bidirectional mode the
+  positions near a window's right end see fewer than ``context`` downstream positions.
 - Width-7 convolution on queries, keys and values: a depthwise convolution over the
   sequence, applied to the q/k/v projections. To keep the model strictly causal it is a
   *causal* convolution (key index ``j`` summarises tokens ``j-6..j``). Its receptive field
