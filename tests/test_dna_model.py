@@ -200,7 +200,8 @@ def test_attention_rows_equal_dense_rows(position, attention):
                     last = i if attention == "causal" else min(36, i + 10)
                     for j in range(max(0, i - 10), last + 1):
                         if position == "xl":
-                            s[j] = ((q[b, hd, i] + layer.u[hd]) @ k[b, hd, j] + (q[b, hd, i] + layer.v[hd]) @ r[i - j - d_min, hd]) / 2
+                            s[j] = ((q[b, hd, i] + layer.u[hd]) @ k[b, hd, j]
+                                    + (q[b, hd, i] + layer.v[hd]) @ r[i - j - d_min, hd]) / 2
                         else:                                 # pairs turned by angle t * 10000^(-2m/4)
                             def turn(vec, t):
                                 ang = t * torch.tensor([1.0, 0.01])

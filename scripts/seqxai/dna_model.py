@@ -218,9 +218,9 @@ def rotate(x: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
 
 
 class TSSLayer(nn.Module):
-    """Pre-norm transformer layer: banded attention (causal or bidirectional) with a width-``conv_width`` causal
-    depthwise convolution on q, k, v and Transformer-XL relative position scores; then a
-    feed-forward block. Heads have their own width ``d_head`` (not ``d_model / n_heads``)."""
+    """Pre-norm transformer layer: banded attention (causal or bidirectional) with a
+    width-``conv_width`` causal depthwise convolution on q, k, v and Transformer-XL relative
+    position scores; then a feed-forward block. Heads have their own width ``d_head`` (not ``d_model / n_heads``)."""
 
     #: bytes of one attention-score tensor per group of query chunks (bounds probe memory)
     SCORE_BYTES = 128 * 2**20
