@@ -167,13 +167,14 @@ def test_head_width_independent_of_d_model():
     assert layer.qkv.out_features == 3 * 6 * 6 and layer.out.in_features == 6 * 6
 
 
+@pytest.mark.parametrize("attention", ["causal", "bidirectional"])
 @pytest.mark.parametrize("position", ["rotary", "xl"])
-def test_attention_rows_equal_dense_rows(position):
+def test_attention_rows_equal_dense_rows(position, attention):
     """Rows computed for a few queries only equal those rows of the dense T x T attention
     (with left PAD, band edges and positions before the context filled), and a naive loop."""
     torch.manual_seed(1)
     model = build_model(dict(n_layers=3, n_heads=3, d_model=12, d_head=4, context=10, attn_chunk=4,
-                             position=position)).eval()
+                             position=position, attention=attention)).eval()
     x = torch.randint(0, 4, (2, 37))
     x[1, :5] = PAD
     queries = [0, 3, 9, 10, 11, 36]
@@ -189,14 +190,18 @@ def test_attention_rows_equal_dense_rows(position):
         qkv = layer.conv(torch.nn.functional.pad(layer.qkv(h).transpose(1, 2), (6, 0))).transpose(1, 2)
         q, k, _ = qkv.reshape(2, 37, 3, 3, 4).permute(2, 0, 3, 1, 4)
         if position == "xl":
-            r = layer.r_net(layer.rel_enc).view(11, 3, 4)
+            r = layer.r_net(layer.rel_enc).view(-1, 3, 4)     # rows: distances d_min..10
+        d_min = 0 if attention == "causal" else -10
+        assert layer.rel_enc.shape[0] == 11 - d_min
         for b in range(2):
             for hd in range(3):
                 for i in queries:
                     s = torch.full((37,), float("-inf"))
-                    for j in range(max(0, i - 10), i + 1):
+                    last = i if attention == "causal" else min(36, i + 10)
+                    for j in range(max(0, i - 10), last + 1):
                         if position == "xl":
-                            s[j] = ((q[b, hd, i] + layer.u[hd]) @ k[b, hd, j] + (q[b, hd, i] + layer.v[hd]) @ r[i - j, hd]) / 2
+                            s[j] = ((q[b, hd, i] + layer.u[hd]) @ k[b, hd, j]
+                                    + (q[b, hd, i] + layer.v[hd]) @ r[i - j - d_min, hd]) / 2
                         else:                                 # pairs turned by angle t * 10000^(-2m/4)
                             def turn(vec, t):
                                 ang = t * torch.tensor([1.0, 0.01])
@@ -327,3 +332,37 @@ def test_device_setting_reaches_both_rule_scripts(tmp_path):
                      params=SimpleNamespace(probe={}, elements={}, seed=1))
         with pytest.raises(DataError, match="'cuda' requested"):
             runpy.run_path(str(scripts / "tss_attention.py"), init_globals={"snakemake": sm("cuda", **probe)})
+
+
+@pytest.mark.parametrize("position", ["xl", "rotary"])
+@pytest.mark.parametrize("attention", ["causal", "bidirectional"])
+def test_attention_mode_decides_whether_downstream_positions_matter(attention, position):
+    """causal: the output at t ignores positions > t; bidirectional: it reads up to
+    n_layers * context positions downstream (and no further). Chunked == dense in both."""
+    torch.manual_seed(2)
+    ctx = 6
+    model = build_model(dict(n_layers=2, n_heads=2, d_model=16, d_head=8, context=ctx, attn_chunk=8,
+                             position=position, attention=attention)).eval()
+    x = torch.randint(0, 4, (2, 45))
+    t = 20
+    with torch.no_grad():
+        a = model(x)
+        dense, attn = model(x, return_attention=True)
+        x2 = x.clone()
+        x2[:, t + 1:] = (x2[:, t + 1:] + 1) % 4                     # change everything after t
+        b = model(x2)
+        x3 = x.clone()
+        x3[:, t + 2 * ctx + 1:] = (x3[:, t + 2 * ctx + 1:] + 1) % 4   # beyond 2 layers x context
+        c = model(x3)
+    assert torch.allclose(a, dense, atol=1e-5)
+    q, k = torch.meshgrid(torch.arange(45), torch.arange(45), indexing="ij")
+    outside = (q - k > ctx) | ((k > q) if attention == "causal" else (k - q > ctx))
+    assert attn[..., outside].abs().max() == 0
+    assert attn[..., ~outside].min() > 0
+    if attention == "causal":
+        assert torch.allclose(a[:, :t + 1], b[:, :t + 1], atol=1e-6)
+    else:
+        assert (a[:, t] - b[:, t]).abs().min() > 1e-4                 # position t saw the change
+        assert torch.allclose(a[:, t], c[:, t], atol=1e-6)            # receptive field ends at t + 12
+    with pytest.raises(DataError, match="dna.model.attention"):
+        build_model({"attention": "sideways"})

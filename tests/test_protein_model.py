@@ -414,3 +414,180 @@ def test_rule_function_resumes_then_removes_the_finished_checkpoint(tiny_encoder
     metrics = json.loads((tmp_path / "metrics.json").read_text(),
                          parse_constant=lambda c: pytest.fail(f"{c} in metrics.json"))
     assert metrics["epochs_run"] == 3 and len(pd.read_csv(tmp_path / "log.tsv", sep="\t")) == 3
+
+
+# ---- task metrics: macro-F1 (EC), Fmax and micro AUPR (GO) ---------------------------------
+
+def test_macro_f1_by_hand_and_against_sklearn():
+    from sklearn.metrics import f1_score
+
+    # class 0: TP 1, FN 1 -> 2/3; class 1: TP 1, FP 2 -> 1/2; class 2: FN 1 -> 0
+    assert pm.macro_f1(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 1])) == pytest.approx((2 / 3 + 0.5) / 3)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        t, p = rng.integers(0, 5, 30), rng.integers(0, 4, 30)
+        assert pm.macro_f1(t, p) == pytest.approx(f1_score(t, p, average="macro", zero_division=0))
+
+
+def test_fmax_by_hand():
+    y = np.array([[1, 0, 0], [0, 1, 1], [0, 0, 0]])  # the third protein has no true term: not scored
+    s = np.array([[0.9, 0.8, 0.1], [0.3, 0.6, 0.2], [0.9, 0.9, 0.9]])
+    # t in (0.3, 0.6]: P1 = {0, 1} (pr 1/2, rc 1), P2 = {1} (pr 1, rc 1/2): pr = rc = 0.75 = F,
+    # the best over thresholds (t <= 0.1: 0.667, (0.1, 0.2]: 14/19, (0.2, 0.3]: 0.6, (0.6, 0.8]: 0.5,
+    # (0.8, 0.9]: 2/3 with protein 2 uncovered, so pr averages over protein 1 only)
+    out = pm.fmax(y, s)
+    assert out == {"fmax": pytest.approx(0.75), "threshold": 0.31, "n_proteins": 2}
+    assert pm.fmax(y, s, thresholds=np.array([0.15]))["fmax"] == pytest.approx(14 / 19)
+    assert pm.fmax(y, s, thresholds=np.array([0.85]))["fmax"] == pytest.approx(2 / 3)
+    assert pm.fmax(np.zeros((2, 3)), s[:2])["fmax"] is None
+
+
+def _fmax_naive(y, s, thresholds):
+    best = 0.0
+    for t in thresholds:
+        precs, recs = [], []
+        for i in range(len(y)):
+            true = {k for k in range(y.shape[1]) if y[i, k]}
+            if not true:
+                continue
+            pred = {k for k in range(y.shape[1]) if s[i, k] >= t}
+            if pred:
+                precs.append(len(pred & true) / len(pred))
+            recs.append(len(pred & true) / len(true))
+        pr = np.mean(precs) if precs else 0.0
+        rc = np.mean(recs)
+        if pr + rc > 0:
+            best = max(best, 2 * pr * rc / (pr + rc))
+    return best
+
+
+def test_fmax_matches_a_naive_loop():
+    rng = np.random.default_rng(1)
+    y = (rng.random((25, 6)) < 0.3).astype(np.float32)
+    s = np.clip(0.5 * y + 0.7 * rng.random(y.shape), 0, 1)
+    assert pm.fmax(y, s)["fmax"] == pytest.approx(_fmax_naive(y, s, pm.FMAX_THRESHOLDS), abs=1e-12)
+
+
+def test_micro_aupr_by_hand_and_against_sklearn_micro():
+    from sklearn.metrics import average_precision_score
+
+    # pooled pairs ranked 0.9 (pos), 0.8 (neg), 0.7 (pos), 0.1 (neg): AP = 0.5 * 1 + 0.5 * 2/3
+    y, s = np.array([[1, 0], [1, 0]]), np.array([[0.9, 0.8], [0.7, 0.1]])
+    assert pm.micro_aupr(y, s) == pytest.approx(5 / 6)
+    rng = np.random.default_rng(2)
+    y = (rng.random((20, 5)) < 0.3).astype(int)
+    s = rng.random(y.shape)
+    assert pm.micro_aupr(y, s) == pytest.approx(average_precision_score(y, s, average="micro"))
+    assert pm.micro_aupr(np.ones((2, 2)), s[:2, :2]) is None
+
+
+def test_split_metrics_carry_the_task_metrics():
+    ec = pm._metrics("single_label", np.array([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0]]), np.array([0, 1, 1]))
+    assert ec["accuracy"] == pytest.approx(2 / 3) and ec["macro_f1"] == pytest.approx((2 / 3 + 2 / 3) / 2)
+    logits = np.array([[2.0, -2.0], [-1.0, 0.5]])  # sigmoid scores 0.88, 0.12 / 0.27, 0.62
+    go = pm._metrics("multi_label", logits, np.array([[1, 0], [0, 1]], dtype=np.float32))
+    assert go["fmax"] == pytest.approx(1.0) and go["micro_aupr"] == pytest.approx(1.0)
+    json.dumps(go, allow_nan=False)
+
+
+# ---- EC at a configurable level, GO terms by count and aspect --------------------------------
+
+@pytest.mark.parametrize("ec, level, expect", [
+    ("3.4.21.68", 1, ("3", "")),
+    ("3.4.21.68", 3, ("3.4.21", "")),
+    ("3.4.-.-", 2, ("3.4", "")),
+    ("3.4.-.-", 3, ("", "EC incomplete at level 3")),
+    ("3.4.21.-;3.4.21.68", 4, ("3.4.21.68", "")),   # the complete one decides
+    ("1.1.1.1;2.7.1.1", 1, ("", "EC numbers disagree at level 1")),
+    ("2.7.1.1;2.7.4.3", 2, ("2.7", "")),             # agree at level 2, differ below
+    ("", 1, ("", "no EC number")),
+])
+def test_ec_at_level_by_hand(ec, level, expect):
+    assert pt.ec_at_level(ec, level) == expect
+
+
+def ec_data():
+    """toy_data with EC numbers: at level 3, 4 proteins are incomplete, 1 ambiguous, 1 without EC."""
+    proteins, splits = toy_data()
+    ec = ["1.1.1.1" if c == "1" else "2.7.1.1" for c in proteins["ec_class"]]
+    for i in (1, 3, 13, 25):  # class-1 proteins in splits train, valid, train, train
+        ec[i] = "1.1.-.-"
+    ec[2], ec[4] = "1.1.1.1;2.7.1.1", ""  # valid, test
+    proteins["ec"] = ec
+    return proteins, splits
+
+
+def test_ec_level_task_drops_and_counts_unlabelled_proteins(tiny_encoder, tmp_path):
+    proteins, splits = ec_data()
+    task = {"name": "ec3", "type": "single_label", "column": "ec", "ec_level": 3}
+    metrics, _ = pm.finetune(proteins, splits, task, tiny_encoder, tmp_path / "m", **{**FT, "epochs": 1})
+    assert metrics["labels"] == ["1.1.1", "2.7.1"]
+    assert metrics["proteins_dropped"] == {"EC incomplete at level 3": 4,
+                                           "EC numbers disagree at level 3": 1, "no EC number": 1}
+    assert sum(metrics[s]["n"] for s in pt.SPLITS) == 36 - 6
+    counts, problems = pt.label_counts(proteins, splits, {"ec3": task})
+    assert problems == []
+    c = counts.set_index(["label", "split"])
+    # split of protein i: i // 2 % 3 (0 train, 1 valid, 2 test); class-1 (odd i) in train:
+    # 1, 7, 13, 19, 25, 31, of which 1, 13, 25 are cut at level 2
+    assert c.loc[("1.1.1", "train"), "n_positive"] == 3
+    assert c.loc[("1.1.1", "train"), "n_proteins"] == 12 - 3
+    assert c.loc[("1.1.1", "valid"), "n_proteins"] == 12 - 2  # P003 cut, P002 ambiguous
+    # at level 2 the cut proteins count again
+    labels, y = pm.task_targets(proteins, {**task, "ec_level": 2})
+    assert labels == ["1.1", "2.7"] and (y == -1).sum() == 2
+    # the attribution targets use the same labels
+    from seqxai.attribution import attribution_targets
+
+    meta = json.loads((tmp_path / "m" / pm.META_FILE).read_text())
+    tg = attribution_targets(proteins, splits, meta, split="test")
+    test_ids = set(splits.loc[splits["split"] == "test", "accession"])
+    assert set(tg["accession"]) == test_ids - {"P004"}  # P004 has no EC
+    assert set(tg["target_label"]) == {"1.1.1", "2.7.1"}
+
+
+def go_data():
+    proteins, splits = toy_data()
+    # GO:3 on 5 training proteins, GO:4 on 2 (both only in train)
+    train = np.flatnonzero(splits["split"] == "train")
+    for k, i in enumerate(train[:5]):
+        proteins.at[i, "go_terms"] = list(proteins.at[i, "go_terms"]) + ["GO:3"] + (["GO:4"] if k < 2 else [])
+    return proteins, splits
+
+
+def test_go_terms_selected_by_training_positives(tiny_encoder, tmp_path):
+    proteins, splits = go_data()
+    df = proteins.merge(splits, on="accession")
+    train_go1 = sum("GO:1" in t for t in df.loc[df["split"] == "train", "go_terms"])
+    train_go2 = sum("GO:2" in t for t in df.loc[df["split"] == "train", "go_terms"])
+    assert (train_go1, train_go2) == (6, 3)
+    task = {"name": "go", "type": "multi_label", "column": "go_terms", "min_positives": 3}
+    assert pt.select_terms(df, task) == ["GO:1", "GO:2", "GO:3"]
+    assert pt.select_terms(df, {**task, "min_positives": 6}) == ["GO:1"]
+    assert pt.select_terms(df, {**task, "terms": ["GO:2", "GO:4"], "min_positives": 2}) == ["GO:2", "GO:4"]
+    metrics, _ = pm.finetune(proteins, splits, task, tiny_encoder, tmp_path / "m", **{**FT, "epochs": 1})
+    assert metrics["labels"] == ["GO:1", "GO:2", "GO:3"]
+    assert metrics["test"]["n_terms_scored"] == 2  # GO:3 has no test positive: no AUC
+    assert metrics["test"]["fmax"] is not None
+    counts, problems = pt.label_counts(proteins, splits, {"go": task})
+    assert problems == [] and set(counts["label"]) == {"GO:1", "GO:2", "GO:3"}
+    _, problems = pt.label_counts(proteins, splits, {"go": {**task, "attribute_terms": ["GO:4"]}})
+    assert any("attribute_terms ['GO:4'] are not scored" in p for p in problems)
+
+
+def test_go_aspect_filter_needs_aspects_in_the_data():
+    proteins, splits = toy_data()
+    task = {"type": "multi_label", "column": "go_terms", "terms": ["GO:1", "GO:2"], "aspect": "F"}
+    _, problems = pt.label_counts(proteins, splits, {"go": task})
+    assert len(problems) == 1 and "needs per-term GO aspects in a column 'go_aspects'" in problems[0]
+    # with aspects: GO:1 is F, GO:2 is C -> only GO:1 counts for aspect F
+    proteins["go_aspects"] = proteins["go_terms"].map(lambda ts: ["F" if t == "GO:1" else "C" for t in ts])
+    df = proteins.merge(splits, on="accession")
+    sets = pt.go_terms_of(df, task)
+    assert all(s <= {"GO:1"} for s in sets) and sum("GO:1" in s for s in sets) == 18
+    assert pt.select_terms(df, {**task, "terms": None, "min_positives": 1}) == ["GO:1"]
+    labels, y = pm.task_targets(df, task)
+    assert labels == ["GO:1", "GO:2"] and y[:, 1].sum() == 0 and y[:, 0].sum() == 18
+    proteins.at[0, "go_aspects"] = []
+    with pytest.raises(ValueError, match="protein 'P000'"):
+        pt.go_terms_of(proteins, task)

@@ -188,10 +188,15 @@ def attribution_targets(proteins, splits, meta: dict, split: str = "test",
     df = proteins.merge(splits[["accession", "split"]], on="accession")
     if split != "all":
         df = df[df["split"] == split]
+    df = df.sort_values("accession")
+    if task["type"] == "single_label":  # the task's label (EC cut to ec_level when set)
+        from .protein_tasks import single_labels
+
+        df = df.assign(task_label=single_labels(df, task)[0].to_numpy())
     rows = []
-    for r in df.sort_values("accession").itertuples(index=False):
+    for r in df.itertuples(index=False):
         if task["type"] == "single_label":
-            value = getattr(r, task["column"])
+            value = r.task_label
             if value in labels:
                 rows.append((r.accession, r.sequence, labels.index(value), value))
         else:

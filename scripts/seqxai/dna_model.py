@@ -6,8 +6,15 @@ Conventions
   the reverse complement, so oriented index ``i`` on "-" is genome index ``L - 1 - i``.
 - Labels: a TSS at oriented 0-based index ``t`` labels position ``t + label_offset``
   (default 20), so the predicting position has seen the whole promoter upstream.
-- Attention: ``attn[layer, head, query, key]`` (a batch axis in front when batched). Causal
-  and banded: query ``i`` may attend key index ``j`` iff ``0 <= i - j <= context``.
+- Attention: ``attn[layer, head, query, key]`` (a batch axis in front when batched). Banded;
+  ``attention: causal`` (default, the paper's): query ``i`` may attend key index ``j`` iff
+  ``0 <= i - j <= context``; ``attention: bidirectional``: iff ``|i - j| <= context``, so the
+  output at ``i`` also reads up to ``context`` positions downstream. The q/k/v convolution
+  stays causal in both modes, so key index ``j`` keeps its meaning (centre ``j - 3``) and the
+  probe's mapping holds; the Transformer-XL table then covers distances ``-context..context``.
+  The training/evaluation windows (:func:`window_spans`) are cut for the causal model: each
+  scored position gets its ``context`` upstream positions, so in bidirectional mode the
+  positions near a window's right end see fewer than ``context`` downstream positions.
 - Width-7 convolution on queries, keys and values: a depthwise convolution over the
   sequence, applied to the q/k/v projections. To keep the model strictly causal it is a
   *causal* convolution (key index ``j`` summarises tokens ``j-6..j``). Its receptive field
@@ -62,7 +69,8 @@ for _i, _c in enumerate("ACGT"):
 
 DEFAULT_MODEL = {"n_layers": 2, "n_heads": 4, "d_model": 32, "d_head": 32, "context": 128, "conv_width": 7,
                  "ff_mult": 2, "dropout": 0.0, "label_offset": 20, "attn_chunk": 64,
-                 "position": "xl"}
+                 "position": "xl", "attention": "causal"}
+ATTENTION_MODES = ("causal", "bidirectional")
 DEFAULT_TRAIN = {"epochs": 4, "batch_size": 2, "lr": 0.01, "weight_decay": 0.01, "stride": 1024,
                  "pos_weight": "auto", "max_pos_weight": 100.0, "max_seconds": 0,
                  "max_windows_per_epoch": 0, "patience": 0}
@@ -188,12 +196,12 @@ def make_windows(tokens: dict[str, np.ndarray], labels: dict[str, np.ndarray], b
     return np.stack(xs), np.stack(ys), np.stack(ms)
 
 
-def sinusoid_encoding(n_positions: int, dim: int) -> torch.Tensor:
+def sinusoid_encoding(n_positions: int, dim: int, start: int = 0) -> torch.Tensor:
     """Transformer-XL relative encoding ``R[d, :] = [sin(d * f), cos(d * f)]`` for distances
-    ``d = 0..n_positions-1`` with ``f_k = 10000^(-2k / dim)`` (``dim`` columns)."""
+    ``d = start..start+n_positions-1`` with ``f_k = 10000^(-2k / dim)`` (``dim`` columns)."""
     half = -(-dim // 2)
     inv_freq = 1.0 / (10000 ** (torch.arange(half, dtype=torch.float32) * 2 / dim))
-    ang = torch.arange(n_positions, dtype=torch.float32)[:, None] * inv_freq[None, :]
+    ang = torch.arange(start, start + n_positions, dtype=torch.float32)[:, None] * inv_freq[None, :]
     return torch.cat([ang.sin(), ang.cos()], dim=1)[:, :dim]
 
 
@@ -210,17 +218,21 @@ def rotate(x: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
 
 
 class TSSLayer(nn.Module):
-    """Pre-norm transformer layer: causal banded attention with a width-``conv_width`` causal
-    depthwise convolution on q, k, v and Transformer-XL relative position scores; then a
-    feed-forward block. Heads have their own width ``d_head`` (not ``d_model / n_heads``)."""
+    """Pre-norm transformer layer: banded attention (causal or bidirectional) with a
+    width-``conv_width`` causal depthwise convolution on q, k, v and Transformer-XL relative
+    position scores; then a feed-forward block. Heads have their own width ``d_head`` (not ``d_model / n_heads``)."""
 
     #: bytes of one attention-score tensor per group of query chunks (bounds probe memory)
     SCORE_BYTES = 128 * 2**20
 
-    def __init__(self, d_model, n_heads, d_head, context, conv_width, ff_mult, dropout, position="xl"):
+    def __init__(self, d_model, n_heads, d_head, context, conv_width, ff_mult, dropout, position="xl",
+                 attention="causal"):
         super().__init__()
         if position not in ("rotary", "xl"):
             raise DataError(f"dna.model.position: '{position}' (expected rotary or xl)")
+        if attention not in ATTENTION_MODES:
+            raise DataError(f"dna.model.attention: '{attention}' (expected causal or bidirectional)")
+        self.causal = attention == "causal"
         if position == "rotary" and d_head % 2:
             raise DataError(f"dna.model: rotary position encoding needs an even d_head (got {d_head})")
         self.position = position
@@ -229,7 +241,10 @@ class TSSLayer(nn.Module):
         self.ln1 = nn.LayerNorm(d_model)
         self.qkv = nn.Linear(d_model, 3 * inner)
         self.conv = nn.Conv1d(3 * inner, 3 * inner, conv_width, groups=3 * inner)
-        self.register_buffer("rel_enc", sinusoid_encoding(context + 1, d_model), persistent=False)
+        # distances 0..context (causal) or -context..context (bidirectional), row = d - d_min
+        self.d_min = 0 if self.causal else -context
+        self.register_buffer("rel_enc", sinusoid_encoding(context + 1 - self.d_min, d_model, self.d_min),
+                             persistent=False)
         self.r_net = nn.Linear(d_model, inner, bias=False)          # W_R of Transformer-XL
         self.u = nn.Parameter(torch.zeros(n_heads, d_head))         # global content bias
         self.v = nn.Parameter(torch.zeros(n_heads, d_head))         # global position bias
@@ -267,9 +282,9 @@ class TSSLayer(nn.Module):
         return x, attn
 
     def _pos_scores(self, q):
-        """``(q_i + v) . W_R R_d`` for every query and distance ``d = 0..context``:
-        ``pos[batch, head, query, d]``."""
-        r = self.r_net(self.rel_enc).view(self.context + 1, self.h, self.dh).permute(1, 0, 2)
+        """``(q_i + v) . W_R R_d`` for every query and distance ``d = d_min..context``:
+        ``pos[batch, head, query, d - d_min]``."""
+        r = self.r_net(self.rel_enc).view(len(self.rel_enc), self.h, self.dh).permute(1, 0, 2)
         return (q + self.v[:, None, :]) @ r.transpose(-1, -2)
 
     def _scores(self, q, k, dist, mask):
@@ -278,14 +293,16 @@ class TSSLayer(nn.Module):
         if self.position == "rotary":
             return (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(self.dh)) + mask
         pos = self._pos_scores(q)
-        pos = pos.gather(-1, dist.clamp(0, self.context).expand(*pos.shape[:-1], dist.shape[-1]))
+        row = (dist - self.d_min).clamp(0, len(self.rel_enc) - 1)
+        pos = pos.gather(-1, row.expand(*pos.shape[:-1], dist.shape[-1]))
         return ((q + self.u[:, None, :]) @ k.transpose(-1, -2) + pos) * (1.0 / math.sqrt(self.dh)) + mask
 
     def _mask(self, dist, key_negative, key_pad):
-        """Additive mask: -inf outside ``0 <= i - j <= context`` and on keys at negative indices
-        (``key_negative``, broadcastable to dist); PAD keys (``key_pad[..., K]``) a large finite
-        penalty (not -inf, so all-PAD rows stay finite). Shape ``key_pad.shape[:-1] + (1, Q, K)``."""
-        bad = (dist < 0) | (dist > self.context) | key_negative
+        """Additive mask: -inf outside ``0 <= i - j <= context`` (bidirectional: ``|i - j| <=
+        context``) and on keys at negative indices (``key_negative``, broadcastable to dist);
+        PAD keys (``key_pad[..., K]``, also the keys past the end) a large finite penalty (not
+        -inf, so all-PAD rows stay finite). Shape ``key_pad.shape[:-1] + (1, Q, K)``."""
+        bad = (dist < self.d_min) | (dist > self.context) | key_negative
         static = torch.zeros(bad.shape, device=dist.device).masked_fill(bad, float("-inf"))
         return static + (key_pad.float() * -1e9)[..., None, None, :]
 
@@ -309,19 +326,22 @@ class TSSLayer(nn.Module):
         C = self.context
         n = -(-T // c)
         Tp = n * c
-        if Tp != T:  # right padding: future keys of every real query, excluded by causality
+        if Tp != T:  # right padding: PAD keys (and, when causal, future keys of every real query)
             q, k, v = (F.pad(t, (0, 0, 0, Tp - T)) for t in (q, k, v))
             key_pad = F.pad(key_pad, (0, Tp - T), value=True)
-        # k/v of chunk i: sequence positions i*c - C .. i*c + c - 1 (negative ones: left padding)
-        ku = F.pad(k, (0, 0, C, 0)).unfold(2, c + C, c).permute(0, 2, 1, 4, 3)  # B,n,h,c+C,dh
-        vu = F.pad(v, (0, 0, C, 0)).unfold(2, c + C, c).permute(0, 2, 1, 4, 3)
-        kp = F.pad(key_pad, (C, 0), value=True).unfold(1, c + C, c)            # B, n, c+C
+        # k/v of chunk i: sequence positions i*c - C .. i*c + c - 1 (+ C when bidirectional);
+        # negative ones: left padding, -inf; past the end: right padding, PAD
+        R = 0 if self.causal else C
+        Kw = c + C + R
+        ku = F.pad(k, (0, 0, C, R)).unfold(2, Kw, c).permute(0, 2, 1, 4, 3)    # B,n,h,Kw,dh
+        vu = F.pad(v, (0, 0, C, R)).unfold(2, Kw, c).permute(0, 2, 1, 4, 3)
+        kp = F.pad(key_pad, (C, R), value=True).unfold(1, Kw, c)               # B, n, Kw
         qc = q.reshape(B, h, n, c, dh).permute(0, 2, 1, 3, 4)                   # B,n,h,c,dh
         dev = q.device
-        dist = (torch.arange(c, device=dev)[:, None] + C) - torch.arange(c + C, device=dev)[None, :]
-        kglob = torch.arange(n, device=dev)[:, None] * c - C + torch.arange(c + C, device=dev)[None, :]
+        dist = (torch.arange(c, device=dev)[:, None] + C) - torch.arange(Kw, device=dev)[None, :]
+        kglob = torch.arange(n, device=dev)[:, None] * c - C + torch.arange(Kw, device=dev)[None, :]
         # groups of chunks keep one score tensor under SCORE_BYTES (exact; bounds no-grad memory)
-        g = max(1, self.SCORE_BYTES // max(1, B * h * c * (c + C) * q.element_size()))
+        g = max(1, self.SCORE_BYTES // max(1, B * h * c * Kw * q.element_size()))
         outs = []
         for i in range(0, n, g):
             sl = slice(i, min(i + g, n))
@@ -329,8 +349,8 @@ class TSSLayer(nn.Module):
             if self.position == "rotary":  # no q-dependent position term: the fused kernel applies
                 G = sl.stop - sl.start
                 outs.append(F.scaled_dot_product_attention(
-                    qc[:, sl].reshape(B * G, h, c, dh), ku[:, sl].reshape(B * G, h, c + C, dh),
-                    vu[:, sl].reshape(B * G, h, c + C, dh), attn_mask=mask.reshape(B * G, 1, c, c + C),
+                    qc[:, sl].reshape(B * G, h, c, dh), ku[:, sl].reshape(B * G, h, Kw, dh),
+                    vu[:, sl].reshape(B * G, h, Kw, dh), attn_mask=mask.reshape(B * G, 1, c, Kw),
                     dropout_p=self.drop.p if self.training else 0.0).reshape(B, G, h, c, dh))
                 continue
             scores = self._scores(qc[:, sl], ku[:, sl], dist, mask)
@@ -343,14 +363,15 @@ class TSSTransformer(nn.Module):
     """Per-position TSS logits from nucleotide tokens (see module docstring)."""
 
     def __init__(self, n_layers=2, n_heads=4, d_model=32, d_head=32, context=128, conv_width=7, ff_mult=2,
-                 dropout=0.0, label_offset=20, attn_chunk=64, position="xl"):
+                 dropout=0.0, label_offset=20, attn_chunk=64, position="xl", attention="causal"):
         super().__init__()
         self.config = dict(n_layers=n_layers, n_heads=n_heads, d_model=d_model, d_head=d_head, context=context,
                            conv_width=conv_width, ff_mult=ff_mult, dropout=dropout,
-                           label_offset=label_offset, attn_chunk=attn_chunk, position=position)
+                           label_offset=label_offset, attn_chunk=attn_chunk, position=position,
+                           attention=attention)
         self.embed = nn.Embedding(N_TOKENS, d_model)
         self.layers = nn.ModuleList(
-            TSSLayer(d_model, n_heads, d_head, context, conv_width, ff_mult, dropout, position)
+            TSSLayer(d_model, n_heads, d_head, context, conv_width, ff_mult, dropout, position, attention)
             for _ in range(n_layers))
         self.ln = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, 1)

@@ -296,28 +296,91 @@ def load_classifier(model_dir: str | Path, device: str = "cpu"):
 
 
 def task_targets(proteins: pd.DataFrame, task: dict) -> tuple[list[str], np.ndarray]:
-    """Labels and targets of a task.
+    """Labels and targets of a task (rules in :mod:`seqxai.protein_tasks`).
 
-    single_label (EC level 1): targets[n] = class index; rows without a class are dropped
-    by the caller. multi_label (GO): targets[n, term] in {0, 1} for the configured terms.
+    single_label (EC): targets[n] = class index, -1 for proteins without a label (dropped
+    by the caller). multi_label (GO): targets[n, term] in {0, 1} for the task's terms
+    (``terms``, or those selected with ``min_positives``, which needs a ``split`` column).
     """
+    from .protein_tasks import go_terms_of, select_terms, single_labels
+
     if task["type"] == "single_label":
-        labels = sorted(set(proteins[task["column"]]) - {""})
+        values, _ = single_labels(proteins, task)
+        labels = sorted(set(values) - {""})
         index = {l: k for k, l in enumerate(labels)}
-        return labels, np.array([index.get(v, -1) for v in proteins[task["column"]]])
-    labels = list(task["terms"])
-    y = np.array([[t in set(row) for t in labels] for row in proteins[task["column"]]],
-                 dtype=np.float32)
-    return labels, y
+        return labels, np.array([index.get(v, -1) for v in values])
+    terms_of = go_terms_of(proteins, task)
+    labels = select_terms(proteins, task, terms_of)
+    y = np.array([[t in row for t in labels] for row in terms_of], dtype=np.float32)
+    return labels, y.reshape(len(proteins), len(labels))
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Unweighted mean over classes of F1_c = 2 TP_c / (2 TP_c + FP_c + FN_c), over the
+    classes that occur in ``y_true`` or ``y_pred`` (sklearn's ``f1_score(average="macro")``)."""
+    classes = np.union1d(y_true, y_pred)
+    tp = np.array([np.sum((y_true == c) & (y_pred == c)) for c in classes])
+    fp = np.array([np.sum((y_true != c) & (y_pred == c)) for c in classes])
+    fn = np.array([np.sum((y_true == c) & (y_pred != c)) for c in classes])
+    return float(np.mean(2 * tp / np.maximum(2 * tp + fp + fn, 1)))
+
+
+FMAX_THRESHOLDS = np.round(np.arange(1, 101) / 100, 2)  # 0.01, 0.02, ..., 1.00
+
+
+def fmax(y: np.ndarray, scores: np.ndarray, thresholds: np.ndarray = FMAX_THRESHOLDS) -> dict:
+    """Protein-centric Fmax (CAFA; Radivojac et al. 2013) of ``scores[protein, term]`` in [0, 1].
+
+    At threshold t, P_i(t) = {terms with score >= t}, T_i = true terms of protein i; over the
+    proteins with at least one true term (the benchmark set), precision pr(t) is the mean of
+    |P_i ∩ T_i| / |P_i| over the m(t) proteins with P_i non-empty, recall rc(t) the mean of
+    |P_i ∩ T_i| / |T_i| over all of them; Fmax = max_t 2 pr rc / (pr + rc).
+    Returns {"fmax", "threshold", "n_proteins"}; fmax None when no protein has a true term.
+    """
+    truth = y > 0.5
+    keep = truth.any(1)
+    truth, scores = truth[keep], scores[keep]
+    if not len(truth):
+        return {"fmax": None, "threshold": None, "n_proteins": 0}
+    pred = scores[None, :, :] >= np.asarray(thresholds)[:, None, None]   # [t, protein, term]
+    n_pred = pred.sum(2)
+    tp = (pred & truth[None]).sum(2)
+    covered = n_pred > 0
+    m = covered.sum(1)
+    prec = (tp / np.maximum(n_pred, 1)).sum(1) / np.maximum(m, 1)   # 0 where m(t) = 0
+    rec = (tp / truth.sum(1)[None]).mean(1)
+    denom = prec + rec
+    f = np.where(denom > 0, 2 * prec * rec / np.where(denom > 0, denom, 1), 0.0)
+    best = int(np.argmax(f))
+    return {"fmax": float(f[best]), "threshold": float(thresholds[best]), "n_proteins": int(len(truth))}
+
+
+def micro_aupr(y: np.ndarray, scores: np.ndarray) -> float | None:
+    """Micro-averaged area under the precision-recall curve: every (protein, term) pair is
+    one binary decision, AUPR = average precision sum_k (R_k - R_{k-1}) P_k over the pooled
+    pairs ranked by score. None when the pairs hold no positive or no negative."""
+    from sklearn.metrics import average_precision_score
+
+    flat = (y > 0.5).ravel()
+    if flat.all() or not flat.any():
+        return None
+    return float(average_precision_score(flat, scores.ravel()))
 
 
 def _metrics(task_type: str, logits: np.ndarray, y: np.ndarray) -> dict:
+    """Per-split metrics: single_label accuracy and macro-F1; multi_label per-term macro ROC
+    and PR AUC, Fmax and micro AUPR on sigmoid scores, and per-decision accuracy."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     if task_type == "single_label":
         pred = logits.argmax(1)
-        return {"accuracy": float((pred == y).mean()), "n": int(len(y))}
+        return {"accuracy": float((pred == y).mean()), "macro_f1": macro_f1(y, pred),
+                "n": int(len(y))}
     out = {"n": int(len(y))}
+    scores = 1 / (1 + np.exp(-logits.astype(np.float64)))
+    fm = fmax(y, scores)
+    out["fmax"], out["fmax_threshold"], out["fmax_n_proteins"] = fm["fmax"], fm["threshold"], fm["n_proteins"]
+    out["micro_aupr"] = micro_aupr(y, scores)
     aucs, aps = [], []
     for k in range(y.shape[1]):
         if 0 < y[:, k].sum() < len(y):
@@ -494,12 +557,21 @@ def finetune(proteins: pd.DataFrame, splits: pd.DataFrame, task: dict, encoder_p
     dev = device_for(device)
     df = proteins.merge(splits[["accession", "split"]], on="accession", how="inner")
     labels, y = task_targets(df, task)
+    dropped: dict[str, int] = {}
     if task["type"] == "single_label":
+        from .protein_tasks import single_labels
+
+        dropped = single_labels(df, task)[1]
+        for reason, n in dropped.items():
+            log.info("task %s: %d proteins dropped (%s)", task["name"], n, reason)
         keep = y >= 0
         df, y = df[keep].reset_index(drop=True), y[keep]
         loss_fn = nn.CrossEntropyLoss()
         to_t = lambda a: torch.as_tensor(a, dtype=torch.long)  # noqa: E731
     else:
+        if not labels:
+            raise ValueError(f"task '{task['name']}': no GO term left to score (min_positives "
+                             f"{task.get('min_positives')} in split 'train')")
         loss_fn = nn.BCEWithLogitsLoss()
         to_t = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
     model, tok = make_classifier(encoder_path, len(labels), dropout)
@@ -593,6 +665,7 @@ def finetune(proteins: pd.DataFrame, splits: pd.DataFrame, task: dict, encoder_p
             break
     model.load_state_dict(best)
     metrics = {"task": task["name"], "variant": variant, "labels": labels,
+               "proteins_dropped": dropped,
                "best_valid_loss": stopper.best_loss, "best_epoch": stopper.best_epoch,
                "epochs_run": len(rows), "seconds": time.monotonic() - t0, "device": str(dev)}
     for s, idx in parts.items():

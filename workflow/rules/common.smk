@@ -108,10 +108,14 @@ def _check_config():
             "is false: a randomly initialised encoder must be pretrained; set protein.mlm.enabled: true"
         )
     for name, task in config["protein"]["tasks"].items():
-        if task["type"] == "multi_label" and not task.get("terms"):
-            problems.append(f"protein.tasks.{name}: a multi_label task needs 'terms'")
+        if task["type"] == "multi_label" and not task.get("terms") and task.get("min_positives") is None:
+            problems.append(f"protein.tasks.{name}: a multi_label task needs 'terms' or 'min_positives'")
+        wrong = [k for k in (("ec_level",) if task["type"] == "multi_label" else ("min_positives", "aspect"))
+                 if task.get(k) is not None]
+        if wrong:
+            problems.append(f"protein.tasks.{name}: {wrong} do not apply to a {task['type']} task")
         bad = set(task.get("attribute_terms", [])) - set(task.get("terms", []))
-        if bad:
+        if bad and task.get("terms"):  # with min_positives alone the check runs on the data
             problems.append(f"protein.tasks.{name}.attribute_terms: {sorted(bad)} not in 'terms'")
     fr = config["split"]["fractions"]
     if abs(sum(fr.values()) - 1) > 1e-6:
