@@ -238,3 +238,172 @@ def test_one_pass_over_all_layers_equals_one_run_per_layer(clf):
         assert one["heads"].shape == (1, 4, len(SEQ) + 2)
         np.testing.assert_allclose(one["heads"][0], every["heads"][l], atol=1e-6)
         np.testing.assert_allclose(one["layer_delta"][0], every["layer_delta"][l], atol=1e-6)
+
+
+# --- sharding by estimated cost ------------------------------------------------------------
+
+
+def _loads(cost, shard, n_shards):
+    return np.bincount(shard, weights=cost, minlength=n_shards)
+
+
+def test_balanced_shards_by_hand():
+    # LPT on 2 shards: 5->A, 4->B, 3->B (7), 3->A (8), 3->B (10); the optimum is 9 (5+4 | 3+3+3),
+    # within LPT's 4/3 - 1/(3m) = 7/6 bound. Ties go to the lowest shard, equal costs in input order.
+    shard = at.balanced_shards(np.array([3, 5, 3, 4, 3]), 2)
+    assert shard.tolist() == [1, 0, 0, 1, 1]
+    assert sorted(_loads(np.array([3, 5, 3, 4, 3]), shard, 2)) == [8, 10]
+    assert at.balanced_shards(np.array([2, 2, 2]), 5).tolist() == [0, 1, 2]  # empty shards stay empty
+    with pytest.raises(ValueError, match="n_shards"):
+        at.balanced_shards(np.array([1]), 0)
+
+
+def test_balanced_shards_within_lpt_bound_of_brute_force_optimum():
+    import itertools
+
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        n, m = int(rng.integers(3, 9)), int(rng.integers(2, 4))
+        cost = rng.integers(1, 50, n)
+        best = min(_loads(cost, np.array(a), m).max() for a in itertools.product(range(m), repeat=n))
+        got = _loads(cost, at.balanced_shards(cost, m), m).max()
+        assert best <= got <= (4 / 3 - 1 / (3 * m)) * best + 1e-9
+
+
+def _check_balance(cost, n_shards):
+    """Every item in exactly one shard; max/mean <= 1.2 wherever the list-scheduling bound
+    max <= mean + (1 - 1/m) max(cost) guarantees it; returns max/mean."""
+    shard = at.balanced_shards(cost, n_shards)
+    assert shard.shape == cost.shape and shard.min() >= 0 and shard.max() < n_shards
+    loads = _loads(cost, shard, n_shards)
+    assert loads.sum() == cost.sum()  # each item counted once
+    mean = cost.sum() / n_shards
+    assert loads.max() <= mean + (1 - 1 / n_shards) * cost.max() + 1e-9
+    if (1 - 1 / n_shards) * cost.max() <= 0.2 * mean:
+        assert loads.max() <= 1.2 * mean
+    np.testing.assert_array_equal(shard, at.balanced_shards(cost.copy(), n_shards))  # deterministic
+    return loads.max() / mean
+
+
+def test_balanced_shards_on_log_normal_lengths():
+    """Protein lengths are roughly log-normal (median ~350, long tail); cut at 998 residues
+    like the paper preset. With >= 8 proteins per shard LPT stays within 1.2x of the mean."""
+    rng = np.random.default_rng(0)
+    for n, m in [(200, 8), (400, 50), (1000, 100), (2700, 400), (60, 2)]:
+        lengths = np.minimum(np.round(rng.lognormal(np.log(350), 0.6, n)).astype(int), 998)
+        cost = at.estimated_cost(["A" * x for x in lengths], 1000, 500)
+        assert _check_balance(cost, m) <= 1.2, (n, m)
+
+
+def test_balanced_shards_on_real_enzyme_lengths(shared_dir):
+    """Real Swiss-Prot enzymes (CLEAN); round robin, the previous assignment, is worse than 1.2x."""
+    import pandas as pd
+
+    seqs = pd.read_csv(shared_dir / "data/protein/clean_split10_ec.csv", sep="\t")["Sequence"]
+    cost = at.estimated_cost(seqs.iloc[:800], 1000, 500)
+    assert cost.max() == 1000 * 500  # long enzymes are cut at max_length
+    assert _check_balance(cost, 40) <= 1.01
+    round_robin = _loads(cost, np.arange(len(cost)) % 40, 40)
+    assert round_robin.max() / round_robin.mean() > 1.2
+
+
+def test_shard_targets_on_the_demo_every_protein_once():
+    """Demo proteins (config/demo.yaml, both tasks; GO proteins carry several targets): each
+    protein with all its targets lands in exactly one shard, shards within 1.2x of the mean."""
+    from pathlib import Path
+
+    import pandas as pd
+    import yaml
+
+    from seqxai.splits import random_split
+    from seqxai.synth_protein import generate_proteins
+
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "config/demo.yaml").read_text())
+    proteins = generate_proteins(**cfg["data"]["demo"]["protein"], seed=cfg["seed"])["proteins"]
+    splits = random_split(proteins["accession"], cfg["split"]["fractions"], seed=cfg["seed"])
+    ec = at.attribution_targets(proteins, splits, {
+        "task": {"type": "single_label", "column": "ec_class"},
+        "labels": sorted(set(proteins["ec_class"]) - {""})})
+    terms = sorted({t for ts in proteins["go_terms"] for t in ts})
+    go = at.attribution_targets(proteins, splits, {"task": {"type": "multi_label",
+                                                            "column": "go_terms"}, "labels": terms})
+    assert go["accession"].duplicated().any()  # some proteins have several targets
+    for targets in (ec, go):
+        for n_shards in (2, 3, 7):
+            parts = [at.shard_targets(targets, s, n_shards, 256, 32) for s in range(n_shards)]
+            both = pd.concat(parts)
+            assert sorted(both.index) == list(targets.index)  # every row exactly once
+            owners = [set(p["accession"]) for p in parts]
+            assert sum(len(o) for o in owners) == targets["accession"].nunique()
+            cost = [at.estimated_cost(p["sequence"], 256, 32).sum() for p in parts]
+            assert max(cost) <= 1.2 * np.mean(cost)
+
+
+@pytest.fixture
+def shard_inputs(clf, tmp_path):
+    """A saved classifier and a proteins/splits table pair of five test proteins."""
+    import pandas as pd
+
+    model, tok, *_ = clf
+    meta = {"task": {"type": "single_label", "column": "ec_class"}, "labels": ["1", "2", "3"],
+            "max_length": 64}
+    pm.save_classifier(model, tok, meta, tmp_path / "model")
+    seqs = [SEQ, SEQ[:9], SEQ[:20] * 2, SEQ[5:], "MKV"]
+    proteins = pd.DataFrame({"accession": [f"P{i}" for i in range(5)], "sequence": seqs,
+                             "length": [len(s) for s in seqs], "ec": "1.1.1.1",
+                             "ec_class": ["1", "2", "3", "1", "2"], "go_terms": [[]] * 5,
+                             "organism_id": 9606})
+    proteins.to_parquet(tmp_path / "proteins.parquet")
+    pd.DataFrame({"accession": proteins["accession"], "split": "test",
+                  "cluster": proteins["accession"]}).to_parquet(tmp_path / "splits.parquet")
+    params = {"n_steps": 4, "split": "test", "max_proteins": None, "layers": True}
+    return tmp_path, params
+
+
+def test_shards_attribute_every_protein_once(shard_inputs):
+    import pandas as pd
+
+    d, params = shard_inputs
+    for s in range(3):
+        at.run_attribution_shard(d / "model", d / "proteins.parquet", d / "splits.parquet", params,
+                                 s, 3, d / f"{s}.emb.parquet", d / f"{s}.heads.parquet",
+                                 device="cpu", batch_size=4)
+    emb = pd.concat([pd.read_parquet(d / f"{s}.emb.parquet") for s in range(3)])
+    heads = pd.concat([pd.read_parquet(d / f"{s}.heads.parquet") for s in range(3)])
+    assert sorted(emb["accession"]) == [f"P{i}" for i in range(5)]
+    assert len(heads) == 5 * 2 * 4 and not heads.duplicated(["accession", "layer", "head"]).any()
+    # the longest protein (P2, 40 residues) sits in a shard of its own
+    owner = {s: set(pd.read_parquet(d / f"{s}.emb.parquet")["accession"]) for s in range(3)}
+    assert {"P2"} in owner.values()
+
+
+@pytest.mark.parametrize("fail_at", ["attribution", "heads_write"])
+def test_shard_outputs_complete_or_absent(shard_inputs, monkeypatch, fail_at):
+    """A shard that fails while attributing or while writing its second table leaves neither
+    table nor any temporary file behind."""
+    from seqxai import io
+
+    d, params = shard_inputs
+    if fail_at == "attribution":
+        real, calls = at.integrated_gradients, []
+
+        def flaky(*a, **k):
+            calls.append(1)
+            if len(calls) == 2:
+                raise RuntimeError("killed mid-shard")
+            return real(*a, **k)
+        monkeypatch.setattr(at, "integrated_gradients", flaky)
+    else:
+        real_write = io.write_table
+
+        def failing_write(path, df, *a, **k):
+            if "heads" in str(path):
+                raise OSError("disk full")
+            return real_write(path, df, *a, **k)
+        monkeypatch.setattr(io, "write_table", failing_write)
+    out = d / "out"
+    with pytest.raises((RuntimeError, OSError)):
+        at.run_attribution_shard(d / "model", d / "proteins.parquet", d / "splits.parquet", params,
+                                 0, 1, out / "s.embedding.parquet", out / "s.heads.parquet",
+                                 device="cpu", batch_size=4)
+    assert not out.exists() or list(out.iterdir()) == []
