@@ -45,17 +45,51 @@ def gauss_legendre(n_steps: int) -> tuple[np.ndarray, np.ndarray]:
     return 0.5 * (1.0 + x), 0.5 * v
 
 
-def attention_modules(encoder) -> list[torch.nn.Module]:
-    """The self-attention modules whose first output is the context h_l[batch, token, heads*dim].
+def _bert_family(encoder, self_attention_class):
+    """Blocks ``encoder.encoder.layer`` and their ``attention.self``, checked to be of the
+    family's self-attention class (a renamed submodule fails here, not silently later)."""
+    blocks = list(encoder.encoder.layer)
+    attn = [b.attention.self for b in blocks]
+    bad = [type(a).__name__ for a in attn if not isinstance(a, self_attention_class)]
+    if bad:
+        raise TypeError(f"{type(encoder).__name__}: expected {self_attention_class.__name__} "
+                        f"modules, found {sorted(set(bad))}")
+    return blocks, attn
 
-    Works for the BERT family of Hugging Face encoders (BERT/ProtBert, ESM): both keep
-    ``encoder.layer[l].attention.self``.
-    """
-    try:
-        return [layer.attention.self for layer in encoder.encoder.layer]
-    except AttributeError as exc:
-        raise TypeError(f"{type(encoder).__name__}: no encoder.layer[l].attention.self modules; "
-                        "add this architecture to seqxai.attribution.attention_modules") from exc
+
+def _bert(encoder):
+    from transformers.models.bert.modeling_bert import BertSelfAttention
+
+    return _bert_family(encoder, BertSelfAttention)
+
+
+def _esm(encoder):
+    from transformers.models.esm.modeling_esm import EsmSelfAttention
+
+    return _bert_family(encoder, EsmSelfAttention)
+
+
+# config.model_type -> function(encoder) -> (blocks[l], self_attention[l]). ProtBert and
+# ProtBert-BFD are "bert"; ESM-1b/ESM-2 are "esm". A new family adds one entry here: the
+# hooked module's first output must be the context h_l[batch, token, heads*dim] (attention-
+# weighted values, heads concatenated in order, before the output projection).
+ENCODER_FAMILIES = {"bert": _bert, "esm": _esm}
+
+
+def encoder_layers(encoder) -> tuple[list[torch.nn.Module], list[torch.nn.Module]]:
+    """(blocks, attention): the transformer blocks and their self-attention modules,
+    located by the encoder's family (``config.model_type``)."""
+    family = getattr(getattr(encoder, "config", None), "model_type", None)
+    if family not in ENCODER_FAMILIES:
+        raise TypeError(f"{type(encoder).__name__} (model_type {family!r}): no rule to find its "
+                        f"attention modules; known families {sorted(ENCODER_FAMILIES)} "
+                        "(seqxai.attribution.ENCODER_FAMILIES)")
+    return ENCODER_FAMILIES[family](encoder)
+
+
+def attention_modules(encoder) -> list[torch.nn.Module]:
+    """The self-attention modules whose first output is the context h_l[batch, token, heads*dim]."""
+    return encoder_layers(encoder)[1]
 
 
 @contextlib.contextmanager
@@ -64,7 +98,7 @@ def _hooks(model, replace_embeddings, on_context, on_layer=None, layer_ids=None)
     ``layer_ids`` (default all) to callbacks."""
     emb = model.encoder.embeddings
     handles = [emb.register_forward_hook(lambda m, i, o: replace_embeddings(o))]
-    contexts, blocks = attention_modules(model.encoder), model.encoder.encoder.layer
+    blocks, contexts = encoder_layers(model.encoder)
     for l in range(len(contexts)) if layer_ids is None else layer_ids:
         handles.append(contexts[l].register_forward_hook(
             lambda m, i, o, l=l: on_context(l, o[0] if isinstance(o, tuple) else o)))
