@@ -407,6 +407,11 @@ def test_shards_attribute_every_protein_once(shard_inputs):
     emb = pd.concat([pd.read_parquet(d / f"{s}.emb.parquet") for s in range(3)])
     heads = pd.concat([pd.read_parquet(d / f"{s}.heads.parquet") for s in range(3)])
     assert sorted(emb["accession"]) == [f"P{i}" for i in range(5)]
+    import pyarrow.parquet as pq
+
+    for table in ("emb", "heads"):  # relevance stored as float32 lists of one value per residue
+        assert str(pq.read_schema(d / f"0.{table}.parquet").field("relevance").type) == "list<element: float>"
+    assert (emb["relevance"].map(len) == emb["n_residues"]).all()
     assert len(heads) == 5 * 2 * 4 and not heads.duplicated(["accession", "layer", "head"]).any()
     # the longest protein (P2, 40 residues) sits in a shard of its own
     owner = {s: set(pd.read_parquet(d / f"{s}.emb.parquet")["accession"]) for s in range(3)}

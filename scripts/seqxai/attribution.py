@@ -299,9 +299,11 @@ def attribute_shard(model_dir: str, targets, shard: int, n_shards: int, n_steps:
     Returns two DataFrames: embedding relevance (one row per protein and target, a list
     over residues 1..L, the convergence deltas of the embedding and of every layer output)
     and head relevance (one row per protein, target, layer and head, a list over
-    residues). Special tokens are not in the lists; their values are kept apart in
-    ``relevance_start``/``relevance_end`` ([CLS]/<cls> and [SEP]/<eos>; exactly 0 at the
-    embedding, not at the heads) for statistics that keep them as the original code did.
+    residues). The lists are float32, as computed (Parquet list<float>: half the bytes of
+    doubles; readers cast to float64 without changing a value). Special tokens are not in
+    the lists; their values are kept apart in ``relevance_start``/``relevance_end``
+    ([CLS]/<cls> and [SEP]/<eos>; exactly 0 at the embedding, not at the heads) for
+    statistics that keep them as the original code did.
     """
     import pandas as pd
 
@@ -327,7 +329,7 @@ def attribute_shard(model_dir: str, targets, shard: int, n_shards: int, n_steps:
                                    batch_size, layers)
         emb_all = res["embedding"].astype(np.float32)
         emb_rows.append({"accession": r.accession, "target": r.target_label, "n_residues": n_res,
-                         "relevance": emb_all[1 : n_res + 1].tolist(),
+                         "relevance": emb_all[1 : n_res + 1].copy(),  # list<float32>
                          "relevance_start": float(emb_all[0]),
                          "relevance_end": float(emb_all[n_res + 1]),
                          "f_input": res["f_input"], "f_baseline": res["f_baseline"],
@@ -339,7 +341,7 @@ def attribute_shard(model_dir: str, targets, shard: int, n_shards: int, n_steps:
                 for h in range(heads.shape[1]):
                     head_rows.append({"accession": r.accession, "target": r.target_label,
                                       "layer": l, "head": h,
-                                      "relevance": heads[l, h, 1 : n_res + 1].tolist(),
+                                      "relevance": heads[l, h, 1 : n_res + 1].copy(),
                                       "relevance_start": float(heads[l, h, 0]),
                                       "relevance_end": float(heads[l, h, n_res + 1])})
         progress.update()
