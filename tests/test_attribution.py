@@ -539,3 +539,11 @@ def test_head_conductance_matches_captum_layer_conductance_every_layer(family_cl
         # the comparison tells layers apart: another layer's heads are far off
         other = res["heads"][(l + 1) % n_layers]
         assert np.abs(other - ref).max() > 0.1 * scale
+
+
+def test_attribution_leaves_no_weight_gradients(clf):
+    """Only activation gradients are computed: the model's parameters get no .grad."""
+    model, tok, ids, att, base = clf
+    model.zero_grad(set_to_none=True)
+    at.integrated_gradients(model, ids, att, 0, base, n_steps=4, batch_size=4)
+    assert all(p.grad is None for p in model.parameters())
