@@ -7,15 +7,17 @@ Measured side by side in one run, on randomly initialised ESM-style classifiers 
    plain forward+backward passes of the model: overhead ratio; and vs embedding-only IG;
 3. peak memory (RSS above the loaded model, each in a fresh process) at n_steps 20 vs 200 with
    the same batch size: path nodes are processed in batches and accumulated, so memory should
-   not grow with the number of steps.
+   not grow with the number of steps;
+4. shard balance: most expensive / mean shard of the cost-balanced assignment vs round robin.
 Timings are medians of interleaved repeats. Usage:
     OMP_NUM_THREADS=1 python benchmarks/attribution_benchmark.py [--quick]
 
-Measured 2026-12-01 on 2 shared CPU cores (load ~8, so +-20%), hidden 64, 4 heads, 166 tokens,
-32 steps in batches of 16: one pass vs per-layer recomputation 4.5x (6 layers) and 11.0x
-(12 layers); all-layer pass vs the same number of plain forward+backward passes 2.9x / 2.4x
-(vs embedding-only IG 2.6x); peak RSS above the model at batch 10: 141 MiB at 20 steps, 180 MiB
-at 200 steps (1.28x; 1.05x in a --quick run): memory does not scale with the number of steps.
+Measured 2026-12-02 on 2 shared CPU cores (load 6-8, so +-20%), hidden 64, 4 heads, 166 tokens,
+32 steps in batches of 16: one pass vs per-layer recomputation 5.7x (6 layers) and 13.4x
+(12 layers); all-layer pass vs the same number of plain forward+backward passes 2.4x / 2.6x
+(vs embedding-only IG 2.6x / 2.7x); peak RSS above the model at batch 10: 179 MiB at 20 steps,
+197 MiB at 200 steps (1.10x; 1.39x and 1.43x in two earlier runs under load); shards of
+25,000 log-normal proteins in 400: 1.002 balanced vs 1.231 round robin. README "Performance".
 """
 from __future__ import annotations
 
@@ -153,6 +155,28 @@ def memory(n_layers: int, steps: list[int], batch: int, repeats: int) -> dict:
     return out
 
 
+def shard_balance() -> list[str]:
+    """Most expensive shard / mean shard (estimated cost tokens x n_steps) of the cost-balanced
+    assignment vs round robin over accessions (the previous assignment), on log-normal
+    protein lengths (median 350, sigma 0.6, cut at 998 residues; seed 0)."""
+    import numpy as np
+
+    from seqxai.attribution import balanced_shards, estimated_cost
+
+    rng = np.random.default_rng(0)
+    lines = []
+    for n, m in [(200, 8), (1000, 100), (2700, 400), (25000, 400)]:
+        lengths = np.minimum(np.round(rng.lognormal(np.log(350), 0.6, n)).astype(int), 998)
+        cost = estimated_cost(["A" * x for x in lengths], 1000, 500)
+        ratio = {}
+        for name, shard in [("balanced", balanced_shards(cost, m)), ("round robin", np.arange(n) % m)]:
+            loads = np.bincount(shard, weights=cost, minlength=m)
+            ratio[name] = loads.max() / loads.mean()
+        lines.append(f"{n} proteins in {m} shards: max/mean shard cost balanced "
+                     f"{ratio['balanced']:.3f}, round robin {ratio['round robin']:.3f}")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer steps and repeats")
@@ -164,6 +188,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
+    for line in shard_balance():
+        print(line)
     n_steps, batch, repeats = (16, 8, 2) if args.quick else (32, 16, 3)
     with tempfile.TemporaryDirectory() as d:
         for n_layers in (6, 12):

@@ -45,17 +45,51 @@ def gauss_legendre(n_steps: int) -> tuple[np.ndarray, np.ndarray]:
     return 0.5 * (1.0 + x), 0.5 * v
 
 
-def attention_modules(encoder) -> list[torch.nn.Module]:
-    """The self-attention modules whose first output is the context h_l[batch, token, heads*dim].
+def _bert_family(encoder, self_attention_class):
+    """Blocks ``encoder.encoder.layer`` and their ``attention.self``, checked to be of the
+    family's self-attention class (a renamed submodule fails here, not silently later)."""
+    blocks = list(encoder.encoder.layer)
+    attn = [b.attention.self for b in blocks]
+    bad = [type(a).__name__ for a in attn if not isinstance(a, self_attention_class)]
+    if bad:
+        raise TypeError(f"{type(encoder).__name__}: expected {self_attention_class.__name__} "
+                        f"modules, found {sorted(set(bad))}")
+    return blocks, attn
 
-    Works for the BERT family of Hugging Face encoders (BERT/ProtBert, ESM): both keep
-    ``encoder.layer[l].attention.self``.
-    """
-    try:
-        return [layer.attention.self for layer in encoder.encoder.layer]
-    except AttributeError as exc:
-        raise TypeError(f"{type(encoder).__name__}: no encoder.layer[l].attention.self modules; "
-                        "add this architecture to seqxai.attribution.attention_modules") from exc
+
+def _bert(encoder):
+    from transformers.models.bert.modeling_bert import BertSelfAttention
+
+    return _bert_family(encoder, BertSelfAttention)
+
+
+def _esm(encoder):
+    from transformers.models.esm.modeling_esm import EsmSelfAttention
+
+    return _bert_family(encoder, EsmSelfAttention)
+
+
+# config.model_type -> function(encoder) -> (blocks[l], self_attention[l]). ProtBert and
+# ProtBert-BFD are "bert"; ESM-1b/ESM-2 are "esm". A new family adds one entry here: the
+# hooked module's first output must be the context h_l[batch, token, heads*dim] (attention-
+# weighted values, heads concatenated in order, before the output projection).
+ENCODER_FAMILIES = {"bert": _bert, "esm": _esm}
+
+
+def encoder_layers(encoder) -> tuple[list[torch.nn.Module], list[torch.nn.Module]]:
+    """(blocks, attention): the transformer blocks and their self-attention modules,
+    located by the encoder's family (``config.model_type``)."""
+    family = getattr(getattr(encoder, "config", None), "model_type", None)
+    if family not in ENCODER_FAMILIES:
+        raise TypeError(f"{type(encoder).__name__} (model_type {family!r}): no rule to find its "
+                        f"attention modules; known families {sorted(ENCODER_FAMILIES)} "
+                        "(seqxai.attribution.ENCODER_FAMILIES)")
+    return ENCODER_FAMILIES[family](encoder)
+
+
+def attention_modules(encoder) -> list[torch.nn.Module]:
+    """The self-attention modules whose first output is the context h_l[batch, token, heads*dim]."""
+    return encoder_layers(encoder)[1]
 
 
 @contextlib.contextmanager
@@ -64,7 +98,7 @@ def _hooks(model, replace_embeddings, on_context, on_layer=None, layer_ids=None)
     ``layer_ids`` (default all) to callbacks."""
     emb = model.encoder.embeddings
     handles = [emb.register_forward_hook(lambda m, i, o: replace_embeddings(o))]
-    contexts, blocks = attention_modules(model.encoder), model.encoder.encoder.layer
+    blocks, contexts = encoder_layers(model.encoder)
     for l in range(len(contexts)) if layer_ids is None else layer_ids:
         handles.append(contexts[l].register_forward_hook(
             lambda m, i, o, l=l: on_context(l, o[0] if isinstance(o, tuple) else o)))
@@ -139,26 +173,24 @@ def integrated_gradients(model, input_ids: torch.Tensor, attention_mask: torch.T
                     tangents[l] = fwAD.unpack_dual(o).tangent.detach()
                 for l, o in out_store.items():
                     out_tangents[l] = fwAD.unpack_dual(o).tangent.detach()
-        # reverse pass: dF/de, dF/dh_l and dF/d(layer output) at each node
+        # reverse pass: dF/de, dF/dh_l and dF/d(layer output) at each node. autograd.grad
+        # computes only these: no weight gradients (about a tenth of the pass) and nothing
+        # left accumulated in the model's .grad.
         leaf = path.clone().requires_grad_(True)
         ctx, outs = {}, {}
-
-        def keep(store):
-            def f(l, o):
-                o.retain_grad()
-                store[l] = o
-            return f
-
         with torch.enable_grad(), _hooks(model, lambda o: leaf,
-                                         keep(ctx) if layers else lambda l, o: None,
-                                         keep(outs) if layers else None, layer_ids):
+                                         ctx.__setitem__ if layers else lambda l, o: None,
+                                         outs.__setitem__ if layers else None, layer_ids):
             out = model(ids_m, att_m, **fwd_m)[:, target].sum()
-            out.backward()
-        emb_grad += (w[:, None, None] * leaf.grad).sum(0)
+            wrt = [leaf] + ([ctx[l] for l in layer_ids] + [outs[l] for l in layer_ids]
+                            if layers else [])
+            grads = torch.autograd.grad(out, wrt)
+        emb_grad += (w[:, None, None] * grads[0]).sum(0)
         if layers:
             for i, l in enumerate(layer_ids):
-                head_rel[i] += (w[:, None, None] * ctx[l].grad * tangents[l]).sum(0)
-                layer_total[i] += (w[:, None, None] * outs[l].grad * out_tangents[l]).sum().double()
+                g_ctx, g_out = grads[1 + i], grads[1 + n_layers + i]
+                head_rel[i] += (w[:, None, None] * g_ctx * tangents[l]).sum(0)
+                layer_total[i] += (w[:, None, None] * g_out * out_tangents[l]).sum().double()
     emb_attr = (emb_grad * diff[0]).sum(-1)  # [T]
     gap = f_in - f_base
     result = {
@@ -211,16 +243,70 @@ def attribution_targets(proteins, splits, meta: dict, split: str = "test",
     return out.reset_index(drop=True)
 
 
+def estimated_cost(sequences, max_length: int, n_steps: int) -> np.ndarray:
+    """cost[protein] = tokens x n_steps: the tokens the model sees (residues cut at
+    ``max_length - 2``, plus the two special tokens) times the path nodes.
+
+    One IG run is n_steps forward, JVP and backward passes over the tokens; their work is
+    linear in the tokens up to attention's quadratic term (ProtBert-BFD at 1000 tokens:
+    4 T^2 H / 24 T H^2 = T / 6H, about 16%), so tokens are the cost that stays honest
+    without a model at hand.
+    """
+    tokens = np.array([min(len(s), max_length - 2) + 2 for s in sequences], dtype=np.int64)
+    return tokens * int(n_steps)
+
+
+def balanced_shards(cost: np.ndarray, n_shards: int) -> np.ndarray:
+    """shard[item] in 0..n_shards-1: longest processing time first, deterministically.
+
+    Items in decreasing cost (ties: input order) each go to the shard with the least cost
+    so far (ties: the lowest shard). Greedy list scheduling keeps the largest shard within
+    mean + max(cost) and LPT within 4/3 of the optimum, so with many proteins per shard
+    every shard costs about the mean; round robin does not (sorted by accession, long
+    proteins land together by chance).
+    """
+    import heapq
+
+    if n_shards < 1:
+        raise ValueError(f"n_shards must be >= 1, got {n_shards}")
+    cost = np.asarray(cost)
+    order = np.lexsort((np.arange(len(cost)), -cost))  # cost descending, then input order
+    loads = [(0, s) for s in range(n_shards)]  # already a heap
+    shard = np.empty(len(cost), dtype=np.int64)
+    for i in order:
+        load, s = heapq.heappop(loads)
+        shard[i] = s
+        heapq.heappush(loads, (load + cost[i], s))
+    return shard
+
+
+def shard_targets(targets, shard: int, n_shards: int, max_length: int, n_steps: int):
+    """The rows of ``targets`` that shard ``shard`` (0-based) attributes.
+
+    Proteins (with all their targets) are dealt by :func:`balanced_shards` on
+    :func:`estimated_cost` summed over their targets; every shard job computes the same
+    assignment from the same table, so each protein lands in exactly one shard.
+    """
+    proteins = targets.drop_duplicates("accession")[["accession", "sequence"]]
+    n_targets = targets.groupby("accession", sort=False).size()
+    cost = (estimated_cost(proteins["sequence"], max_length, n_steps)
+            * n_targets.loc[proteins["accession"]].to_numpy())
+    where = dict(zip(proteins["accession"], balanced_shards(cost, n_shards)))
+    return targets[targets["accession"].map(where) == shard]
+
+
 def attribute_shard(model_dir: str, targets, shard: int, n_shards: int, n_steps: int,
                     batch_size: int, device: str = "auto", layers: bool = True):
-    """Attribute every ``n_shards``-th target starting at ``shard`` (0-based).
+    """Attribute the targets of shard ``shard`` (0-based) of ``n_shards`` (:func:`shard_targets`).
 
     Returns two DataFrames: embedding relevance (one row per protein and target, a list
     over residues 1..L, the convergence deltas of the embedding and of every layer output)
     and head relevance (one row per protein, target, layer and head, a list over
-    residues). Special tokens are not in the lists; their values are kept apart in
-    ``relevance_start``/``relevance_end`` ([CLS]/<cls> and [SEP]/<eos>; exactly 0 at the
-    embedding, not at the heads) for statistics that keep them as the original code did.
+    residues). The lists are float32, as computed (Parquet list<float>: half the bytes of
+    doubles; readers cast to float64 without changing a value). Special tokens are not in
+    the lists; their values are kept apart in ``relevance_start``/``relevance_end``
+    ([CLS]/<cls> and [SEP]/<eos>; exactly 0 at the embedding, not at the heads) for
+    statistics that keep them as the original code did.
     """
     import pandas as pd
 
@@ -229,7 +315,11 @@ def attribute_shard(model_dir: str, targets, shard: int, n_shards: int, n_steps:
     from .protein_model import encode, load_classifier
 
     model, tok, meta = load_classifier(model_dir, device=device)
-    mine = targets.iloc[shard::n_shards]
+    mine = shard_targets(targets, shard, n_shards, meta["max_length"], n_steps)
+    cost = estimated_cost(mine["sequence"], meta["max_length"], n_steps).sum()
+    total = estimated_cost(targets["sequence"], meta["max_length"], n_steps).sum()
+    log.info("shard %d/%d: %d targets, estimated cost %.3g of the mean shard's %.3g "
+             "(tokens x steps)", shard + 1, n_shards, len(mine), cost, total / n_shards)
     special = set(tok.all_special_ids)
     emb_rows, head_rows = [], []
     progress = Progress(len(mine), f"IG shard {shard + 1}/{n_shards}", logger=log)
@@ -242,7 +332,7 @@ def attribute_shard(model_dir: str, targets, shard: int, n_shards: int, n_steps:
                                    batch_size, layers)
         emb_all = res["embedding"].astype(np.float32)
         emb_rows.append({"accession": r.accession, "target": r.target_label, "n_residues": n_res,
-                         "relevance": emb_all[1 : n_res + 1].tolist(),
+                         "relevance": emb_all[1 : n_res + 1].copy(),  # list<float32>
                          "relevance_start": float(emb_all[0]),
                          "relevance_end": float(emb_all[n_res + 1]),
                          "f_input": res["f_input"], "f_baseline": res["f_baseline"],
@@ -254,7 +344,7 @@ def attribute_shard(model_dir: str, targets, shard: int, n_shards: int, n_steps:
                 for h in range(heads.shape[1]):
                     head_rows.append({"accession": r.accession, "target": r.target_label,
                                       "layer": l, "head": h,
-                                      "relevance": heads[l, h, 1 : n_res + 1].tolist(),
+                                      "relevance": heads[l, h, 1 : n_res + 1].copy(),
                                       "relevance_start": float(heads[l, h, 0]),
                                       "relevance_end": float(heads[l, h, n_res + 1])})
         progress.update()
@@ -273,7 +363,7 @@ def run_attribution_shard(model_dir, proteins_path, splits_path, params: dict, s
     import json
 
     from .attribution_tables import convergence_summary
-    from .io import read_table, write_table
+    from .io import atomic_path, read_table, write_table
 
     torch.set_num_threads(threads)
     meta = json.loads((Path(model_dir) / "seqxai_model.json").read_text())
@@ -289,5 +379,10 @@ def run_attribution_shard(model_dir, proteins_path, splits_path, params: dict, s
             log.info("completeness at %s: |delta| median %.3g max %.3g; |delta| / |F(x)-F(x')| "
                      "median %.3g max %.3g", r.level, r.median_abs_delta, r.max_abs_delta,
                      r.median_relative_delta, r.max_relative_delta)
-    write_table(embedding_path, emb)
-    write_table(heads_path, heads)
+    # Both tables or neither: each goes to a temporary name and both are renamed into place
+    # only after both are written (an interrupted shard leaves nothing that looks complete).
+    with contextlib.ExitStack() as stack:
+        tmp_emb = stack.enter_context(atomic_path(embedding_path, suffix=".parquet"))
+        tmp_heads = stack.enter_context(atomic_path(heads_path, suffix=".parquet"))
+        write_table(tmp_emb, emb)
+        write_table(tmp_heads, heads)

@@ -1,6 +1,8 @@
 # Stage 3, attribution: integrated gradients at the embedding and for every layer and head,
 # in one pass along the IG path per protein; one job per shard ({scatteritem} = "k-of-n"),
-# gathered with scattergather. {variant}: finetuned or a control (common.smk VARIANTS).
+# gathered with scattergather. Proteins are dealt to shards by estimated cost (tokens x
+# n_steps, longest first; seqxai.attribution.shard_targets), and a shard writes both of its
+# tables or neither. {variant}: finetuned or a control (common.smk VARIANTS).
 # Only what defines the result is in params (tracked by Snakemake); speed-only settings
 # (attribution.batch_size, device) are read from the config inside the script, so changing
 # them does not rerun the attributions.
