@@ -8,14 +8,18 @@ from seqxai.io import setup_logging  # noqa: E402
 setup_logging(snakemake.log[0])  # noqa: F821
 sm = snakemake  # noqa: F821
 
-from seqxai.summary import build_summary  # noqa: E402
+from seqxai.summary import build_provenance, build_summary  # noqa: E402
 from seqxai.io import write_json  # noqa: E402
 
-write_json(sm.output.summary, build_summary(
+summary = build_summary(
     tasks=sm.params.tasks, models=sm.params.models, embedding=sm.input.embedding,
     heads=sm.input.heads, metrics=sm.input.metrics, probes=sm.input.probes,
     dna_metrics=sm.input.dna_metrics, dna_summary=sm.input.dna_summary,
     check=sm.params.check, expect=sm.params.expect, expect_max_p=sm.params.expect_max_p,
     contact_share=sm.params.contact_share, contact_enrichment=sm.params.contact_enrichment,
     min_high_confidence=sm.params.min_high_confidence, variants=sm.params.variants,
-    variant_metrics=sm.input.variant_metrics, comparison=sm.input.comparison))
+    variant_metrics=sm.input.variant_metrics, comparison=sm.input.comparison)
+# Provenance from the resolved config (not params: a changed setting does not rerun this rule
+# by itself; the record is of the run that wrote summary.json).
+summary["provenance"] = build_provenance(sm.config, sm.params.encoder)
+write_json(sm.output.summary, summary)

@@ -181,6 +181,12 @@ def test_blosum_correlation_against_scipy_loop():
     assert r == pytest.approx(pearsonr(corr, blos)[0])
 
 
+def test_blosum_correlation_with_no_scored_amino_acid_is_empty():
+    """A tiny run where no head passes the filters: no letters, an empty table, r NaN."""
+    pairs, r, n_heads = blosum_correlation(np.zeros((0, 0)), [])
+    assert len(pairs) == 0 and np.isnan(r) and n_heads == 0
+
+
 def test_run_attention_probe_streams_and_writes_every_table(tmp_path, tiny_encoder):
     import json
 

@@ -2,6 +2,7 @@
 no output behind. Config problems are caught when the workflow is parsed (a dry run, before any
 job); file contents at the first rule that reads them."""
 import gzip
+import re
 import inspect
 import socket
 import subprocess
@@ -185,3 +186,84 @@ def test_offline_structure_download_points_to_the_local_option(tmp_path, closed_
         run_structures({"source": "alphafold", "alphafold_api": f"{closed_port}/api/{{accession}}"},
                        OFFLINE_HTTP, tmp_path / "cache", proteins, None, *outs)
     assert not any(o.exists() for o in outs)
+
+
+# ---------------------------------------------------------------- more bad inputs (g10)
+def test_genome_with_an_invalid_letter_names_file_record_and_position(tmp_path):
+    from seqxai.sources.genome import run_genome
+
+    fasta = tmp_path / "genome.fna"
+    seq = "ACGT" * 30
+    fasta.write_text(">NC_000913.3 E. coli\n" + seq[:60] + "\n" + seq[60:70] + "J" + seq[71:] + "\n")
+    out = tmp_path / "out" / "genome.fasta"
+    with pytest.raises(DataError, match=r"genome\.fna: record NC_000913\.3 has a non-nucleotide "
+                                         r"letter 'J' at 71"):
+        run_genome({"local": str(fasta), "accession": "NC_000913.3", "expected_length": None},
+                   None, tmp_path / "cache", out)
+    assert not out.exists()
+
+
+def test_empty_protein_table_fails_at_the_split_naming_the_file(tmp_path):
+    import pandas as pd
+
+    from seqxai.io import write_table
+    from seqxai.splits import run_splits
+
+    proteins = tmp_path / "proteins.parquet"
+    empty = pd.DataFrame({"accession": [], "sequence": [], "length": [], "ec": [], "ec_class": [],
+                          "go_terms": [], "organism_id": []}).astype(
+        {"accession": str, "sequence": str, "length": "int64", "ec": str, "ec_class": str,
+         "go_terms": object, "organism_id": "int64"})
+    write_table(proteins, empty, table="proteins")
+    out = tmp_path / "splits.parquet"
+    with pytest.raises(DataError, match=r"proteins\.parquet: the protein table is empty \(0 proteins\)"):
+        run_splits(proteins, {"method": "random", "fractions": {"train": 0.7, "valid": 0.15, "test": 0.15}},
+                   1, out)
+    assert not out.exists()
+
+
+def test_zero_attribution_shards_fail_at_parse_time(tmp_path):
+    rc, msg = _dry_run(tmp_path, {"attribution": {"shards": 0}}, base="config/demo.yaml")
+    assert rc != 0
+    assert "0 is less than the minimum of 1" in msg and "['shards']" in msg
+
+
+def test_corrupt_attribution_shard_is_named_by_the_gather(tmp_path):
+    import pandas as pd
+
+    from seqxai.attribution_tables import gather_attributions
+
+    good = tmp_path / "1-of-2.embedding.parquet"
+    pd.DataFrame({"x": [1.0]}).to_parquet(good)
+    bad = tmp_path / "2-of-2.embedding.parquet"
+    bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])  # a half-written shard
+    outs = [tmp_path / "out" / f for f in ("embedding.parquet", "heads.parquet", "convergence.parquet")]
+    with pytest.raises(DataError, match=rf"{bad}: not a readable Parquet file"):
+        gather_attributions([good, bad], [good, bad], *outs, 0.05)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_mapped_structure_of_another_protein_is_dropped_or_refused_naming_both(tmp_path, shared_dir, caplog):
+    """data.structures.mapping points P00749 at 1AKI (lysozyme): the sequence does not match.
+    Default: dropped, the log names accession, file and identity; on_mismatch: error raises."""
+    import logging
+
+    import pandas as pd
+
+    from seqxai.sources.structures import StructureMismatch, StructureRules, build_contact_maps
+
+    folder = tmp_path / "structs"
+    folder.mkdir()
+    (folder / "1aki.pdb").symlink_to(shared_dir / "data" / "structures" / "1aki.pdb")
+    proteins = pd.DataFrame({"accession": ["P00749"], "sequence": ["MRALLARLLLCVLVVSDSKG" * 5]})
+    mapping = pd.DataFrame({"accession": ["P00749"], "file": ["1aki.pdb"], "chain": ["A"]})
+    with caplog.at_level(logging.INFO):
+        cm, _, rep = build_contact_maps(proteins, source="local", local=folder, mapping=mapping)
+    assert cm.empty
+    r = rep.set_index(["item", "reason"])["count"]
+    assert r[("protein", "sequence mismatch")] == 1
+    assert re.search(r"P00749: 1aki\.pdb chain A does not match the UniProt sequence \(identity 0\.\d\d",
+                     caplog.text), caplog.text
+    with pytest.raises(StructureMismatch, match=r"P00749: 1aki\.pdb chain A does not match"):
+        build_contact_maps(proteins, source="local", local=folder, mapping=mapping,
+                           rules=StructureRules(on_mismatch="error"))

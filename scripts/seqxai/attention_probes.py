@@ -222,7 +222,8 @@ def blosum62_matrix(letters: str = AMINO_ACIDS) -> np.ndarray:
     from Bio.Align import substitution_matrices
 
     m = substitution_matrices.load("BLOSUM62")
-    return np.array([[m[a][b] for b in letters] for a in letters], dtype=float)
+    n = len(letters)  # reshape: no letters (no amino acid passed the filters) is 0 x 0, not (0,)
+    return np.array([[m[a][b] for b in letters] for a in letters], dtype=float).reshape(n, n)
 
 
 def amino_acid_profiles(table: pd.DataFrame) -> tuple[np.ndarray, list[str]]:

@@ -152,6 +152,10 @@ def run_splits(proteins_path, split_cfg: dict | None, seed: int, out_splits, wor
 
     cfg = dict(split_cfg or {})
     proteins = read_table(proteins_path, table="proteins")
+    if proteins.empty:
+        raise DataError(f"{proteins_path}: the protein table is empty (0 proteins), nothing to split; "
+                        f"check the data.uniprot query or local files and their filters "
+                        f"(the data report lists what was dropped and why)")
     df = make_splits(
         proteins,
         method=cfg.get("method", "random"),

@@ -10,6 +10,13 @@ Positive controls (configured in ``analysis``; the demo plants the answers):
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import platform
+import re
+from pathlib import Path
+
 import numpy as np
 
 from .io import read_json, read_table
@@ -86,3 +93,125 @@ def build_summary(*, tasks, models, embedding, heads, metrics, probes, dna_metri
     out["positive_controls"]["checked"] = bool(check)
     out["positive_controls"]["all_pass"] = all(verdicts) if check else None
     return out
+
+
+# ------------------------------------------------------------------------ provenance
+# The versions of code, models and data a run used, for summary.json's "provenance" section.
+PROVENANCE_PACKAGES = ("torch", "transformers", "captum", "numpy", "pandas", "scipy", "snakemake")
+_RELEASE_LINE = re.compile(r"Release:\s*([0-9][0-9.]*)")
+
+
+def sha256_file(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def config_hash(config: dict) -> str:
+    """sha256 of the resolved config (all config files and --config merged, schema defaults
+    filled in), as canonical JSON, without ``outdir``: the same study in another folder has
+    the same hash."""
+    study = {k: v for k, v in config.items() if k != "outdir"}
+    return hashlib.sha256(json.dumps(study, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def package_versions(names=PROVENANCE_PACKAGES) -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for n in names:
+        try:
+            out[n] = version(n)
+        except PackageNotFoundError:
+            out[n] = None
+    return out
+
+
+def encoder_provenance(pretrained: str | None, folder: str | None) -> dict:
+    """What the protein encoder was: the configured hub id or folder (None: the demo encoder
+    built and MLM-pretrained by the workflow), the sha256 of the config.json and weights of the
+    folder actually loaded, and for a hub id the snapshot commit of the local Hugging Face cache."""
+    out = {"pretrained": pretrained, "built_by_workflow": pretrained is None, "folder": folder,
+           "config_sha256": None, "weights_sha256": None, "commit": None}
+    path = Path(os.path.expanduser(folder)) if folder else None
+    if path is not None and not path.is_dir() and pretrained:  # a hub id: its cached snapshot
+        snapshot = hub_snapshot(pretrained)
+        if snapshot is not None:
+            path, out["commit"] = snapshot, snapshot.name
+    if path is not None and (path / "config.json").is_file():
+        out["config_sha256"] = sha256_file(path / "config.json")
+        for w in ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+                  "pytorch_model.bin.index.json"):
+            if (path / w).is_file():
+                out["weights_sha256"] = sha256_file(path / w)
+                break
+    return out
+
+
+def hub_snapshot(repo_id: str, revision: str = "main") -> Path | None:
+    """The folder of the snapshot a hub id resolves to in the local Hugging Face cache
+    (``<cache>/models--org--name/snapshots/<commit>``, the commit read from ``refs/<revision>``),
+    or None when it is not cached. The cache is HF_HUB_CACHE, else HF_HOME/hub, else
+    ~/.cache/huggingface/hub (huggingface_hub's order)."""
+    cache = os.environ.get("HF_HUB_CACHE") or os.path.join(
+        os.environ.get("HF_HOME") or os.path.expanduser("~/.cache/huggingface"), "hub")
+    repo = Path(cache) / ("models--" + repo_id.replace("/", "--"))
+    ref = repo / "refs" / revision
+    if not ref.is_file():
+        return None
+    snap = repo / "snapshots" / ref.read_text().strip()
+    return snap if snap.is_dir() else None
+
+
+def _file_release(path) -> str | None:
+    """The 'Release: x.y' line near the top of a RegulonDB file, if it has one."""
+    try:
+        with open(path, errors="replace") as f:
+            head = f.read(8192)
+    except OSError:
+        return None
+    m = _RELEASE_LINE.search(head)
+    return m.group(1).rstrip(".") if m else None
+
+
+def _local_files(paths) -> list[dict]:
+    return [{"path": str(p), "sha256": sha256_file(p) if Path(p).is_file() else None}
+            for p in ([paths] if isinstance(paths, str) else paths or [])]
+
+
+def data_provenance(config: dict) -> dict:
+    """The data sources and releases named by the config (and found in local files)."""
+    data = config["data"]
+    if data["source"] == "demo":
+        return {"source": "demo", "seed": config["seed"], "demo": data["demo"]}
+    up, gen, rdb, st = data["uniprot"], data["genome"], data["regulondb"], data["structures"]
+    regulondb = {"release": rdb.get("release"), "files": {}}
+    for k in ("promoters", "sites", "matrices"):
+        part = rdb.get(k) or {}
+        local = part.get("local")
+        regulondb["files"][k] = {
+            "url": None if local else part.get("url"), "local": _local_files(local) if local else [],
+            "pinned_release": part.get("release") or rdb.get("release"),
+            "file_release": _file_release(local) if local else None}
+    return {
+        "source": data["source"],
+        "uniprot": {"query": None if up.get("local") else up.get("query"),
+                    "url": None if up.get("local") else up.get("url"),
+                    "local": _local_files(up.get("local")),
+                    # The REST answer's X-UniProt-Release header is not kept by the downloader.
+                    "release": None},
+        "genome": {"accession": gen.get("accession"), "local": _local_files(gen.get("local"))},
+        "regulondb": regulondb,
+        "structures": {"source": st.get("source"), "local": st.get("local"),
+                       "mapping": _local_files(st.get("mapping")) if st.get("mapping") else []},
+    }
+
+
+def build_provenance(config: dict, encoder_folder: str | None) -> dict:
+    """summary.json's provenance: seed, config hash, package versions, encoder, data sources."""
+    return {"seed": config["seed"], "config_sha256": config_hash(config),
+            "packages": package_versions(),
+            "encoder": encoder_provenance(config["protein"]["encoder"]["pretrained"], encoder_folder),
+            "data": data_provenance(config)}

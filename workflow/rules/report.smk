@@ -155,6 +155,7 @@ rule summarize:
         probes=expand(out("analysis/protein/attention/{model}/vig_probe.parquet"), model=PROBE_MODELS),
         dna_metrics=out("models/dna/metrics.json"),
         dna_summary=out("analysis/dna/dna_summary.json"),
+        encoder=pretrained_input(),
     output:
         summary=report(out("summary.json"), caption="../report/summary.rst", category="Summary"),
     log:
@@ -171,9 +172,11 @@ rule summarize:
         contact_enrichment=config["analysis"]["expect_contact_enrichment"],
         expect_max_p=config["analysis"]["expect_max_p"],
         min_high_confidence=config["analysis"]["vig"]["min_high_confidence"],
+        encoder=pretrained_encoder,
     threads: 1
     conda:
-        "../../envs/analysis.yaml"
+        # the models' env: summary.json's provenance records its torch/transformers versions
+        "../../envs/torch.yaml"
     script:
         "../../scripts/summarize.py"
 
