@@ -131,7 +131,9 @@ def test_metrics_write_null_with_a_reason_instead_of_nan():
     m = pm._metrics("multi_label", np.zeros((4, 2)), y)
     assert m["macro_roc_auc"] is None and m["macro_pr_auc"] is None and "auc_note" in m
     json.dumps(m, allow_nan=False)
-    assert pm.non_finite_paths({"a": {"b": [1.0, float("nan")]}, "c": 2.0}) == ["a.b.1"]
+    from seqxai.io import non_finite_values
+
+    assert [k for k, _ in non_finite_values({"a": {"b": [1.0, float("nan")]}, "c": 2.0})] == ["a.b.1"]
 
 
 # ---- checkpoints and resume ----------------------------------------------------------------

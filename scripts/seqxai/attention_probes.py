@@ -273,11 +273,12 @@ def run_attention_probe(encoder_path, proteins_path, splits_path, contacts_path,
                                      precision_table)
     from .head_statistics import annotation_masks
     from .io import Progress, read_table, write_json, write_table
-    from .protein_model import device_for, encode, load_encoder, load_tokenizer
+    from .devices import pick_device
+    from .protein_model import encode, load_encoder, load_tokenizer
 
     log = logging.getLogger("seqxai.attention_probes")
     torch.set_num_threads(threads)
-    dev = device_for(device)
+    dev = pick_device(device)
     encoder = load_encoder(encoder_path).to(dev).eval()
     tok = load_tokenizer(encoder_path)
     proteins = read_table(proteins_path, "proteins")

@@ -57,7 +57,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .io import DataError, Progress
+from .devices import pick_device  # noqa: F401 (the DNA rules' device, shared with the protein side)
+from .io import DataError, Progress, non_finite_values
 
 log = logging.getLogger("seqxai.dna_model")
 
@@ -430,18 +431,6 @@ def load_model(path, device="cpu") -> tuple[TSSTransformer, dict]:
 
 
 # ----------------------------------------------------------------------------- training
-def pick_device(prefer: str = "auto") -> torch.device:
-    """``config.device``: ``auto`` = CUDA when visible, else CPU; ``cpu``; ``cuda`` (an error
-    when no CUDA device is visible, rather than a silent CPU run)."""
-    if prefer not in ("auto", "cpu", "cuda"):
-        raise DataError(f"device: '{prefer}' (expected auto, cpu or cuda)")
-    if prefer == "cuda" and not torch.cuda.is_available():
-        raise DataError("device: 'cuda' requested but torch sees no CUDA device (set device: auto or cpu)")
-    if prefer == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda")
-
-
 def seed_everything(seed: int) -> None:
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.manual_seed(seed)
@@ -457,14 +446,10 @@ def early_stop(bad_epochs: int, patience: int) -> bool:
 
 def assert_finite_metrics(obj, path: str = "metrics") -> None:
     """Raise naming the key when a metric is NaN or infinite (JSON has no NaN; use None + a reason)."""
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            assert_finite_metrics(v, f"{path}.{k}")
-    elif isinstance(obj, (list, tuple)):
-        for i, v in enumerate(obj):
-            assert_finite_metrics(v, f"{path}[{i}]")
-    elif isinstance(obj, (float, np.floating)) and not math.isfinite(obj):
-        raise FloatingPointError(f"train_dna: {path} is {obj}; refusing to write it to metrics.json")
+    bad = non_finite_values(obj)
+    if bad:
+        key, value = bad[0]
+        raise FloatingPointError(f"train_dna: {path}.{key} is {value}; refusing to write it to metrics.json")
 
 
 @torch.no_grad()

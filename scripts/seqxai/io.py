@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -184,3 +185,15 @@ class Progress:
                 "%s: %d/%d (%.1f/s, eta %.0f s)", self.what, self.done, self.total, rate, eta
             )
             self.last = now
+
+
+def non_finite_values(obj, prefix: str = "") -> list[tuple[str, float]]:
+    """(dotted key path, value) of every NaN/inf float inside nested dicts and lists: JSON has
+    no NaN, so metrics files are checked with this before they are written."""
+    if isinstance(obj, dict):
+        return [pv for k, v in obj.items() for pv in non_finite_values(v, f"{prefix}{k}.")]
+    if isinstance(obj, (list, tuple)):
+        return [pv for i, v in enumerate(obj) for pv in non_finite_values(v, f"{prefix}{i}.")]
+    if isinstance(obj, (float, np.floating)) and not np.isfinite(obj):
+        return [(prefix.rstrip("."), float(obj))]
+    return []

@@ -24,6 +24,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .devices import pick_device
+from .io import non_finite_values
 from .protein_tasks import SPLITS
 
 log = logging.getLogger("seqxai.protein_model")
@@ -33,12 +35,6 @@ ESM_VOCAB = ["<cls>", "<pad>", "<eos>", "<unk>", "L", "A", "G", "V", "S", "E", "
              ".", "-", "<null_1>", "<mask>"]
 META_FILE = "seqxai_model.json"
 HEAD_FILE = "head.pt"
-
-
-def device_for(prefer: str = "auto") -> torch.device:
-    if prefer == "cpu" or (prefer == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    return torch.device("cuda")
 
 
 def autocast(device: torch.device, bf16: bool = True):
@@ -133,7 +129,7 @@ def pretrain_mlm(sequences: list[str], init_dir: str | Path, out_dir: str | Path
     from transformers import AutoModelForMaskedLM
 
     seed_everything(seed)
-    dev = device_for(device)
+    dev = pick_device(device)
     tok = load_tokenizer(init_dir)
     model = AutoModelForMaskedLM.from_pretrained(str(init_dir)).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
@@ -292,7 +288,7 @@ def load_classifier(model_dir: str | Path, device: str = "cpu"):
     model, tok = make_classifier(model_dir / "encoder", len(meta["labels"]))
     model.head.load_state_dict(torch.load(model_dir / HEAD_FILE, map_location="cpu"))
     model.eval()
-    return model.to(device_for(device)), tok, meta
+    return model.to(pick_device(device)), tok, meta
 
 
 def task_targets(proteins: pd.DataFrame, task: dict) -> tuple[list[str], np.ndarray]:
@@ -395,17 +391,6 @@ def _metrics(task_type: str, logits: np.ndarray, y: np.ndarray) -> dict:
         out["auc_note"] = "no term has both positive and negative proteins in this split"
     out["accuracy"] = float(((logits > 0) == (y > 0.5)).mean())
     return out
-
-
-def non_finite_paths(obj, prefix: str = "") -> list[str]:
-    """Keys (dotted paths) of NaN/inf floats inside nested dicts and lists."""
-    if isinstance(obj, dict):
-        return [p for k, v in obj.items() for p in non_finite_paths(v, f"{prefix}{k}.")]
-    if isinstance(obj, (list, tuple)):
-        return [p for i, v in enumerate(obj) for p in non_finite_paths(v, f"{prefix}{i}.")]
-    if isinstance(obj, (float, np.floating)) and not np.isfinite(obj):
-        return [prefix.rstrip(".")]
-    return []
 
 
 @torch.no_grad()
@@ -554,7 +539,7 @@ def finetune(proteins: pd.DataFrame, splits: pd.DataFrame, task: dict, encoder_p
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, not '{variant}'")
     seed_everything(seed)
-    dev = device_for(device)
+    dev = pick_device(device)
     df = proteins.merge(splits[["accession", "split"]], on="accession", how="inner")
     labels, y = task_targets(df, task)
     dropped: dict[str, int] = {}
@@ -721,7 +706,7 @@ def run_finetuning(proteins_path, splits_path, encoder, task: dict, params: dict
     metrics, history = finetune(proteins, splits, task, encoder, out_dir, max_length=max_length,
                                 seed=seed, device=device, variant=variant,
                                 checkpoint_dir=checkpoint_dir, **params)
-    bad = non_finite_paths(metrics)
+    bad = [key for key, _ in non_finite_values(metrics)]
     if bad:
         raise FloatingPointError(f"task '{task['name']}' ({variant}): metrics {bad} are not finite; "
                                  f"not writing {metrics_path}")
