@@ -18,6 +18,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/attribution.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/code.smk"
 
 
 # Every script rule depends on the library modules its script imports (common.smk);

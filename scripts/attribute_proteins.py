@@ -14,6 +14,6 @@ from seqxai.attribution import run_attribution_shard  # noqa: E402
 # not rerun the attributions (Snakemake tracks params).
 shard, n_shards = sm.params.shard
 run_attribution_shard(sm.input.model, sm.input.proteins, sm.input.splits, sm.params.attribution,
-                      shard - 1, n_shards, sm.output.embedding, sm.output.heads,
+                      shard - 1, n_shards, sm.output.shard,
                       device=sm.config["device"], threads=sm.threads,
                       batch_size=sm.config["attribution"]["batch_size"])

@@ -9,7 +9,7 @@ from seqxai.io import setup_logging  # noqa: E402
 setup_logging(snakemake.log[0])  # noqa: F821
 sm = snakemake  # noqa: F821
 
-from seqxai.attribution_tables import gather_attributions  # noqa: E402
+from seqxai.attribution_tables import gather_attributions, shard_tables  # noqa: E402
 
-gather_attributions(sm.input.embedding, sm.input.heads, sm.output.embedding, sm.output.heads,
-                    sm.output.convergence, sm.params.delta_tolerance)
+gather_attributions(shard_tables(sm.input.shards, "embedding"), shard_tables(sm.input.shards, "heads"),
+                    sm.output.embedding, sm.output.heads, sm.output.convergence, sm.params.delta_tolerance)

@@ -402,19 +402,22 @@ def test_shards_attribute_every_protein_once(shard_inputs):
     d, params = shard_inputs
     for s in range(3):
         at.run_attribution_shard(d / "model", d / "proteins.parquet", d / "splits.parquet", params,
-                                 s, 3, d / f"{s}.emb.parquet", d / f"{s}.heads.parquet",
-                                 device="cpu", batch_size=4)
-    emb = pd.concat([pd.read_parquet(d / f"{s}.emb.parquet") for s in range(3)])
-    heads = pd.concat([pd.read_parquet(d / f"{s}.heads.parquet") for s in range(3)])
+                                 s, 3, d / f"shard{s}", device="cpu", batch_size=4)
+    # one folder per shard with exactly the two tables, no temporary leftovers beside it
+    assert sorted(p.name for p in (d / "shard0").iterdir()) == ["embedding.parquet", "heads.parquet"]
+    assert not list(d.glob(".shard*"))
+    emb = pd.concat([pd.read_parquet(d / f"shard{s}" / "embedding.parquet") for s in range(3)])
+    heads = pd.concat([pd.read_parquet(d / f"shard{s}" / "heads.parquet") for s in range(3)])
     assert sorted(emb["accession"]) == [f"P{i}" for i in range(5)]
     import pyarrow.parquet as pq
 
-    for table in ("emb", "heads"):  # relevance stored as float32 lists of one value per residue
-        assert str(pq.read_schema(d / f"0.{table}.parquet").field("relevance").type) == "list<element: float>"
+    for table in ("embedding", "heads"):  # relevance stored as float32 lists of one value per residue
+        assert str(pq.read_schema(d / "shard0" / f"{table}.parquet").field("relevance").type) == \
+            "list<element: float>"
     assert (emb["relevance"].map(len) == emb["n_residues"]).all()
     assert len(heads) == 5 * 2 * 4 and not heads.duplicated(["accession", "layer", "head"]).any()
     # the longest protein (P2, 40 residues) sits in a shard of its own
-    owner = {s: set(pd.read_parquet(d / f"{s}.emb.parquet")["accession"]) for s in range(3)}
+    owner = {s: set(pd.read_parquet(d / f"shard{s}" / "embedding.parquet")["accession"]) for s in range(3)}
     assert {"P2"} in owner.values()
 
 
@@ -445,9 +448,8 @@ def test_shard_outputs_complete_or_absent(shard_inputs, monkeypatch, fail_at):
     out = d / "out"
     with pytest.raises((RuntimeError, OSError)):
         at.run_attribution_shard(d / "model", d / "proteins.parquet", d / "splits.parquet", params,
-                                 0, 1, out / "s.embedding.parquet", out / "s.heads.parquet",
-                                 device="cpu", batch_size=4)
-    assert not out.exists() or list(out.iterdir()) == []
+                                 0, 1, out / "1-of-1", device="cpu", batch_size=4)
+    assert not out.exists() or list(out.iterdir()) == []     # no shard folder, no temporary one
 
 
 # --- per-family attention modules and Captum's LayerConductance, layer by layer ---------------

@@ -126,21 +126,26 @@ def test_touching_a_library_module_reruns_exactly_the_rules_that_import_it(tmp_p
         os.utime(p, (t0, t0))
     assert _dry_jobs(wf, *cfg)[0] == {}, "faked outputs are not up to date"
 
+    def fingerprints(stdout):
+        """Scripts whose library fingerprint (code/<script>.tsv) the dry run rebuilds."""
+        return set(re.findall(r"^\s*output: \S*/code/(\w+)\.tsv$", stdout, flags=re.M))
+
     lib = wf / "scripts" / "seqxai"
     os.utime(lib / "plots.py", (t0 + 100, t0 + 100))
-    jobs, _ = _dry_jobs(wf, *cfg)
-    assert set(jobs) == {"plot_attention_probe", "plot_head_significance", "plot_tracks",
-                         "plot_training", "plot_residue_flipping", "all"}
+    jobs, stdout = _dry_jobs(wf, *cfg)
+    plots = {"plot_attention_probe", "plot_head_significance", "plot_tracks", "plot_training",
+             "plot_residue_flipping"}
+    assert fingerprints(stdout) == plots     # the scripts are named after their rules
+    assert set(jobs) == plots | {"library_fingerprint", "all"}
     os.utime(lib / "plots.py", (t0 - 100, t0 - 100))
 
     # head_statistics.py: imported by the head_statistics script and, via attention_probes.py,
     # by the attention_probe script; their plots and the summary follow.
     os.utime(lib / "head_statistics.py", (t0 + 100, t0 + 100))
-    jobs, _ = _dry_jobs(wf, *cfg)
-    direct = {r for r, reasons in jobs.items()
-              if any("Updated input files" in x and "seqxai/head_statistics.py" in x for x in reasons)}
-    assert direct == {"head_statistics", "attention_probe"}
-    assert set(jobs) == direct | {"plot_head_significance", "plot_attention_probe", "summarize", "all"}
+    jobs, stdout = _dry_jobs(wf, *cfg)
+    assert fingerprints(stdout) == {"head_statistics", "attention_probe"}
+    assert set(jobs) == {"library_fingerprint", "head_statistics", "attention_probe", "plot_head_significance",
+                         "plot_attention_probe", "summarize", "all"}
 
 
 def test_local_encoder_and_structure_files_are_inputs(tmp_path):

@@ -66,13 +66,17 @@ with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
                       config_settings=ConfigSettings(configfiles=[Path(sys.argv[1])]),
                       snakefile=Path("Snakefile"), workdir=Path("."))
     rules = {}
+    _files = lambda x: [x] if isinstance(x, str) else x  # noqa: E731  (one named input or a list)
     for r in wf._workflow.rules:
         base = Path(r.basedir) if r.basedir else Path(".")
         rules[r.name] = {
             "conda": str((base / r.conda_env).resolve()) if isinstance(r.conda_env, str) else None,
             "script": str((base / r.script).resolve()) if r.script else None,
             "action": bool(r.script or r.shellcmd or r.run_func_src or r.is_run),
-            "library": sorted(str(Path(f).resolve()) for f in getattr(r.input, "library", [])),
+            "library": sorted(str(Path(f).resolve()) for f in _files(getattr(r.input, "library", []))),
+            "fingerprint_modules": sorted(str(Path(f).resolve()) for f in
+                                          wf._workflow.globals["LIBRARY_BY_SCRIPT"].get(Path(r.script).stem, []))
+                                   if r.script else [],
         }
 print("RULES-JSON" + json.dumps(rules))
 """
@@ -153,12 +157,19 @@ def test_every_rule_is_parsed_and_has_an_existing_env():
 
 def test_every_script_rule_depends_on_the_library_modules_it_imports():
     """track_library_code() (common.smk) ran after every include: each script rule's input
-    `library` is exactly the import closure of its script."""
+    `library` is the fingerprint file of its script, whose inputs (library_fingerprint) are
+    exactly the import closure of the script; the fingerprint rule takes its own directly."""
     for name, r in all_rules().items():
         if r["script"]:
             files, _ = script_dependencies(r["script"])
-            assert r["library"] == sorted(files), f"rule {name}: library inputs {r['library']}"
             assert str(ROOT / "scripts" / "seqxai" / "io.py") in files
+            if name == "library_fingerprint":
+                assert r["library"] == sorted(files), f"rule {name}: library inputs {r['library']}"
+                continue
+            stem = Path(r["script"]).stem
+            assert len(r["library"]) == 1 and r["library"][0].endswith(f"/code/{stem}.tsv"), \
+                f"rule {name}: library input {r['library']}"
+            assert r["fingerprint_modules"] == sorted(files), f"rule {name}: {r['fingerprint_modules']}"
 
 
 def _env_gap(name: str) -> list:

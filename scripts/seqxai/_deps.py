@@ -115,3 +115,34 @@ def script_dependencies(script: str | Path, library_root: str | Path | None = No
         todo.extend(m for m in sub_lib if m not in seen)
     files = sorted(str(_module_file(lib_parent, m)) for m in seen)
     return files, sorted(third_all)
+
+
+def write_fingerprint(files, out_path: str | Path, root: str | Path | None = None) -> list[tuple[str, str, int]]:
+    """Write a tab-separated table ``module, sha256, bytes`` of the given library files
+    (paths relative to ``root`` when given) to ``out_path``, atomically; returns the rows.
+
+    The workflow keeps one such file per rule script (rule library_fingerprint): the script's
+    rules take it as their only library input, so a changed module reruns them through one
+    file instead of one input per module and job, and the file records which library code
+    produced a run's results."""
+    import hashlib
+    import os
+    import tempfile
+
+    rows = []
+    for f in sorted(str(x) for x in files):
+        data = Path(f).read_bytes()
+        name = os.path.relpath(f, root) if root else f
+        rows.append((name, hashlib.sha256(data).hexdigest(), len(data)))
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write("module\tsha256\tbytes\n")
+            fh.writelines(f"{n}\t{h}\t{b}\n" for n, h, b in rows)
+        os.replace(tmp, out_path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return rows

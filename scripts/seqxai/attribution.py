@@ -353,9 +353,10 @@ def attribute_shard(model_dir: str, targets, shard: int, n_shards: int, n_steps:
 
 
 def run_attribution_shard(model_dir, proteins_path, splits_path, params: dict, shard: int,
-                          n_shards: int, embedding_path, heads_path, device: str = "auto",
+                          n_shards: int, out_dir, device: str = "auto",
                           threads: int = 1, batch_size: int = 16) -> None:
-    """Select the targets, attribute this shard's share and write both tables.
+    """Select the targets, attribute this shard's share and write both tables into the
+    folder ``out_dir`` (``embedding.parquet``, ``heads.parquet``: :data:`SHARD_FILES`).
 
     ``params`` holds what defines the result (n_steps, split, max_proteins, layers);
     ``device``, ``threads`` and ``batch_size`` (path nodes per pass) only set the speed.
@@ -363,7 +364,8 @@ def run_attribution_shard(model_dir, proteins_path, splits_path, params: dict, s
     import json
 
     from .attribution_tables import convergence_summary
-    from .io import atomic_path, read_table, write_table
+    from .attribution_tables import SHARD_FILES
+    from .io import atomic_dir, read_table, write_table
 
     torch.set_num_threads(threads)
     meta = json.loads((Path(model_dir) / "seqxai_model.json").read_text())
@@ -379,10 +381,9 @@ def run_attribution_shard(model_dir, proteins_path, splits_path, params: dict, s
             log.info("completeness at %s: |delta| median %.3g max %.3g; |delta| / |F(x)-F(x')| "
                      "median %.3g max %.3g", r.level, r.median_abs_delta, r.max_abs_delta,
                      r.median_relative_delta, r.max_relative_delta)
-    # Both tables or neither: each goes to a temporary name and both are renamed into place
+    # Both tables or neither: they go into a temporary folder that is renamed onto out_dir
     # only after both are written (an interrupted shard leaves nothing that looks complete).
-    with contextlib.ExitStack() as stack:
-        tmp_emb = stack.enter_context(atomic_path(embedding_path, suffix=".parquet"))
-        tmp_heads = stack.enter_context(atomic_path(heads_path, suffix=".parquet"))
-        write_table(tmp_emb, emb)
-        write_table(tmp_heads, heads)
+    # One output per shard job also keeps Snakemake's DAG of a 10,000-shard run small.
+    with atomic_dir(out_dir) as tmp:
+        write_table(tmp / SHARD_FILES["embedding"], emb)
+        write_table(tmp / SHARD_FILES["heads"], heads)

@@ -24,6 +24,8 @@ EMBEDDING_COLUMNS = ["accession", "target", "n_residues", "relevance", "relevanc
                      "relevance_end", "f_input", "f_baseline", "delta", "layer_delta"]
 HEAD_COLUMNS = ["accession", "target", "layer", "head", "relevance", "relevance_start",
                 "relevance_end"]
+#: the two tables of one shard's output folder
+SHARD_FILES = {"embedding": "embedding.parquet", "heads": "heads.parquet"}
 CONVERGENCE_COLUMNS = ["level", "layer", "n_proteins", "n_flagged", "tolerance", "median_abs_delta",
                        "max_abs_delta", "median_relative_delta", "max_relative_delta"]
 
@@ -90,6 +92,13 @@ def concat_shards(frames: list[pd.DataFrame]) -> pd.DataFrame:
     df = pd.concat([f for f in frames if len(f)] or frames, ignore_index=True)
     keys = [c for c in ("accession", "target", "layer", "head") if c in df.columns]
     return df.sort_values(keys, kind="stable").reset_index(drop=True)
+
+
+def shard_tables(shard_dirs, table: str) -> list:
+    """Paths of one table (``embedding`` or ``heads``) in the shards' output folders."""
+    from pathlib import Path
+
+    return [Path(d) / SHARD_FILES[table] for d in shard_dirs]
 
 
 def gather_attributions(embedding_paths, heads_paths, embedding_out, heads_out, convergence_out,

@@ -14,8 +14,8 @@ rule attribute_proteins:
         proteins=out("data/protein/proteins.parquet"),
         splits=out("data/protein/splits.parquet"),
     output:
-        embedding=temp(out("attribution/{task}/{variant}/shards/{scatteritem}.embedding.parquet")),
-        heads=temp(out("attribution/{task}/{variant}/shards/{scatteritem}.heads.parquet")),
+        # one folder per shard (embedding.parquet + heads.parquet), written atomically
+        shard=temp(directory(out("attribution/{task}/{variant}/shards/{scatteritem}"))),
     log:
         out("logs/attribute_{task}_{variant}_{scatteritem}.log"),
     benchmark:
@@ -35,8 +35,7 @@ rule attribute_proteins:
 
 rule gather_attributions:
     input:
-        embedding=gather.attribution(out("attribution/{{task}}/{{variant}}/shards/{scatteritem}.embedding.parquet")),
-        heads=gather.attribution(out("attribution/{{task}}/{{variant}}/shards/{scatteritem}.heads.parquet")),
+        shards=gather.attribution(out("attribution/{{task}}/{{variant}}/shards/{scatteritem}")),
     output:
         embedding=out("attribution/{task}/{variant}/embedding.parquet"),
         heads=out("attribution/{task}/{variant}/heads.parquet"),

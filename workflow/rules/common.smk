@@ -230,18 +230,28 @@ def library_inputs(script):
     return [_input_path(f) for f in files]
 
 
+# script stem -> the library modules it can import: inputs of its library_fingerprint job
+LIBRARY_BY_SCRIPT = {}
+
+
 def track_library_code():
-    """Add the input `library` (the library modules a script imports) to every script rule.
+    """Make every script rule depend on the library modules its script can import.
 
     Called once in the Snakefile after all rules are defined, so that rule modules need no
-    extra line and a new rule cannot forget it. A changed module (newer mtime) reruns exactly
-    the rules whose scripts can import it."""
+    extra line and a new rule cannot forget it. The input `library` of a rule is the
+    fingerprint of its script (rule library_fingerprint, code.smk), whose inputs are the
+    modules; the fingerprint rule itself takes its own script's modules directly. A changed
+    module (newer mtime) reruns exactly the rules whose scripts can import it."""
     for r in workflow.rules:
         if r.script:
             script = Path(str(r.basedir)) / r.script
             if r.input_modifier is None:  # no input section yet; set_input needs a modifier
                 r.input_modifier = r.output_modifier
-            r.set_input(library=library_inputs(script))
+            if r.name == "library_fingerprint":
+                r.set_input(library=library_inputs(script))
+            else:
+                LIBRARY_BY_SCRIPT[script.stem] = library_inputs(script)
+                r.set_input(library=out(f"code/{script.stem}.tsv"))
 
 
 def final_targets():
