@@ -66,13 +66,14 @@ def test_check_tss_errors_name_record_and_field():
         check_tss(bad_pos.assign(position=5, chrom="zz"), genome, "tss.parquet")
 
 
-def _model():
+def _model(**over):
     torch.manual_seed(0)
-    return build_model(SMALL).eval()
+    return build_model({**SMALL, **over}).eval()
 
 
-def test_causal_and_dense_equals_chunked():
-    model = _model()
+@pytest.mark.parametrize("sink", [False, True])
+def test_causal_and_dense_equals_chunked(sink):
+    model = _model(attention_sink=sink)
     x = torch.randint(0, 4, (2, 50))
     with torch.no_grad():
         a = model(x)
@@ -86,7 +87,10 @@ def test_causal_and_dense_equals_chunked():
     assert attn.shape == (2, 2, 2, 50, 50)                        # batch, layer, head, query, key
     q, k = torch.meshgrid(torch.arange(50), torch.arange(50), indexing="ij")
     assert attn[..., (k > q) | (q - k > 16)].abs().max() == 0      # causal, band of context 16
-    assert torch.allclose(attn.sum(-1), torch.ones(()), atol=1e-5)
+    if sink:   # the sink keeps 1 / (1 + sum exp(s)) of every row: rows sum to less than 1
+        assert (attn.sum(-1) < 1 - 1e-4).all() and (attn.sum(-1) > 0).all()
+    else:
+        assert torch.allclose(attn.sum(-1), torch.ones(()), atol=1e-5)
 
 
 def test_conv_width_on_keys_and_values():
@@ -158,7 +162,7 @@ def test_every_shipped_config_builds_its_dna_model(path):
         logits, rows = model(x, return_attention=True, attention_queries=[23])
     assert logits.shape == (2, 24) and torch.isfinite(logits).all()
     assert rows.shape == (2, mcfg["n_layers"], mcfg["n_heads"], 1, 24)
-    assert torch.allclose(rows.sum(-1), torch.ones(()), atol=1e-5)
+    assert (rows.sum(-1) <= 1 + 1e-5).all()          # < 1 with the attention sink
 
 
 def test_head_width_independent_of_d_model():
@@ -167,14 +171,16 @@ def test_head_width_independent_of_d_model():
     assert layer.qkv.out_features == 3 * 6 * 6 and layer.out.in_features == 6 * 6
 
 
+@pytest.mark.parametrize("sink", [False, True])
 @pytest.mark.parametrize("attention", ["causal", "bidirectional"])
 @pytest.mark.parametrize("position", ["rotary", "xl"])
-def test_attention_rows_equal_dense_rows(position, attention):
+def test_attention_rows_equal_dense_rows(position, attention, sink):
     """Rows computed for a few queries only equal those rows of the dense T x T attention
-    (with left PAD, band edges and positions before the context filled), and a naive loop."""
+    (with left PAD, band edges and positions before the context filled), and a naive loop;
+    with the sink the naive loop adds one key of score 0 to the softmax."""
     torch.manual_seed(1)
     model = build_model(dict(n_layers=3, n_heads=3, d_model=12, d_head=4, context=10, attn_chunk=4,
-                             position=position, attention=attention)).eval()
+                             position=position, attention=attention, attention_sink=sink)).eval()
     x = torch.randint(0, 4, (2, 37))
     x[1, :5] = PAD
     queries = [0, 3, 9, 10, 11, 36]
@@ -210,7 +216,8 @@ def test_attention_rows_equal_dense_rows(position, attention):
                             s[j] = turn(q[b, hd, i], i) @ turn(k[b, hd, j], j) / 2
                         if x[b, j] == PAD:
                             s[j] = -1e9
-                    assert torch.allclose(torch.softmax(s, 0), rows[b, 0, hd, queries.index(i)], atol=1e-5)
+                    want = torch.softmax(torch.cat([s, torch.zeros(1)]), 0)[:-1] if sink else torch.softmax(s, 0)
+                    assert torch.allclose(want, rows[b, 0, hd, queries.index(i)], atol=1e-5)
 
 
 def test_rotary_scores_depend_on_distance_only():

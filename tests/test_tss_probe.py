@@ -88,7 +88,7 @@ def test_head_pfm_reads_the_strand_orientation():
 
 def test_attention_rows_shape_and_left_padding():
     torch.manual_seed(0)
-    model = build_model(dict(n_layers=2, n_heads=2, d_model=8, context=16)).eval()
+    model = build_model(dict(n_layers=2, n_heads=2, d_model=8, context=16, attention_sink=False)).eval()
     tokens = oriented_tokens("ACGT" * 50)
     Wp, _ = probe_window(model.config)
     rows = attention_rows(model, tokens, np.array([0, 100]), np.array(["+", "-"]), batch_size=2)
@@ -109,6 +109,39 @@ def test_positive_control_selection():
     assert pc35["found"] and (pc35["layer"], pc35["head"]) == (1, 0)
     none = positive_control(motifs.iloc[[1]], el, 3, 1)
     assert not none["found"] and none["mismatches"] == 2
+
+
+def test_sequence_driven_criterion_and_preference():
+    from seqxai.tss_probe import sequence_driven
+
+    got = sequence_driven(np.array([0.30, 0.30, 0.30, 0.30]), np.array([0.15, 0.16, np.nan, 0.0]), 2.0)
+    assert list(got) == [True, False, False, True]        # 2x exactly passes; no background fails
+    p = np.array([0.001, 0.001, 0.001, 0.2])
+    assert list(sequence_driven(np.full(4, 0.3), np.array([0.15, 0.16, np.nan, 0.0]), 2.0, p, 0.01)) == \
+        [True, False, False, False]                        # not significant: not sequence-driven
+
+
+def test_peak_vs_background_p_against_scipy():
+    from scipy.stats import mannwhitneyu
+
+    from seqxai.tss_probe import attention_at_offset, peak_vs_background_p
+
+    rng = np.random.default_rng(0)
+    key_offset = np.array([-12, -11, -10, -9])
+    rows = rng.random((30, 1, 2, 4))
+    bg = rng.random((40, 1, 2, 4)) * 0.8
+    peak = np.array([[-10, -12]])
+    at = attention_at_offset(rows, key_offset, peak)
+    assert np.array_equal(at[:, 0, 0], rows[:, 0, 0, 2]) and np.array_equal(at[:, 0, 1], rows[:, 0, 1, 0])
+    p = peak_vs_background_p(at, attention_at_offset(bg, key_offset, peak))
+    want = mannwhitneyu(rows[:, 0, 0, 2], bg[:, 0, 0, 2], alternative="greater").pvalue
+    assert np.isclose(p[0, 0], want)
+    motifs = pd.DataFrame({"layer": [0, 0], "head": [0, 1], "peak_offset": [-10, -9], "peak_mass": [0.9, 0.3],
+                           "consensus": ["GGTATAATCC", "GGTATAATCC"], "sequence_driven": [False, True]})
+    pc = positive_control(motifs, {"consensus": "TATAAT", "centre": -9.5}, 3, 1)
+    assert (pc["head"], pc["sequence_driven"], pc["n_sequence_driven_candidates"]) == (1, True, 1)
+    pc = positive_control(motifs.assign(sequence_driven=False), {"consensus": "TATAAT", "centre": -9.5}, 3, 1)
+    assert (pc["head"], pc["sequence_driven"]) == (0, False)      # none: the largest peak mass
 
 
 def test_background_positions_keep_away_from_tss():
@@ -159,8 +192,11 @@ def test_background_tells_positional_from_sequence_driven_heads(monkeypatch):
     assert (m.peak_offset == -10).all() and (m.profile_at_peak > 0.95).all()
     assert m.loc[0, "background_at_peak"] > 0.95                          # positional: peak kept
     assert m.loc[1, "background_at_peak"] < 0.05                          # sequence-driven: peak gone
+    assert list(m.sequence_driven) == [False, True]                       # stated criterion, ratio 2
     pc = res["summary"]["positive_control"]["minus10"]
     assert {"profile_at_peak", "background_at_peak", "background_max"} <= set(pc)
+    # both heads peak at -10 with the same mass; the sequence-driven one is the -10 head
+    assert (pc["layer"], pc["head"], pc["sequence_driven"], pc["n_sequence_driven_candidates"]) == (0, 1, True, 1)
     prof = res["profiles"]
     bg = prof[(prof["head"] == 1) & (prof.offset == -10)].background_attention.iloc[0]
     assert np.isclose(bg, m.loc[1, "background_at_peak"])

@@ -11,13 +11,17 @@ Conventions
   tokens centred on ``j - 3``, see :mod:`seqxai.dna_model`); so with the causal model the
   largest attainable offset is ``label_offset - 3``.
 - ``profile[layer, head, offset]`` = mean over TSSs of the attention on the key whose token
-  sits at that offset (rows sum to 1 over *all* keys, so a profile sums to the mean mass
-  that falls inside the offset range).
+  sits at that offset (rows sum to 1 over *all* keys, or to at most 1 with the model's
+  attention sink, so a profile sums to the mean mass that falls inside the offset range).
 - TF sites are 1-based inclusive in the table; converted to TSS-relative offset intervals.
 - Background: the same profile around ``n_background`` random positions at least
   ``background_min_distance`` nt from every TSS on their strand (:func:`background_positions`);
   ``profile_at_peak`` vs ``background_at_peak`` tells a sequence-driven head (peak gone in
-  the background) from a positional one (peak kept).
+  the background) from a positional one (peak kept). Stated criterion
+  (:func:`sequence_driven`): sequence-driven iff ``profile_at_peak >= sequence_driven_ratio
+  (default 1.5) x background_at_peak`` and a one-sided Mann-Whitney U test of the attention
+  at the peak offset, TSSs vs background positions, gives p < ``sequence_driven_alpha``
+  (default 0.01); the positive control prefers such heads.
 """
 from __future__ import annotations
 
@@ -35,7 +39,8 @@ log = logging.getLogger("seqxai.tss_probe")
 
 DEFAULT_PROBE = {"tss_set": "all", "offset_min": -100, "offset_max": 20, "motif_pad": 3, "top_k": 1,
                  "batch_size": 32, "alpha": 0.05, "peak_halfwidth": 3, "n_background": 500,
-                 "background_min_distance": 150}
+                 "background_min_distance": 150, "sequence_driven_ratio": 1.5,
+                 "sequence_driven_alpha": 0.01}
 DEFAULT_ELEMENTS = {"minus10": {"consensus": "TATAAT", "centre": -9.5},
                     "minus35": {"consensus": "TTGACA", "centre": -32.5},
                     "tolerance": 3, "max_mismatches": 1}
@@ -172,23 +177,66 @@ def tf_enrichment(top: np.ndarray, intervals: dict, seed: int = 0, alpha: float 
     return df
 
 
+def attention_at_offset(attn_rows: np.ndarray, key_offset: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """``a[position, layer, head]`` = each position's attention at that head's offset
+    ``offset[layer, head]`` (0 where no key maps to it)."""
+    n, nl, nh = attn_rows.shape[:3]
+    out = np.zeros((n, nl, nh))
+    for l in range(nl):
+        for h in range(nh):
+            k = np.flatnonzero(key_offset == offset[l, h])
+            if len(k):
+                out[:, l, h] = attn_rows[:, l, h, k[0]]
+    return out
+
+
+def peak_vs_background_p(at_tss: np.ndarray, at_background: np.ndarray) -> np.ndarray:
+    """One-sided Mann-Whitney U p per head: is the attention at the head's peak offset larger
+    around TSSs (``at_tss[tss, layer, head]``) than around random non-TSS positions
+    (``at_background[position, layer, head]``)? NaN without background positions."""
+    from scipy.stats import mannwhitneyu
+
+    if not len(at_background) or not len(at_tss):
+        return np.full(at_tss.shape[1:], np.nan)
+    return mannwhitneyu(at_tss, at_background, alternative="greater", axis=0).pvalue
+
+
+def sequence_driven(profile_at_peak: np.ndarray, background_at_peak: np.ndarray, ratio: float,
+                    p: np.ndarray | None = None, alpha: float = 0.01) -> np.ndarray:
+    """A head is sequence-driven when its mean attention at its TSS peak offset is at least
+    ``ratio`` times its mean attention at that offset around random non-TSS positions and,
+    when ``p`` (:func:`peak_vs_background_p`) is given, significantly larger (p < alpha): the
+    peak comes with the promoter's sequence, not with the distance from the query. False where
+    no background was computed (NaN)."""
+    bg = np.asarray(background_at_peak, dtype=float)
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(bg) & (np.asarray(profile_at_peak, dtype=float) >= ratio * bg)
+        if p is not None:
+            ok &= np.asarray(p, dtype=float) < alpha
+    return ok
+
+
 def positive_control(motifs: pd.DataFrame, element: dict, tolerance: float, max_mismatches: int) -> dict:
-    """Best head for a promoter element: among heads with ``|peak_offset - centre| <= tolerance``
-    and a consensus whose best-matching window has ``<= max_mismatches`` mismatches to the
-    element consensus (same strand), the one with the largest peak_mass."""
+    """Best head for a promoter element. Candidates: heads with ``|peak_offset - centre| <=
+    tolerance`` and a consensus whose best-matching window has ``<= max_mismatches``
+    mismatches to the element consensus (same strand). Among them sequence-driven heads
+    (column ``sequence_driven``, when present) come first, then the largest peak_mass."""
     target = element["consensus"]
     mm = motifs.consensus.map(lambda s: best_match(s, target)[0])
     dist = (motifs.peak_offset - element["centre"]).abs()
     ok = (dist <= tolerance) & (mm <= max_mismatches)
+    seq = motifs["sequence_driven"].astype(bool) if "sequence_driven" in motifs else pd.Series(False, motifs.index)
     out = {"expected_centre": element["centre"], "expected_consensus": target, "tolerance": tolerance,
-           "max_mismatches": max_mismatches, "found": bool(ok.any())}
+           "max_mismatches": max_mismatches, "found": bool(ok.any()),
+           "n_sequence_driven_candidates": int((ok & seq).sum())}
     pool = motifs[ok] if ok.any() else motifs.assign(_d=dist, _m=mm).sort_values(["_m", "_d"]).head(1)
-    best = pool.sort_values("peak_mass", ascending=False).iloc[0] if ok.any() else pool.iloc[0]
+    best = (pool.assign(_s=seq[pool.index]).sort_values(["_s", "peak_mass"], ascending=False).iloc[0]
+            if ok.any() else pool.iloc[0])
     out.update(layer=int(best.layer), head=int(best["head"]), peak_offset=int(best.peak_offset),
                peak_mass=float(best.peak_mass), consensus=best.consensus,
                mismatches=int(best_match(best.consensus, target)[0]),
                matched_window=best.consensus[best_match(best.consensus, target)[1]:][: len(target)],
-               n_candidate_heads=int(ok.sum()))
+               n_candidate_heads=int(ok.sum()), sequence_driven=bool(seq[best.name]))
     return out
 
 
@@ -280,10 +328,13 @@ def probe_tss_attention(model, genome: dict, tss: pd.DataFrame, tf_sites: pd.Dat
         bg_t, bg_s = background_positions(np.concatenate([all_t["+"], all_t["-"]]),
                                           np.array(["+"] * len(all_t["+"]) + ["-"] * len(all_t["-"])), L, n_bg,
                                           int(pcfg["background_min_distance"]), int(cfg["label_offset"]), seed)
-        bg_profile, _ = tss_profiles(attention_rows(model, tokens, bg_t, bg_s, pcfg["batch_size"], device),
-                                     key_offset, omin, omax)
+        bg_rows = attention_rows(model, tokens, bg_t, bg_s, pcfg["batch_size"], device)
+        bg_profile, _ = tss_profiles(bg_rows, key_offset, omin, omax)
+        seq_p = peak_vs_background_p(attention_at_offset(rows, key_offset, peak_off),
+                                     attention_at_offset(bg_rows, key_offset, peak_off))
     else:
         bg_profile = np.full_like(profile, np.nan)
+        seq_p = np.full(profile.shape[:2], np.nan)
     at_peak = np.take_along_axis(profile, (peak_off - omin)[..., None], -1)[..., 0]
     bg_at_peak = np.take_along_axis(bg_profile, (peak_off - omin)[..., None], -1)[..., 0]
     top = top_offsets(rows, key_offset, omin, omax, int(pcfg["top_k"]))
@@ -298,7 +349,11 @@ def probe_tss_attention(model, genome: dict, tss: pd.DataFrame, tf_sites: pd.Dat
     cons = [consensus(pfm[l, h]) for l, h in zip(li.ravel(), hi.ravel())]
     motifs = pd.DataFrame({"layer": li.ravel(), "head": hi.ravel(), "peak_offset": peak_off.ravel(),
                            "peak_mass": peak_mass.ravel(), "profile_at_peak": at_peak.ravel(),
-                           "background_at_peak": bg_at_peak.ravel(), "n_sites": len(tss) * int(pcfg["top_k"]),
+                           "background_at_peak": bg_at_peak.ravel(),
+                           "sequence_driven_p": seq_p.ravel(),
+                           "sequence_driven": sequence_driven(at_peak, bg_at_peak, float(pcfg["sequence_driven_ratio"]),
+                                                              seq_p, float(pcfg["sequence_driven_alpha"])).ravel(),
+                           "n_sites": len(tss) * int(pcfg["top_k"]),
                            "window_start_offset": -flank, "consensus": cons,
                            "pfm": [pfm[l, h].tolist() for l, h in zip(li.ravel(), hi.ravel())]})
     enrich = tf_enrichment(top, site_intervals(tss, tf_sites, L, omin, omax), seed, pcfg["alpha"])
@@ -315,7 +370,8 @@ def probe_tss_attention(model, genome: dict, tss: pd.DataFrame, tf_sites: pd.Dat
         l, h = pc["layer"], pc["head"]
         pc.update(profile_at_peak=float(at_peak[l, h]), background_at_peak=_num(bg_at_peak[l, h]),
                   background_max=_num(np.max(bg_profile[l, h])),
-                  background_max_offset=int(offsets[np.argmax(bg_profile[l, h])]) if n_bg else None)
+                  background_max_offset=int(offsets[np.argmax(bg_profile[l, h])]) if n_bg else None,
+                  sequence_driven_p=_num(seq_p[l, h]))
     best_tt = tt.sort_values("p").groupby(["layer", "head"]).head(1)
     summary = {
         "chrom": chrom, "tss_set": pcfg["tss_set"], "n_tss_probed": int(len(tss)),
@@ -329,12 +385,18 @@ def probe_tss_attention(model, genome: dict, tss: pd.DataFrame, tf_sites: pd.Dat
         .to_dict("records"),
         "best_tomtom_match": best_tt[["layer", "head", "target", "p", "q"]].to_dict("records"),
         "tomtom_n_targets": len(targets),
-        "background": {"n_positions": n_bg, "min_distance": int(pcfg["background_min_distance"])},
+        "background": {"n_positions": n_bg, "min_distance": int(pcfg["background_min_distance"]),
+                       "sequence_driven_ratio": float(pcfg["sequence_driven_ratio"]),
+                       "sequence_driven_alpha": float(pcfg["sequence_driven_alpha"])},
+        "sequence_driven_heads": motifs[motifs.sequence_driven][
+            ["layer", "head", "peak_offset", "profile_at_peak", "background_at_peak", "consensus"]].to_dict("records"),
         "seed": seed,
     }
-    log.info("probed %d TSSs; -10 head found: %s (L%d H%d peak %d consensus %s, %d mismatches)",
+    log.info("probed %d TSSs; -10 head found: %s (L%d H%d peak %d consensus %s, %d mismatches; "
+             "sequence-driven: %s, TSS %.3f vs background %.3f at the peak)",
              len(tss), pc10["found"], pc10["layer"], pc10["head"], pc10["peak_offset"], pc10["consensus"],
-             pc10["mismatches"])
+             pc10["mismatches"], pc10["sequence_driven"], pc10["profile_at_peak"],
+             np.nan if pc10["background_at_peak"] is None else pc10["background_at_peak"])
     return {"profiles": prof_df, "head_motifs": motifs, "head_pfms": {n: pfm[l, h] for n, (l, h) in names.items()},
             "tf_enrichment": enrich, "tomtom": tt, "summary": summary}
 
