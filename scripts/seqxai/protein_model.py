@@ -190,7 +190,7 @@ def pretrain_mlm(sequences: list[str], init_dir: str | Path, out_dir: str | Path
                         labels=labels[part].to(dev))
             # mean over the micro-batch's masked tokens, weighted to the mean over the batch's
             (out.loss * (k / n_masked)).backward()
-            loss += out.loss.item() * k / n_masked
+            loss += out.loss.item() * (k / n_masked)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
