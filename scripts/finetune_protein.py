@@ -15,4 +15,6 @@ run_finetuning(sm.input.proteins, sm.input.splits, sm.params.encoder, sm.params.
                sm.params.finetune, sm.output.model, sm.output.metrics, sm.output.training_log,
                max_length=sm.params.max_length, seed=sm.params.seed, variant=sm.params.variant,
                checkpoint_dir=sm.params.checkpoint_dir, device=sm.params.device,
-               threads=sm.threads)
+               threads=sm.threads,
+               # speed only: read from the config, not params, so changing it reruns nothing
+               max_memory_gb=sm.config["protein"]["finetune"].get("max_memory_gb"))

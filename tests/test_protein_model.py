@@ -85,7 +85,7 @@ def test_label_counts_on_good_data_counts_by_hand():
 
 
 @pytest.mark.parametrize("case, expect", [
-    ("missing_column", "column 'ec_klass' is not in proteins.parquet"),
+    ("missing_column", "column 'ec_klass' is not in "),  # then the file's path
     ("go_term_absent", "GO term 'GO:404' (column 'go_terms') has no positive protein in split 'train'"),
     ("go_term_absent_in_test", "GO term 'GO:2' (column 'go_terms') has no positive protein in split 'test'"),
     ("one_ec_class", "column 'ec_class' has 1 class(es) ['1']; a classifier needs at least 2"),
@@ -341,6 +341,71 @@ def test_interrupted_mlm_pretraining_resumes_to_the_same_weights(tiny_encoder, t
     assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-6
     init = AutoModelForMaskedLM.from_pretrained(str(tiny_encoder)).state_dict()
     assert max(float((a[k] - init[k]).abs().max()) for k in a) > 1e-4  # it did train
+
+
+def _adam_eps(monkeypatch, eps=1e-6):
+    """Adam divides by |gradient| + eps: with the default eps 1e-8 a gradient that cancels to
+    ~1e-8 turns fp32 rounding (~1e-10, which depends on the summation order, so on any batch
+    split) into weight changes of ~lr / 400 (6e-6 here). eps 1e-6 leaves the split to test."""
+    import functools
+
+    for name in ("Adam", "AdamW"):
+        monkeypatch.setattr(torch.optim, name, functools.partial(getattr(torch.optim, name), eps=eps))
+
+
+def test_micro_batches_give_the_weights_of_the_whole_batch(tiny_encoder, tmp_path, monkeypatch, caplog):
+    # 12 training proteins, effective batch 8: two optimiser steps (8, then 4 proteins); the
+    # micro-batches must add up to the same gradients, uneven last ones included
+    _adam_eps(monkeypatch)
+    proteins, splits = toy_data()
+    task = {"name": "go", **TASKS["go"]}
+    base = {**FT, "epochs": 1, "freeze_encoder_epochs": 0, "dropout": 0.0}
+
+    def weights(name, **kw):
+        pm.finetune(proteins, splits, task, tiny_encoder, tmp_path / name, **{**base, **kw})
+        model, _, _ = pm.load_classifier(tmp_path / name)
+        return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    whole = weights("whole", batch_size=8, accumulation=1)
+    init, _ = pm.make_classifier(tiny_encoder, 2)
+    moved = max(float((whole[k] - v).abs().max()) for k, v in init.state_dict().items()
+                if k.startswith("encoder."))
+    assert moved > 1e-4  # the encoder did train
+    for name, kw in [("2x4", dict(batch_size=2, accumulation=4)),  # micro-batch 2, 4 steps
+                     ("micro3", dict(batch_size=8, accumulation=1, micro_batch=3)),  # 3+3+2, 3+1
+                     ("micro1", dict(batch_size=4, accumulation=2, micro_batch=1))]:
+        other = weights(name, **kw)
+        assert max(float((whole[k] - other[k]).abs().max()) for k in whole) <= 1e-6, name
+    # a memory budget picks the micro-batch (here room for 5 sequences: 5 + 3, then 4), logged;
+    # the weights stay those of the whole batch
+    from seqxai import micro_batches as mb
+
+    model, _ = pm.make_classifier(tiny_encoder, 2)
+    n = sum(p.numel() for p in model.parameters())
+    per_seq = mb.sequence_bytes(model.encoder.config, 24 + 2, act_bytes=4)
+    budget = (mb.fixed_bytes(n, n) + 5.5 * per_seq) / mb.USABLE_FRACTION / mb.GIB
+    with caplog.at_level("INFO", logger="seqxai"):
+        tight = weights("budget", batch_size=8, accumulation=1, max_memory_gb=budget)
+    assert "effective batch 8 = micro-batch 5 x 2 accumulation steps" in caplog.text
+    assert max(float((whole[k] - tight[k]).abs().max()) for k in whole) <= 1e-6
+    # the check can fail: another effective batch (4) gives other weights
+    four = weights("four", batch_size=4, accumulation=1)
+    assert max(float((whole[k] - four[k]).abs().max()) for k in whole) > 1e-4
+
+
+def test_mlm_micro_batches_give_the_weights_of_the_whole_batch(tiny_encoder, tmp_path, monkeypatch):
+    from transformers import AutoModelForMaskedLM
+
+    _adam_eps(monkeypatch)
+
+    seqs = toy_data()[0]["sequence"].tolist()
+    kw = dict(steps=2, batch_size=8, lr=3e-3, max_length=32, seed=5, device="cpu", log_every=1)
+    ref = pm.pretrain_mlm(seqs, tiny_encoder, tmp_path / "ref", **kw)
+    split = pm.pretrain_mlm(seqs, tiny_encoder, tmp_path / "split", micro_batch=3, **kw)
+    np.testing.assert_allclose(split["loss"], ref["loss"], atol=1e-6)
+    a = AutoModelForMaskedLM.from_pretrained(str(tmp_path / "ref")).state_dict()
+    b = AutoModelForMaskedLM.from_pretrained(str(tmp_path / "split")).state_dict()
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-6
 
 
 def test_training_killed_with_sigkill_resumes_from_its_checkpoint(tiny_encoder, tmp_path):

@@ -126,6 +126,14 @@ def test_a_changed_alpha_reruns_exactly_the_rules_that_use_it(run_a, tmp_path):
     assert counts == {"head_statistics": 2, "plot_head_significance": 2, "summarize": 1, "all": 1}
 
 
+def test_speed_only_settings_rerun_nothing(run_a, tmp_path):
+    """Micro-batch memory budgets and the attribution batch size change speed, not results."""
+    extra = tmp_path / "speed.yaml"
+    extra.write_text("protein: {finetune: {max_memory_gb: 4}, mlm: {max_memory_gb: auto}}\n"
+                     "attribution: {batch_size: 7}\n")
+    assert _job_counts(run_a, configs=[str(extra)]) == {}
+
+
 def test_a_deleted_gathered_table_is_rebuilt_from_its_shards_on_request(run_a):
     """Shards are temp(): gone after the gather. A deleted gathered table is an intermediate
     file whose consumers are up to date, so a plain rerun leaves it missing (Snakemake does not

@@ -4,7 +4,7 @@ import pytest
 
 from seqxai.synth_protein import (ACTIVE_RESIDUES, COMPLEMENT, GO_ATP, GO_MEMBRANE, MOTIFS,
                                   contact_ladders, generate_proteins)
-from seqxai.tables import SCHEMAS
+from seqxai.tables import OPTIONAL_COLUMNS, SCHEMAS
 
 
 @pytest.fixture(scope="module")
@@ -14,7 +14,16 @@ def data():
 
 def test_tables_follow_the_schemas(data):
     for name in ("proteins", "residue_annotations", "contact_maps"):
-        assert list(data[name].columns) == SCHEMAS[name].names
+        optional = OPTIONAL_COLUMNS[name].names if name in OPTIONAL_COLUMNS else []
+        assert list(data[name].columns) == SCHEMAS[name].names + optional
+
+
+def test_go_aspects_are_the_real_aspects_of_the_planted_terms(data):
+    # GO:0016020 membrane is a cellular component, GO:0005524 ATP binding a molecular function
+    p = data["proteins"]
+    assert all(len(t) == len(a) for t, a in zip(p["go_terms"], p["go_aspects"]))
+    pairs = {(t, a) for ts, As in zip(p["go_terms"], p["go_aspects"]) for t, a in zip(ts, As)}
+    assert pairs == {(GO_MEMBRANE, "C"), (GO_ATP, "F")}
 
 
 def test_deterministic_for_a_seed():

@@ -122,6 +122,9 @@ def test_flat_file_real():
     assert set(ann.type) == {"transmembrane", "binding_site", "active_site"}
     tpa = prot.set_index("accession").loc["P00750"]
     assert tpa["ec"] == "3.4.21.68" and len(tpa["go_terms"]) == 8
+    # DR   GO; GO:0004252; F:serine-type endopeptidase activity; ... -> aspect F
+    assert dict(zip(tpa["go_terms"], tpa["go_aspects"]))["GO:0004252"] == "F"
+    assert sorted(tpa["go_aspects"]) == ["C"] * 2 + ["F"] * 2 + ["P"] * 4
 
 
 @needs_shared
@@ -203,3 +206,85 @@ def test_json_search_with_faults(tmp_path):
     assert "release=2024_04" in prov and "total_results=8" in prov
     multi = prot[prot.ec.str.contains(";")]
     assert len(multi) >= 1 and all(e.split(";") == sorted(e.split(";")) for e in multi.ec)
+
+
+# ------------------------------------------------------------------ GO aspects (go_aspects column)
+def test_go_aspects_per_term_by_hand():
+    from seqxai.sources.uniprot import go_with_aspects
+
+    go = [("GO:0000002", ""), ("GO:0000001", "P"), ("GO:0000002", "F"), ("GO:0000003", "C"),
+          ("GO:0000004", "")]
+    assert go_with_aspects(go, "FPC") == (["GO:0000001", "GO:0000002", "GO:0000003", "GO:0000004"],
+                                          ["P", "F", "C", ""])
+    # a download limited to F keeps F terms and those of unknown aspect
+    assert go_with_aspects(go, ["F"]) == (["GO:0000002", "GO:0000004"], ["F", ""])
+    # the search asks for the aspect-carrying GO fields (TSV "Gene Ontology IDs" has no aspect)
+    assert {"go_f", "go_p", "go_c"} <= set(return_fields([])) and "go_id" not in return_fields([])
+
+
+@needs_shared
+def test_go_aspect_task_on_real_json_and_parquet_round_trip(tmp_path):
+    import json
+
+    import pandas as pd
+    from seqxai import protein_tasks as pt
+    from seqxai.io import read_table, write_table
+
+    prot = load_proteins(local=ENZ1)[0]
+    # independent reference: the GoTerm "F:..." cross-references in the raw JSON
+    raw = json.loads(ENZ1.read_text())["results"]
+    want_f = {e["primaryAccession"]: {x["id"] for x in e["uniProtKBCrossReferences"] if x["database"] == "GO"
+                                      and any(p["value"].startswith("F:") for p in x["properties"])}
+              for e in raw}
+    assert want_f["A1L3X0"] == {"GO:0009922"} and len(want_f["A2RUC4"]) == 5  # mixed aspects
+    a = prot.set_index("accession").loc["A1L3X0"]
+    assert len(a["go_terms"]) == len(a["go_aspects"]) == 10
+    assert sorted(a["go_aspects"]) == ["C"] * 2 + ["F"] + ["P"] * 7
+    write_table(tmp_path / "proteins.parquet", prot, "proteins")
+    back = read_table(tmp_path / "proteins.parquet", "proteins")
+    assert [list(x) for x in back["go_aspects"]] == [list(x) for x in prot["go_aspects"]]
+    assert [list(x) for x in back["go_terms"]] == [list(x) for x in prot["go_terms"]]
+    task = {"type": "multi_label", "column": "go_terms", "aspect": "F", "terms": sorted(set().union(*want_f.values()))}
+    got = pt.go_terms_of(back, task)
+    assert dict(zip(back["accession"], got)) == want_f
+    assert dict(zip(back["accession"], pt.go_terms_of(back, {**task, "aspect": "C"}))) == {
+        "A1L3X0": {"GO:0005783", "GO:0005789"}, "A2RUC4": {"GO:0005737"}}
+    # the split-level check sees the same F terms
+    splits = pd.DataFrame({"accession": back["accession"], "split": ["train", "train"], "cluster": ""})
+    counts, _ = pt.label_counts(back, splits, {"go_f": task})
+    assert counts[counts.split == "train"].set_index("label")["n_positive"].to_dict() == {
+        t: 1 for t in task["terms"]}
+
+
+def test_go_aspects_from_tsv_columns_and_the_unknown_aspect_error(tmp_path):
+    import pandas as pd
+    from seqxai import protein_tasks as pt
+    from seqxai.io import write_table
+
+    tsv = ("Entry\tSequence\tGene Ontology (molecular function)\tGene Ontology (cellular component)\t"
+           "Gene Ontology IDs\n"
+           "P1\tMKV\tATP binding [GO:0005524]\tmembrane [GO:0016020]\tGO:0005524; GO:0016020\n"
+           "P2\tMKL\t\tcytoplasm [GO:0005737]\tGO:0005737\n")
+    (tmp_path / "go.tsv").write_text(tsv)
+    prot = load_proteins(local=tmp_path / "go.tsv")[0]
+    assert [list(x) for x in prot["go_aspects"]] == [["F", "C"], ["C"]]
+    # only the ids column: aspects unknown, the table still loads; an aspect task names file and column
+    (tmp_path / "ids.tsv").write_text("Entry\tSequence\tGene Ontology IDs\nP1\tMKV\tGO:0005524; GO:0016020\n"
+                                      "P2\tMKL\tGO:0005737\n")
+    ids = load_proteins(local=tmp_path / "ids.tsv")[0]
+    assert [list(x) for x in ids["go_aspects"]] == [["", ""], [""]]
+    write_table(tmp_path / "p.parquet", ids, "proteins")
+    splits = pd.DataFrame({"accession": ["P1", "P2"], "split": ["train", "valid"], "cluster": ""})
+    write_table(tmp_path / "s.parquet", splits, "splits")
+    task = {"type": "multi_label", "column": "go_terms", "aspect": "F", "terms": ["GO:0005524"]}
+    with pytest.raises(DataError, match=r"p\.parquet: task with aspect 'F': 3 GO terms of column "
+                                        r"'go_terms' have no aspect in column 'go_aspects'"):
+        pt.run_label_check(tmp_path / "p.parquet", tmp_path / "s.parquet", {"go": task}, tmp_path / "c.parquet")
+    # a table without the column (older or hand-made) still reads; only the aspect task fails
+    write_table(tmp_path / "old.parquet", ids.drop(columns="go_aspects"), "proteins")
+    with pytest.raises(DataError, match=r"old\.parquet: task with aspect 'F' needs per-term GO aspects "
+                                        r"in a column 'go_aspects'"):
+        pt.run_label_check(tmp_path / "old.parquet", tmp_path / "s.parquet", {"go": task}, tmp_path / "c.parquet")
+    no_aspect = {k: v for k, v in task.items() if k != "aspect"}
+    _, problems = pt.label_counts(ids.drop(columns="go_aspects"), splits, {"go": no_aspect})
+    assert problems and not any("aspect" in p for p in problems)  # only the empty splits of this toy

@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .tables import SCHEMAS
+from .tables import OPTIONAL_COLUMNS, SCHEMAS
 
 log = logging.getLogger("seqxai")
 
@@ -95,12 +95,16 @@ def read_json(path):
 
 
 def write_table(path, df: pd.DataFrame, table: str | None = None) -> None:
-    """Write ``df`` as Parquet, cast to the named schema of :mod:`seqxai.tables` when given."""
+    """Write ``df`` as Parquet, cast to the named schema of :mod:`seqxai.tables` when given
+    (plus the table's optional columns that ``df`` holds)."""
     if table is not None:
         schema = SCHEMAS[table]
         missing = [n for n in schema.names if n not in df.columns]
         if missing:
             raise DataError(f"{path}: table '{table}' lacks columns {missing}")
+        optional = OPTIONAL_COLUMNS.get(table)
+        if optional is not None:
+            schema = pa.schema(list(schema) + [f for f in optional if f.name in df.columns])
         arrow = pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False)
     else:
         arrow = pa.Table.from_pandas(df, preserve_index=False)

@@ -26,6 +26,7 @@ from torch import nn
 
 from .devices import pick_device
 from .io import non_finite_values
+from .micro_batches import chunks, micro_batch_for
 from .protein_tasks import SPLITS
 
 log = logging.getLogger("seqxai.protein_model")
@@ -115,7 +116,8 @@ def pretrain_mlm(sequences: list[str], init_dir: str | Path, out_dir: str | Path
                  batch_size: int, lr: float, mask_prob: float = 0.15, max_length: int = 1024,
                  seed: int = 0, device: str = "auto", log_every: int = 50,
                  checkpoint_dir: str | Path | None = None, checkpoint_every: int | None = None,
-                 on_checkpoint=None) -> pd.DataFrame:
+                 on_checkpoint=None, max_memory_gb=None, micro_batch: int | None = None
+                 ) -> pd.DataFrame:
     """Masked-language-model training (BERT masking: 80% <mask>, 10% random, 10% kept).
 
     Loads ``AutoModelForMaskedLM`` from ``init_dir``, trains ``steps`` optimiser steps and
@@ -123,6 +125,8 @@ def pretrain_mlm(sequences: list[str], init_dir: str | Path, out_dir: str | Path
     ``checkpoint_dir`` the full state (model, optimiser, scheduler, RNGs, position in the
     data) is saved every ``checkpoint_every`` steps (default: steps / 10) and a rerun with
     the same inputs resumes from it; ``on_checkpoint(step)`` runs after each save.
+    ``micro_batch`` (or the size that fits ``max_memory_gb``, :mod:`seqxai.micro_batches`)
+    splits each batch for memory; the loss stays the mean over the batch's masked tokens.
     """
     import random
 
@@ -140,6 +144,9 @@ def pretrain_mlm(sequences: list[str], init_dir: str | Path, out_dir: str | Path
     enc = encode(tok, sequences, max_length)
     special = torch.tensor(sorted(set(tok.all_special_ids)))
     residue_ids = torch.tensor([i for i in range(len(tok)) if i not in set(special.tolist())])
+    micro_batch, _ = micro_batch_for(model, enc["input_ids"].shape[1], batch_size, batch_size,
+                                     max_memory_gb, dev, bf16=False, vocab=model.config.vocab_size,
+                                     micro_batch=micro_batch)
     rows, t0, step = [], time.monotonic(), 0
     order, pos = None, 0  # the current pass over the data (a seeded permutation) and where in it
     every = checkpoint_every or max(1, steps // 10)
@@ -172,20 +179,28 @@ def pretrain_mlm(sequences: list[str], init_dir: str | Path, out_dir: str | Path
         rand_tok = residue_ids[torch.randint(len(residue_ids), ids.shape, generator=gen)]
         swap = chosen & (r >= 0.8) & (r < 0.9)
         ids[swap] = rand_tok[swap]
-        out = model(input_ids=ids.to(dev), attention_mask=att.to(dev), labels=labels.to(dev))
         opt.zero_grad()
-        out.loss.backward()
+        n_masked = int((labels != -100).sum())
+        loss = 0.0 if n_masked else float("nan")
+        for part in chunks(len(idx), micro_batch):
+            k = int((labels[part] != -100).sum())
+            if k == 0:  # no masked token: no loss term (the model's mean would be 0/0)
+                continue
+            out = model(input_ids=ids[part].to(dev), attention_mask=att[part].to(dev),
+                        labels=labels[part].to(dev))
+            # mean over the micro-batch's masked tokens, weighted to the mean over the batch's
+            (out.loss * (k / n_masked)).backward()
+            loss += out.loss.item() * (k / n_masked)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
         step += 1
-        if not np.isfinite(out.loss.item()):
-            raise FloatingPointError(f"MLM step {step}: loss is {out.loss.item()}; lower protein.mlm.lr")
+        if not np.isfinite(loss):
+            raise FloatingPointError(f"MLM step {step}: loss is {loss}; lower protein.mlm.lr")
         if step % log_every == 0 or step == steps:
             el = time.monotonic() - t0
-            rows.append({"step": step, "loss": out.loss.item(), "seconds": el})
-            log.info("MLM step %d/%d loss %.3f (%.1f steps/s)", step, steps, out.loss.item(),
-                     step / el)
+            rows.append({"step": step, "loss": loss, "seconds": el})
+            log.info("MLM step %d/%d loss %.3f (%.1f steps/s)", step, steps, loss, step / el)
         if ckpt_path is not None and (step % every == 0 or step == steps):
             save_checkpoint(ckpt_path, {
                 "signature": signature, "step": step, "model": model.state_dict(),
@@ -521,8 +536,8 @@ def finetune(proteins: pd.DataFrame, splits: pd.DataFrame, task: dict, encoder_p
              out_dir: str | Path, *, epochs: int, batch_size: int, accumulation: int, head_lr: float,
              encoder_lr: float, freeze_encoder_epochs: int, patience: int, max_length: int,
              dropout: float = 0.1, seed: int = 0, device: str = "auto", variant: str = "finetuned",
-             bf16: bool = True, checkpoint_dir: str | Path | None = None, on_epoch_end=None
-             ) -> tuple[dict, pd.DataFrame]:
+             bf16: bool = True, checkpoint_dir: str | Path | None = None, on_epoch_end=None,
+             max_memory_gb=None, micro_batch: int | None = None) -> tuple[dict, pd.DataFrame]:
     """Fine-tune a pooled classifier (Wenzel et al. recipe, sizes from the config).
 
     Adam with separate head/encoder learning rates, the encoder frozen for the first
@@ -534,6 +549,11 @@ def finetune(proteins: pd.DataFrame, splits: pd.DataFrame, task: dict, encoder_p
     rerun with the same inputs and settings resumes from it. ``bf16``: autocast on CUDA only
     (the loss and the optimiser stay fp32). ``on_epoch_end(epoch)`` is
     called after each checkpoint (tests use it to interrupt).
+    Each optimiser step averages the loss over ``batch_size * accumulation`` training proteins
+    (the last step of an epoch over the rest), run as micro-batches of ``micro_batch``
+    proteins, or of the size that fits ``max_memory_gb`` (:mod:`seqxai.micro_batches`), or
+    of ``batch_size``: speed and memory only, the same weights up to float rounding (with
+    dropout, other random masks).
     Returns (metrics per split, training log).
     """
     if variant not in VARIANTS:
@@ -569,6 +589,10 @@ def finetune(proteins: pd.DataFrame, splits: pd.DataFrame, task: dict, encoder_p
         if len(parts[s]) == 0:
             raise ValueError(f"task '{task['name']}': the '{s}' split is empty")
     train_encoder = variant == "finetuned"
+    effective = batch_size * accumulation
+    micro_batch, _ = micro_batch_for(model, enc["input_ids"].shape[1], effective, batch_size,
+                                     max_memory_gb, dev, bf16=bf16, train_encoder=train_encoder,
+                                     micro_batch=micro_batch)
     groups = [{"params": model.head.parameters(), "lr": head_lr}]
     if train_encoder:
         groups.append({"params": model.encoder.parameters(), "lr": encoder_lr})
@@ -607,22 +631,24 @@ def finetune(proteins: pd.DataFrame, splits: pd.DataFrame, task: dict, encoder_p
         model.train()
         if frozen:
             model.encoder.eval()  # a frozen encoder runs as at inference (no dropout)
-        tr_losses = []
+        loss_sum = 0.0
+        for group in _batches(len(parts["train"]), effective, rng):  # one optimiser step each
+            opt.zero_grad()
+            for part in chunks(len(group), micro_batch):
+                sel = parts["train"][group[part]]
+                with autocast(dev, bf16):
+                    logits = model(enc["input_ids"][sel].to(dev), enc["attention_mask"][sel].to(dev))
+                loss = loss_fn(logits.float(), to_t(y[sel]).to(dev))
+                # mean loss of the micro-batch, weighted to the mean over the step's proteins
+                (loss * (len(sel) / len(group))).backward()
+                loss_sum += loss.item() * len(sel)
+            opt.step()
         opt.zero_grad()
-        for b, idx in enumerate(_batches(len(parts["train"]), batch_size, rng), 1):
-            sel = parts["train"][idx]
-            with autocast(dev, bf16):
-                logits = model(enc["input_ids"][sel].to(dev), enc["attention_mask"][sel].to(dev))
-            loss = loss_fn(logits.float(), to_t(y[sel]).to(dev))
-            (loss / accumulation).backward()
-            tr_losses.append(loss.item())
-            if b % accumulation == 0:
-                opt.step()
-                opt.zero_grad()
-        opt.step()
-        opt.zero_grad()
+        if dev.type == "cuda":  # to check the micro-batch memory estimate
+            log.info("epoch %d: peak CUDA memory %.2f GiB", epoch,
+                     torch.cuda.max_memory_allocated(dev) / 2 ** 30)
         v_loss, v_logits = split_loss("valid")
-        row = {"epoch": epoch, "train_loss": float(np.mean(tr_losses)), "valid_loss": v_loss,
+        row = {"epoch": epoch, "train_loss": loss_sum / len(parts["train"]), "valid_loss": v_loss,
                "encoder_frozen": frozen, "seconds": time.monotonic() - t0}
         for k in ("train_loss", "valid_loss"):
             if not np.isfinite(row[k]):
@@ -667,10 +693,11 @@ def finetune(proteins: pd.DataFrame, splits: pd.DataFrame, task: dict, encoder_p
 
 def run_pretraining(proteins_path, splits_path, out_dir, log_path, *, init, demo_config: dict,
                     mlm: dict, max_length: int, seed: int, device: str = "auto",
-                    threads: int = 1, checkpoint_dir=None) -> None:
+                    threads: int = 1, checkpoint_dir=None, max_memory_gb=None) -> None:
     """MLM on the training split's sequences, from ``init`` (hub id / folder) or a demo encoder.
 
     ``checkpoint_dir`` (kept across reruns, not a rule output) lets an interrupted job resume.
+    ``max_memory_gb`` (speed only, not a tracked param) sizes the micro-batches.
     """
     import tempfile
 
@@ -686,17 +713,20 @@ def run_pretraining(proteins_path, splits_path, out_dir, log_path, *, init, demo
         start = init if init is not None else build_demo_encoder(demo_config, Path(tmp) / "init")
         history = pretrain_mlm(train, start, out_dir, steps=mlm["steps"], batch_size=mlm["batch_size"],
                                lr=mlm["lr"], mask_prob=mlm["mask_prob"], max_length=max_length,
-                               seed=seed, device=device, checkpoint_dir=checkpoint_dir)
+                               seed=seed, device=device, checkpoint_dir=checkpoint_dir,
+                               max_memory_gb=max_memory_gb)
     history.to_csv(log_path, sep="\t", index=False)
     drop_checkpoint(checkpoint_dir)
 
 
 def run_finetuning(proteins_path, splits_path, encoder, task: dict, params: dict, out_dir,
                    metrics_path, log_path, *, max_length: int, seed: int, variant: str = "finetuned",
-                   checkpoint_dir=None, device: str = "auto", threads: int = 1) -> None:
+                   checkpoint_dir=None, device: str = "auto", threads: int = 1,
+                   max_memory_gb=None) -> None:
     """Fine-tune one task (one variant) and write the model folder, metrics.json and the log.
 
     ``checkpoint_dir`` (kept across reruns, not a rule output) lets an interrupted job resume.
+    ``max_memory_gb`` (speed only, not a tracked param) sizes the micro-batches.
     """
     from .io import atomic_path, read_table, write_json
 
@@ -705,7 +735,8 @@ def run_finetuning(proteins_path, splits_path, encoder, task: dict, params: dict
     splits = read_table(splits_path, "splits")
     metrics, history = finetune(proteins, splits, task, encoder, out_dir, max_length=max_length,
                                 seed=seed, device=device, variant=variant,
-                                checkpoint_dir=checkpoint_dir, **params)
+                                checkpoint_dir=checkpoint_dir, max_memory_gb=max_memory_gb,
+                                **params)
     bad = [key for key, _ in non_finite_values(metrics)]
     if bad:
         raise FloatingPointError(f"task '{task['name']}' ({variant}): metrics {bad} are not finite; "

@@ -10,10 +10,12 @@ A task (config ``protein.tasks``) is
   its complete EC numbers disagree at level k (a single-label target must be unique);
 - multi_label: GO ids in the list column ``column`` (``go_terms``), scored for ``terms``, or,
   with ``min_positives`` n, for every term (of ``terms`` when given) with at least n positive
-  proteins in the training split. ``aspect`` (F, P or C) keeps the terms of one GO aspect; it
-  needs per-term aspects in a list column ``go_aspects`` aligned with ``go_terms``, which the
-  current data sources do not write (they keep GO ids only and filter aspects at download:
-  ``data.uniprot.go_aspects``), so without that column an aspect is a clear error.
+  proteins in the training split. ``aspect`` (F, P or C) keeps the terms of one GO aspect,
+  read from the list column ``go_aspects`` aligned with ``go_terms`` that every protein source
+  writes (:mod:`seqxai.tables`). A table without that column (an older or hand-made one), or
+  with terms of unknown aspect "" (a UniProt TSV with only the "Gene Ontology IDs" column), is
+  a clear error for an aspect task naming the file and column; tasks without an aspect do not
+  need it.
 Pure pandas, so the check runs in the light data environment.
 """
 from __future__ import annotations
@@ -68,6 +70,10 @@ def single_labels(proteins: pd.DataFrame, task: dict) -> tuple[pd.Series, dict[s
     return labels, {str(k): int(v) for k, v in reasons[reasons != ""].value_counts().sort_index().items()}
 
 
+def _as_list(v) -> list:
+    return list(v) if v is not None else []
+
+
 def go_terms_of(proteins: pd.DataFrame, task: dict, where: str = "proteins.parquet") -> pd.Series:
     """Per protein, the set of its GO terms in ``column``, limited to ``aspect`` when set."""
     col, aspect = task["column"], task.get("aspect")
@@ -77,13 +83,21 @@ def go_terms_of(proteins: pd.DataFrame, task: dict, where: str = "proteins.parqu
         raise ValueError(
             f"{where}: task with aspect '{aspect}' needs per-term GO aspects in a column "
             f"'{ASPECT_COLUMN}' aligned with '{col}'; the table has none (columns: "
-            f"{', '.join(map(str, proteins.columns))}). Restrict aspects at download "
+            f"{', '.join(map(str, proteins.columns))}). The data rules write it: rebuild the "
+            "table (rerun download_uniprot or demo_proteins), or restrict aspects at download "
             "(data.uniprot.go_aspects) and drop 'aspect' from the task")
+    unknown = [(row.get("accession", "?"), t) for _, row in proteins.iterrows()
+               for t, a in zip(_as_list(row[col]), _as_list(row[ASPECT_COLUMN])) if not a]
+    if unknown:
+        acc, term = unknown[0]
+        raise ValueError(
+            f"{where}: task with aspect '{aspect}': {len(unknown)} GO terms of column '{col}' have "
+            f"no aspect in column '{ASPECT_COLUMN}' (first: protein '{acc}', term '{term}'); the "
+            "input gave GO ids without aspects (a UniProt TSV 'Gene Ontology IDs' column): use a "
+            "TSV with the go_f/go_p/go_c columns, JSON or a flat file, or drop 'aspect'")
 
     def pick(row):
-        terms, aspects = row[col], row[ASPECT_COLUMN]
-        terms = list(terms) if terms is not None else []
-        aspects = list(aspects) if aspects is not None else []
+        terms, aspects = _as_list(row[col]), _as_list(row[ASPECT_COLUMN])
         if len(terms) != len(aspects):
             raise ValueError(f"{where}: protein '{row.get('accession', '?')}': {len(terms)} "
                              f"'{col}' but {len(aspects)} '{ASPECT_COLUMN}'")
@@ -111,7 +125,8 @@ def select_terms(df: pd.DataFrame, task: dict, terms_of: pd.Series | None = None
     return sorted(t for t in candidates if counts.get(t, 0) >= n_min)
 
 
-def label_counts(proteins: pd.DataFrame, splits: pd.DataFrame, tasks: dict) -> tuple[pd.DataFrame, list[str]]:
+def label_counts(proteins: pd.DataFrame, splits: pd.DataFrame, tasks: dict,
+                 where: str = "proteins.parquet") -> tuple[pd.DataFrame, list[str]]:
     """Per task, label and split: proteins with the label (positives) and proteins scored.
 
     Returns (counts, problems). A problem is a reason the task cannot be trained and tested:
@@ -124,7 +139,7 @@ def label_counts(proteins: pd.DataFrame, splits: pd.DataFrame, tasks: dict) -> t
     for name, task in sorted(tasks.items()):
         col = task["column"]
         if col not in proteins.columns:
-            problems.append(f"task '{name}': column '{col}' is not in proteins.parquet "
+            problems.append(f"task '{name}': column '{col}' is not in {where} "
                             f"(columns: {', '.join(map(str, proteins.columns))})")
             continue
         if task["type"] == "single_label":
@@ -153,7 +168,7 @@ def label_counts(proteins: pd.DataFrame, splits: pd.DataFrame, tasks: dict) -> t
                                     "split 'train'", name, c, col)
         else:
             try:
-                terms_of = go_terms_of(df, task)
+                terms_of = go_terms_of(df, task, where)
             except ValueError as exc:
                 problems.append(f"task '{name}': {exc}")
                 continue
@@ -190,7 +205,7 @@ def run_label_check(proteins_path, splits_path, tasks: dict, out_counts) -> None
     from .io import DataError, read_table, write_table
 
     counts, problems = label_counts(read_table(proteins_path, "proteins"),
-                                    read_table(splits_path, "splits"), tasks)
+                                    read_table(splits_path, "splits"), tasks, str(proteins_path))
     if problems:
         raise DataError(f"{proteins_path} with {splits_path}: the configured protein tasks "
                         "cannot be trained and tested:\n  - " + "\n  - ".join(problems))

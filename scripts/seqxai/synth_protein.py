@@ -14,7 +14,8 @@ Labels depend only on planted features, placed at random positions per protein:
   (annotation ``active_site``) tells the variants apart.
 - GO-like terms: GO:0016020 (membrane) iff the protein has transmembrane helices
   (``transmembrane``), GO:0005524 (ATP binding) iff it has a P-loop G-x(4)-G-K-[ST]
-  (``binding_site``).
+  (``binding_site``). Their ``go_aspects`` are the real aspects of these terms: C (cellular
+  component) for membrane, F (molecular function) for ATP binding.
 
 Positions in the returned tables are 1-based inclusive (see :mod:`seqxai.tables`).
 """
@@ -44,6 +45,7 @@ ACTIVE_RESIDUES = ("C", "H")  # active-site variant 0 / 1 (cysteine / histidine 
 PLOOP = "G{a}{b}{c}{d}GK{st}"  # Walker A motif; the whole motif is the binding site
 GO_MEMBRANE = "GO:0016020"
 GO_ATP = "GO:0005524"
+GO_ASPECT = {GO_MEMBRANE: "C", GO_ATP: "F"}  # as in the Gene Ontology
 HYDROPHOBIC = "LIVFAMW"
 # The catalytic residues occur only at active sites, so each variant is a residue the
 # model must read there (and the complement of a background residue is never one of them).
@@ -201,7 +203,8 @@ def generate_proteins(n_proteins: int = 300, n_families: int = 3,
         _couple(seq, fam, coupling, planted, rng)
         cls = 2 * motif_v + active_v + 1
         go = ([GO_MEMBRANE] if membrane else []) + ([GO_ATP] if atp else [])
-        proteins.append((acc, "".join(seq), fam.length, f"{cls}.1.1.{f + 1}", str(cls), go, 0))
+        proteins.append((acc, "".join(seq), fam.length, f"{cls}.1.1.{f + 1}", str(cls), go, 0,
+                         [GO_ASPECT[t] for t in go]))
         # A few unresolved N-terminal residues, as in real structures; their contacts are unknown.
         n_unres = int(rng.integers(0, max_unresolved + 1))
         resolved = "0" * n_unres + "1" * (fam.length - n_unres)
@@ -212,7 +215,8 @@ def generate_proteins(n_proteins: int = 300, n_families: int = 3,
         truth.append((acc, f, motif_v, active_v, membrane, atp))
     return {
         "proteins": pd.DataFrame(proteins, columns=["accession", "sequence", "length", "ec",
-                                                    "ec_class", "go_terms", "organism_id"]),
+                                                    "ec_class", "go_terms", "organism_id",
+                                                    "go_aspects"]),
         "residue_annotations": pd.DataFrame(annotations, columns=["accession", "type", "start",
                                                                   "end", "description"]),
         "contact_maps": pd.DataFrame(maps, columns=["accession", "length", "resolved", "contact_i",

@@ -20,6 +20,12 @@ proteins.parquet          one row per protein
     ec_class    string    EC level 1 ("1".."7") of the first EC number, "" when none
     go_terms    list<string>  GO ids ("GO:0016020"), all aspects
     organism_id int32     NCBI taxon id (0 when unknown)
+    go_aspects  list<string>  optional: per term of go_terms (same order and length) its
+                          GO aspect, "F" (molecular function), "P" (biological process),
+                          "C" (cellular component), or "" when the input did not say
+                          (a TSV "Gene Ontology IDs" column). Every source writes it; a
+                          table without it still reads, only a GO task restricted to
+                          one aspect needs it.
 
 residue_annotations.parquet   one row per annotated segment
     accession   string
@@ -126,6 +132,11 @@ TF_SITES = pa.schema(
         ("strand", pa.string()),
     ]
 )
+
+# Columns a table may lack (older or hand-made tables); written with these types when present.
+OPTIONAL_COLUMNS = {
+    "proteins": pa.schema([("go_aspects", pa.list_(pa.string()))]),
+}
 
 SCHEMAS = {
     "proteins": PROTEINS,

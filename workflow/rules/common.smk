@@ -147,6 +147,16 @@ def shard_index(scatteritem):
     return int(k), int(n)
 
 
+# Speed-only keys of config sections passed as params: the scripts read them from the config,
+# so that changing them reruns nothing (batch sizes, devices; see STYLE.md).
+SPEED_KEYS = ("max_memory_gb",)
+
+
+def tracked(section):
+    """A config section as a tracked param: without its speed-only keys."""
+    return {k: v for k, v in section.items() if k not in SPEED_KEYS}
+
+
 def out(path):
     """A path under the run's output folder."""
     return f"{OUT}/{path}"

@@ -23,7 +23,7 @@ rule pretrain_protein_encoder:
     params:
         init=ENCODER["pretrained"],
         demo_config=ENCODER["demo_config"],
-        mlm=MLM,
+        mlm=tracked(MLM),  # max_memory_gb (speed only) is read from the config
         checkpoint_dir=out("checkpoints/protein/pretrained"),
         max_length=config["protein"]["max_length"],
         device=config["device"],
@@ -57,7 +57,7 @@ rule finetune_protein:
         task=lambda wc: {"name": wc.task, **config["protein"]["tasks"][wc.task]},
         variant=lambda wc: wc.variant,
         checkpoint_dir=lambda wc: out(f"checkpoints/protein/{wc.task}/{wc.variant}"),
-        finetune=config["protein"]["finetune"],
+        finetune=tracked(config["protein"]["finetune"]),  # max_memory_gb: from the config
         max_length=config["protein"]["max_length"],
         device=config["device"],
         seed=SEED,

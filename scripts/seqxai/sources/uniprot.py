@@ -20,7 +20,12 @@ Non-standard residues (anything outside the 20 standard amino acids: U, O, B, Z,
 EC numbers: every EC number of the entry (recommended, alternative, submission names, includes,
 contains), de-duplicated and sorted, joined by ";"; ``ec_class`` is the first digit of the
 first one (sorting makes JSON, TSV and flat files agree). GO: all GO ids, optionally limited to
-some aspects (F, P, C).
+some aspects (F, P, C), sorted, with their aspects in ``go_aspects`` (same order). Where each
+format carries the aspect: JSON ``GoTerm`` "F:name", flat-file ``DR GO; id; F:name``, TSV the
+column ("Gene Ontology (molecular function)" = field ``go_f``, ``go_p``, ``go_c``). The TSV
+columns "Gene Ontology IDs" (``go_id``) and "Gene Ontology (GO)" (``go``) do not say: their terms
+get aspect "" (unknown), unless another column of the entry names it. The search therefore asks
+for ``go_f``, ``go_p`` and ``go_c`` rather than ``go_id``.
 """
 from __future__ import annotations
 
@@ -116,7 +121,10 @@ def feature_type(name: str) -> str:
 
 def return_fields(features: Iterable[str], extra: Iterable[str] = ()) -> list[str]:
     """REST ``fields=`` for our tables and the configured feature types."""
-    fields = ["accession", "sequence", "ec", "go_id", "organism_id", "xref_pdb", "xref_alphafolddb"]
+    # go_f/go_p/go_c, not go_id: in TSV only the aspect-specific columns tell F, P and C apart
+    # (JSON carries the aspect in every GO cross-reference either way)
+    fields = ["accession", "sequence", "ec", "go_f", "go_p", "go_c", "organism_id", "xref_pdb",
+              "xref_alphafolddb"]
     for f in features:
         if f not in FEATURE_TYPES or FEATURE_TYPES[f][2] is None:
             known = sorted(k for k, v in FEATURE_TYPES.items() if v[2])
@@ -202,6 +210,22 @@ def iter_json_entries(obj) -> Iterator[dict]:
 _FT_HEAD = re.compile(r"([A-Z_]+) (?:[A-Z0-9-]+:)?([<>]?\d+|\?)(?:\.\.([<>]?\d+|\?))?")
 _FT_QUAL = re.compile(r'/(\w+)="(.*?)"(?=; |$)')
 _GO_ID = re.compile(r"GO:\d{7}")
+_GO_TSV_ASPECTS = {"molecular function": "F", "biological process": "P", "cellular component": "C"}
+
+
+def go_with_aspects(go: Iterable[tuple[str, str]], keep_aspects: Iterable[str]) -> tuple[list[str], list[str]]:
+    """(GO ids, their aspects): sorted unique ids of ``go`` ((id, aspect) pairs), each with the
+    aspect any pair names ("" when none does), limited to ``keep_aspects`` (unknown kept).
+
+    [("GO:2", ""), ("GO:1", "P"), ("GO:2", "F")], keep F and P -> (["GO:1", "GO:2"], ["P", "F"]).
+    """
+    aspect_of: dict[str, str] = {}
+    for g, a in go:
+        if a or g not in aspect_of:
+            aspect_of[g] = a or aspect_of.get(g, "")
+    keep = set(keep_aspects)
+    terms = sorted(g for g, a in aspect_of.items() if a in keep or a == "")
+    return terms, [aspect_of[g] for g in terms]
 
 
 def parse_feature_cell(cell: str, where: str = "") -> list[tuple[str, int | None, int | None, str]]:
@@ -239,6 +263,9 @@ def entries_from_tsv(text: str, where: str = "TSV") -> Iterator[Entry]:
     acc_col = cols.get("Entry") or cols.get("Accession")
     if acc_col is None or "Sequence" not in cols:
         raise DataError(f"{where}: a UniProt TSV needs 'Entry' and 'Sequence' columns, found {list(cols)}")
+    # "Gene Ontology (molecular function)" -> F, ...; "Gene Ontology IDs" / "(GO)" -> "" (unknown)
+    go_cols = {c: next((a for k, a in _GO_TSV_ASPECTS.items() if k in c.lower()), "")
+               for c in cols if c.startswith("Gene Ontology")}
     ft_cols = {}
     for label in cols:
         t = feature_type(label)
@@ -251,11 +278,8 @@ def entries_from_tsv(text: str, where: str = "TSV") -> Iterator[Entry]:
         ent = Entry(acc, row[cols["Sequence"]].strip())
         if "EC number" in cols:
             ent.ec = [x.strip() for x in re.split(r"[;,]", row[cols["EC number"]]) if x.strip()]
-        go_cols = [c for c in cols if c.startswith("Gene Ontology")]
         for c in go_cols:
-            aspect = {"molecular function": "F", "biological process": "P", "cellular component": "C"}
-            asp = next((v for k, v in aspect.items() if k in c), "")
-            ent.go.extend((g, asp) for g in _GO_ID.findall(row[cols[c]]))
+            ent.go.extend((g, go_cols[c]) for g in _GO_ID.findall(row[cols[c]]))
         for c in ("Organism (ID)", "Organism ID"):
             if c in cols and row[cols[c]].strip().isdigit():
                 ent.organism_id = int(row[cols[c]])
@@ -447,7 +471,7 @@ def build_tables(entries: Iterable[Entry], rules: ProteinRules, report: DropRepo
             report.drop("entry", "length outside range", f"{ent.accession} ({len(seq)} aa)")
             continue
         ecs = sorted(dict.fromkeys(e.strip() for e in ent.ec if e.strip()))
-        go = sorted(dict.fromkeys(g for g, a in ent.go if (a in rules.go_aspects or a == "")))
+        go, go_aspects = go_with_aspects(ent.go, rules.go_aspects)
         prot_rows.append(
             {
                 "accession": ent.accession,
@@ -457,6 +481,7 @@ def build_tables(entries: Iterable[Entry], rules: ProteinRules, report: DropRepo
                 "ec_class": ecs[0].split(".")[0] if ecs else "",
                 "go_terms": go,
                 "organism_id": ent.organism_id,
+                "go_aspects": go_aspects,
             }
         )
         report.keep("entry")
@@ -473,7 +498,8 @@ def build_tables(entries: Iterable[Entry], rules: ProteinRules, report: DropRepo
         for db, xid, chains in ent.xrefs:
             xref_rows.append({"accession": ent.accession, "database": db, "id": xid, "chains": chains})
     proteins = pd.DataFrame(
-        prot_rows, columns=["accession", "sequence", "length", "ec", "ec_class", "go_terms", "organism_id"]
+        prot_rows, columns=["accession", "sequence", "length", "ec", "ec_class", "go_terms", "organism_id",
+                            "go_aspects"]
     )
     ann = pd.DataFrame(ann_rows, columns=["accession", "type", "start", "end", "description"])
     ann = ann.drop_duplicates().reset_index(drop=True)

@@ -1,0 +1,141 @@
+"""Micro-batches that fit a memory budget, at a fixed effective batch (gradient accumulation).
+
+The optimisation is defined by the effective batch B = ``batch_size`` x ``accumulation`` of
+the config: every optimiser step follows the gradient of the mean loss over B proteins. How
+many of them go through the model at once (the micro-batch m) only sets speed and memory: a
+step runs ceil(B / m) micro-batches, micro-batch k of n_k proteins adds the gradient of
+``loss_k * n_k / n_step`` (``loss_k`` its mean loss, n_step the proteins of this step, fewer
+than B in the last step of an epoch), which sums to the gradient of the step's mean loss.
+
+The micro-batch comes from a memory budget (``max_memory_gb``: GiB, or "auto" for the free
+memory of the CUDA device; null keeps the configured ``batch_size``) and this estimate of
+training memory, in bytes:
+
+- fixed: p parameters in fp32 (4 B each); for trainable ones also the gradient (4 B) and
+  Adam's two moments (8 B); under bf16 autocast a bf16 copy of the weights (2 B).
+- per sequence of s tokens, for an encoder of L layers, hidden size h, a heads and MLP width
+  I: the activations each layer keeps for the backward pass, after Korthikanti et al. 2022
+  ("Reducing activation recomputation in large transformer models", section 4.1, without
+  parallelism), with e bytes per activation (2 under bf16 autocast, 4 in fp32) and q bytes
+  for what autocast keeps in fp32 (softmax and LayerNorm: q = 4 always),
+      e (6 s h + 2 s I)      inputs of the Q/K/V, output and MLP projections, Q, K, V, the
+                             MLP's first output and its GELU
+    + 2 q s h                the two LayerNorm inputs
+    + 2 s h                  1-byte dropout masks after attention and MLP
+    + (2 q + 1) a s^2        attention probabilities before and after dropout, its mask
+    + e a s^2 if e != q      the bf16 copy of the probabilities the product with V keeps
+  which for e = q = 2 and I = 4h is the paper's s h (34 + 5 a s / h). Add one more layer
+  for the gradients in flight during the backward pass, and per token 4 e h (embeddings,
+  last hidden state, pooling) plus 8 V for an output vocabulary V (MLM logits and their
+  fp32 softmax).
+
+Only 90% of the budget is planned (allocator fragmentation, cuBLAS workspaces). The
+estimate assumes eager attention (``load_encoder`` uses it), which materialises the a s^2
+scores; on CUDA the peak memory actually used is logged after the first step to check it.
+"""
+from __future__ import annotations
+
+import logging
+import math
+
+log = logging.getLogger("seqxai.micro_batches")
+
+GIB = 2 ** 30
+USABLE_FRACTION = 0.9
+
+
+def layer_activation_bytes(tokens: int, hidden: int, heads: int, intermediate: int,
+                           act_bytes: int, fp32_bytes: int = 4) -> int:
+    """Bytes one transformer layer keeps for the backward pass, for one sequence (above)."""
+    s, h, a, i, e, q = tokens, hidden, heads, intermediate, act_bytes, fp32_bytes
+    copy = e * a * s * s if e != q else 0
+    return e * (6 * s * h + 2 * s * i) + 2 * q * s * h + 2 * s * h + (2 * q + 1) * a * s * s + copy
+
+
+def sequence_bytes(encoder_config, tokens: int, act_bytes: int, vocab: int = 0,
+                   train_encoder: bool = True) -> int:
+    """Training memory per sequence of ``tokens`` tokens for a Hugging Face encoder config
+    (``num_hidden_layers``, ``hidden_size``, ``num_attention_heads``, ``intermediate_size``).
+    A frozen encoder keeps no activations: one layer's worth is in flight at a time."""
+    c = encoder_config
+    per_layer = layer_activation_bytes(tokens, c.hidden_size, c.num_attention_heads,
+                                       c.intermediate_size, act_bytes)
+    layers = c.num_hidden_layers + 1 if train_encoder else 1
+    return layers * per_layer + tokens * (4 * act_bytes * c.hidden_size + 8 * vocab)
+
+
+def fixed_bytes(n_params: int, n_trainable: int, bf16_copy: bool = False) -> int:
+    """Weights (fp32), gradients and Adam moments of the trainable ones, autocast's bf16 copy."""
+    return 4 * n_params + 12 * n_trainable + (2 * n_params if bf16_copy else 0)
+
+
+def plan(effective: int, per_sequence: int, fixed: int, budget: int | None,
+         fallback: int) -> tuple[int, int]:
+    """(micro-batch, accumulation steps) for an effective batch of ``effective`` sequences.
+
+    No budget: the configured micro-batch ``fallback``. Else the largest m <= effective with
+    fixed + m * per_sequence <= 0.9 budget (at least 1); accumulation = ceil(effective / m).
+    """
+    if budget is None:
+        micro = min(fallback, effective)
+    else:
+        room = USABLE_FRACTION * budget - fixed
+        micro = int(min(effective, max(1, room // per_sequence)))
+        if room < per_sequence:
+            log.warning("memory budget %.2f GiB is below the estimate for one sequence (%.2f GiB "
+                        "fixed + %.2f GiB per sequence); trying micro-batches of 1",
+                        budget / GIB, fixed / GIB, per_sequence / GIB)
+    return micro, math.ceil(effective / micro)
+
+
+def budget_bytes(max_memory_gb, device) -> int | None:
+    """The memory budget in bytes: ``max_memory_gb`` GiB; "auto": on CUDA the device's free
+    memory plus what this process already holds there, elsewhere None; None: None."""
+    if max_memory_gb is None:
+        return None
+    if max_memory_gb == "auto":
+        import torch
+
+        if getattr(device, "type", str(device)) != "cuda":
+            log.info("max_memory_gb auto: no CUDA device, keeping the configured batch size")
+            return None
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free + torch.cuda.memory_allocated(device))
+    if float(max_memory_gb) <= 0:
+        raise ValueError(f"max_memory_gb must be > 0, 'auto' or null, not {max_memory_gb}")
+    return int(float(max_memory_gb) * GIB)
+
+
+def micro_batch_for(model, tokens: int, effective: int, batch_size: int, max_memory_gb, device,
+                    *, bf16: bool, vocab: int = 0, train_encoder: bool = True,
+                    micro_batch: int | None = None) -> tuple[int, int]:
+    """Plan the micro-batch of ``model`` (an encoder or a module with ``.encoder``) on
+    ``device``, or take ``micro_batch`` when given, and log it. Returns (micro-batch,
+    accumulation steps)."""
+    if micro_batch is not None:
+        if micro_batch < 1:
+            raise ValueError(f"micro_batch must be >= 1, not {micro_batch}")
+        micro_batch = min(micro_batch, effective)
+        log.info("effective batch %d = micro-batch %d x %d accumulation steps (micro-batch given)",
+                 effective, micro_batch, math.ceil(effective / micro_batch))
+        return micro_batch, math.ceil(effective / micro_batch)
+    budget = budget_bytes(max_memory_gb, device)
+    encoder = getattr(model, "encoder", model)
+    cuda_bf16 = bf16 and getattr(device, "type", str(device)) == "cuda"
+    per_seq = sequence_bytes(encoder.config, tokens, 2 if cuda_bf16 else 4, vocab, train_encoder)
+    params = list(model.parameters())
+    n_params = sum(p.numel() for p in params)
+    n_train = n_params if train_encoder else n_params - sum(p.numel() for p in encoder.parameters())
+    fixed = fixed_bytes(n_params, n_train, cuda_bf16)
+    micro, steps = plan(effective, per_seq, fixed, budget, batch_size)
+    log.info("effective batch %d = micro-batch %d x %d accumulation steps (budget %s; estimate "
+             "%.3f GiB fixed + %.4f GiB per sequence of %d tokens)", effective, micro, steps,
+             "none: configured batch_size" if budget is None else f"{budget / GIB:.2f} GiB",
+             fixed / GIB, per_seq / GIB, tokens)
+    return micro, steps
+
+
+def chunks(n: int, size: int):
+    """Consecutive slices of ``range(n)`` of ``size`` (the last one shorter)."""
+    for i in range(0, n, size):
+        yield slice(i, min(i + size, n))
