@@ -28,19 +28,19 @@ Conventions
   learned projection and ``u``, ``v`` learned per-head vectors; no absolute positions, one
   learning rate for all weights. ``position: rotary`` (RoPE, Su et al. 2021) turns pairs of
   q/k dimensions by ``t * 10000^(-2m/d_head)``, so positions act only through q.k and there
-  is no content-free ``v . W_R R`` term. Measured (benchmarks/dna_position_encoding.py, demo
-  run): xl learns the TSS task better (quick 1-layer runs: test PR AUC 0.10-0.12 vs
-  0.005-0.03); in both, a trained -10 head attends at a fixed distance whatever the sequence
-  (its profile peak is as high around random non-TSS positions as around TSSs), which the
-  probe's background profile reports. Both replace an earlier free per-head distance-bias
-  table trained at 10x learning rate.
+  is no content-free ``v . W_R R`` term. Measured on quick 1-layer demo runs: xl learns the
+  TSS task better (test PR AUC 0.10-0.12 vs 0.005-0.03); with plain softmax attention, in
+  both, a trained -10 head attends at a fixed distance whatever the sequence (its profile
+  peak is as high around random non-TSS positions as around TSSs), which the probe's
+  background profile reports (see the attention sink below). Both replace an earlier free
+  per-head distance-bias table trained at 10x learning rate.
 - Attention sink (``attention_sink``, default on; off in the Clauwaert preset, as the
   original): every softmax gets one extra key with score 0 and value 0 ("softmax off by
   one", Miller 2023; cf. the sink tokens of Xiao et al. 2023):
   ``attn[i, j] = exp(s_ij) / (1 + sum_j' exp(s_ij'))``. A head can then attend to nothing
   when its motif is absent instead of spreading its mass over fixed offsets, so rows sum to
   at most 1 (the rest is the sink's). Measured on the demo genome (demo model, 3 training
-  seeds): without the sink every -10 head keeps its peak around random non-TSS positions
+  seeds; benchmarks/dna_position_encoding.py): without the sink every -10 head keeps its peak around random non-TSS positions
   (TSS / background at the peak 0.8-1.0x); with it every seed has a -10 head whose peak
   falls in the background (1.5x, 2.2x, 3.2x). A learned sink score per head did no better
   (1.2x, 1.8x, 4.8x).
