@@ -99,14 +99,19 @@ def speed(n_layers: int, n_steps: int, batch: int, repeats: int, workdir: Path) 
     def embedding_only():
         at.integrated_gradients(model, ids, att, 0, base, n_steps, batch, layers=False)
 
+    def difference():  # conductance="difference": Captum's scheme, no forward-mode pass
+        at.integrated_gradients(model, ids, att, 0, base, n_steps, batch, conductance="difference")
+
     all_layers()  # warm-up
+    difference()
     t = median_of({"plain": plain, "embedding_only": embedding_only, "all_layers": all_layers,
-                   "per_layer": per_layer}, repeats)
+                   "per_layer": per_layer, "difference": difference}, repeats)
     return {"n_layers": n_layers, "tokens": int(ids.numel()), "n_steps": n_steps, "batch": batch,
             "seconds": t,
             "speedup_one_pass_vs_per_layer": t["per_layer"] / t["all_layers"],
             "overhead_all_layers_vs_plain_fwd_bwd": t["all_layers"] / t["plain"],
-            "overhead_all_layers_vs_embedding_only": t["all_layers"] / t["embedding_only"]}
+            "overhead_all_layers_vs_embedding_only": t["all_layers"] / t["embedding_only"],
+            "overhead_difference_vs_plain_fwd_bwd": t["difference"] / t["plain"]}
 
 
 def memory_child(n_layers: int, n_steps: int, batch: int) -> None:
@@ -203,6 +208,8 @@ def main() -> None:
             print(f"  overhead all-layer pass vs the same number of plain fwd+bwd passes: "
                   f"{r['overhead_all_layers_vs_plain_fwd_bwd']:.2f}x "
                   f"(vs embedding-only IG {r['overhead_all_layers_vs_embedding_only']:.2f}x)")
+            print(f"  overhead all-layer pass with conductance=difference vs plain fwd+bwd: "
+                  f"{r['overhead_difference_vs_plain_fwd_bwd']:.2f}x ({s['difference']:.2f}s)")
     mem = memory(6, [20, 200], batch=10, repeats=1 if args.quick else 2)
     print(f"peak RSS above the loaded 6-layer model, batch 10: n_steps 20 {mem[20]:.1f} MiB, "
           f"n_steps 200 {mem[200]:.1f} MiB; ratio 200/20 = {mem[200] / max(mem[20], 1e-9):.2f}")

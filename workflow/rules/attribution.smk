@@ -21,7 +21,8 @@ rule attribute_proteins:
     benchmark:
         out("benchmarks/attribute_{task}_{variant}_{scatteritem}.tsv")
     params:
-        attribution={k: config["attribution"][k] for k in ("n_steps", "split", "max_proteins", "layers")},
+        attribution={k: config["attribution"][k]
+                     for k in ("n_steps", "conductance", "split", "max_proteins", "layers")},
         shard=lambda wc: shard_index(wc.scatteritem),
     threads: 1
     resources:
