@@ -12,4 +12,4 @@ sm = snakemake  # noqa: F821
 from seqxai.structure_view import run_attention_view  # noqa: E402
 
 run_attention_view(sm.input.summary, sm.input.quality, sm.params.folders, sm.output.html,
-                   top=sm.params.top)
+                   top=sm.params.top, viewer_js=sm.params.viewer_js)

@@ -45,6 +45,32 @@ def test_html_draws_lines_between_the_attended_c_alphas(tmp_path):
     assert x1.rstrip("0") in html and z10 in html and '"green"' in html
 
 
+def test_viewer_js_inline_url_or_cdn(tmp_path):
+    """A local 3Dmol.js is written into the page (opens offline: nothing is fetched), a URL is
+    loaded from there, and the default is the CDN; a missing file is a clear error."""
+    from seqxai.io import DataError
+
+    text, n = _helix_pdb()
+    pdb = tmp_path / "helix.pdb"
+    pdb.write_text(text)
+    attn = np.zeros((n, n))
+    attn[1, 10] = 0.8
+    js = tmp_path / "3Dmol-min.js"
+    js.write_text("/* local 3Dmol build */ window.$3Dmol = {}; var s = '</script>';")
+    attention_view_html(pdb, attn, tmp_path / "inline.html", top=1, viewer_js=str(js))
+    html = (tmp_path / "inline.html").read_text()
+    assert "/* local 3Dmol build */" in html and "var $3Dmolpromise = Promise.resolve();" in html
+    assert html.index("local 3Dmol build") < html.index("createViewer")   # defined before use
+    assert "'<\\/script>'" in html                     # a literal </script> cannot end the inline block
+    attention_view_html(pdb, attn, tmp_path / "url.html", top=1, viewer_js="https://example.org/3Dmol.js")
+    url = (tmp_path / "url.html").read_text()
+    assert "loadScriptAsync('https://example.org/3Dmol.js')" in url and "cdn.jsdelivr" not in url
+    attention_view_html(pdb, attn, tmp_path / "cdn.html", top=1)
+    assert "cdn.jsdelivr.net/npm/3dmol" in (tmp_path / "cdn.html").read_text()
+    with pytest.raises(DataError, match="analysis.vig.viewer_js: .*nope.js is not a file"):
+        attention_view_html(pdb, attn, tmp_path / "x.html", top=1, viewer_js=str(tmp_path / "nope.js"))
+
+
 def test_real_structure_with_sequence_mapping(tmp_path):
     path = SHARED / "data" / "structures" / "1aki.pdb"
     if not path.is_file():

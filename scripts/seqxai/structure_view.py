@@ -1,7 +1,9 @@
 """Standalone HTML 3-D view of a structure with a head's strongest attention drawn as lines.
 
-The page is written by py3Dmol and loads 3Dmol.js from its CDN when opened (the HTML itself
-holds the structure and the lines). Attention ``attn[query, key]`` is indexed by the
+The page is written by py3Dmol and holds the structure and the lines. 3Dmol.js itself comes
+from ``viewer_js``: ``None`` = its CDN, loaded when the page is opened (needs internet then);
+a local file = written into the page, which then opens offline; an http(s) URL = loaded
+from there. Attention ``attn[query, key]`` is indexed by the
 0-based positions of ``sequence``; chain residues are mapped to it by the same alignment as
 the contact maps (sources/structures.py), so lines join C-alpha atoms of the right residues.
 """
@@ -30,9 +32,28 @@ def strongest_pairs(attn: np.ndarray, top: int = 20, min_separation: int = 6,
     return [(int(k // n), int(k % n), float(flat[k])) for k in order if np.isfinite(flat[k])]
 
 
+def viewer_script(viewer_js: str | None) -> tuple[str, str | None]:
+    """(HTML to put before py3Dmol's fragment, js URL for py3Dmol.view or None = its CDN).
+
+    A local file is inlined and ``$3Dmolpromise`` set resolved, so py3Dmol's loader (which
+    only runs while that variable is undefined) fetches nothing."""
+    from .io import DataError
+
+    if not viewer_js:
+        return "", None
+    if str(viewer_js).startswith(("http://", "https://")):
+        return "", str(viewer_js)
+    p = Path(viewer_js)
+    if not p.is_file():
+        raise DataError(f"analysis.vig.viewer_js: {p} is not a file (a local 3Dmol-min.js, an http(s) URL "
+                        "or null for the CDN)")
+    code = p.read_text(encoding="utf-8").replace("</script", "<\\/script")
+    return f"<script>\n{code}\n</script>\n<script>var $3Dmolpromise = Promise.resolve();</script>\n", None
+
+
 def attention_view_html(structure_path, attn: np.ndarray, path, sequence: str | None = None,
                         chain: str | None = None, top: int = 20, contact: np.ndarray | None = None,
-                        title: str = "") -> list[tuple[int, int, float]]:
+                        title: str = "", viewer_js: str | None = None) -> list[tuple[int, int, float]]:
     """Write the HTML view; returns the drawn pairs (0-based sequence positions).
 
     Without ``sequence`` the chain's observed residues are the positions. Lines are green
@@ -65,7 +86,8 @@ def attention_view_html(structure_path, attn: np.ndarray, path, sequence: str | 
             if ch.name != chain:
                 model.remove_chain(ch.name)
     st.remove_ligands_and_waters()
-    view = py3Dmol.view(width=800, height=600)
+    head, js_url = viewer_script(viewer_js)
+    view = py3Dmol.view(width=800, height=600, **({"js": js_url} if js_url else {}))
     view.addModel(st.make_pdb_string(), "pdb")
     view.setStyle({"cartoon": {"color": "lightgrey"}})
     wmax = max((w for _, _, w in pairs), default=1.0) or 1.0
@@ -75,14 +97,15 @@ def attention_view_html(structure_path, attn: np.ndarray, path, sequence: str | 
                           "end": dict(zip("xyz", map(float, ca[j]))),
                           "radius": 0.1 + 0.4 * w / wmax, "color": colour, "fromCap": 1, "toCap": 1})
     view.zoomTo()
-    body = view.write_html()  # the viewer fragment: 3Dmol.js from its CDN, model and lines inline
+    body = view.write_html()  # the viewer fragment: model and lines inline
     html = (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title></head>\n"
-            f"<body><h3>{title}</h3>\n{body}\n</body></html>\n")
+            f"<body><h3>{title}</h3>\n{head}{body}\n</body></html>\n")
     write_text(Path(path), html)
     return pairs
 
 
-def run_attention_view(summary_path, quality_path, folders, out_path, top: int = 20) -> None:
+def run_attention_view(summary_path, quality_path, folders, out_path, top: int = 20,
+                       viewer_js: str | None = None) -> None:
     """Rule entry point: the probe's example protein (best contact head) in 3-D.
 
     The structure file is the one its contact map came from (quality table: file, chain),
@@ -113,4 +136,5 @@ def run_attention_view(summary_path, quality_path, folders, out_path, top: int =
     title = (f"{example['accession']}: the {top} strongest attention pairs (|i-j| >= 6) of layer "
              f"{example['layer']} head {example['head']}; green = contact, red = no contact")
     attention_view_html(path, np.asarray(example["attention"]), out_path, sequence=example["sequence"],
-                        chain=str(q["chain"].iloc[0]), top=top, contact=contact, title=_html.escape(title))
+                        chain=str(q["chain"].iloc[0]), top=top, contact=contact, title=_html.escape(title),
+                        viewer_js=viewer_js)

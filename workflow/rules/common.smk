@@ -216,6 +216,12 @@ def local_inputs(*paths):
     return out
 
 
+def viewer_js_file():
+    """analysis.vig.viewer_js when it is a local file (an input: a new version reruns the view)."""
+    js = config["analysis"]["vig"].get("viewer_js")
+    return js if js and not str(js).startswith(("http://", "https://")) else None
+
+
 def structure_inputs():
     """Local structure files and the mapping table (data.structures), as download inputs."""
     st = config["data"]["structures"]

@@ -187,6 +187,7 @@ if config["data"]["source"] != "demo":  # the demo's synthetic proteins have no 
         input:
             summary=out("analysis/protein/attention/{model}/attention_summary.json"),
             quality=out("data/protein/structure_quality.parquet"),
+            viewer_js=local_inputs(viewer_js_file()),
         output:
             html=report(out("figures/attention_{model}_3d.html"),
                         caption="../report/attention_3d.rst", category="Attention",
@@ -196,6 +197,7 @@ if config["data"]["source"] != "demo":  # the demo's synthetic proteins have no 
         params:
             folders=STRUCTURE_FOLDERS,
             top=20,
+            viewer_js=config["analysis"]["vig"]["viewer_js"],
         threads: 1
         conda:
             "../../envs/structure_view.yaml"
