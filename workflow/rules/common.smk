@@ -7,7 +7,7 @@ from snakemake.utils import validate
 
 # The library's import graph (stdlib only), for library_inputs() below.
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
-from seqxai._deps import script_dependencies  # noqa: E402
+from seqxai._deps import script_dependencies, write_fingerprint  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -256,18 +256,15 @@ def track_library_code():
     Called once in the Snakefile after all rules are defined, so that rule modules need no
     extra line and a new rule cannot forget it. The input `library` of a rule is the
     fingerprint of its script (rule library_fingerprint, code.smk), whose inputs are the
-    modules; the fingerprint rule itself takes its own script's modules directly. A changed
-    module (newer mtime) reruns exactly the rules whose scripts can import it."""
+    modules. A changed module (newer mtime) reruns exactly the rules whose scripts can import
+    it."""
     for r in workflow.rules:
         if r.script:
             script = Path(str(r.basedir)) / r.script
             if r.input_modifier is None:  # no input section yet; set_input needs a modifier
                 r.input_modifier = r.output_modifier
-            if r.name == "library_fingerprint":
-                r.set_input(library=library_inputs(script))
-            else:
-                LIBRARY_BY_SCRIPT[script.stem] = library_inputs(script)
-                r.set_input(library=out(f"code/{script.stem}.tsv"))
+            LIBRARY_BY_SCRIPT[script.stem] = library_inputs(script)
+            r.set_input(library=out(f"code/{script.stem}.tsv"))
 
 
 def final_targets():
