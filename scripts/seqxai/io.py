@@ -130,9 +130,14 @@ def read_arrow(path) -> pa.Table:
 
 
 def open_parquet(path) -> pq.ParquetFile:
-    """Open a Parquet file for streaming (``iter_batches``); a bad file is a DataError naming it."""
+    """Open a Parquet file for streaming (``iter_batches``); a bad file is a DataError naming it.
+
+    Read buffered, without pre-buffering: pyarrow's default pre-buffers every selected column
+    chunk of the batches' row groups, which held the whole 244 MB file of
+    benchmarks/gather_memory.py in memory; this holds about one page per column (+67 MB).
+    """
     try:
-        return pq.ParquetFile(path)
+        return pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
     except Exception as exc:
         raise DataError(f"{path}: not a readable Parquet file ({exc})") from exc
 
