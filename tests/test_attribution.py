@@ -502,6 +502,24 @@ def test_shards_attribute_every_protein_once(shard_inputs):
     # the longest protein (P2, 40 residues) sits in a shard of its own
     owner = {s: set(pd.read_parquet(d / f"shard{s}" / "embedding.parquet")["accession"]) for s in range(3)}
     assert {"P2"} in owner.values()
+    # the real shards through the streaming gather and statistics: the same as in memory
+    from seqxai.attribution_tables import gather_attributions, shard_tables
+    from seqxai.head_statistics import wenzel_statistics, wenzel_statistics_streaming
+    from seqxai.io import read_table
+
+    folders = [d / f"shard{s}" for s in range(3)]
+    out = [d / "gathered" / f for f in ("embedding.parquet", "heads.parquet", "convergence.parquet")]
+    gather_attributions(shard_tables(folders, "embedding"), shard_tables(folders, "heads"), *out, 1.0)
+    ann = pd.DataFrame({"accession": [f"P{i}" for i in range(5)], "type": "motif",
+                        "start": 2, "end": 3, "description": ""})
+    gathered = read_table(out[0])
+    streamed = wenzel_statistics_streaming(gathered, out[1], ann, ["motif"], per_target=True,
+                                           keep_special_tokens=True, batch_rows=3)
+    in_memory = wenzel_statistics(gathered, heads, ann, ["motif"], per_target=True,
+                                  keep_special_tokens=True)
+    for key in ("heads", "embedding", "positive_relevance", "per_protein"):
+        pd.testing.assert_frame_equal(streamed[key], in_memory[key], check_exact=True)
+    assert streamed["heads"]["median_r"].notna().all()
 
 
 @pytest.mark.parametrize("fail_at", ["attribution", "heads_write"])
