@@ -44,8 +44,8 @@ HEADS_SCHEMA = pa.schema([("accession", pa.string()), ("target", pa.string()),
                           ("relevance_end", pa.float64())])
 #: the sort keys of a shard's rows (layer and head are integers: numeric order)
 HEAD_SORT_KEYS = ("accession", "target", "layer", "head")
-#: rows per Parquet row group of the gathered head table: a streaming reader holds about one
-#: row group (8,192 rows of 461 residues: about 15 MB of float32)
+#: rows per Parquet row group of the gathered head table, so that a reader going row group by
+#: row group holds little (8,192 rows of 461 residues: about 15 MB of float32)
 HEADS_ROW_GROUP_ROWS = 8192
 CONVERGENCE_COLUMNS = ["level", "layer", "n_proteins", "n_flagged", "tolerance", "median_abs_delta",
                        "max_abs_delta", "median_relative_delta", "max_relative_delta"]
