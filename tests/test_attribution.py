@@ -246,6 +246,89 @@ assert 'torch' not in sys.modules
     assert pd.read_parquet(tmp_path / "h.parquet")["layer"].tolist() == [0, 2, 10]
 
 
+def _head_rows(proteins, n_layers=12, n_heads=2, seed=0):
+    """Head rows of {accession: (targets, length)} as a shard writes them: per protein and
+    target, then layer and head; float32 relevance lists."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    rows = [{"accession": acc, "target": t, "layer": l, "head": h,
+             "relevance": rng.normal(size=L).astype(np.float32),
+             "relevance_start": float(rng.normal()), "relevance_end": float(rng.normal())}
+            for acc, (targets, L) in proteins.items() for t in targets
+            for l in range(n_layers) for h in range(n_heads)]
+    return pd.DataFrame(rows, columns=["accession", "target", "layer", "head", "relevance",
+                                       "relevance_start", "relevance_end"])
+
+
+def test_gather_streams_heads_shard_by_shard_in_the_documented_order(tmp_path):
+    """Shards of 12 layers (numeric order past 9) with rows out of order, an empty shard as
+    attribute_shard writes it (untyped columns) and a protein with two targets: the streamed
+    head table holds the rows of the old in-memory concat, each shard sorted by accession,
+    target, layer and head, the shards in their order; float32 lists stay float32."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from seqxai.attribution_tables import HEAD_COLUMNS, concat_shards, gather_attributions
+    from seqxai.io import read_table, write_table
+
+    shards = [{"Q9": (["2"], 5), "A1": (["1", "3"], 4)}, {}, {"C3": (["1"], 6), "B2": (["2"], 3)}]
+    emb_paths, head_paths = [], []
+    for s, proteins in enumerate(shards):
+        heads = (_head_rows(proteins, seed=s).sample(frac=1.0, random_state=s) if proteins
+                 else pd.DataFrame([], columns=HEAD_COLUMNS))
+        emb = pd.DataFrame([{"accession": a, "target": t, "n_residues": L,
+                             "relevance": np.ones(L, np.float32), "relevance_start": 0.0,
+                             "relevance_end": 0.0, "f_input": 1.0, "f_baseline": 0.0, "delta": 0.0,
+                             "layer_delta": [0.0]} for a, (ts, L) in proteins.items() for t in ts])
+        emb_paths.append(tmp_path / f"e{s}.parquet")
+        head_paths.append(tmp_path / f"h{s}.parquet")
+        write_table(emb_paths[-1], emb)
+        write_table(head_paths[-1], heads)
+    outs = [tmp_path / "out" / f for f in ("embedding.parquet", "heads.parquet", "convergence.parquet")]
+    gather_attributions(emb_paths, head_paths, *outs, 0.05)
+    got = read_table(outs[1])
+    old = concat_shards([read_table(p) for p in head_paths])  # the in-memory gather, all sorted
+    keys = ["accession", "target", "layer", "head"]
+
+    def same(a, b):
+        a, b = a.reset_index(drop=True), b.reset_index(drop=True)
+        pd.testing.assert_frame_equal(a.drop(columns="relevance"), b.drop(columns="relevance"),
+                                      check_dtype=False)
+        np.testing.assert_array_equal(np.concatenate(a["relevance"].to_list()),
+                                      np.concatenate(b["relevance"].to_list()))
+
+    same(got.sort_values(keys, kind="stable"), old)  # the same rows
+    blocks = got[["accession", "target"]].drop_duplicates()
+    assert list(blocks.itertuples(index=False, name=None)) == [
+        ("A1", "1"), ("A1", "3"), ("Q9", "2"), ("B2", "2"), ("C3", "1")]  # shard order
+    for (acc, t), rows in got.groupby(["accession", "target"], sort=False):
+        assert rows.index.tolist() == list(range(rows.index[0], rows.index[0] + 24))  # contiguous
+        assert rows["layer"].tolist() == [l for l in range(12) for _ in range(2)]
+        assert rows["head"].tolist() == [0, 1] * 12
+    same(got, pd.concat([read_table(p).sort_values(keys, kind="stable") for p in head_paths[::2]]))
+    schema = pq.read_schema(outs[1])
+    assert str(schema.field("relevance").type) == "list<element: float>"
+    assert str(schema.field("layer").type) == "int64"
+    assert read_table(outs[0])["accession"].tolist() == ["A1", "A1", "B2", "C3", "Q9"]  # sorted
+    assert not list((tmp_path / "out").glob(".*"))  # no temporary files left
+
+
+def test_gather_of_empty_shards_writes_a_typed_empty_head_table(tmp_path):
+    """attribution.layers false (or no targets): every head shard is empty and untyped."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from seqxai.attribution_tables import HEAD_COLUMNS, HEADS_SCHEMA, gather_heads
+    from seqxai.io import write_table
+
+    paths = [tmp_path / f"h{s}.parquet" for s in range(2)]
+    for p in paths:
+        write_table(p, pd.DataFrame([], columns=HEAD_COLUMNS))
+    assert gather_heads(paths, tmp_path / "heads.parquet") == 0
+    assert pq.read_schema(tmp_path / "heads.parquet").equals(HEADS_SCHEMA)
+
+
 def test_convergence_summary_by_hand():
     import pandas as pd
 
@@ -419,6 +502,24 @@ def test_shards_attribute_every_protein_once(shard_inputs):
     # the longest protein (P2, 40 residues) sits in a shard of its own
     owner = {s: set(pd.read_parquet(d / f"shard{s}" / "embedding.parquet")["accession"]) for s in range(3)}
     assert {"P2"} in owner.values()
+    # the real shards through the streaming gather and statistics: the same as in memory
+    from seqxai.attribution_tables import gather_attributions, shard_tables
+    from seqxai.head_statistics import wenzel_statistics, wenzel_statistics_streaming
+    from seqxai.io import read_table
+
+    folders = [d / f"shard{s}" for s in range(3)]
+    out = [d / "gathered" / f for f in ("embedding.parquet", "heads.parquet", "convergence.parquet")]
+    gather_attributions(shard_tables(folders, "embedding"), shard_tables(folders, "heads"), *out, 1.0)
+    ann = pd.DataFrame({"accession": [f"P{i}" for i in range(5)], "type": "motif",
+                        "start": 2, "end": 3, "description": ""})
+    gathered = read_table(out[0])
+    streamed = wenzel_statistics_streaming(gathered, out[1], ann, ["motif"], per_target=True,
+                                           keep_special_tokens=True, batch_rows=3)
+    in_memory = wenzel_statistics(gathered, heads, ann, ["motif"], per_target=True,
+                                  keep_special_tokens=True)
+    for key in ("heads", "embedding", "positive_relevance", "per_protein"):
+        pd.testing.assert_frame_equal(streamed[key], in_memory[key], check_exact=True)
+    assert streamed["heads"]["median_r"].notna().all()
 
 
 @pytest.mark.parametrize("fail_at", ["attribution", "heads_write"])

@@ -243,6 +243,34 @@ def test_corrupt_attribution_shard_is_named_by_the_gather(tmp_path):
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+@pytest.mark.parametrize("damage", ["truncated", "layer as text"])
+def test_bad_head_shard_is_named_by_the_streaming_gather(tmp_path, damage):
+    """The head table is streamed shard by shard: a bad second shard, found after the first
+    was written, still leaves none of the three outputs (nor a temporary file)."""
+    import pandas as pd
+
+    from seqxai.attribution_tables import gather_attributions
+
+    emb = tmp_path / "1-of-2.embedding.parquet"
+    pd.DataFrame({"accession": ["A"], "target": ["1"], "relevance": [[1.0, 2.0]], "f_input": 1.0,
+                  "f_baseline": 0.0, "delta": 0.0}).to_parquet(emb)
+    heads = pd.DataFrame({"accession": ["A"] * 2, "target": "1", "layer": [1, 0], "head": 0,
+                          "relevance": [[1.0, 2.0]] * 2, "relevance_start": 0.0, "relevance_end": 0.0})
+    good, bad = tmp_path / "1-of-2.heads.parquet", tmp_path / "2-of-2.heads.parquet"
+    heads.to_parquet(good)
+    if damage == "truncated":
+        bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+        match = rf"{bad}: not a readable Parquet file"
+    else:
+        heads.assign(accession="B", layer=["one", "zero"]).to_parquet(bad)
+        match = rf"{bad}: head table field\(s\) \['layer'\] of type \['(large_)?string'\]"
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match=match):
+        gather_attributions([emb], [good, bad], out / "embedding.parquet", out / "heads.parquet",
+                            out / "convergence.parquet", 0.05)
+    assert not out.exists() or not any(out.iterdir())
+
+
 def test_mapped_structure_of_another_protein_is_dropped_or_refused_naming_both(tmp_path, shared_dir, caplog):
     """data.structures.mapping points P00749 at 1AKI (lysozyme): the sequence does not match.
     Default: dropped, the log names accession, file and identity; on_mismatch: error raises."""

@@ -241,3 +241,96 @@ def test_twelve_layers_come_out_in_numeric_order_in_tables_and_heatmap(monkeypat
     shown = ~np.ma.getmaskarray(img)
     assert np.argwhere(shown).tolist() == [[10, 1]]
     assert img[10, 1] == pytest.approx(-np.log10(sig["p_bh"].iloc[0]))
+
+
+def _shard_order_tables(keep_special: bool):
+    """13 layers x 3 heads (numeric order matters past layer 9), 10 proteins, two of them with
+    two targets, lengths 9-20; the signal sits in layer 11 head 1. Without the special tokens
+    only P0 has a row for layer 12 head 2: the others count as zero relevance there, as the
+    in-memory grid fills them (a rank accuracy, but NaN r and a zero relevance sum)."""
+    rng = np.random.default_rng(11)
+    n_layers, n_heads = 13, 3
+    emb, heads, ann = [], [], []
+    for k in range(10):
+        acc, L = f"P{k}", int(rng.integers(9, 21))
+        start = int(rng.integers(1, L - 3))
+        if k != 7:  # P7 carries no motif: NaN r, left out of the tests
+            ann.append((acc, "motif", start, start + 2, ""))
+        if k % 3 == 0:
+            ann.append((acc, "binding_site", 1, 1, ""))
+        inside = np.zeros(L)
+        inside[start - 1 : start + 2] = 1
+        for target in (["1", "2"] if k in (2, 5) else [str(1 + k % 2)]):
+            emb.append({"accession": acc, "target": target,
+                        "relevance": (rng.normal(size=L) + inside).astype(np.float32),
+                        "relevance_start": 0.0, "relevance_end": 0.0})
+            for l in range(n_layers):
+                for h in range(n_heads):
+                    if (l, h) == (12, 2) and k != 0 and not keep_special:
+                        continue
+                    boost = 2.0 if (l, h) == (11, 1) else 0.0
+                    heads.append({"accession": acc, "target": target, "layer": l, "head": h,
+                                  "relevance": (rng.normal(size=L) + boost * inside).astype(np.float32),
+                                  "relevance_start": float(rng.normal()),
+                                  "relevance_end": float(rng.normal())})
+    return (pd.DataFrame(emb), pd.DataFrame(heads),
+            pd.DataFrame(ann, columns=["accession", "type", "start", "end", "description"]))
+
+
+@pytest.mark.parametrize("keep_special", [False, True])
+def test_streaming_statistics_equal_the_in_memory_ones(tmp_path, keep_special):
+    """The head table written in shard order (3 shards, proteins out of accession order) and
+    read back 5 rows at a time, so that every protein's 38-39 rows span several batches (and
+    row groups of 7 rows): the four tables equal wenzel_statistics on the whole table."""
+    from seqxai.attribution_tables import gather_heads
+    from seqxai.head_statistics import wenzel_statistics_streaming
+    from seqxai.io import read_table
+
+    emb, heads, ann = _shard_order_tables(keep_special)
+    shards = [["P5", "P1", "P8"], ["P0", "P9", "P3", "P7"], ["P2", "P6", "P4"]]
+    paths = []
+    for s, accs in enumerate(shards):
+        rows = heads[heads["accession"].isin(accs)].sample(frac=1.0, random_state=s)  # any order
+        paths.append(tmp_path / f"heads{s}.parquet")
+        rows.to_parquet(paths[-1])
+    gather_heads(paths, tmp_path / "heads.parquet", row_group_rows=7)
+    order = pd.read_parquet(tmp_path / "heads.parquet", columns=["accession"])["accession"]
+    assert order.drop_duplicates().tolist() == ["P1", "P5", "P8", "P0", "P3", "P7", "P9", "P2",
+                                                "P4", "P6"]
+    types = ["motif", "binding_site", "transmembrane"]
+    streamed = wenzel_statistics_streaming(emb, tmp_path / "heads.parquet", ann, types,
+                                           per_target=True, keep_special_tokens=keep_special,
+                                           batch_rows=5)
+    in_memory = wenzel_statistics(emb, read_table(tmp_path / "heads.parquet"), ann, types,
+                                  per_target=True, keep_special_tokens=keep_special)
+    shuffled = wenzel_statistics(emb, heads.sample(frac=1.0, random_state=9), ann, types,
+                                 per_target=True, keep_special_tokens=keep_special)
+    for key in ("heads", "embedding", "positive_relevance", "per_protein"):
+        pd.testing.assert_frame_equal(streamed[key], in_memory[key], check_exact=True)
+        pd.testing.assert_frame_equal(streamed[key], shuffled[key], check_exact=True)
+    h = streamed["heads"]
+    assert h["layer"].tolist()[:6] == [0, 0, 0, 1, 1, 1] and h["layer"].max() == 12
+    sig = h[(h["annotation"] == "motif") & (h["group"] == "all") & h["significant"]]
+    assert [11, 1] in sig[["layer", "head"]].values.tolist()  # not a comparison of NaN with NaN
+    assert h["median_r"].notna().sum() > 100
+    # layer 12 head 2 is zero-filled for all but P0 (without special tokens): r only for P0,
+    # but a rank accuracy for every protein with the motif
+    last = h[(h["annotation"] == "motif") & (h["group"] == "all") & (h["layer"] == 12)
+             & (h["head"] == 2)].iloc[0]
+    assert last["n_proteins"] == (11 if keep_special else 1) and np.isfinite(last["rank_accuracy"])
+    assert h[(h["annotation"] == "motif") & (h["group"] == "all")]["n_proteins"].iloc[0] == 11  # 12 - P7
+
+
+def test_streaming_statistics_refuse_a_table_out_of_gather_order(tmp_path):
+    from seqxai.head_statistics import wenzel_statistics_streaming
+    from seqxai.io import DataError
+
+    emb, heads, ann = _shard_order_tables(False)
+    heads = heads[heads["accession"].isin(["P0", "P1"])]
+    p0 = heads[heads["accession"] == "P0"]
+    mixed = pd.concat([p0.iloc[:20], heads[heads["accession"] == "P1"], p0.iloc[20:]])
+    mixed.to_parquet(tmp_path / "heads.parquet")
+    with pytest.raises(DataError, match=r"heads\.parquet: rows of accession 'P0' target '1' are "
+                                        r"not contiguous .*not in the gather order"):
+        wenzel_statistics_streaming(emb[emb["accession"].isin(["P0", "P1"])],
+                                    tmp_path / "heads.parquet", ann, ["motif"], batch_rows=8)

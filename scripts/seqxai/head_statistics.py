@@ -21,8 +21,16 @@ Arrays: ``relevance[..., residue]`` with residues 0-based inside this module. Wi
 ``keep_special_tokens`` the start and end tokens are added at both ends with mask 0 and
 their own relevance (0 at the embedding), as the original code did; by default they are
 left out. Every table lists layers and heads in numeric order.
+
+Memory: the head table (about 26 GB at paper size) is streamed from its Parquet file one
+protein and target at a time (:func:`wenzel_statistics_streaming`, rows in the gather order of
+seqxai.attribution_tables); of each protein only the per-head r, rank accuracy and relevance
+sum [layer, head] are kept for the tests across proteins. :func:`wenzel_statistics` does the
+same on a head table already in memory, with identical results.
 """
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -109,14 +117,6 @@ def bh(p: np.ndarray, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
     return q, rej
 
 
-def _stack(rows: pd.DataFrame, n_layers: int, n_heads: int, keep_special_tokens: bool) -> np.ndarray:
-    """relevance[layer, head, position] of one protein from its head-table rows."""
-    rel = _with_special(rows, keep_special_tokens)
-    out = np.zeros((n_layers, n_heads, rel.shape[-1]), dtype=np.float64)
-    out[rows["layer"].to_numpy(int), rows["head"].to_numpy(int)] = rel
-    return out
-
-
 def _with_special(rows: pd.DataFrame, keep_special_tokens: bool) -> np.ndarray:
     """relevance[row, position]; with the start/end token values at both ends when kept."""
     rel = np.stack([np.asarray(x, dtype=np.float64) for x in rows["relevance"]])
@@ -128,6 +128,111 @@ def _with_special(rows: pd.DataFrame, keep_special_tokens: bool) -> np.ndarray:
                          "tables; rerun the attribution rules")
     return np.concatenate([rows["relevance_start"].to_numpy(float)[:, None], rel,
                            rows["relevance_end"].to_numpy(float)[:, None]], axis=1)
+
+
+def _arrow_relevance(rows, keep_special_tokens: bool) -> np.ndarray:
+    """relevance[row, position] (float64) of head rows held as an Arrow table; the same values
+    as :func:`_with_special` on the rows read through pandas."""
+    import pyarrow as pa
+
+    col = rows.column("relevance").combine_chunks()
+    lengths = np.diff(col.offsets.to_numpy())
+    if len(lengths) and col.null_count == 0 and (lengths == lengths[0]).all():
+        rel = col.flatten().to_numpy(zero_copy_only=False).astype(np.float64)
+        rel = rel.reshape(len(lengths), lengths[0])
+    else:  # ragged or null lists: as the pandas path does (np.stack names the mismatch)
+        rel = np.stack([np.asarray(x, dtype=np.float64)
+                        for x in pa.chunked_array([col]).to_numpy(zero_copy_only=False)])
+    if not keep_special_tokens:
+        return rel
+    ends = [rows.column(c).to_numpy().astype(float)[:, None]
+            for c in ("relevance_start", "relevance_end")]
+    return np.concatenate([ends[0], rel, ends[1]], axis=1)
+
+
+class _PerProtein:
+    """Per-protein summaries of one task's attributions, built one protein at a time.
+
+    Head rows are added per protein and target (:meth:`add_heads`): only their per-head
+    point-biserial r[type][layer, head], rank accuracy[type][layer, head] and relevance
+    sum[layer, head] are kept, so memory grows with proteins x heads, not with residues.
+    :meth:`collect` adds the embedding-level values and returns everything in the order of
+    the embedding table.
+    """
+
+    def __init__(self, embedding: pd.DataFrame, annotations: pd.DataFrame, types: list[str],
+                 keep_special_tokens: bool, n_layers: int, n_heads: int, source: str):
+        self.embedding, self.types, self.keep = embedding, types, keep_special_tokens
+        self.n_layers, self.n_heads, self.source = n_layers, n_heads, source
+        self.row_of: dict = {}
+        for k, key in enumerate(zip(embedding["accession"], embedding["target"])):
+            self.row_of.setdefault(key, k)
+        self.ann_of = dict(tuple(annotations.groupby("accession", sort=False)))  # one scan
+        self.no_ann = annotations.iloc[:0]
+        self.nan_grid = np.full((n_layers, n_heads), np.nan)
+        self.heads: dict = {}  # (accession, target) -> (rel_sum, {type: r}, {type: rank accuracy})
+
+    def masks(self, k: int) -> dict[str, np.ndarray]:
+        """mask[type][position] of embedding row ``k`` (with the special tokens when kept)."""
+        acc = self.embedding["accession"].iat[k]
+        n_res = len(self.embedding["relevance"].iat[k])
+        masks = annotation_masks(self.ann_of.get(acc, self.no_ann), acc, n_res, self.types)
+        if self.keep:
+            masks = {t: np.concatenate([[False], m, [False]]) for t, m in masks.items()}
+        return masks
+
+    def add_heads(self, key, layer: np.ndarray, head: np.ndarray, relevance: np.ndarray) -> None:
+        """Summarise one protein and target's head rows: relevance[row, position] of
+        (layer[row], head[row]); heads without a row count as zero relevance."""
+        k = self.row_of.get(key)
+        if k is None:  # not in the embedding table: not tested (as the table-wide grouping did)
+            return
+        hrel = np.zeros((self.n_layers, self.n_heads, relevance.shape[-1]), dtype=np.float64)
+        hrel[layer, head] = relevance
+        masks = self.masks(k)
+        self.heads[key] = (hrel.sum(-1),
+                           # no annotation (or all annotated): r is NaN; share one grid
+                           {t: point_biserial(m, hrel) if 0 < m.sum() < m.size else self.nan_grid
+                            for t, m in masks.items()},
+                           {t: rank_accuracy(m, hrel) if m.any() else self.nan_grid
+                            for t, m in masks.items()})
+
+    def collect(self) -> dict:
+        """Embedding-level values of every protein and the head summaries, in embedding order."""
+        from .io import DataError
+
+        emb, types = self.embedding, self.types
+        out = {"per_protein": [], "r_heads": {t: [] for t in types},
+               "acc_heads": {t: [] for t in types}, "r_emb": {t: [] for t in types},
+               "acc_emb": {t: [] for t in types}, "chance": {t: [] for t in types},
+               "rel_sum": [], "target": []}
+        for k, e in enumerate(emb.itertuples(index=False)):
+            rel_e = _with_special(emb.iloc[[k]], self.keep)[0]
+            masks = self.masks(k)
+            heads = None
+            if self.n_layers:
+                heads = self.heads.get((e.accession, e.target))
+                if heads is None:
+                    raise DataError(f"{self.source}: no head rows for accession {e.accession!r} "
+                                    f"target {e.target!r} of the embedding table")
+                out["rel_sum"].append(heads[0])
+            out["target"].append(e.target)
+            for t in types:
+                m = masks[t]
+                r_e = float(point_biserial(m, rel_e))
+                ra_e = float(rank_accuracy(m, rel_e))
+                out["r_emb"][t].append(r_e)
+                out["acc_emb"][t].append(ra_e)
+                out["chance"][t].append(float(m.mean()) if m.any() else np.nan)
+                if heads is not None:
+                    out["r_heads"][t].append(heads[1][t])
+                    out["acc_heads"][t].append(heads[2][t])
+                if m.any():
+                    out["per_protein"].append({
+                        "accession": e.accession, "target": e.target, "annotation": t,
+                        "n_annotated": int(m.sum()), "r_embedding": r_e,
+                        "rank_accuracy_embedding": ra_e, "random_rank_accuracy": float(m.mean())})
+        return out
 
 
 def _head_grid(n_layers: int, n_heads: int) -> dict[str, np.ndarray]:
@@ -150,47 +255,115 @@ def wenzel_statistics(embedding: pd.DataFrame, heads: pd.DataFrame, annotations:
 
     ``embedding``: accession, target, relevance (list over residues); ``heads``: accession,
     target, layer, head, relevance (plus relevance_start/relevance_end when
-    ``keep_special_tokens``). Groups: "all" targets, plus one group per target label when
-    ``per_target`` (EC classes). Returns tables ``heads`` (with rank accuracy and
-    ``significant_overlay``), ``embedding``, ``positive_relevance`` and ``per_protein``.
+    ``keep_special_tokens``), rows in any order. Groups: "all" targets, plus one group per
+    target label when ``per_target`` (EC classes). Returns tables ``heads`` (with rank
+    accuracy and ``significant_overlay``), ``embedding``, ``positive_relevance`` and
+    ``per_protein``. :func:`wenzel_statistics_streaming` gives the same from a head table
+    file too large for memory.
     """
     n_layers = int(heads["layer"].max()) + 1 if len(heads) else 0
     n_heads = int(heads["head"].max()) + 1 if len(heads) else 0
-    by_key = dict(tuple(heads.groupby(["accession", "target"], sort=False))) if len(heads) else {}
-    per_protein = []
-    r_heads = {t: [] for t in types}
-    acc_heads = {t: [] for t in types}
-    r_emb, acc_emb, chance = ({t: [] for t in types} for _ in range(3))
-    rel_sum, tgt = [], []
-    nan_grid = np.full((n_layers, n_heads), np.nan)
-    ann_of = dict(tuple(annotations.groupby("accession", sort=False)))  # one scan, not one per protein
-    no_ann = annotations.iloc[:0]
-    for k, e in enumerate(embedding.itertuples(index=False)):
-        rel_e = _with_special(embedding.iloc[[k]], keep_special_tokens)[0]
-        n_res = len(e.relevance)
-        masks = annotation_masks(ann_of.get(e.accession, no_ann), e.accession, n_res, types)
-        if keep_special_tokens:
-            masks = {t: np.concatenate([[False], m, [False]]) for t, m in masks.items()}
-        hrel = (_stack(by_key[(e.accession, e.target)], n_layers, n_heads, keep_special_tokens)
-                if by_key else None)
-        tgt.append(e.target)
-        if hrel is not None:
-            rel_sum.append(hrel.sum(-1))
-        for t in types:
-            m = masks[t]
-            r_e = float(point_biserial(m, rel_e))
-            ra_e = float(rank_accuracy(m, rel_e))
-            r_emb[t].append(r_e)
-            acc_emb[t].append(ra_e)
-            chance[t].append(float(m.mean()) if m.any() else np.nan)
-            if hrel is not None:
-                r_heads[t].append(point_biserial(m, hrel))
-                acc_heads[t].append(rank_accuracy(m, hrel) if m.any() else nan_grid)
-            if m.any():
-                per_protein.append({"accession": e.accession, "target": e.target, "annotation": t,
-                                    "n_annotated": int(m.sum()), "r_embedding": r_e,
-                                    "rank_accuracy_embedding": ra_e,
-                                    "random_rank_accuracy": float(m.mean())})
+    summaries = _PerProtein(embedding, annotations, types, keep_special_tokens, n_layers, n_heads,
+                            "head table")
+    if len(heads):
+        for key, rows in heads.groupby(["accession", "target"], sort=False):
+            summaries.add_heads(key, rows["layer"].to_numpy(int), rows["head"].to_numpy(int),
+                                _with_special(rows, keep_special_tokens))
+    return _tests(summaries.collect(), types, alpha, per_target, n_layers, n_heads)
+
+
+#: head rows per Arrow batch when streaming (480 heads x 461 residues: about 4 proteins)
+HEAD_BATCH_ROWS = 2048
+
+
+def iter_head_blocks(path, columns: list[str], batch_rows: int = HEAD_BATCH_ROWS):
+    """Yield ((accession, target), Arrow table of its rows) for each protein and target of the
+    head table at ``path``, in file order, holding one batch plus one protein's rows.
+
+    The rows of a protein and target must be contiguous (the gather order); a key that comes
+    back after another is a DataError naming the file and key.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from .io import DataError, open_parquet
+
+    done: set = set()
+    current, pending, row0 = None, [], 0
+    for batch in open_parquet(path).iter_batches(batch_size=batch_rows, columns=columns):
+        n = batch.num_rows
+        if not n:
+            continue
+        acc, tgt = batch.column("accession"), batch.column("target")
+        changed = pc.or_(pc.not_equal(acc[1:], acc[:-1]), pc.not_equal(tgt[1:], tgt[:-1]))
+        starts = [0] + (np.flatnonzero(changed.fill_null(True).to_numpy(zero_copy_only=False)) + 1).tolist()
+        for s, e in zip(starts, starts[1:] + [n]):
+            key = (acc[s].as_py(), tgt[s].as_py())
+            if key != current:
+                if current is not None:
+                    yield current, pa.Table.from_batches(pending)
+                    done.add(current)
+                if key in done:
+                    raise DataError(f"{path}: rows of accession {key[0]!r} target {key[1]!r} are not "
+                                    f"contiguous (again at row {row0 + s}): the file is not in the "
+                                    "gather order (gather_attributions writes each protein's rows "
+                                    "together)")
+                current, pending = key, []
+            pending.append(batch.slice(s, e - s))
+        row0 += n
+    if current is not None:
+        yield current, pa.Table.from_batches(pending)
+
+
+def _grid_size(path, batch_rows: int) -> tuple[int, int]:
+    """(n_layers, n_heads) = 1 + the largest layer and head of the head table (0, 0 if empty),
+    streaming its two integer columns."""
+    from .io import open_parquet
+
+    n_layers = n_heads = 0
+    for batch in open_parquet(path).iter_batches(batch_size=64 * batch_rows, columns=["layer", "head"]):
+        if batch.num_rows:
+            n_layers = max(n_layers, int(np.max(batch.column("layer").to_numpy())) + 1)
+            n_heads = max(n_heads, int(np.max(batch.column("head").to_numpy())) + 1)
+    return n_layers, n_heads
+
+
+def wenzel_statistics_streaming(embedding: pd.DataFrame, heads_path, annotations: pd.DataFrame,
+                                types: list[str], alpha: float = 0.05, per_target: bool = False,
+                                keep_special_tokens: bool = False,
+                                batch_rows: int = HEAD_BATCH_ROWS) -> dict[str, pd.DataFrame]:
+    """:func:`wenzel_statistics` with the head table read from the Parquet file ``heads_path``
+    in batches of ``batch_rows`` rows: memory holds one protein's rows and the per-protein
+    summaries, not the table. The rows must be in the gather order (each protein and target's
+    rows contiguous, see seqxai.attribution_tables); the results are identical."""
+    from .io import DataError, open_parquet
+
+    names = open_parquet(heads_path).schema_arrow.names
+    need = ["accession", "target", "layer", "head", "relevance"]
+    if keep_special_tokens:
+        need += ["relevance_start", "relevance_end"]
+    missing = [c for c in need if c not in names]
+    if missing:
+        raise DataError(f"{heads_path}: head table without field(s) {missing}"
+                        + ("; analysis.keep_special_tokens needs relevance_start/relevance_end: "
+                           "rerun attribute_proteins" if keep_special_tokens else ""))
+    n_layers, n_heads = _grid_size(heads_path, batch_rows)
+    summaries = _PerProtein(embedding, annotations, types, keep_special_tokens, n_layers, n_heads,
+                            str(heads_path))
+    if n_layers:
+        for key, rows in iter_head_blocks(heads_path, need, batch_rows):
+            summaries.add_heads(key, rows.column("layer").to_numpy().astype(int),
+                                rows.column("head").to_numpy().astype(int),
+                                _arrow_relevance(rows, keep_special_tokens))
+    return _tests(summaries.collect(), types, alpha, per_target, n_layers, n_heads)
+
+
+def _tests(v: dict, types: list[str], alpha: float, per_target: bool, n_layers: int,
+           n_heads: int) -> dict[str, pd.DataFrame]:
+    """The Wilcoxon and BH stage over the per-protein summaries of :meth:`_PerProtein.collect`."""
+    per_protein, r_heads, acc_heads = v["per_protein"], v["r_heads"], v["acc_heads"]
+    r_emb, acc_emb, chance, rel_sum, tgt = (v["r_emb"], v["acc_emb"], v["chance"], v["rel_sum"],
+                                            v["target"])
     tgt = np.array(tgt, dtype=object)
     groups = [("all", np.ones(len(tgt), dtype=bool))]
     if per_target:
@@ -217,7 +390,8 @@ def wenzel_statistics(embedding: pd.DataFrame, heads: pd.DataFrame, annotations:
                 rh = np.stack(r_heads[t])[sel]
                 n, p = wilcoxon_greater(rh)
                 q, rej = bh(p, alpha)
-                with np.errstate(all="ignore"):
+                with np.errstate(all="ignore"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN heads: NaN median
                     med = np.nanmedian(rh, axis=0) if np.isfinite(rh).any() else np.full(p.shape, np.nan)
                 head_tabs.append(pd.DataFrame({
                     "annotation": t, "group": gname, **grid, "n_proteins": n.ravel(),
@@ -240,22 +414,23 @@ def wenzel_statistics(embedding: pd.DataFrame, heads: pd.DataFrame, annotations:
 
 
 def run_head_statistics(embedding_path, heads_path, annotations_path, types, alpha, per_target,
-                        output, keep_special_tokens: bool = False) -> None:
-    """Read one task's attributions, run :func:`wenzel_statistics`, write its four tables."""
+                        output, keep_special_tokens: bool = False,
+                        batch_rows: int = HEAD_BATCH_ROWS) -> None:
+    """Read one task's embedding table, stream its head table through
+    :func:`wenzel_statistics_streaming` and write the four result tables."""
     import logging
 
     from .io import DataError, read_table, write_table
 
     log = logging.getLogger("seqxai.head_statistics")
     emb = read_table(embedding_path)
-    heads = read_table(heads_path)
-    for path, df in ((embedding_path, emb), (heads_path, heads)):
-        missing = {"relevance_start", "relevance_end"} - set(df.columns)
-        if keep_special_tokens and missing:
-            raise DataError(f"{path}: no field(s) {sorted(missing)}, needed by "
-                            "analysis.keep_special_tokens; rerun attribute_proteins")
-    res = wenzel_statistics(emb, heads, read_table(annotations_path, "residue_annotations"),
-                            list(types), alpha, per_target, keep_special_tokens)
+    missing = {"relevance_start", "relevance_end"} - set(emb.columns)
+    if keep_special_tokens and missing:
+        raise DataError(f"{embedding_path}: no field(s) {sorted(missing)}, needed by "
+                        "analysis.keep_special_tokens; rerun attribute_proteins")
+    res = wenzel_statistics_streaming(emb, heads_path,
+                                      read_table(annotations_path, "residue_annotations"),
+                                      list(types), alpha, per_target, keep_special_tokens, batch_rows)
     for key, path in (("heads", output.heads), ("embedding", output.embedding),
                       ("positive_relevance", output.positive), ("per_protein", output.per_protein)):
         write_table(path, res[key])

@@ -125,6 +125,27 @@ def read_table(path, table: str | None = None) -> pd.DataFrame:
     return df
 
 
+def read_arrow(path) -> pa.Table:
+    """Read a Parquet table as Arrow (no pandas copy); a bad file is a DataError naming it."""
+    try:
+        return pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several types for a bad file
+        raise DataError(f"{path}: not a readable Parquet file ({exc})") from exc
+
+
+def open_parquet(path) -> pq.ParquetFile:
+    """Open a Parquet file for streaming (``iter_batches``); a bad file is a DataError naming it.
+
+    Read buffered, without pre-buffering: pyarrow's default pre-buffers every selected column
+    chunk of the batches' row groups, which held the whole 244 MB file of
+    benchmarks/gather_memory.py in memory; this holds about one page per column (+67 MB).
+    """
+    try:
+        return pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
+    except Exception as exc:
+        raise DataError(f"{path}: not a readable Parquet file ({exc})") from exc
+
+
 def read_fasta(path) -> dict[str, str]:
     """Read a (possibly gzipped) FASTA file into {record id: upper-case sequence}."""
     import gzip
