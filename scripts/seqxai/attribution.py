@@ -134,7 +134,7 @@ def integrated_gradients(model, input_ids: torch.Tensor, attention_mask: torch.T
     - ``difference``: Captum's ``LayerConductance`` scheme with ``method="riemann_trapezoid"``:
       ``n_steps + 1`` evenly spaced points ``alpha_j = j / n_steps``, the gradients at the first
       ``n_steps`` and the differences ``h(alpha_j+1) - h(alpha_j)`` of the captured activations,
-      so no forward-mode pass (one extra path point per batch of nodes). First-order accurate;
+      so no forward-mode pass and exactly ``n_steps`` forward+backward rows. First-order accurate;
       the embedding level is then the left Riemann sum on the same points. Converges to
       ``jvp`` as ``n_steps`` grows (tests).
 
@@ -226,19 +226,26 @@ def integrated_gradients(model, input_ids: torch.Tensor, attention_mask: torch.T
 
 
 def _ig_difference(model, input_ids, attention_mask, target, base_ids, n_steps, batch_size, layer_ids):
-    """:func:`integrated_gradients` with ``conductance="difference"`` (see there)."""
+    """:func:`integrated_gradients` with ``conductance="difference"`` (see there).
+
+    Exactly ``n_steps`` forward+backward rows: the difference of a batch's last node waits for
+    the next batch's first activation, and the last node's for the activations at alpha = 1,
+    which the no-grad pass of F(x) captures."""
     model.eval()
     dev = next(model.parameters()).device
     ids, att, base = input_ids[None].to(dev), attention_mask[None].to(dev), base_ids[None].to(dev)
     cfg = model.encoder.config
     layer_ids = list(range(cfg.num_hidden_layers)) if layer_ids is None else list(layer_ids)
     n_layers, n_heads = len(layer_ids), cfg.num_attention_heads
-    captured = {}
+    captured, end_ctx, end_out = {}, {}, {}
     fwd = {"residue_mask": model.residue_mask(ids, att), "position_ids": model.position_ids(ids)}
-    with torch.no_grad(), _hooks(model, lambda o: captured.__setitem__("emb", o.detach()), lambda l, o: None):
-        f_in = float(model(ids, att, **fwd)[0, target])
+    with torch.no_grad():
+        with _hooks(model, lambda o: captured.__setitem__("emb", o.detach()), end_ctx.__setitem__,
+                    end_out.__setitem__, layer_ids):
+            f_in = float(model(ids, att, **fwd)[0, target])   # also h(alpha = 1) of every layer
         e = captured["emb"]
-        f_base = float(model(base, att, **fwd)[0, target])
+        with _hooks(model, lambda o: captured.__setitem__("emb", o.detach()), lambda l, o: None):
+            f_base = float(model(base, att, **fwd)[0, target])
         e0 = captured["emb"]
     diff = e - e0
     alphas = np.linspace(0.0, 1.0, n_steps + 1)
@@ -246,22 +253,35 @@ def _ig_difference(model, input_ids, attention_mask, target, base_ids, n_steps, 
     emb_grad = torch.zeros_like(e[0])
     head_rel = torch.zeros(n_layers, T, cfg.hidden_size, device=dev)
     layer_total = torch.zeros(n_layers, dtype=torch.float64, device=dev)
+    pending = None  # per layer: gradient and activation of the previous batch's last node
+
+    def settle(i, g_ctx, h_ctx, g_out, o, h_next, o_next):
+        head_rel[i] += g_ctx * (h_next - h_ctx)
+        layer_total[i] += (g_out * (o_next - o)).sum().double()
+
     for start in range(0, n_steps, batch_size):
-        stop = min(start + batch_size, n_steps)
-        m = stop - start                                  # nodes with a gradient: start..stop-1
-        a = torch.as_tensor(alphas[start : stop + 1], dtype=e.dtype, device=dev)   # and point stop
+        m = min(batch_size, n_steps - start)
+        a = torch.as_tensor(alphas[start : start + m], dtype=e.dtype, device=dev)
         leaf = (e0 + a[:, None, None] * diff).requires_grad_(True)
-        ids_m, att_m = ids.expand(m + 1, -1), att.expand(m + 1, -1)
-        fwd_m = {k: None if v is None else v.expand(m + 1, -1) for k, v in fwd.items()}
+        ids_m, att_m = ids.expand(m, -1), att.expand(m, -1)
+        fwd_m = {k: None if v is None else v.expand(m, -1) for k, v in fwd.items()}
         ctx, outs = {}, {}
         with torch.enable_grad(), _hooks(model, lambda o: leaf, ctx.__setitem__, outs.__setitem__, layer_ids):
-            out = model(ids_m, att_m, **fwd_m)[:m, target].sum()
+            out = model(ids_m, att_m, **fwd_m)[:, target].sum()
             grads = torch.autograd.grad(out, [leaf] + [ctx[l] for l in layer_ids] + [outs[l] for l in layer_ids])
-        emb_grad += grads[0][:m].sum(0) / n_steps
+        emb_grad += grads[0].sum(0) / n_steps
+        nxt = []
         for i, l in enumerate(layer_ids):
             h, o = ctx[l].detach(), outs[l].detach()
-            head_rel[i] += (grads[1 + i][:m] * (h[1:] - h[:-1])).sum(0)
-            layer_total[i] += (grads[1 + n_layers + i][:m] * (o[1:] - o[:-1])).sum().double()
+            g_h, g_o = grads[1 + i], grads[1 + n_layers + i]
+            if pending is not None:
+                settle(i, *pending[i], h[0], o[0])
+            head_rel[i] += (g_h[:-1] * (h[1:] - h[:-1])).sum(0)
+            layer_total[i] += (g_o[:-1] * (o[1:] - o[:-1])).sum().double()
+            nxt.append((g_h[-1], h[-1], g_o[-1], o[-1]))
+        pending = nxt
+    for i, l in enumerate(layer_ids):
+        settle(i, *pending[i], end_ctx[l][0], end_out[l][0])
     emb_attr = (emb_grad * diff[0]).sum(-1)
     gap = f_in - f_base
     heads = head_rel.view(n_layers, T, n_heads, -1).sum(-1).permute(0, 2, 1)
