@@ -30,8 +30,9 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake", "--configfile", "config/demo.yam
 
 # The slice, one chain through every rule family: data (demo proteins, split) -> training
 # (MLM pretraining, fine-tuning on ec) -> attribution (2 shards, one group job; gather) ->
-# analysis (head statistics) -> figures. The DNA rules are the same families again.
-TARGETS = ["figures/ec_head_significance.png"]
+# analysis (head statistics) -> figures; and the DNA chain: demo genome -> TSS model ->
+# attention probe -> figures.
+TARGETS = ["figures/ec_head_significance.png", "figures/dna_tss_profiles.png"]
 # Outputs compared between the local and the SLURM run.
 TABLES = [
     "data/protein/proteins.parquet",
@@ -41,8 +42,11 @@ TABLES = [
     "analysis/protein/ec/finetuned/head_statistics.parquet",
     "analysis/protein/ec/finetuned/embedding_statistics.parquet",
     "analysis/protein/ec/finetuned/per_protein.parquet",
+    "data/dna/tss.parquet",
+    "analysis/dna/tss_profiles.parquet",
+    "analysis/dna/head_motifs.parquet",
 ]
-METRICS = ["models/protein/ec/finetuned/metrics.json"]
+METRICS = ["models/protein/ec/finetuned/metrics.json", "models/dna/metrics.json"]
 
 
 def shipped_profile() -> dict:
@@ -98,6 +102,8 @@ def _touch_inputs(out: Path):
              "models/protein/pretrained/config.json",
              "models/protein/pretrained_training_log.tsv", "models/protein/ec/finetuned/model/config.json",
              "models/protein/ec/finetuned/metrics.json", "models/protein/ec/finetuned/training_log.tsv"]
+    # the library fingerprints (rule library_fingerprint) first: every rule takes its script's
+    files = [f"code/{p.stem}.tsv" for p in sorted((ROOT / "scripts").glob("*.py"))] + files
     # newer than the library modules, which are inputs of every rule (common.smk)
     t0 = 1 + max(p.stat().st_mtime for p in (ROOT / "scripts").rglob("*.py"))
     for i, f in enumerate(files):
@@ -150,6 +156,24 @@ def test_gpu_rule_asks_for_one_gpu_on_the_gpu_partition(sbatch_calls):
     assert args[args.index("-t") + 1] == "720"
     assert args[args.index("--mem") + 1] == "8000"  # the rule's own mem_mb
     assert "--cpus-per-task=8" in args  # set-threads, not capped by the submitting host
+
+
+def test_every_gpu_rule_goes_to_the_gpu_partition():
+    """A rule that declares gpu=1 must be listed in the profile's set-resources with the GPU
+    partition, or the plugin sends --gpus=1 to the CPU partition (sbatch refuses the job)."""
+    import re
+
+    gpu_rules = set()
+    for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
+        for block in re.split(r"^\s*rule\s+", smk.read_text(), flags=re.M)[1:]:
+            name = block.split(":", 1)[0].strip()
+            if re.search(r"^\s*gpu\s*=\s*[1-9]", block, flags=re.M):
+                gpu_rules.add(name)
+    assert {"finetune_protein", "attribute_proteins", "train_dna", "tss_attention"} <= gpu_rules
+    profile = shipped_profile()["set-resources"]
+    wrong = {r: profile.get(r, {}).get("slurm_partition") for r in gpu_rules
+             if profile.get(r, {}).get("slurm_partition") != "gpu"}
+    assert not wrong, f"GPU rules not on the gpu partition in profiles/slurm: {wrong}"
 
 
 def test_attribution_shards_go_as_one_job_with_one_gpu(sbatch_calls):
@@ -221,7 +245,8 @@ def test_every_job_went_through_slurm(cluster_runs):
     logs = cluster_runs["logs"]
     submitted = {p.name for p in logs.iterdir()} if logs.is_dir() else set()
     rules = ["demo_proteins", "split_proteins", "pretrain_protein_encoder", "finetune_protein",
-             "gather_attributions", "head_statistics", "plot_head_significance"]
+             "gather_attributions", "head_statistics", "plot_head_significance",
+             "demo_genome", "train_dna", "tss_attention", "plot_dna"]
     missing = [r for r in rules if f"rule_{r}" not in submitted]
     assert not missing, sorted(submitted)
     # both attribution shards ran inside one SLURM job of the group "attribution"
