@@ -23,7 +23,7 @@ Conventions
 - ``hypothetical[i, b] = grad_integral[i, b] - sum_c X'_c grad_integral[i, c]``: the
   contribution base ``b`` would get at ``i`` with the same gradient integral (the mean-centred
   gradient for the uniform reference), as TF-MoDISco expects; ``sum_b onehot[i, b] *
-  hypothetical[i, b] == contribution[i]`` exactly.
+  hypothetical[i, b] == contribution[i]`` exactly. 0 at N/PAD positions (no base to swap).
 - Per head (optional, the protein side's one-pass method, METHODS section 1): the conductance of
   each layer's attention context (input of the output projection, heads concatenated) along the
   same path, ``heads[window, layer, head, T]``, with forward-mode dh/dalpha; and
@@ -204,7 +204,7 @@ def integrated_gradients(model, x: np.ndarray, query_index: int, reference=None,
                     o = (grads[1 + n_layers + l] * wv * out_tan[l]).reshape(b, mk, -1).sum((1, 2))
                     layer_total[:, l] += o.double()
         per_base = (X - R) * grad
-        hyp = grad - (grad * ref).sum(-1, keepdim=True)
+        hyp = (grad - (grad * ref).sum(-1, keepdim=True)) * acgt   # none at N/PAD: no base there to swap
         sl = slice(i0, i0 + b)
         out["per_base"][sl] = per_base.cpu().numpy()
         out["grad_integral"][sl] = grad.cpu().numpy()
