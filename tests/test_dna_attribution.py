@@ -55,8 +55,9 @@ def test_ig_matches_captum_integrated_gradients(attention):
     base = torch.as_tensor(ref, dtype=torch.float32) * torch.as_tensor(x < 4)[..., None].float()
     for i in range(len(x)):
         xt = torch.as_tensor(x[i : i + 1])
-        ref_attr, ref_delta = ig.attribute(X[i : i + 1], baselines=base[i : i + 1], additional_forward_args=(xt,),
-                                           n_steps=16, method="gausslegendre", return_convergence_delta=True)
+        ref_attr, ref_delta = ig.attribute(X[i : i + 1], baselines=base[i : i + 1],
+                                           additional_forward_args=(xt,), n_steps=16, method="gausslegendre",
+                                           return_convergence_delta=True)
         scale = np.abs(res["per_base"][i]).max()
         assert scale > 1e-3
         np.testing.assert_allclose(res["per_base"][i], ref_attr[0].numpy(), atol=1e-5 * scale, rtol=0)
@@ -95,9 +96,11 @@ def test_hypothetical_contributions_are_centred_and_give_the_actual_contribution
         G = res["grad_integral"]
         acgt = (x < 4)[..., None]
         assert np.abs(G[~acgt[..., 0]]).max() > 0
-        np.testing.assert_allclose(res["hypothetical"], (G - (G * r).sum(-1, keepdims=True)) * acgt, atol=1e-6)
+        np.testing.assert_allclose(res["hypothetical"], (G - (G * r).sum(-1, keepdims=True)) * acgt,
+                                   atol=1e-6)
         # the one-hot picks the actual contribution out of the hypothetical ones
-        np.testing.assert_allclose((da.one_hot(x) * res["hypothetical"]).sum(-1), res["contribution"], atol=1e-6)
+        np.testing.assert_allclose((da.one_hot(x) * res["hypothetical"]).sum(-1), res["contribution"],
+                                   atol=1e-6)
     hyp = da.integrated_gradients(model, x, left, None, 8, 16)["hypothetical"]
     np.testing.assert_allclose(hyp.mean(-1), 0, atol=1e-6)
 

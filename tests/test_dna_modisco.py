@@ -33,11 +33,13 @@ def _planted(n=200, length=60, seed=0):
 
 def _attention_tables():
     """A probe's head_motifs and tomtom tables for two heads (hand-made)."""
-    motifs = pd.DataFrame({"layer": [0, 0], "head": [1, 0], "consensus": ["TATAAT", "AAAAAA"], "n_sites": [10, 10]})
+    motifs = pd.DataFrame({"layer": [0, 0], "head": [1, 0], "consensus": ["TATAAT", "AAAAAA"],
+                           "n_sites": [10, 10]})
     tt = pd.DataFrame({"layer": [0, 0, 0, 0], "head": [0, 0, 1, 1],
                        "target": ["sigma70_minus10", "RepB", "sigma70_minus10", "RepB"],
                        "p": [0.5, 0.4, 0.001, 0.3], "e": [1.0, 0.8, 0.002, 0.6], "q": [0.5, 0.5, 0.004, 0.5],
-                       "score": 0.0, "offset": [0, 1, 0, 2], "overlap": 6, "orientation": ["+", "-", "+", "+"]})
+                       "score": 0.0, "offset": [0, 1, 0, 2], "overlap": 6,
+                       "orientation": ["+", "-", "+", "+"]})
     return motifs, tt
 
 

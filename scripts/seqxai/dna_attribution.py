@@ -77,11 +77,13 @@ def reference_distribution(kind: str, tokens: np.ndarray | None = None) -> np.nd
     raise DataError(f"dna.attribution.baseline: '{kind}' (expected one of {', '.join(BASELINES)})")
 
 
-def window_extent(model_cfg: dict, offset_min: int | None = None, offset_max: int | None = None) -> tuple[int, int]:
+def window_extent(model_cfg: dict, offset_min: int | None = None,
+                  offset_max: int | None = None) -> tuple[int, int]:
     """``(left, right)``: tokens read before and after the predicting position (see module
     docstring), widened so that the offsets ``offset_min..offset_max`` lie inside."""
     left = model_cfg["n_layers"] * (model_cfg["context"] + model_cfg["conv_width"] - 1)
-    right = 0 if model_cfg.get("attention", "causal") == "causal" else model_cfg["n_layers"] * model_cfg["context"]
+    causal = model_cfg.get("attention", "causal") == "causal"
+    right = 0 if causal else model_cfg["n_layers"] * model_cfg["context"]
     lo = model_cfg["label_offset"]
     if offset_min is not None:
         left = max(left, lo - int(offset_min))
@@ -221,8 +223,8 @@ def integrated_gradients(model, x: np.ndarray, query_index: int, reference=None,
 
 
 # ----------------------------------------------------------------------------- TSS selection
-def select_tss(tss: pd.DataFrame, length: int, label_offset: int, tss_set: str = "all", split: dict | None = None,
-               max_tss: int = 0, seed: int = 1) -> pd.DataFrame:
+def select_tss(tss: pd.DataFrame, length: int, label_offset: int, tss_set: str = "all",
+               split: dict | None = None, max_tss: int = 0, seed: int = 1) -> pd.DataFrame:
     """The TSSs to attribute: ``tss_set`` all | heldout (valid + test blocks, as the probe),
     those whose predicting position lies on the strand, then a seeded sample of ``max_tss``
     (0 = all), in table order. Adds ``t_index`` (oriented 0-based)."""
@@ -278,8 +280,8 @@ def attribute_tss(model, genome: dict, tss: pd.DataFrame, cfg: dict | None = Non
     n_bg = int(c["n_background"])
     if n_bg:
         all_t = oriented_tss_index(tss, L)
-        bg_t, bg_s = background_positions(np.concatenate([all_t["+"], all_t["-"]]),
-                                          np.array(["+"] * len(all_t["+"]) + ["-"] * len(all_t["-"])), L, n_bg,
+        strand_of = np.array(["+"] * len(all_t["+"]) + ["-"] * len(all_t["-"]))
+        bg_t, bg_s = background_positions(np.concatenate([all_t["+"], all_t["-"]]), strand_of, L, n_bg,
                                           int(c["background_min_distance"]), lo, seed)
         ids = np.concatenate([ids, [f"background_{i}" for i in range(n_bg)]])
         kinds += ["background"] * n_bg

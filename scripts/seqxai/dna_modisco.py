@@ -58,7 +58,8 @@ def find_patterns(onehot: np.ndarray, hypothetical: np.ndarray, settings: dict |
     onehot = np.asarray(onehot, dtype=np.float32)
     hypothetical = np.asarray(hypothetical, dtype=np.float32)
     if onehot.shape != hypothetical.shape or onehot.ndim != 3 or onehot.shape[-1] != 4:
-        raise ValueError(f"onehot {onehot.shape} and hypothetical {hypothetical.shape} must both be (n, L, 4)")
+        raise ValueError(f"onehot {onehot.shape} and hypothetical {hypothetical.shape} must both be "
+                         "(n, L, 4)")
     seqlet = s["sliding_window_size"] + 2 * s["flank_size"]
     if len(onehot) == 0:
         return empty, "no attributed window"
@@ -79,7 +80,8 @@ def find_patterns(onehot: np.ndarray, hypothetical: np.ndarray, settings: dict |
     except (ValueError, IndexError) as exc:
         # modisco-lite fails inside seqlet calling when too few windows pass its null (tiny inputs)
         log.warning("TFMoDISco found no seqlets: %s", exc)
-        return empty, f"TF-MoDISco failed to call seqlets on {len(onehot)} windows ({type(exc).__name__}: {exc})"
+        return empty, (f"TF-MoDISco failed to call seqlets on {len(onehot)} windows "
+                       f"({type(exc).__name__}: {exc})")
     rows = []
     for name, patterns in (("pos", pos), ("neg", neg)):
         for i, p in enumerate(patterns or []):
@@ -89,8 +91,8 @@ def find_patterns(onehot: np.ndarray, hypothetical: np.ndarray, settings: dict |
                          "consensus": consensus(ppm[a:b]), "width": b - a, "trim_start": a,
                          "ppm": ppm[a:b].tolist(), "cwm": cwm[a:b].tolist()})
     if not rows:
-        return empty, (f"TF-MoDISco found no pattern on {len(onehot)} windows of {onehot.shape[1]} nt (too few "
-                       f"seqlets per metacluster: min_metacluster_size {s['min_metacluster_size']}, "
+        return empty, (f"TF-MoDISco found no pattern on {len(onehot)} windows of {onehot.shape[1]} nt "
+                       f"(too few seqlets per metacluster: min_metacluster_size {s['min_metacluster_size']}, "
                        f"final_min_cluster_size {s['final_min_cluster_size']})")
     return pd.DataFrame(rows, columns=PATTERN_COLUMNS), ""
 
@@ -151,7 +153,8 @@ def _row(source, name, cons, n, m, alpha):
         return {"source": source, "motif": name, "consensus": cons, "n_sites": n, "target": None, "p": np.nan,
                 "q": np.nan, "orientation": None, "offset": None, "significant": False}
     return {"source": source, "motif": name, "consensus": cons, "n_sites": n, "target": m["target"],
-            "p": float(m["p"]), "q": float(m["q"]), "orientation": m["orientation"], "offset": int(m["offset"]),
+            "p": float(m["p"]), "q": float(m["q"]), "orientation": m["orientation"],
+            "offset": int(m["offset"]),
             "significant": bool(m["q"] < alpha)}
 
 
@@ -170,23 +173,27 @@ def run_modisco(windows_path, tf_motifs_path, head_motifs_path, attention_tomtom
     if reason:
         log.warning("no TF-MoDISco pattern: %s", reason)
     targets = {**read_meme(tf_motifs_path), **SIGMA70_REFERENCE}
-    matches, tt = side_by_side(read_table(head_motifs_path), read_table(attention_tomtom_path), patterns, targets,
-                               alpha)
+    matches, tt = side_by_side(read_table(head_motifs_path), read_table(attention_tomtom_path), patterns,
+                               targets, alpha)
     write_table(out["patterns"], patterns)
     if len(patterns):
-        write_meme(out["meme"], pattern_pfms(patterns), nsites=dict(zip(patterns.pattern, patterns.n_seqlets)))
+        write_meme(out["meme"], pattern_pfms(patterns),
+                   nsites=dict(zip(patterns.pattern, patterns.n_seqlets)))
     else:  # a MEME file without motifs: header only
         write_text(out["meme"], "MEME version 4\n\nALPHABET= ACGT\n\nstrands: + -\n\n"
                    "Background letter frequencies\nA 0.2500 C 0.2500 G 0.2500 T 0.2500\n")
     write_table(out["tomtom"], tt)
     write_table(out["matches"], matches)
     mod = matches[matches.source == "modisco"]
-    summary = {"n_windows": int(len(onehot)), "n_patterns": int(len(patterns)), "empty_reason": reason or None,
+    records = mod[["motif", "consensus", "n_sites", "target", "p", "q"]].to_dict("records")
+    summary = {"n_windows": int(len(onehot)), "n_patterns": int(len(patterns)),
+               "empty_reason": reason or None,
                "settings": {**DEFAULT_MODISCO, **(settings or {})}, "alpha": alpha,
                "n_targets": len(targets),
                "patterns": [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
-                            for r in mod[["motif", "consensus", "n_sites", "target", "p", "q"]].to_dict("records")],
-               "targets_matched": {src: sorted(set(matches[(matches.source == src) & matches.significant].target))
+                            for r in records],
+               "targets_matched": {src: sorted(set(matches[(matches.source == src)
+                                                           & matches.significant].target))
                                    for src in ("attention", "modisco")}}
     write_json(out["summary"], summary)
     log.info("%d patterns; matched targets (q < %g): %s", len(patterns), alpha, summary["targets_matched"])

@@ -123,7 +123,8 @@ def plot_motif_sources(patterns: pd.DataFrame, matches: pd.DataFrame, head_motif
         return f"{m.source} {m.motif}  {m.consensus}  n={m.n_sites}  best: {hit}"
 
     for i in range(rows):
-        for j, (df, get) in enumerate(((att, lambda m: pfm_of[m.motif]), (mod, lambda m: (ppm_of[m.motif], 0)))):
+        columns = ((att, lambda m: pfm_of[m.motif]), (mod, lambda m: (ppm_of[m.motif], 0)))
+        for j, (df, get) in enumerate(columns):
             ax = axes[i, j]
             if i >= len(df):
                 ax.axis("off")
