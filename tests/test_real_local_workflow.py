@@ -72,7 +72,9 @@ def real_local_config(tmp: Path) -> dict:
         "dna": {"model": {"n_layers": 2, "n_heads": 4, "d_model": 32, "d_head": 8, "context": 128,
                           "label_offset": 20},
                 "train": {"epochs": 1, "max_windows_per_epoch": 200, "batch_size": 4},
-                "probe": {"tss_set": "heldout"}},
+                "probe": {"tss_set": "heldout"},
+                # IG on a sample of held-out TSSs; TF-MoDISco on 60 windows may find nothing
+                "attribution": {"max_tss": 60, "n_steps": 8, "heads": False}},
     }
 
 

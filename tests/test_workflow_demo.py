@@ -63,6 +63,22 @@ def test_dna_head_finds_the_minus10_box(summary):
     assert mismatches <= 1
 
 
+def test_dna_integrated_gradients_and_modisco_find_the_promoter_boxes(demo):
+    """IG of the TSS logit peaks at the -10 box; TF-MoDISco on it finds matrices that Tomtom
+    matches to the -10 and -35 references (q < 0.05), beside the attention-derived ones."""
+    import pandas as pd
+
+    ig = json.loads((demo / "attribution" / "dna" / "attribution_summary.json").read_text())
+    assert ig["n_tss"] == 100 and ig["relative_delta_median"] < 0.05
+    prof = pd.read_parquet(demo / "attribution" / "dna" / "tss_ig_profile.parquet")
+    tss = prof[prof.kind == "tss"]
+    assert -14 <= tss.offset[tss.mean_abs_contribution.idxmax()] <= -5
+    m = pd.read_parquet(demo / "analysis" / "dna" / "motif_matches.parquet")
+    assert set(m.source) == {"attention", "modisco"}
+    found = set(m[(m.source == "modisco") & m.significant].target)
+    assert {"sigma70_minus10", "sigma70_minus35"} <= found
+
+
 def test_models_learned_their_tasks(summary):
     assert summary["protein"]["ec"]["metrics"]["test"]["accuracy"] > 0.6  # 4 classes: chance 0.25
     assert summary["protein"]["go"]["metrics"]["test"]["macro_roc_auc"] > 0.8
@@ -76,7 +92,8 @@ def test_figures_and_tables_are_written(demo):
     attention = [f"attention_{m}{f}.png" for m in ("ec", "go", "pretrained")
                  for f in ("", "_top_heads", "_layer_trend", "_blosum", "_contacts")]
     assert figures == sorted(attention + [
-        "dna_logos.png", "dna_tss_profiles.png", "ec_embedding_significance.png",
+        "dna_logos.png", "dna_tss_profiles.png", "dna_ig_profile.png", "dna_motif_sources.png",
+        "ec_embedding_significance.png",
         "ec_head_significance.png", "ec_tracks.png", "go_embedding_significance.png",
         "go_head_significance.png", "go_tracks.png", "training_curves.png",
         "ec_residue_flipping.png", "go_residue_flipping.png"])

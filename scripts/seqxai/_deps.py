@@ -23,6 +23,7 @@ IMPORT_TO_PACKAGE = {
     "PIL": "pillow",
     "dateutil": "python-dateutil",
     "google": "protobuf",
+    "modiscolite": "modisco-lite",
 }
 
 

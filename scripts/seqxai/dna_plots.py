@@ -79,3 +79,74 @@ def plot_dna(profiles_path, head_motifs_path, summary_path, elements: dict, prof
 
     plot_profiles(read_table(profiles_path), elements, profiles_png)
     plot_logos(read_table(head_motifs_path), read_json(summary_path), logos_png, n_heads)
+
+
+# ----------------------------------------------------------------------------- integrated gradients
+def plot_ig_profile(profile: pd.DataFrame, elements: dict, path) -> None:
+    """Mean signed and mean absolute IG contribution per TSS-relative offset (one line per
+    window kind: tss, background); expected -10 and -35 box centres marked."""
+    fig, axes = plt.subplots(2, 1, figsize=(9, 5), sharex=True)
+    for kind, df in profile.groupby("kind", sort=True):
+        df = df.sort_values("offset")
+        n = int(df.n_windows.iloc[0])
+        axes[0].plot(df.offset, df.mean_contribution, lw=0.9, label=f"{kind} (n={n})")
+        axes[1].plot(df.offset, df.mean_abs_contribution, lw=0.9, label=f"{kind} (n={n})")
+    for ax in axes:
+        for name, colour in (("minus10", "red"), ("minus35", "orange")):
+            if name in elements:
+                ax.axvline(elements[name]["centre"], color=colour, ls="--", lw=1,
+                           label=f"{name} centre" if ax is axes[0] else None)
+        ax.axvline(0, color="grey", lw=0.6)
+        ax.axhline(0, color="grey", lw=0.4)
+    axes[0].set_ylabel("mean IG")
+    axes[1].set_ylabel("mean |IG|")
+    axes[0].set_title("Integrated gradients of the TSS logit per offset (one-hot input)")
+    axes[1].set_xlabel("offset from TSS (nt, strand orientation; TSS = 0)")
+    axes[0].legend(fontsize=7)
+    _save(fig, path)
+
+
+def plot_motif_sources(patterns: pd.DataFrame, matches: pd.DataFrame, head_motifs: pd.DataFrame, path,
+                       n_motifs: int = 6) -> None:
+    """Two columns of logos: the attention heads (best Tomtom match first) and the TF-MoDISco
+    patterns (most seqlets first), each titled with its best match and q-value."""
+    att = matches[matches.source == "attention"].sort_values("p", na_position="last").head(n_motifs)
+    mod = matches[matches.source == "modisco"].head(n_motifs)
+    rows = max(len(att), len(mod), 1)
+    fig, axes = plt.subplots(rows, 2, figsize=(10, 1.6 * rows), squeeze=False)
+    pfm_of = {f"L{r.layer}H{r.head}": (np.asarray([list(x) for x in r.pfm]), int(r.window_start_offset))
+              for r in head_motifs.itertuples(index=False)}
+    ppm_of = {r.pattern: np.asarray([list(x) for x in r.ppm]) for r in patterns.itertuples(index=False)}
+
+    def title(m):
+        hit = f"{m.target} q={m.q:.2g}" if isinstance(m.target, str) else "no match"
+        return f"{m.source} {m.motif}  {m.consensus}  n={m.n_sites}  best: {hit}"
+
+    for i in range(rows):
+        columns = ((att, lambda m: pfm_of[m.motif]), (mod, lambda m: (ppm_of[m.motif], 0)))
+        for j, (df, get) in enumerate(columns):
+            ax = axes[i, j]
+            if i >= len(df):
+                ax.axis("off")
+                if i == 0 and j == 1:
+                    ax.text(0.5, 0.5, "TF-MoDISco found no pattern\n(see modisco_summary.json)",
+                            ha="center", va="center", fontsize=9)
+                continue
+            m = df.iloc[i]
+            pfm, start = get(m)
+            draw_logo(ax, pfm, title(m), start=start)
+    axes[0, 0].annotate("attention heads", (0.5, 1.35), xycoords="axes fraction", ha="center", fontsize=10)
+    axes[0, 1].annotate("TF-MoDISco patterns (IG)", (0.5, 1.35), xycoords="axes fraction", ha="center",
+                        fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_dna_attribution(profile_path, patterns_path, matches_path, head_motifs_path, elements: dict,
+                         profile_png, motifs_png, n_motifs: int = 6) -> None:
+    """File-level entry point of the ``plot_dna_attribution`` rule."""
+    from .io import read_table
+
+    plot_ig_profile(read_table(profile_path), elements, profile_png)
+    plot_motif_sources(read_table(patterns_path), read_table(matches_path), read_table(head_motifs_path),
+                       motifs_png, n_motifs)

@@ -144,6 +144,34 @@ rule tss_attention:
         "../../scripts/tss_attention.py"
 
 
+rule dna_modisco:
+    input:
+        windows=out("attribution/dna/tss_attributions.parquet"),
+        tf_motifs=out("data/dna/tf_motifs.meme"),
+        head_motifs=out("analysis/dna/head_motifs.parquet"),
+        attention_tomtom=out("analysis/dna/tomtom.parquet"),
+    output:
+        patterns=out("analysis/dna/modisco_patterns.parquet"),
+        meme=out("analysis/dna/modisco_patterns.meme"),
+        tomtom=out("analysis/dna/modisco_tomtom.parquet"),
+        matches=out("analysis/dna/motif_matches.parquet"),
+        summary=out("analysis/dna/modisco_summary.json"),
+    log:
+        out("logs/dna_modisco.log"),
+    benchmark:
+        out("benchmarks/dna_modisco.tsv")
+    params:
+        modisco=config["dna"]["modisco"],
+        alpha=config["dna"]["probe"]["alpha"],
+    threads: 1
+    resources:
+        mem_mb=4000,
+    conda:
+        "../../envs/modisco.yaml"
+    script:
+        "../../scripts/dna_modisco.py"
+
+
 if config["data"]["source"] != "demo":  # the demo's synthetic proteins have no structure file
 
     rule secondary_structure:

@@ -54,3 +54,34 @@ rule gather_attributions:
         "../../envs/analysis.yaml"
     script:
         "../../scripts/gather_attributions.py"
+
+
+# Integrated gradients of the DNA TSS model (seqxai.dna_attribution): the logit at each TSS's
+# predicting position w.r.t. the one-hot input, per offset around the TSS, with the
+# hypothetical contributions TF-MoDISco takes. dna.attribution.batch_size and device are
+# speed only and read inside the script.
+rule attribute_dna:
+    input:
+        model=out("models/dna/model.pt"),
+        genome=out("data/dna/genome.fasta"),
+        tss=out("data/dna/tss.parquet"),
+    output:
+        windows=out("attribution/dna/tss_attributions.parquet"),
+        heads=out("attribution/dna/tss_head_conductance.parquet"),
+        profile=out("attribution/dna/tss_ig_profile.parquet"),
+        summary=out("attribution/dna/attribution_summary.json"),
+    log:
+        out("logs/attribute_dna.log"),
+    benchmark:
+        out("benchmarks/attribute_dna.tsv")
+    params:
+        attribution={k: v for k, v in config["dna"]["attribution"].items() if k != "batch_size"},
+        seed=SEED,
+    threads: 1
+    resources:
+        mem_mb=4000,
+        gpu=1,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../../scripts/attribute_dna.py"

@@ -279,5 +279,6 @@ def final_targets():
     if len(VARIANTS) > 1:
         targets += expand(out("analysis/protein/{task}/variant_comparison.parquet"), task=TASKS)
     targets += [out("figures/training_curves.png"), out("figures/dna_tss_profiles.png"),
-                out("figures/dna_logos.png")]
+                out("figures/dna_logos.png"), out("figures/dna_ig_profile.png"),
+                out("figures/dna_motif_sources.png")]
     return targets

@@ -142,6 +142,31 @@ rule plot_dna:
         "../../scripts/plot_dna.py"
 
 
+rule plot_dna_attribution:
+    input:
+        profile=out("attribution/dna/tss_ig_profile.parquet"),
+        patterns=out("analysis/dna/modisco_patterns.parquet"),
+        matches=out("analysis/dna/motif_matches.parquet"),
+        head_motifs=out("analysis/dna/head_motifs.parquet"),
+    output:
+        profile_png=report(out("figures/dna_ig_profile.png"), caption="../report/dna_ig_profile.rst",
+                           category="DNA"),
+        motifs_png=report(out("figures/dna_motif_sources.png"), caption="../report/dna_motif_sources.rst",
+                          category="DNA"),
+    log:
+        out("logs/plot_dna_attribution.log"),
+    benchmark:
+        out("benchmarks/plot_dna_attribution.tsv")
+    params:
+        elements=config["dna"]["elements"],
+        n_motifs=6,
+    threads: 1
+    conda:
+        "../../envs/plots.yaml"
+    script:
+        "../../scripts/plot_dna_attribution.py"
+
+
 rule summarize:
     input:
         embedding=expand(out("analysis/protein/{task}/finetuned/embedding_statistics.parquet"), task=TASKS),

@@ -1,0 +1,363 @@
+"""Integrated gradients of the TSS transformer's predicting logit w.r.t. the one-hot input.
+
+Conventions
+-----------
+- Input: one window per TSS in its strand orientation (5'->3', as the probe reads it,
+  :mod:`seqxai.tss_probe`), tokens ``x[window, T]``; the target is the logit at the predicting
+  position ``q = t + label_offset``, window index ``left``. The window holds every token the
+  logit can depend on: ``left = n_layers * (context + conv_width - 1)`` tokens upstream (the
+  probe's window) and, for bidirectional attention, ``n_layers * context`` downstream (0 when
+  causal); tokens past a strand end are PAD.
+- One-hot: ``onehot[window, T, ACGT]``; N and PAD positions are all-zero rows and keep their
+  own embedding (they are identical in input and baseline, so they get exactly 0). The model's
+  embedding lookup is replaced by ``e = C + X @ E[ACGT]`` (``C`` = the embedding of N/PAD where
+  present, else 0), which equals the lookup on a one-hot ``X``, so every base has a gradient.
+- Baseline: ``X' = reference`` at every A/C/G/T position, a letter distribution; default
+  ``uniform`` = 0.25 each, i.e. the mean of the four base embeddings (``genome``: the genome's
+  base composition; ``zero``: the zero vector, i.e. no base embedding at all).
+- Path: ``X(alpha) = X' + alpha (X - X')``; Gauss-Legendre nodes and weights
+  (:func:`seqxai.attribution.gauss_legendre`). ``grad_integral[i, b] = sum_k w_k dF/dX_ib(alpha_k)``.
+- ``per_base[i, b] = (X - X')_ib * grad_integral[i, b]`` (what Captum's IntegratedGradients
+  returns on the one-hot input); ``contribution[i] = sum_b per_base[i, b]`` (the actual
+  contribution; completeness: ``sum_i contribution[i] ~= F(x) - F(x')``, ``delta`` = the gap).
+- ``hypothetical[i, b] = grad_integral[i, b] - sum_c X'_c grad_integral[i, c]``: the
+  contribution base ``b`` would get at ``i`` with the same gradient integral (the mean-centred
+  gradient for the uniform reference), as TF-MoDISco expects; ``sum_b onehot[i, b] *
+  hypothetical[i, b] == contribution[i]`` exactly. 0 at N/PAD positions (no base to swap).
+- Per head (optional, the protein side's one-pass method, METHODS section 1): the conductance of
+  each layer's attention context (input of the output projection, heads concatenated) along the
+  same path, ``heads[window, layer, head, T]``, with forward-mode dh/dalpha; and
+  ``layer_delta[window, layer]``, the completeness gap of each layer's output (a cut).
+- Offsets: window index ``i`` is TSS-relative offset ``i - left + label_offset`` (TSS = 0).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.autograd.forward_ad as fwAD
+
+from .attribution import gauss_legendre
+from .dna_model import PAD, check_tss, oriented_tokens, oriented_tss_index
+from .io import DataError, Progress
+
+log = logging.getLogger("seqxai.dna_attribution")
+
+ALPHABET = "ACGT"
+BASELINES = ("uniform", "genome", "zero")
+DEFAULT_ATTRIBUTION = {"tss_set": "all", "max_tss": 0, "n_background": 0, "background_min_distance": 150,
+                       "baseline": "uniform", "n_steps": 50, "offset_min": -100, "offset_max": 20,
+                       "heads": True, "delta_tolerance": 0.05}
+
+
+# ----------------------------------------------------------------------------- inputs
+def one_hot(tokens: np.ndarray) -> np.ndarray:
+    """``onehot[..., ACGT]`` (float32) of token codes; N (4) and PAD (5) rows are all zero."""
+    tokens = np.asarray(tokens)
+    return (tokens[..., None] == np.arange(4)).astype(np.float32)
+
+
+def reference_distribution(kind: str, tokens: np.ndarray | None = None) -> np.ndarray:
+    """The baseline letter distribution (ACGT): ``uniform`` (0.25 each), ``genome`` (the base
+    composition of ``tokens``) or ``zero``."""
+    if kind == "uniform":
+        return np.full(4, 0.25)
+    if kind == "zero":
+        return np.zeros(4)
+    if kind == "genome":
+        if tokens is None:
+            raise ValueError("reference 'genome' needs the genome tokens")
+        counts = np.bincount(np.asarray(tokens).ravel(), minlength=6)[:4].astype(float)
+        if counts.sum() == 0:
+            raise DataError("dna.attribution.baseline = 'genome': the genome has no A/C/G/T")
+        return counts / counts.sum()
+    raise DataError(f"dna.attribution.baseline: '{kind}' (expected one of {', '.join(BASELINES)})")
+
+
+def window_extent(model_cfg: dict, offset_min: int | None = None,
+                  offset_max: int | None = None) -> tuple[int, int]:
+    """``(left, right)``: tokens read before and after the predicting position (see module
+    docstring), widened so that the offsets ``offset_min..offset_max`` lie inside."""
+    left = model_cfg["n_layers"] * (model_cfg["context"] + model_cfg["conv_width"] - 1)
+    causal = model_cfg.get("attention", "causal") == "causal"
+    right = 0 if causal else model_cfg["n_layers"] * model_cfg["context"]
+    lo = model_cfg["label_offset"]
+    if offset_min is not None:
+        left = max(left, lo - int(offset_min))
+    if offset_max is not None:
+        right = max(right, int(offset_max) - lo)
+    return left, right
+
+
+def tss_windows(tokens: dict, t_index: np.ndarray, strands: np.ndarray, label_offset: int, left: int,
+                right: int) -> np.ndarray:
+    """Token windows ``x[tss, left + 1 + right]`` around each predicting position
+    ``q = t + label_offset`` (oriented ``q - left .. q + right``), PAD beyond the strand."""
+    L = len(tokens["+"])
+    T = left + 1 + right
+    x = np.full((len(t_index), T), PAD, dtype=np.int64)
+    for r, (t, s) in enumerate(zip(t_index, strands)):
+        a = int(t) + label_offset - left
+        lo, hi = max(a, 0), min(a + T, L)
+        if hi > lo:
+            x[r, lo - a : hi - a] = tokens[s][lo:hi]
+    return x
+
+
+# ----------------------------------------------------------------------------- IG
+@contextlib.contextmanager
+def _hooks(model, embedding, on_context=None, on_layer=None):
+    """Replace the embedding output by ``embedding()``; hand each layer's attention context
+    (input of its output projection) and output to the callbacks."""
+    handles = [model.embed.register_forward_hook(lambda m, i, o: embedding())]
+    for l, layer in enumerate(model.layers):
+        if on_context is not None:
+            handles.append(layer.out.register_forward_pre_hook(lambda m, a, l=l: on_context(l, a[0])))
+        if on_layer is not None:
+            handles.append(layer.register_forward_hook(lambda m, i, o, l=l: on_layer(l, o[0])))
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def integrated_gradients(model, x: np.ndarray, query_index: int, reference=None, n_steps: int = 50,
+                         batch_size: int = 64, heads: bool = False) -> dict[str, np.ndarray]:
+    """IG of the logit at window index ``query_index`` for token windows ``x[window, T]``
+    w.r.t. their one-hot input (module docstring). Path nodes of several windows share a
+    pass: at most ``batch_size`` (window, node) rows per forward/backward pass; gradients are
+    accumulated per chunk of nodes, so memory does not grow with ``n_steps``.
+
+    Returns ``per_base``, ``grad_integral``, ``hypothetical`` ``[window, T, 4]``,
+    ``contribution[window, T]``, ``f_input``, ``f_baseline``, ``delta[window]`` and, with
+    ``heads``, ``heads[window, layer, head, T]`` and ``layer_delta[window, layer]``.
+    """
+    model.eval()
+    dev = next(model.parameters()).device
+    dtype = model.embed.weight.dtype
+    ref = torch.as_tensor(np.full(4, 0.25) if reference is None else reference, dtype=dtype, device=dev)
+    x = np.asarray(x, dtype=np.int64)
+    n, T = x.shape
+    cfg = model.config
+    n_layers, n_heads, d_head = cfg["n_layers"], cfg["n_heads"], cfg["d_head"]
+    E4 = model.embed.weight[:4].detach()                                     # ACGT rows
+    alphas, weights = gauss_legendre(n_steps)
+    g = 1 if n_steps >= batch_size else max(1, batch_size // n_steps)       # windows per pass
+    m = min(n_steps, batch_size)                                            # nodes per pass
+    out = {k: np.zeros((n, T, 4), np.float32) for k in ("per_base", "grad_integral", "hypothetical")}
+    out.update(contribution=np.zeros((n, T), np.float32), f_input=np.zeros(n), f_baseline=np.zeros(n))
+    if heads:
+        out["heads"] = np.zeros((n, n_layers, n_heads, T), np.float32)
+        out["layer_delta"] = np.zeros((n, n_layers))
+    prog = Progress(n, "IG windows", every=10.0, logger=log)
+    for i0 in range(0, n, g):
+        xt = torch.as_tensor(x[i0 : i0 + g], device=dev)
+        b = len(xt)
+        X = torch.as_tensor(one_hot(x[i0 : i0 + g]), dtype=dtype, device=dev)            # b,T,4
+        acgt = (xt < 4).to(dtype)[..., None]
+        R = ref * acgt                                                                      # b,T,4
+        with torch.no_grad():
+            C = model.embed(xt) * (1 - acgt)                  # N/PAD keep their own embedding
+            e0 = C + R @ E4
+            diff = (X - R) @ E4                                                             # b,T,d
+        with torch.no_grad():
+            for key, emb in (("f_input", e0 + diff), ("f_baseline", e0)):
+                with _hooks(model, lambda: emb):
+                    out[key][i0 : i0 + b] = model(xt)[:, query_index].double().cpu().numpy()
+        grad = torch.zeros(b, T, 4, dtype=dtype, device=dev)
+        head_rel = torch.zeros(b, n_layers, T, n_heads * d_head, dtype=dtype, device=dev)
+        layer_total = torch.zeros(b, n_layers, dtype=torch.float64, device=dev)
+        for k0 in range(0, n_steps, m):
+            a = torch.as_tensor(alphas[k0 : k0 + m], dtype=dtype, device=dev)
+            w = torch.as_tensor(weights[k0 : k0 + m], dtype=dtype, device=dev)
+            mk = len(a)
+            # rows: window-major, node-minor
+            path = (e0[:, None] + a[None, :, None, None] * diff[:, None]).reshape(b * mk, T, -1)
+            tangent = diff[:, None].expand(b, mk, T, diff.shape[-1]).reshape(b * mk, T, -1)
+            xm = xt[:, None].expand(b, mk, T).reshape(b * mk, T)
+            ctx_tan, out_tan = {}, {}
+            if heads:  # forward mode: dh/dalpha of every layer's context and output at once
+                with torch.no_grad(), fwAD.dual_level():
+                    dual = fwAD.make_dual(path, tangent)
+                    cs, os_ = {}, {}
+                    with _hooks(model, lambda: dual, cs.__setitem__, os_.__setitem__):
+                        model(xm)
+                    ctx_tan = {l: fwAD.unpack_dual(v).tangent.detach() for l, v in cs.items()}
+                    out_tan = {l: fwAD.unpack_dual(v).tangent.detach() for l, v in os_.items()}
+            leaf = path.clone().requires_grad_(True)
+            ctx, outs = {}, {}
+            with torch.enable_grad(), _hooks(model, lambda: leaf, ctx.__setitem__ if heads else None,
+                                             outs.__setitem__ if heads else None):
+                f = model(xm)[:, query_index].sum()
+                wrt = [leaf] + ([ctx[l] for l in range(n_layers)] + [outs[l] for l in range(n_layers)]
+                                if heads else [])
+                grads = torch.autograd.grad(f, wrt)
+            wv = w.repeat(b)[:, None, None]                                   # per row
+            gx = (grads[0] * wv) @ E4.T                                        # dF/dX, b*mk,T,4
+            grad += gx.reshape(b, mk, T, 4).sum(1)
+            if heads:
+                for l in range(n_layers):
+                    c = (grads[1 + l] * wv * ctx_tan[l]).reshape(b, mk, T, -1).sum(1)
+                    head_rel[:, l] += c
+                    o = (grads[1 + n_layers + l] * wv * out_tan[l]).reshape(b, mk, -1).sum((1, 2))
+                    layer_total[:, l] += o.double()
+        per_base = (X - R) * grad
+        hyp = (grad - (grad * ref).sum(-1, keepdim=True)) * acgt   # none at N/PAD: no base there to swap
+        sl = slice(i0, i0 + b)
+        out["per_base"][sl] = per_base.cpu().numpy()
+        out["grad_integral"][sl] = grad.cpu().numpy()
+        out["hypothetical"][sl] = hyp.cpu().numpy()
+        out["contribution"][sl] = per_base.sum(-1).cpu().numpy()
+        if heads:
+            hr = head_rel.reshape(b, n_layers, T, n_heads, d_head).sum(-1).permute(0, 1, 3, 2)
+            out["heads"][sl] = hr.cpu().numpy()
+            gap = out["f_input"][sl] - out["f_baseline"][sl]
+            out["layer_delta"][sl] = layer_total.cpu().numpy() - gap[:, None]
+        prog.update(b)
+    out["delta"] = out["contribution"].astype(np.float64).sum(1) - (out["f_input"] - out["f_baseline"])
+    return out
+
+
+# ----------------------------------------------------------------------------- TSS selection
+def select_tss(tss: pd.DataFrame, length: int, label_offset: int, tss_set: str = "all",
+               split: dict | None = None, max_tss: int = 0, seed: int = 1) -> pd.DataFrame:
+    """The TSSs to attribute: ``tss_set`` all | heldout (valid + test blocks, as the probe),
+    those whose predicting position lies on the strand, then a seeded sample of ``max_tss``
+    (0 = all), in table order. Adds ``t_index`` (oriented 0-based)."""
+    tss = tss.reset_index(drop=True)
+    if tss_set == "heldout":
+        if split is None:
+            raise DataError("dna.attribution.tss_set = 'heldout' needs the split blocks stored in model.pt")
+        p0 = tss.position.to_numpy() - 1
+        keep = np.zeros(len(tss), bool)
+        for name in ("valid", "test"):
+            a, b = split[name]
+            keep |= (p0 >= a) & (p0 < b)
+        tss = tss[keep].reset_index(drop=True)
+    elif tss_set != "all":
+        raise DataError(f"dna.attribution.tss_set: '{tss_set}' (expected 'all' or 'heldout')")
+    t = np.where(tss.strand == "+", tss.position - 1, length - tss.position).astype(np.int64)
+    tss = tss.assign(t_index=t)[t + label_offset < length].reset_index(drop=True)
+    if max_tss and len(tss) > max_tss:
+        keep = np.sort(np.random.default_rng(seed).choice(len(tss), size=int(max_tss), replace=False))
+        tss = tss.iloc[keep].reset_index(drop=True)
+    return tss
+
+
+def attribute_tss(model, genome: dict, tss: pd.DataFrame, cfg: dict | None = None, seed: int = 1,
+                  split: dict | None = None, batch_size: int = 64, source: str = "tss") -> dict:
+    """IG for the selected TSSs (and ``n_background`` random non-TSS positions), cut to the
+    offsets ``offset_min..offset_max``. Returns ``{"windows": DataFrame, "heads": DataFrame,
+    "summary": dict}``: one row per window with ``sequence`` (the offset range, TSS
+    orientation), ``contribution`` (per offset), ``hypothetical`` (offset x ACGT, row-major),
+    ``f_input``, ``f_baseline``, ``delta``, ``relative_delta`` and ``flagged``; per window,
+    layer and head the conductance per offset."""
+    from .tss_probe import background_positions
+
+    c = {**DEFAULT_ATTRIBUTION, **(cfg or {})}
+    if len(genome) != 1:
+        raise DataError(f"genome: expected exactly one chromosome record, got {len(genome)}")
+    chrom, seq = next(iter(genome.items()))
+    check_tss(tss, genome, source)
+    L = len(seq)
+    mcfg = model.config
+    lo = int(mcfg["label_offset"])
+    omin, omax = int(c["offset_min"]), int(c["offset_max"])
+    if omin > omax:
+        raise DataError(f"dna.attribution: offset_min {omin} > offset_max {omax}")
+    sel = select_tss(tss, L, lo, c["tss_set"], split, int(c["max_tss"]), seed)
+    if len(sel) == 0:
+        raise DataError(f"{source}: no TSS left to attribute (tss_set={c['tss_set']})")
+    tokens = oriented_tokens(seq)
+    ref = reference_distribution(c["baseline"], tokens["+"])
+    left, right = window_extent(mcfg, omin, omax)
+    ids = sel["tss_id"].astype(str).to_numpy() if "tss_id" in sel else sel.index.astype(str).to_numpy()
+    kinds, t_all, s_all = ["tss"] * len(sel), sel.t_index.to_numpy(), sel.strand.to_numpy()
+    n_bg = int(c["n_background"])
+    if n_bg:
+        all_t = oriented_tss_index(tss, L)
+        strand_of = np.array(["+"] * len(all_t["+"]) + ["-"] * len(all_t["-"]))
+        bg_t, bg_s = background_positions(np.concatenate([all_t["+"], all_t["-"]]), strand_of, L, n_bg,
+                                          int(c["background_min_distance"]), lo, seed)
+        ids = np.concatenate([ids, [f"background_{i}" for i in range(n_bg)]])
+        kinds += ["background"] * n_bg
+        t_all, s_all = np.concatenate([t_all, bg_t]), np.concatenate([s_all, bg_s])
+    x = tss_windows(tokens, t_all, s_all, lo, left, right)
+    log.info("IG of the logit at TSS+%d for %d TSSs and %d background positions: windows of %d tokens, "
+             "baseline %s %s, %d Gauss-Legendre steps", lo, len(sel), n_bg, x.shape[1], c["baseline"],
+             np.round(ref, 4).tolist(), c["n_steps"])
+    res = integrated_gradients(model, x, left, ref, int(c["n_steps"]), batch_size, bool(c["heads"]))
+    i0, i1 = left - lo + omin, left - lo + omax + 1                   # window indices of the offsets
+    gap = res["f_input"] - res["f_baseline"]
+    rel = np.abs(res["delta"]) / np.maximum(np.abs(gap), 1e-12)
+    positions = np.where(s_all == "+", t_all + 1, L - t_all)            # 1-based genome position of t
+    seqs = ["".join(ALPHABET[v] if v < 4 else "N" for v in row) for row in x[:, i0:i1]]
+    windows = pd.DataFrame({
+        "window_id": ids, "kind": kinds, "chrom": chrom, "strand": s_all, "position": positions,
+        "offset_min": omin, "offset_max": omax, "sequence": seqs,
+        "contribution": list(res["contribution"][:, i0:i1]),
+        "hypothetical": list(res["hypothetical"][:, i0:i1].reshape(len(x), -1)),
+        "f_input": res["f_input"], "f_baseline": res["f_baseline"], "delta": res["delta"],
+        "relative_delta": rel, "flagged": rel > float(c["delta_tolerance"]),
+        "attribution_outside": res["contribution"].sum(1) - res["contribution"][:, i0:i1].sum(1),
+    })
+    if c["heads"]:
+        windows["layer_delta"] = list(res["layer_delta"])
+        hv = res["heads"][..., i0:i1]
+        nl, nh = hv.shape[1:3]
+        wi, li, hi = np.indices((len(x), nl, nh)).reshape(3, -1)
+        heads = pd.DataFrame({"window_id": ids[wi], "layer": li, "head": hi,
+                              "relevance": list(hv.reshape(-1, hv.shape[-1]))})
+    else:
+        heads = pd.DataFrame(columns=["window_id", "layer", "head", "relevance"])
+    is_tss = windows.kind == "tss"
+    summary = {
+        "chrom": chrom, "n_tss": int(is_tss.sum()), "n_background": n_bg, "tss_set": c["tss_set"],
+        "baseline": c["baseline"], "reference_acgt": ref.tolist(), "n_steps": int(c["n_steps"]),
+        "window_tokens": int(x.shape[1]), "offset_range": [omin, omax], "query_offset": lo,
+        "delta_tolerance": float(c["delta_tolerance"]), "n_flagged": int(windows.flagged.sum()),
+        "abs_delta_median": float(np.median(np.abs(res["delta"]))),
+        "abs_delta_max": float(np.max(np.abs(res["delta"]))),
+        "relative_delta_median": float(np.median(rel)), "relative_delta_max": float(np.max(rel)),
+        "mean_f_input_tss": float(res["f_input"][is_tss.to_numpy()].mean()), "seed": seed,
+    }
+    if c["heads"]:
+        summary["layer_abs_delta_max"] = np.abs(res["layer_delta"]).max(0).tolist()
+    log.info("completeness: |delta| median %.3g max %.3g; relative median %.3g max %.3g; %d flagged (> %.3g)",
+             summary["abs_delta_median"], summary["abs_delta_max"], summary["relative_delta_median"],
+             summary["relative_delta_max"], summary["n_flagged"], c["delta_tolerance"])
+    return {"windows": windows, "heads": heads, "summary": summary}
+
+
+def mean_profiles(windows: pd.DataFrame) -> pd.DataFrame:
+    """Per kind (tss / background) and offset: mean contribution and mean |contribution|."""
+    rows = []
+    for kind, df in windows.groupby("kind", sort=True):
+        a = np.stack(df.contribution.to_numpy())
+        offsets = np.arange(int(df.offset_min.iloc[0]), int(df.offset_max.iloc[0]) + 1)
+        rows.append(pd.DataFrame({"kind": kind, "offset": offsets, "mean_contribution": a.mean(0),
+                                  "mean_abs_contribution": np.abs(a).mean(0), "n_windows": len(a)}))
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(
+        columns=["kind", "offset", "mean_contribution", "mean_abs_contribution", "n_windows"])
+
+
+def run_attribution(model_path, genome_path, tss_path, out: dict, cfg=None, seed: int = 1, threads: int = 1,
+                    device: str = "auto", batch_size: int = 64) -> dict:
+    """File-level entry point of the ``attribute_dna`` rule: ``out`` maps windows, heads,
+    profile, summary to paths."""
+    from .dna_model import load_model, pick_device
+    from .io import read_fasta, read_table, write_json, write_table
+
+    torch.set_num_threads(max(int(threads), 1))
+    model, ckpt = load_model(model_path, pick_device(device))
+    res = attribute_tss(model, read_fasta(genome_path), read_table(tss_path, "tss"), cfg, seed,
+                        ckpt.get("split"), batch_size, source=str(tss_path))
+    write_table(out["windows"], res["windows"])
+    write_table(out["heads"], res["heads"])
+    write_table(out["profile"], mean_profiles(res["windows"]))
+    write_json(out["summary"], res["summary"])
+    return res["summary"]
