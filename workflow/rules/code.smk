@@ -21,6 +21,4 @@ rule library_fingerprint:
         script=r"[A-Za-z0-9_]+",
     threads: 1
     run:
-        rows = write_fingerprint(input.modules, output[0], root=Path(workflow.basedir) / "scripts")
-        Path(log[0]).write_text(f"{wildcards.script}: {len(rows)} library modules, "
-                                f"{sum(r[2] for r in rows)} bytes\n")
+        fingerprint(input.modules, output[0], log[0], wildcards.script)

@@ -267,6 +267,12 @@ def track_library_code():
             r.set_input(library=out(f"code/{script.stem}.tsv"))
 
 
+def fingerprint(modules, tsv, log, script):
+    """The job of library_fingerprint (code.smk), writing module, SHA-256 and bytes of each module."""
+    rows = write_fingerprint(modules, tsv, root=Path(workflow.basedir) / "scripts")
+    Path(log).write_text(f"{script}: {len(rows)} library modules, {sum(r[2] for r in rows)} bytes\n")
+
+
 def final_targets():
     targets = [out("summary.json")]
     targets += expand(out("figures/{task}_{fig}.png"), task=TASKS,
