@@ -298,8 +298,11 @@ class TSSLayer(nn.Module):
         ``attn = exp(s) / (1 + sum exp(s))`` and a row of all -inf scores is all zeros."""
         if not self.sink:
             return torch.softmax(scores, dim=-1)
-        zero = torch.zeros_like(scores[..., :1])
-        return torch.softmax(torch.cat([scores, zero], dim=-1), dim=-1)[..., :-1]
+        # = softmax(cat([scores, 0]))[..., :-1] without copying the scores: shift by
+        # m = max(0, max_j s_j) for stability, the sink contributes exp(0 - m)
+        m = scores.amax(dim=-1, keepdim=True).clamp(min=0.0).detach()
+        e = torch.exp(scores - m)
+        return e / (e.sum(dim=-1, keepdim=True) + torch.exp(-m))
 
     def _pos_scores(self, q):
         """``(q_i + v) . W_R R_d`` for every query and distance ``d = d_min..context``:
