@@ -41,7 +41,7 @@ import torch
 import torch.autograd.forward_ad as fwAD
 
 from .attribution import gauss_legendre
-from .dna_model import PAD, check_tss, oriented_tokens, oriented_tss_index
+from .dna_model import PAD, check_tss, oriented_tokens, oriented_tss_index, tss_subset
 from .io import DataError, Progress
 
 log = logging.getLogger("seqxai.dna_attribution")
@@ -228,18 +228,7 @@ def select_tss(tss: pd.DataFrame, length: int, label_offset: int, tss_set: str =
     """The TSSs to attribute: ``tss_set`` all | heldout (valid + test blocks, as the probe),
     those whose predicting position lies on the strand, then a seeded sample of ``max_tss``
     (0 = all), in table order. Adds ``t_index`` (oriented 0-based)."""
-    tss = tss.reset_index(drop=True)
-    if tss_set == "heldout":
-        if split is None:
-            raise DataError("dna.attribution.tss_set = 'heldout' needs the split blocks stored in model.pt")
-        p0 = tss.position.to_numpy() - 1
-        keep = np.zeros(len(tss), bool)
-        for name in ("valid", "test"):
-            a, b = split[name]
-            keep |= (p0 >= a) & (p0 < b)
-        tss = tss[keep].reset_index(drop=True)
-    elif tss_set != "all":
-        raise DataError(f"dna.attribution.tss_set: '{tss_set}' (expected 'all' or 'heldout')")
+    tss = tss_subset(tss, tss_set, split, "dna.attribution.tss_set")
     t = np.where(tss.strand == "+", tss.position - 1, length - tss.position).astype(np.int64)
     tss = tss.assign(t_index=t)[t + label_offset < length].reset_index(drop=True)
     if max_tss and len(tss) > max_tss:

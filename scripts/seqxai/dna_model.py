@@ -125,6 +125,25 @@ def oriented_tss_index(tss: pd.DataFrame, length: int) -> dict[str, np.ndarray]:
     return {"+": pos[plus] - 1, "-": length - pos[~plus]}
 
 
+def tss_subset(tss: pd.DataFrame, tss_set: str, split: dict | None, key: str) -> pd.DataFrame:
+    """The TSSs of ``tss_set``: ``all``, or ``heldout`` = those inside the valid and test genome
+    blocks of ``split`` (0-based half-open, as stored in model.pt). ``key`` names the config
+    entry in errors."""
+    tss = tss.reset_index(drop=True)
+    if tss_set == "all":
+        return tss
+    if tss_set != "heldout":
+        raise DataError(f"{key}: '{tss_set}' (expected 'all' or 'heldout')")
+    if split is None:
+        raise DataError(f"{key} = 'heldout' needs the split blocks stored in model.pt")
+    p0 = tss.position.to_numpy() - 1
+    keep = np.zeros(len(tss), bool)
+    for name in ("valid", "test"):
+        a, b = split[name]
+        keep |= (p0 >= a) & (p0 < b)
+    return tss[keep].reset_index(drop=True)
+
+
 def make_labels(tss: pd.DataFrame, length: int, label_offset: int) -> dict[str, np.ndarray]:
     """Per-strand binary labels ``y[i] = 1`` iff a TSS sits at oriented ``i - label_offset``."""
     out = {}

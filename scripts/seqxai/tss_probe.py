@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .dna_model import PAD, check_tss, oriented_tokens, oriented_tss_index, split_blocks  # noqa: F401
+from .dna_model import PAD, check_tss, oriented_tokens, oriented_tss_index, split_blocks, tss_subset  # noqa: F401
 from .io import DataError, Progress
 from .motifs import SIGMA70_REFERENCE, best_match, consensus, frequencies, tomtom
 
@@ -293,19 +293,8 @@ def probe_tss_attention(model, genome: dict, tss: pd.DataFrame, tf_sites: pd.Dat
     chrom, seq = next(iter(genome.items()))
     check_tss(tss, genome, source)
     L = len(seq)
-    tss = tss.reset_index(drop=True)
-    tss_all = tss
-    if pcfg["tss_set"] == "heldout":
-        if split is None:
-            raise DataError("dna.probe.tss_set = 'heldout' needs the split blocks stored in model.pt")
-        p0 = tss.position.to_numpy() - 1
-        keep = np.zeros(len(tss), bool)
-        for name in ("valid", "test"):
-            a, b = split[name]
-            keep |= (p0 >= a) & (p0 < b)
-        tss = tss[keep].reset_index(drop=True)
-    elif pcfg["tss_set"] != "all":
-        raise DataError(f"dna.probe.tss_set: '{pcfg['tss_set']}' (expected 'all' or 'heldout')")
+    tss_all = tss.reset_index(drop=True)
+    tss = tss_subset(tss_all, pcfg["tss_set"], split, "dna.probe.tss_set")
     cfg = model.config
     t_index = np.where(tss.strand == "+", tss.position - 1, L - tss.position).astype(np.int64)
     strands = tss.strand.to_numpy()
