@@ -66,7 +66,8 @@ def real_local_config(tmp: Path) -> dict:
                          "encoder_lr": 1.0e-5, "patience": 1},
         },
         "attribution": {"shards": 2, "n_steps": 8, "batch_size": 8, "max_proteins": 4, "split": "all"},
-        "analysis": {"vig": {"min_high_confidence": 10}},
+        "analysis": {"vig": {"min_high_confidence": 10},
+                     "residue_flipping": {"n_max": 16, "n_random": 1}},
         # head width 8 (not the paper's 32): evaluating every genome position of the valid and
         # test blocks dominates this test's time, and it checks labels and splits, not accuracy
         # and smaller held-out blocks (12 % test, 4 % valid) for the same reason

@@ -118,6 +118,18 @@ def baseline_ids(input_ids: torch.Tensor, special_ids, pad_id: int) -> torch.Ten
     return torch.where(special, input_ids, torch.full_like(input_ids, pad_id))
 
 
+def _prepare(model, input_ids, attention_mask, base_ids, layer_ids):
+    """Eval mode; (device, ids, mask, baseline ids as [1, T] on it, encoder config, the layers
+    to hook (default all), the model's extra forward arguments)."""
+    model.eval()
+    dev = next(model.parameters()).device
+    ids, att, base = input_ids[None].to(dev), attention_mask[None].to(dev), base_ids[None].to(dev)
+    cfg = model.encoder.config
+    layer_ids = list(range(cfg.num_hidden_layers)) if layer_ids is None else list(layer_ids)
+    fwd = {"residue_mask": model.residue_mask(ids, att), "position_ids": model.position_ids(ids)}
+    return dev, ids, att, base, cfg, layer_ids, fwd
+
+
 CONDUCTANCE = ("jvp", "difference")
 
 
@@ -150,14 +162,9 @@ def integrated_gradients(model, input_ids: torch.Tensor, attention_mask: torch.T
         raise ValueError(f"attribution.conductance: '{conductance}' (expected one of {list(CONDUCTANCE)})")
     if conductance == "difference" and layers:
         return _ig_difference(model, input_ids, attention_mask, target, base_ids, n_steps, batch_size, layer_ids)
-    model.eval()
-    dev = next(model.parameters()).device
-    ids, att, base = input_ids[None].to(dev), attention_mask[None].to(dev), base_ids[None].to(dev)
-    cfg = model.encoder.config
-    layer_ids = list(range(cfg.num_hidden_layers)) if layer_ids is None else list(layer_ids)
+    dev, ids, att, base, cfg, layer_ids, fwd = _prepare(model, input_ids, attention_mask, base_ids, layer_ids)
     n_layers, n_heads = len(layer_ids), cfg.num_attention_heads
     captured = {}
-    fwd = {"residue_mask": model.residue_mask(ids, att), "position_ids": model.position_ids(ids)}
 
     def grab(o):
         captured["emb"] = o.detach()
@@ -231,14 +238,9 @@ def _ig_difference(model, input_ids, attention_mask, target, base_ids, n_steps, 
     Exactly ``n_steps`` forward+backward rows: the difference of a batch's last node waits for
     the next batch's first activation, and the last node's for the activations at alpha = 1,
     which the no-grad pass of F(x) captures."""
-    model.eval()
-    dev = next(model.parameters()).device
-    ids, att, base = input_ids[None].to(dev), attention_mask[None].to(dev), base_ids[None].to(dev)
-    cfg = model.encoder.config
-    layer_ids = list(range(cfg.num_hidden_layers)) if layer_ids is None else list(layer_ids)
+    dev, ids, att, base, cfg, layer_ids, fwd = _prepare(model, input_ids, attention_mask, base_ids, layer_ids)
     n_layers, n_heads = len(layer_ids), cfg.num_attention_heads
     captured, end_ctx, end_out = {}, {}, {}
-    fwd = {"residue_mask": model.residue_mask(ids, att), "position_ids": model.position_ids(ids)}
     with torch.no_grad():
         with _hooks(model, lambda o: captured.__setitem__("emb", o.detach()), end_ctx.__setitem__,
                     end_out.__setitem__, layer_ids):
