@@ -21,8 +21,10 @@ demo: venv
 	$(PY) -m snakemake --cores 1 $(DEMO) --report results/demo/report.html
 	@echo "demo done: results/demo/summary.json, results/demo/figures/, results/demo/report.html"
 
+# Two workers, one test file each at a time (module fixtures stay shared within a file); the
+# long workflow tests go first (conftest.py) so that they overlap.
 test: venv
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 lint: venv
 	$(PY) -m snakemake --lint $(DEMO)

@@ -29,3 +29,14 @@ def shared_dir():
     if not SHARED.is_dir():
         pytest.skip(f"{SHARED} is absent: the real data and model live only on developer machines and CI")
     return SHARED
+
+
+# The end-to-end workflow tests, slowest first: collected before the rest so that, with
+# `pytest -n 2 --dist loadfile` (make test), the two workers start on them and they overlap.
+SLOW_FIRST = ["test_workflow_demo.py", "test_real_local_workflow.py", "test_reruns.py", "test_slurm.py",
+              "test_controls_workflow.py", "test_real_finetune.py"]
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FIRST)))  # stable: file order kept
