@@ -22,9 +22,11 @@ demo: venv
 	@echo "demo done: results/demo/summary.json, results/demo/figures/, results/demo/report.html"
 
 # Two workers, one test file each at a time (module fixtures stay shared within a file); the
-# long workflow tests go first (conftest.py) so that they overlap.
+# long workflow tests go first (conftest.py; --no-loadscope-reorder keeps that order instead of
+# xdist's most-tests-first) so that they overlap. One OpenMP thread per in-process test: two
+# workers on two cores, no spinning thread pools (rule jobs set their own threads).
 test: venv
-	$(PY) -m pytest -n 2 --dist loadfile
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 lint: venv
 	$(PY) -m snakemake --lint $(DEMO)
