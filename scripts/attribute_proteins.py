@@ -1,4 +1,5 @@
-"""Rule attribute_proteins: integrated gradients for one shard of the proteins."""
+"""Rule attribute_proteins: integrated gradients for one shard of the proteins, under every
+model variant of the task."""
 import sys
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from seqxai.attribution import run_attribution_shard  # noqa: E402
 # Speed-only settings come from the config, not from params, so that changing them does
 # not rerun the attributions (Snakemake tracks params).
 shard, n_shards = sm.params.shard
-run_attribution_shard(sm.input.model, sm.input.proteins, sm.input.splits, sm.params.attribution,
+run_attribution_shard(dict(zip(sm.params.variants, sm.input.models)), sm.input.proteins, sm.input.splits, sm.params.attribution,
                       shard - 1, n_shards, sm.output.shard,
                       device=sm.config["device"], threads=sm.threads,
                       batch_size=sm.config["attribution"]["batch_size"])

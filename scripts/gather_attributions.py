@@ -1,5 +1,6 @@
-"""Rule gather_attributions: concatenate the attribution shards of one task, flag proteins
-whose convergence delta exceeds attribution.delta_tolerance (analysis env: no torch)."""
+"""Rule gather_attributions: concatenate one model variant's tables from the attribution shards
+of one task, flag proteins whose convergence delta exceeds attribution.delta_tolerance
+(analysis env: no torch)."""
 import sys
 from pathlib import Path
 
@@ -11,5 +12,7 @@ sm = snakemake  # noqa: F821
 
 from seqxai.attribution_tables import gather_attributions, shard_tables  # noqa: E402
 
-gather_attributions(shard_tables(sm.input.shards, "embedding"), shard_tables(sm.input.shards, "heads"),
+variant = sm.wildcards.variant
+gather_attributions(shard_tables(sm.input.shards, "embedding", variant),
+                    shard_tables(sm.input.shards, "heads", variant),
                     sm.output.embedding, sm.output.heads, sm.output.convergence, sm.params.delta_tolerance)

@@ -5,6 +5,7 @@ import torch
 
 from seqxai import attribution as at
 from seqxai import protein_model as pm
+from seqxai.io import DataError
 
 SEQ = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEV"
 
@@ -483,24 +484,28 @@ def test_shards_attribute_every_protein_once(shard_inputs):
     import pandas as pd
 
     d, params = shard_inputs
-    for s in range(3):
+    for s in range(3):  # a plain model folder stands for the variant "finetuned"
         at.run_attribution_shard(d / "model", d / "proteins.parquet", d / "splits.parquet", params,
                                  s, 3, d / f"shard{s}", device="cpu", batch_size=4)
-    # one folder per shard with exactly the two tables, no temporary leftovers beside it
-    assert sorted(p.name for p in (d / "shard0").iterdir()) == ["embedding.parquet", "heads.parquet"]
+    # one folder per shard with one folder per variant holding exactly the two tables, no
+    # temporary leftovers beside it
+    assert [p.name for p in (d / "shard0").iterdir()] == ["finetuned"]
+    assert sorted(p.name for p in (d / "shard0" / "finetuned").iterdir()) == ["embedding.parquet",
+                                                                               "heads.parquet"]
     assert not list(d.glob(".shard*"))
-    emb = pd.concat([pd.read_parquet(d / f"shard{s}" / "embedding.parquet") for s in range(3)])
-    heads = pd.concat([pd.read_parquet(d / f"shard{s}" / "heads.parquet") for s in range(3)])
+    emb = pd.concat([pd.read_parquet(d / f"shard{s}" / "finetuned" / "embedding.parquet") for s in range(3)])
+    heads = pd.concat([pd.read_parquet(d / f"shard{s}" / "finetuned" / "heads.parquet") for s in range(3)])
     assert sorted(emb["accession"]) == [f"P{i}" for i in range(5)]
     import pyarrow.parquet as pq
 
     for table in ("embedding", "heads"):  # relevance stored as float32 lists of one value per residue
-        assert str(pq.read_schema(d / "shard0" / f"{table}.parquet").field("relevance").type) == \
+        assert str(pq.read_schema(d / "shard0" / "finetuned" / f"{table}.parquet").field("relevance").type) == \
             "list<element: float>"
     assert (emb["relevance"].map(len) == emb["n_residues"]).all()
     assert len(heads) == 5 * 2 * 4 and not heads.duplicated(["accession", "layer", "head"]).any()
     # the longest protein (P2, 40 residues) sits in a shard of its own
-    owner = {s: set(pd.read_parquet(d / f"shard{s}" / "embedding.parquet")["accession"]) for s in range(3)}
+    owner = {s: set(pd.read_parquet(d / f"shard{s}" / "finetuned" / "embedding.parquet")["accession"])
+             for s in range(3)}
     assert {"P2"} in owner.values()
     # the real shards through the streaming gather and statistics: the same as in memory
     from seqxai.attribution_tables import gather_attributions, shard_tables
@@ -509,7 +514,8 @@ def test_shards_attribute_every_protein_once(shard_inputs):
 
     folders = [d / f"shard{s}" for s in range(3)]
     out = [d / "gathered" / f for f in ("embedding.parquet", "heads.parquet", "convergence.parquet")]
-    gather_attributions(shard_tables(folders, "embedding"), shard_tables(folders, "heads"), *out, 1.0)
+    gather_attributions(shard_tables(folders, "embedding", "finetuned"),
+                        shard_tables(folders, "heads", "finetuned"), *out, 1.0)
     ann = pd.DataFrame({"accession": [f"P{i}" for i in range(5)], "type": "motif",
                         "start": 2, "end": 3, "description": ""})
     gathered = read_table(out[0])
@@ -520,6 +526,42 @@ def test_shards_attribute_every_protein_once(shard_inputs):
     for key in ("heads", "embedding", "positive_relevance", "per_protein"):
         pd.testing.assert_frame_equal(streamed[key], in_memory[key], check_exact=True)
     assert streamed["heads"]["median_r"].notna().all()
+
+
+def test_one_shard_attributes_every_variant_on_the_same_proteins(shard_inputs):
+    """A shard job attributes its proteins under each model variant of the task, into one
+    folder per variant: a second model (here the same weights with the labels in another order,
+    so other logits) gives its own tables over the same proteins and targets, and equals a shard
+    of that model alone. A variant that would select other targets is refused by name."""
+    import json
+    import shutil
+
+    import pandas as pd
+
+    d, params = shard_inputs
+    other = d / "other_model"
+    shutil.copytree(d / "model", other)
+    meta = json.loads((other / "seqxai_model.json").read_text())
+    meta["labels"] = meta["labels"][::-1]
+    (other / "seqxai_model.json").write_text(json.dumps(meta))
+    at.run_attribution_shard({"finetuned": d / "model", "shuffled": other}, d / "proteins.parquet",
+                             d / "splits.parquet", params, 0, 2, d / "both", device="cpu", batch_size=4)
+    at.run_attribution_shard({"shuffled": other}, d / "proteins.parquet", d / "splits.parquet", params,
+                             0, 2, d / "alone", device="cpu", batch_size=4)
+    assert sorted(p.name for p in (d / "both").iterdir()) == ["finetuned", "shuffled"]
+    a = pd.read_parquet(d / "both" / "finetuned" / "embedding.parquet")
+    b = pd.read_parquet(d / "both" / "shuffled" / "embedding.parquet")
+    assert list(zip(a.accession, a.target)) == list(zip(b.accession, b.target)) and len(a)
+    assert not np.allclose(a.f_input, b.f_input)  # another logit of the same protein
+    for table in ("embedding", "heads"):
+        pd.testing.assert_frame_equal(pd.read_parquet(d / "both" / "shuffled" / f"{table}.parquet"),
+                                      pd.read_parquet(d / "alone" / "shuffled" / f"{table}.parquet"))
+    meta["labels"] = meta["labels"][:2]  # one class fewer: its proteins would drop out
+    (other / "seqxai_model.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match="variant shuffled selects other attribution targets"):
+        at.run_attribution_shard({"finetuned": d / "model", "shuffled": other}, d / "proteins.parquet",
+                                 d / "splits.parquet", params, 0, 1, d / "bad", device="cpu", batch_size=4)
+    assert not (d / "bad").exists()
 
 
 @pytest.mark.parametrize("fail_at", ["attribution", "heads_write"])

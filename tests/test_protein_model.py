@@ -281,7 +281,9 @@ def test_controls_flow_through_attribution_and_head_statistics(tmp_path):
     none = _dry_run(tmp_path, extra_config="protein: {controls: []}\n")
     n_tasks, shards = 2, 2
     assert both["finetune_protein"] == 3 * n_tasks and none["finetune_protein"] == n_tasks
-    assert both["attribute_proteins"] == 3 * n_tasks * shards
+    # one shard job attributes every variant of its task: the controls add no shard jobs
+    assert both["attribute_proteins"] == none["attribute_proteins"] == n_tasks * shards
+    assert both["gather_attributions"] == 3 * n_tasks and none["gather_attributions"] == n_tasks
     assert both["head_statistics"] == 3 * n_tasks and none["head_statistics"] == n_tasks
     assert both["compare_variants"] == n_tasks and "compare_variants" not in none
 

@@ -141,7 +141,7 @@ def test_a_deleted_gathered_table_is_rebuilt_from_its_shards_on_request(run_a):
     rebuild intermediates nobody needs); asking for it reruns exactly its task's two shard jobs
     and the gather, nothing upstream (the model is there) and nothing else."""
     table = run_a / "out" / "attribution" / "ec" / "finetuned" / "embedding.parquet"
-    assert not list(table.parent.glob("shards/*"))
+    assert not list(table.parent.parent.glob("shards/*"))
     saved = table.with_suffix(".saved")
     table.rename(saved)
     try:

@@ -130,8 +130,8 @@ def sbatch_calls(tmp_path_factory):
     (prof / "config.yaml").write_text(yaml.safe_dump(without_conda(shipped_profile())))
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SBATCH_LOG": str(tmp / "calls")}
     targets = [out / "models/protein/go/finetuned/metrics.json",
-               out / "attribution/ec/finetuned/shards/1-of-2",
-               out / "attribution/ec/finetuned/shards/2-of-2"]
+               out / "attribution/ec/shards/1-of-2",
+               out / "attribution/ec/shards/2-of-2"]
     cmd = SNAKEMAKE + ["--profile", str(prof), "--config", f"outdir={out}",
                        "--keep-going", "--retries", "0", "--rerun-triggers", "mtime", "--slurm-init-seconds-before-status-checks", "1", "--slurm-logdir", str(tmp / "logs"),
                        "--"] + [str(t) for t in targets]

@@ -115,11 +115,13 @@ def concat_shards(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return df.sort_values(keys, kind="stable").reset_index(drop=True)
 
 
-def shard_tables(shard_dirs, table: str) -> list:
-    """Paths of one table (``embedding`` or ``heads``) in the shards' output folders."""
+def shard_tables(shard_dirs, table: str, variant: str | None = None) -> list:
+    """Paths of one table (``embedding`` or ``heads``) of one model variant in the shards'
+    output folders (``<shard>/<variant>/<table>.parquet``; ``<shard>/<table>.parquet`` when
+    ``variant`` is None)."""
     from pathlib import Path
 
-    return [Path(d) / SHARD_FILES[table] for d in shard_dirs]
+    return [Path(d) / (variant or "") / SHARD_FILES[table] for d in shard_dirs]
 
 
 def sort_heads(table: pa.Table) -> pa.Table:

@@ -41,7 +41,7 @@ import torch
 import torch.autograd.forward_ad as fwAD
 
 from .attribution import gauss_legendre
-from .dna_model import PAD, check_tss, oriented_tokens, oriented_tss_index, tss_subset
+from .dna_model import PAD, oriented_tokens, oriented_tss_index, single_chromosome, tss_subset
 from .io import DataError, Progress
 
 log = logging.getLogger("seqxai.dna_attribution")
@@ -248,10 +248,7 @@ def attribute_tss(model, genome: dict, tss: pd.DataFrame, cfg: dict | None = Non
     from .tss_probe import background_positions
 
     c = {**DEFAULT_ATTRIBUTION, **(cfg or {})}
-    if len(genome) != 1:
-        raise DataError(f"genome: expected exactly one chromosome record, got {len(genome)}")
-    chrom, seq = next(iter(genome.items()))
-    check_tss(tss, genome, source)
+    chrom, seq = single_chromosome(genome, tss, source)
     L = len(seq)
     mcfg = model.config
     lo = int(mcfg["label_offset"])

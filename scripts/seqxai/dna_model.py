@@ -118,6 +118,15 @@ def check_tss(tss: pd.DataFrame, genome: dict[str, str], source: str = "tss") ->
     return tss
 
 
+def single_chromosome(genome: dict[str, str], tss: pd.DataFrame, source: str = "tss") -> tuple[str, str]:
+    """The one chromosome of ``genome`` (name, sequence) after checking the TSS rows against it;
+    the DNA model, its probe and its attribution read one circular bacterial chromosome."""
+    if len(genome) != 1:
+        raise DataError(f"genome: expected exactly one chromosome record, got {len(genome)}: {list(genome)[:5]}")
+    check_tss(tss, genome, source)
+    return next(iter(genome.items()))
+
+
 def oriented_tss_index(tss: pd.DataFrame, length: int) -> dict[str, np.ndarray]:
     """0-based oriented index of each TSS per strand: ``+``: position-1; ``-``: L - position."""
     pos = tss.position.to_numpy(np.int64)
@@ -540,10 +549,7 @@ def train_tss_model(genome: dict[str, str], tss: pd.DataFrame, model_cfg: dict |
     mcfg = {**DEFAULT_MODEL, **(model_cfg or {})}
     tcfg = {**DEFAULT_TRAIN, **(train_cfg or {})}
     scfg = {**DEFAULT_SPLIT, **(split_cfg or {})}
-    if len(genome) != 1:
-        raise DataError(f"genome: expected exactly one chromosome record, got {len(genome)}: {list(genome)[:5]}")
-    chrom, seq = next(iter(genome.items()))
-    check_tss(tss, genome, source)
+    chrom, seq = single_chromosome(genome, tss, source)
     device = pick_device(device or "auto") if isinstance(device, str) or device is None else torch.device(device)
     seed_everything(seed)
     L = len(seq)

@@ -31,7 +31,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .dna_model import PAD, check_tss, oriented_tokens, oriented_tss_index, split_blocks, tss_subset  # noqa: F401
+from .dna_model import (PAD, check_tss, oriented_tokens, oriented_tss_index, single_chromosome,  # noqa: F401
+                        split_blocks, tss_subset)
 from .io import DataError, Progress
 from .motifs import SIGMA70_REFERENCE, best_match, consensus, frequencies, tomtom
 
@@ -288,10 +289,7 @@ def probe_tss_attention(model, genome: dict, tss: pd.DataFrame, tf_sites: pd.Dat
     (keys: profiles, head_motifs, head_pfms, tf_enrichment, tomtom, summary)."""
     pcfg = {**DEFAULT_PROBE, **(probe_cfg or {})}
     el = {**DEFAULT_ELEMENTS, **(elements or {})}
-    if len(genome) != 1:
-        raise DataError(f"genome: expected exactly one chromosome record, got {len(genome)}")
-    chrom, seq = next(iter(genome.items()))
-    check_tss(tss, genome, source)
+    chrom, seq = single_chromosome(genome, tss, source)
     L = len(seq)
     tss_all = tss.reset_index(drop=True)
     tss = tss_subset(tss_all, pcfg["tss_set"], split, "dna.probe.tss_set")

@@ -1,8 +1,13 @@
 # Stage 3, attribution: integrated gradients at the embedding and for every layer and head,
-# in one pass along the IG path per protein; one job per shard ({scatteritem} = "k-of-n"),
-# gathered with scattergather. Proteins are dealt to shards by estimated cost (tokens x
-# n_steps, longest first; seqxai.attribution.shard_targets), and a shard writes both of its
-# tables or neither. {variant}: finetuned or a control (common.smk VARIANTS).
+# in one pass along the IG path per protein; one job per task and shard ({scatteritem} =
+# "k-of-n"), gathered per model variant with scattergather. Proteins are dealt to shards by
+# estimated cost (tokens x n_steps, longest first; seqxai.attribution.shard_targets), and a
+# shard writes all of its tables or none.
+# A shard job attributes its proteins under every model variant of the task (the fine-tuned
+# model and the controls of common.smk VARIANTS), one after the other: a 10,000-shard run with
+# two controls is 10,000 jobs, not 30,000, and Snakemake builds its DAG in about a third of the
+# time (benchmarks/dag_benchmark.py). The price: retraining one variant reruns the shards, and
+# so the gathers, of all variants of that task.
 # Only what defines the result is in params (tracked by Snakemake); speed-only settings
 # (attribution.batch_size, device) are read from the config inside the script, so changing
 # them does not rerun the attributions.
@@ -10,17 +15,18 @@
 
 rule attribute_proteins:
     input:
-        model=out("models/protein/{task}/{variant}/model"),
+        models=expand(out("models/protein/{{task}}/{variant}/model"), variant=VARIANTS),
         proteins=out("data/protein/proteins.parquet"),
         splits=out("data/protein/splits.parquet"),
     output:
-        # one folder per shard (embedding.parquet + heads.parquet), written atomically
-        shard=temp(directory(out("attribution/{task}/{variant}/shards/{scatteritem}"))),
+        # one folder per shard (<variant>/embedding.parquet + heads.parquet), written atomically
+        shard=temp(directory(out("attribution/{task}/shards/{scatteritem}"))),
     log:
-        out("logs/attribute_{task}_{variant}_{scatteritem}.log"),
+        out("logs/attribute_{task}_{scatteritem}.log"),
     benchmark:
-        out("benchmarks/attribute_{task}_{variant}_{scatteritem}.tsv")
+        out("benchmarks/attribute_{task}_{scatteritem}.tsv")
     params:
+        variants=VARIANTS,
         attribution={k: config["attribution"][k]
                      for k in ("n_steps", "conductance", "split", "max_proteins", "layers")},
         shard=lambda wc: shard_index(wc.scatteritem),
@@ -36,7 +42,7 @@ rule attribute_proteins:
 
 rule gather_attributions:
     input:
-        shards=gather.attribution(out("attribution/{{task}}/{{variant}}/shards/{scatteritem}")),
+        shards=gather.attribution(out("attribution/{{task}}/shards/{scatteritem}")),
     output:
         embedding=out("attribution/{task}/{variant}/embedding.parquet"),
         heads=out("attribution/{task}/{variant}/heads.parquet"),
