@@ -9,7 +9,11 @@ setup_logging(snakemake.log[0])  # noqa: F821
 sm = snakemake  # noqa: F821
 
 from seqxai.protein_model import run_pretraining  # noqa: E402
+from seqxai.protein_tasks import check_tasks  # noqa: E402
 
+# The configured tasks must be trainable before hours of pretraining go into them. A check
+# only: the tasks are not params (an edited task reruns its check and fine-tuning, not this).
+check_tasks(sm.input.proteins, sm.input.splits, sm.config["protein"]["tasks"])
 run_pretraining(sm.input.proteins, sm.input.splits, sm.output.encoder, sm.output.training_log,
                 init=sm.params.init, demo_config=sm.params.demo_config, mlm=sm.params.mlm,
                 max_length=sm.params.max_length, seed=sm.params.seed, device=sm.params.device,

@@ -271,9 +271,34 @@ def _dry_run(tmp_path, *targets, extra_config=""):
     return counts
 
 
-def test_label_check_runs_before_mlm_pretraining(tmp_path):
-    jobs = _dry_run(tmp_path, "models/protein/pretrained")
-    assert jobs["check_protein_tasks"] == 1 and jobs["pretrain_protein_encoder"] == 1
+def test_a_task_without_data_stops_mlm_pretraining_before_it_trains(tmp_path):
+    """MLM pretraining checks the configured tasks first (they are not its inputs, so that an
+    edited task does not rerun it): a misspelt column stops the job before any training step,
+    naming task and column, with no encoder and no checkpoint left."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    cfg = tmp_path / "bad_task.yaml"
+    cfg.write_text("data: {demo: {protein: {n_proteins: 40}}}\n"
+                   "protein: {tasks: {ec: {type: single_label, column: ec_klass},\n"
+                   "  go: {type: multi_label, column: go_terms, terms: [GO:0016020]}}}\n")
+    out = tmp_path / "out"
+    res = subprocess.run([sys.executable, "-m", "snakemake", str(out / "models/protein/pretrained"),
+                          "--cores", "1", "--configfile", "config/demo.yaml", str(cfg),
+                          "--config", f"outdir={out}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0
+    log = (out / "logs" / "pretrain_protein_encoder.log").read_text()
+    assert "task 'ec'" in log and "ec_klass" in log, log[-2000:]
+    assert not (out / "models/protein/pretrained").exists()
+    assert not (out / "models/protein/pretrained_training_log.tsv").exists()
+    assert not (out / "checkpoints").exists()  # no training step ran (MLM checkpoints every steps/10)
+    # the per-task check is the fine-tuning's input: one job per task
+    (tmp_path / "dry").mkdir()
+    jobs = _dry_run(tmp_path / "dry", "models/protein/ec/finetuned/metrics.json",
+                    "models/protein/go/finetuned/metrics.json")
+    assert jobs["check_protein_tasks"] == 2 and jobs["finetune_protein"] == 2
 
 
 def test_controls_flow_through_attribution_and_head_statistics(tmp_path):

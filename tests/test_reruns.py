@@ -127,6 +127,28 @@ def test_a_changed_alpha_reruns_exactly_the_rules_that_use_it(run_a, tmp_path):
     assert counts == {"head_statistics": 2, "plot_head_significance": 2, "summarize": 1, "all": 1}
 
 
+def test_a_changed_task_setting_reruns_that_task_only(run_a, tmp_path):
+    """The task's settings reach fine-tuning through a params function (per {task} wildcard):
+    attributing one GO term fewer retrains and reattributes go, and leaves ec, the MLM encoder
+    and the DNA chain alone. The same settings written with the keys in another order (the
+    default tasks, written out) rerun nothing."""
+    same = tmp_path / "same.yaml"
+    same.write_text(yaml.safe_dump({"protein": {"tasks": {
+        "go": {"attribute_terms": ["GO:0016020", "GO:0005524"], "terms": ["GO:0016020", "GO:0005524"],
+               "column": "go_terms", "type": "multi_label"},
+        "ec": {"column": "ec_class", "type": "single_label"}}}}, sort_keys=False))
+    assert _job_counts(run_a, configs=[str(same)]) == {}
+    extra = tmp_path / "task.yaml"
+    extra.write_text(yaml.safe_dump({"protein": {"tasks": {
+        "ec": {"type": "single_label", "column": "ec_class"},
+        "go": {"type": "multi_label", "column": "go_terms", "terms": ["GO:0016020", "GO:0005524"],
+               "attribute_terms": ["GO:0016020"]}}}}))
+    counts = _job_counts(run_a, configs=[str(extra)])
+    assert counts["finetune_protein"] == 1 and counts["attribute_proteins"] == 2, counts
+    assert counts["gather_attributions"] == 1 and counts["head_statistics"] == 1, counts
+    assert not {"pretrain_protein_encoder", "split_proteins", "train_dna", "tss_attention"} & set(counts), counts
+
+
 def test_speed_only_settings_rerun_nothing(run_a, tmp_path):
     """Micro-batch memory budgets and the attribution batch size change speed, not results."""
     extra = tmp_path / "speed.yaml"

@@ -98,7 +98,7 @@ def _touch_inputs(out: Path):
     so that only those two rules have to run."""
     files = ["data/protein/proteins.parquet", "data/protein/residue_annotations.parquet",
              "data/protein/contact_maps.parquet", "data/protein/data_report.parquet",
-             "data/protein/splits.parquet", "data/protein/label_counts.parquet",
+             "data/protein/splits.parquet", "data/protein/label_counts/go.parquet",
              "models/protein/pretrained/config.json",
              "models/protein/pretrained_training_log.tsv", "models/protein/ec/finetuned/model/config.json",
              "models/protein/ec/finetuned/metrics.json", "models/protein/ec/finetuned/training_log.tsv"]

@@ -200,15 +200,24 @@ def label_counts(proteins: pd.DataFrame, splits: pd.DataFrame, tasks: dict,
     return pd.DataFrame(rows, columns=cols), problems
 
 
-def run_label_check(proteins_path, splits_path, tasks: dict, out_counts) -> None:
-    """Fail early, naming task, column, label and split, when a task cannot be trained/tested."""
-    from .io import DataError, read_table, write_table
+def check_tasks(proteins_path, splits_path, tasks: dict) -> pd.DataFrame:
+    """The label counts of ``tasks``; a DataError naming task, column, label and split when a
+    task cannot be trained and tested."""
+    from .io import DataError, read_table
 
     counts, problems = label_counts(read_table(proteins_path, "proteins"),
                                     read_table(splits_path, "splits"), tasks, str(proteins_path))
     if problems:
         raise DataError(f"{proteins_path} with {splits_path}: the configured protein tasks "
                         "cannot be trained and tested:\n  - " + "\n  - ".join(problems))
+    return counts
+
+
+def run_label_check(proteins_path, splits_path, tasks: dict, out_counts) -> None:
+    """Fail early, naming task, column, label and split, when a task cannot be trained/tested."""
+    from .io import write_table
+
+    counts = check_tasks(proteins_path, splits_path, tasks)
     for r in counts.itertuples(index=False):
         log.info("task %s label %s split %s: %d of %d proteins", r.task, r.label, r.split,
                  r.n_positive, r.n_proteins)

@@ -11,6 +11,24 @@ from seqxai._deps import script_dependencies, write_fingerprint  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml")
 
+
+def _keys_sorted(obj):
+    """``obj`` with the keys of every mapping in sorted order (lists keep their order)."""
+    if isinstance(obj, dict):
+        return {k: _keys_sorted(obj[k]) for k in sorted(obj)}
+    if isinstance(obj, list):
+        return [_keys_sorted(x) for x in obj]
+    return obj
+
+
+# Snakemake compares params by their repr, and a config mapping's key order depends on how the
+# YAML files were written and merged (defaults are added after the given keys). One canonical
+# order makes equal settings equal params: reordering keys, or writing a default out, reruns
+# nothing.
+_canonical = _keys_sorted(dict(config))
+config.clear()
+config.update(_canonical)
+
 OUT = config["outdir"].rstrip("/")
 SEED = config["seed"]
 TASKS = sorted(config["protein"]["tasks"])

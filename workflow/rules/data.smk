@@ -71,19 +71,22 @@ rule split_proteins:
         "../../scripts/split_proteins.py"
 
 
+# One job per task: an edited task reruns its own check and, through this plain input (no
+# ancient()), its own fine-tuning and nothing of the other tasks. (An ancient() edge from a job
+# that reruns makes Snakemake skip the downstream job's params check altogether.)
 rule check_protein_tasks:
     """Fail early, naming task, column, label and split, when a configured task has no data."""
     input:
         proteins=out("data/protein/proteins.parquet"),
         splits=out("data/protein/splits.parquet"),
     output:
-        label_counts=out("data/protein/label_counts.parquet"),
+        label_counts=out("data/protein/label_counts/{task}.parquet"),
     log:
-        out("logs/check_protein_tasks.log"),
+        out("logs/check_protein_tasks_{task}.log"),
     benchmark:
-        out("benchmarks/check_protein_tasks.tsv")
+        out("benchmarks/check_protein_tasks_{task}.tsv")
     params:
-        tasks=config["protein"]["tasks"],
+        tasks=lambda wc: {wc.task: config["protein"]["tasks"][wc.task]},
     threads: 1
     resources:
         mem_mb=1000,

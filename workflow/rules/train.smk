@@ -11,8 +11,6 @@ rule pretrain_protein_encoder:
         init=encoder_files(),
         proteins=out("data/protein/proteins.parquet"),
         splits=out("data/protein/splits.parquet"),
-        # the tasks are trainable; ancient: a task edit reruns the check, not the pretraining
-        label_counts=ancient(out("data/protein/label_counts.parquet")),
     output:
         encoder=directory(out("models/protein/pretrained")),
         training_log=out("models/protein/pretrained_training_log.tsv"),
@@ -43,7 +41,7 @@ rule finetune_protein:
         pretrained_input,
         proteins=out("data/protein/proteins.parquet"),
         splits=out("data/protein/splits.parquet"),
-        label_counts=ancient(out("data/protein/label_counts.parquet")),
+        label_counts=out("data/protein/label_counts/{task}.parquet"),
     output:
         model=directory(out("models/protein/{task}/{variant}/model")),
         metrics=out("models/protein/{task}/{variant}/metrics.json"),
