@@ -14,7 +14,8 @@ from seqxai.attribution import run_attribution_shard  # noqa: E402
 # Speed-only settings come from the config, not from params, so that changing them does
 # not rerun the attributions (Snakemake tracks params).
 shard, n_shards = sm.params.shard
-run_attribution_shard(dict(zip(sm.params.variants, sm.input.models)), sm.input.proteins, sm.input.splits, sm.params.attribution,
+models = dict(zip(sm.params.variants, sm.input.models))  # variant -> model folder
+run_attribution_shard(models, sm.input.proteins, sm.input.splits, sm.params.attribution,
                       shard - 1, n_shards, sm.output.shard,
                       device=sm.config["device"], threads=sm.threads,
                       batch_size=sm.config["attribution"]["batch_size"])
