@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .dna_model import (PAD, check_tss, oriented_tokens, oriented_tss_index, single_chromosome,  # noqa: F401
+from .dna_model import (PAD, oriented_tokens, oriented_tss_index, single_chromosome,  # noqa: F401
                         split_blocks, tss_subset)
 from .io import DataError, Progress
 from .motifs import SIGMA70_REFERENCE, best_match, consensus, frequencies, tomtom
@@ -311,7 +311,7 @@ def probe_tss_attention(model, genome: dict, tss: pd.DataFrame, tf_sites: pd.Dat
     # loses its TSS peak there, a purely positional one keeps it
     n_bg = int(pcfg["n_background"])
     if n_bg:
-        all_t = oriented_tss_index(check_tss(tss_all, genome, source), L)
+        all_t = oriented_tss_index(tss_all, L)  # checked by single_chromosome above
         bg_t, bg_s = background_positions(np.concatenate([all_t["+"], all_t["-"]]),
                                           np.array(["+"] * len(all_t["+"]) + ["-"] * len(all_t["-"])), L, n_bg,
                                           int(pcfg["background_min_distance"]), int(cfg["label_offset"]), seed)
