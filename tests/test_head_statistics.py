@@ -171,16 +171,54 @@ def test_overlay_is_annotation_and_positive_relevance():
     emb, heads, ann = _table(recs, 2, 2)
     res = wenzel_statistics(emb, heads, ann, ["motif"])
     h = res["heads"].set_index(["layer", "head"])
-    pos = res["positive_relevance"].set_index(["layer", "head"])
+    pos_all = res["positive_relevance"]
+    assert sorted(set(pos_all["annotation"])) == ["all_proteins", "motif"]
+    pos = pos_all[pos_all["annotation"] == "motif"].set_index(["layer", "head"])
     assert h.loc[(1, 0), "significant_overlay"]
     assert pos.loc[(0, 1), "significant"] and not h.loc[(0, 1), "significant"]
     assert h.loc[(1, 1), "significant"] and not pos.loc[(1, 1), "significant"]
     assert h["significant_overlay"].tolist() == [False, False, True, False]
     # independent recomputation by joining the two tables
-    joined = res["heads"].merge(res["positive_relevance"], on=["group", "layer", "head"],
+    joined = res["heads"].merge(res["positive_relevance"], on=["annotation", "group", "layer", "head"],
                                 suffixes=("", "_pos"))
+    assert len(joined) == len(res["heads"])
     assert (joined["significant_overlay"] == (joined["significant"] & joined["significant_pos"])).all()
     assert res["heads"]["significant_overlay"].dtype == bool
+
+
+def test_overlay_tests_positive_relevance_on_the_proteins_carrying_the_annotation():
+    """As the original code: the positive-relevance half of the overlay is tested per annotation
+    type on only the proteins that carry it. Head (0, 0) has a positive relevance sum on the 12
+    proteins with a motif and a negative one (twice as large) on the 12 without: over all 24
+    proteins its median sum is negative, over the carriers it is positive. Head (0, 1) is the
+    mirror image. The motif itself draws relevance in both heads."""
+    rng = np.random.default_rng(11)
+    recs, carriers = {}, []
+    for k in range(24):
+        L, start = 30, int(rng.integers(1, 20))
+        inside = np.zeros(L)
+        inside[start - 1 : start + 5] = 1
+        has = k % 2 == 0
+        shift = 0.5 if has else -1.0
+        h = [[rng.normal(size=L) * 0.2 + 2 * inside * has + shift,
+              rng.normal(size=L) * 0.2 + 2 * inside * has - shift]]
+        recs[f"P{k:02d}"] = (start, start + 5, rng.normal(size=L), h)
+        if has:
+            carriers.append(f"P{k:02d}")
+    emb, heads, ann = _table(recs, 1, 2)
+    ann = ann[ann["accession"].isin(carriers)]
+    res = wenzel_statistics(emb, heads, ann, ["motif"])
+    pos = res["positive_relevance"].set_index(["annotation", "layer", "head"])
+    assert pos.loc[("motif", 0, 0), "n_proteins"] == 12
+    assert pos.loc[("all_proteins", 0, 0), "n_proteins"] == 24
+    # independent reference: scipy on the carriers' sums of head (0, 0)
+    sums = [np.sum(recs[a][3][0][0]) for a in carriers]
+    assert pos.loc[("motif", 0, 0), "p"] == pytest.approx(stats.wilcoxon(sums, alternative="greater").pvalue)
+    assert pos.loc[("motif", 0, 0), "significant"] and not pos.loc[("all_proteins", 0, 0), "significant"]
+    assert not pos.loc[("motif", 0, 1), "significant"] and pos.loc[("all_proteins", 0, 1), "significant"]
+    h = res["heads"].set_index(["layer", "head"])
+    assert h["significant"].all()
+    assert h["significant_overlay"].tolist() == [True, False]
 
 
 def test_keep_special_tokens_adds_two_unannotated_positions():
@@ -224,8 +262,7 @@ def test_twelve_layers_come_out_in_numeric_order_in_tables_and_heatmap(monkeypat
     emb, heads, ann = _table(recs, n_layers, n_heads)
     heads = heads.sample(frac=1.0, random_state=1).reset_index(drop=True)  # rows in any order
     res = wenzel_statistics(emb, heads, ann, ["motif"])
-    for key in ("heads", "positive_relevance"):
-        t = res[key]
+    for t in (res["heads"], *(g for _, g in res["positive_relevance"].groupby("annotation"))):
         assert t["layer"].tolist() == [l for l in range(n_layers) for _ in range(n_heads)]
         assert t["head"].tolist() == list(range(n_heads)) * n_layers
     sig = res["heads"][res["heads"]["significant"]]

@@ -11,9 +11,12 @@ Per annotation type (UniProt 1-based inclusive ranges turned into masks over res
 - Benjamini-Hochberg over all layers x heads, separately per annotation type (and per
   target class when grouped);
 - embedding level: the same Wilcoxon test on the embedding relevances;
-- "positive relevance": per head, Wilcoxon (> 0) of the relevance summed over residues, BH;
-- overlay: heads significant for the annotation AND in the positive-relevance test
-  (column ``significant_overlay``);
+- "positive relevance": per head, Wilcoxon (> 0) of the relevance summed over the positions
+  (the special tokens included when kept), BH over heads; as in the original code, once per
+  annotation type on only the proteins carrying that annotation (and per target class when
+  grouped), plus once over all proteins of the group (``annotation`` = "all_proteins");
+- overlay: heads significant for the annotation AND in the positive-relevance test on the
+  proteins carrying that annotation (column ``significant_overlay``);
 - relevance rank accuracy: share of the top-K relevance positions that fall inside the
   annotation, K = the number of annotated residues, per protein (and head), averaged over
   the proteins carrying the annotation; its chance level is K / n.
@@ -84,7 +87,7 @@ def wilcoxon_greater(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     are tested one by one to get the same p as a test of that column alone.
     """
     values = np.asarray(values, dtype=np.float64)
-    flat = values.reshape(values.shape[0], -1)
+    flat = values.reshape(values.shape[0], int(np.prod(values.shape[1:])))  # no rows: n 0, p NaN
     finite = np.isfinite(flat)
     n = finite.sum(0)
     p = np.full(flat.shape[1], np.nan)
@@ -358,6 +361,10 @@ def wenzel_statistics_streaming(embedding: pd.DataFrame, heads_path, annotations
     return _tests(summaries.collect(), types, alpha, per_target, n_layers, n_heads)
 
 
+#: ``annotation`` of the positive-relevance rows over every protein of a group
+ALL_PROTEINS = "all_proteins"
+
+
 def _tests(v: dict, types: list[str], alpha: float, per_target: bool, n_layers: int,
            n_heads: int) -> dict[str, pd.DataFrame]:
     """The Wilcoxon and BH stage over the per-protein summaries of :meth:`_PerProtein.collect`."""
@@ -370,14 +377,22 @@ def _tests(v: dict, types: list[str], alpha: float, per_target: bool, n_layers: 
         groups += [(str(g), tgt == g) for g in sorted(set(tgt))]
     grid = _head_grid(n_layers, n_heads)
     head_tabs, emb_rows, pos_tabs = [], [], []
+    rel_sum = np.stack(rel_sum) if n_layers else None
+    carries = {t: np.isfinite(np.array(chance[t], dtype=np.float64)) for t in types}
+
+    def positive(annotation: str, gname: str, rows: np.ndarray) -> np.ndarray:
+        """Wilcoxon (> 0) of the head sums over ``rows`` of the proteins, BH over heads; appends
+        the table rows and returns the significant mask [layer * head]."""
+        n, p = wilcoxon_greater(rel_sum[rows])
+        q, rej = bh(p, alpha)
+        pos_tabs.append(pd.DataFrame({"annotation": annotation, "group": gname, **grid,
+                                      "n_proteins": n.ravel(), "p": p.ravel(), "p_bh": q.ravel(),
+                                      "significant": rej.ravel()}))
+        return rej.ravel()
+
     for gname, sel in groups:
-        pos_sig = np.zeros(n_layers * n_heads, dtype=bool)
         if n_layers:
-            n, p = wilcoxon_greater(np.stack(rel_sum)[sel])
-            q, rej = bh(p, alpha)
-            pos_sig = rej.ravel()
-            pos_tabs.append(pd.DataFrame({"group": gname, **grid, "n_proteins": n.ravel(),
-                                          "p": p.ravel(), "p_bh": q.ravel(), "significant": pos_sig}))
+            positive(ALL_PROTEINS, gname, sel)
         for t in types:
             re = np.array(r_emb[t])[sel]
             n, p = wilcoxon_greater(re[:, None])
@@ -387,6 +402,8 @@ def _tests(v: dict, types: list[str], alpha: float, per_target: bool, n_layers: 
                              "rank_accuracy": float(_nanmean0(np.array(acc_emb[t])[sel])),
                              "random_rank_accuracy": float(_nanmean0(np.array(chance[t])[sel]))})
             if n_layers:
+                # the original's overlay: positive relevance on the proteins carrying t only
+                pos_sig = positive(t, gname, sel & carries[t])
                 rh = np.stack(r_heads[t])[sel]
                 n, p = wilcoxon_greater(rh)
                 q, rej = bh(p, alpha)
@@ -404,7 +421,7 @@ def _tests(v: dict, types: list[str], alpha: float, per_target: bool, n_layers: 
     emb_df["significant"] = emb_df["p"] < alpha
     head_cols = ["annotation", "group", "layer", "head", "n_proteins", "median_r", "p", "p_bh",
                  "significant", "significant_overlay", "rank_accuracy", "random_rank_accuracy"]
-    pos_cols = ["group", "layer", "head", "n_proteins", "p", "p_bh", "significant"]
+    pos_cols = ["annotation", "group", "layer", "head", "n_proteins", "p", "p_bh", "significant"]
     return {"heads": pd.concat(head_tabs, ignore_index=True) if head_tabs
             else pd.DataFrame(columns=head_cols),
             "embedding": emb_df,
