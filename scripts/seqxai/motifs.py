@@ -182,6 +182,69 @@ def tomtom(queries: dict, targets: dict, pseudocount: float = 0.01) -> pd.DataFr
     return rows[["query", "target", "p", "e", "q", "score", "offset", "overlap", "orientation"]]
 
 
+DECOY_TAG = "~decoy"
+
+
+def column_shuffled_decoys(targets: dict, n_decoys: int, seed: int) -> dict[str, np.ndarray]:
+    """``n_decoys`` copies of every target with its positions (rows) permuted, seeded:
+    the same letter composition per column, no positional order. Named ``<target>~decoy<k>``."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name in targets:
+        pfm = np.asarray(targets[name], dtype=float)
+        for k in range(n_decoys):
+            out[f"{name}{DECOY_TAG}{k}"] = pfm[rng.permutation(len(pfm))]
+    return out
+
+
+def tomtom_with_decoys(queries: dict, targets: dict, n_decoys: int = 20, seed: int = 0,
+                       pseudocount: float = 0.01) -> pd.DataFrame:
+    """:func:`tomtom` of every query against ``targets`` and their column-shuffled decoys in one
+    run (one background), one row per real (query, target) pair with two more columns:
+
+    - ``decoy_p`` = (1 + #{decoys of this target matching the query with p' <= p}) / (1 + n):
+      is the match better than the same columns in a random order? A query that matches an
+      A/T-rich target only through its composition matches the target's decoys as well
+      (``decoy_p`` near 1 or above ~0.5);
+    - ``decoy_fdr``: per query, the target-decoy estimate of the false discovery rate at this
+      pair's p, (#decoy pairs with p' <= p / n) / #real pairs with p' <= p, made monotone.
+
+    ``q`` stays the Benjamini-Hochberg adjusted p over the real pairs only.
+    """
+    from statsmodels.stats.multitest import multipletests
+
+    cols = ["query", "target", "p", "e", "q", "score", "offset", "overlap", "orientation",
+            "decoy_p", "decoy_fdr"]
+    if not queries or not targets:
+        return pd.DataFrame(columns=cols)
+    if any(DECOY_TAG in str(t) for t in targets):
+        raise ValueError(f"target names must not contain '{DECOY_TAG}'")
+    decoys = column_shuffled_decoys(targets, n_decoys, seed)
+    rows = tomtom(queries, {**targets, **decoys}, pseudocount)
+    is_decoy = rows["target"].str.contains(DECOY_TAG, regex=False)
+    real, dec = rows[~is_decoy].copy(), rows[is_decoy].copy()
+    real["e"] = real["p"] * len(targets)
+    real["q"] = multipletests(real["p"].to_numpy(), method="fdr_bh")[1]
+    dec["target"] = dec["target"].str.split(DECOY_TAG, regex=False).str[0]
+    dec_p = {key: np.sort(g["p"].to_numpy()) for key, g in dec.groupby(["query", "target"])}
+    real["decoy_p"] = [(1 + np.searchsorted(dec_p[(qn, tn)], p, side="right")) / (1 + n_decoys)
+                       for qn, tn, p in zip(real["query"], real["target"], real["p"])]
+    fdr = np.empty(len(real))
+    for _, idx in real.groupby("query").indices.items():
+        p = real["p"].to_numpy()[idx]
+        dq = np.sort(dec[dec["query"] == real["query"].iat[idx[0]]]["p"].to_numpy())
+        order = np.argsort(p, kind="stable")
+        n_real = np.arange(1, len(p) + 1)
+        n_dec = np.searchsorted(dq, p[order], side="right") / max(n_decoys, 1)
+        est = np.minimum(1.0, n_dec / n_real)
+        est = np.minimum.accumulate(est[::-1])[::-1]  # monotone in p
+        out = np.empty(len(p))
+        out[order] = est
+        fdr[idx] = out
+    real["decoy_fdr"] = fdr
+    return real[cols].reset_index(drop=True)
+
+
 def draw_logo(ax, pfm: np.ndarray, title: str = "", start: int = 0):
     """Information-content logo (logomaker) of ``pfm[position, ACGT]`` on ``ax``; x axis
     labelled from ``start``. Returns the logomaker Logo."""
