@@ -15,5 +15,6 @@ from seqxai.dna_modisco import run_modisco  # noqa: E402
 
 sm = snakemake  # noqa: F821
 out = {k: getattr(sm.output, k) for k in ("patterns", "meme", "tomtom", "matches", "summary")}
-run_modisco(sm.input.windows, sm.input.tf_motifs, sm.input.head_motifs, sm.input.attention_tomtom, out,
+run_modisco(sm.input.windows, sm.input.tf_motifs, sm.input.head_motifs, sm.input.attention_tomtom,
+            sm.input.sigma70_reference, out,
             settings=dict(sm.params.modisco), alpha=float(sm.params.alpha))

@@ -8,7 +8,10 @@ import pytest
 
 from seqxai import dna_modisco as dm
 from seqxai.io import read_json, read_table, write_table
-from seqxai.motifs import SIGMA70_REFERENCE, counts_from_sequences, write_meme
+from seqxai.motifs import counts_from_sequences, write_meme
+
+SIGMA70 = {"sigma70_minus10": counts_from_sequences(["TATAAT"] * 8 + ["TAAAAT", "TATATT"]),
+           "sigma70_minus35": counts_from_sequences(["TTGACA"] * 8 + ["TTGAAA", "TTTACA"])}
 
 MOTIF = "GCCGATTTAC"
 SMALL = {"sliding_window_size": 10, "flank_size": 5, "min_metacluster_size": 20, "n_leiden_runs": 2,
@@ -59,7 +62,7 @@ def test_planted_motif_is_recovered_and_matched():
     # the trimmed pattern is the planted motif (either strand), base by base
     rc = MOTIF[::-1].translate(str.maketrans("ACGT", "TGCA"))
     assert MOTIF in top.consensus or rc in top.consensus
-    targets = {"RepB": counts_from_sequences([MOTIF] * 9 + ["GCCGATTTAA"]), **SIGMA70_REFERENCE}
+    targets = {"RepB": counts_from_sequences([MOTIF] * 9 + ["GCCGATTTAA"]), **SIGMA70}
     motifs, tt = _attention_tables()
     matches, mtt = dm.side_by_side(motifs, tt, patterns, targets)
     assert set(mtt["query"]) == set(patterns.pattern) and len(mtt) == len(patterns) * 3
@@ -101,12 +104,13 @@ def test_run_modisco_writes_empty_outputs_with_the_reason(tmp_path):
     np.testing.assert_array_equal(o2, oh)
     np.testing.assert_allclose(h2, hyp)
     write_meme(tmp_path / "tf.meme", {"RepB": counts_from_sequences([MOTIF] * 4)})
+    write_meme(tmp_path / "s70.meme", SIGMA70)
     motifs, tt = _attention_tables()
     write_table(tmp_path / "hm.parquet", motifs)
     write_table(tmp_path / "tt.parquet", tt)
     out = {k: tmp_path / f"{k}.out" for k in ("patterns", "meme", "tomtom", "matches", "summary")}
     summary = dm.run_modisco(tmp_path / "w.parquet", tmp_path / "tf.meme", tmp_path / "hm.parquet",
-                             tmp_path / "tt.parquet", out)
+                             tmp_path / "tt.parquet", tmp_path / "s70.meme", out)
     assert summary["n_patterns"] == 0 and "shorter than one seqlet" in summary["empty_reason"]
     assert read_table(out["patterns"]).empty and read_table(out["tomtom"]).empty
     m = read_table(out["matches"])

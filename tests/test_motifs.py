@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from seqxai.io import DataError
-from seqxai.motifs import (SIGMA70_REFERENCE, best_match, consensus, counts_from_sequences,
+from seqxai.motifs import (best_match, consensus, counts_from_sequences,
                            information_content, read_meme, tomtom, write_meme)
 from seqxai.synth_dna import motif_frequencies
 
@@ -51,7 +51,8 @@ def test_meme_round_trip(tmp_path):
 
 def test_tomtom_matches_tataat_to_minus10_reference():
     query = counts_from_sequences(["GGTATAATGC", "CATATAATAT", "GGTATACTGG", "TTTATAATCA", "ACTAAAATGG"] * 5)
-    targets = {**SIGMA70_REFERENCE,
+    targets = {"sigma70_minus10": motif_frequencies("TATAAT", 0.1),
+               "sigma70_minus35": motif_frequencies("TTGACA", 0.1),
                "PalR": motif_frequencies("ATGTGACGTCACAT", 0.1),
                "RepB": motif_frequencies("GCCGATTTAC", 0.1)}
     res = tomtom({"q": query}, targets)

@@ -158,13 +158,14 @@ def _row(source, name, cons, n, m, alpha):
             "significant": bool(m["q"] < alpha)}
 
 
-def run_modisco(windows_path, tf_motifs_path, head_motifs_path, attention_tomtom_path, out: dict,
-                settings=None, alpha: float = 0.05) -> dict:
+def run_modisco(windows_path, tf_motifs_path, head_motifs_path, attention_tomtom_path, sigma70_path,
+                out: dict, settings=None, alpha: float = 0.05) -> dict:
     """File-level entry point of the ``dna_modisco`` rule: ``out`` maps patterns, meme,
-    tomtom, matches, summary to paths. An empty result (no pattern) writes empty tables and
+    tomtom, matches, summary to paths. Tomtom targets: the TF matrices and the sigma-70
+    references the probe estimated (``sigma70_path``, MEME). An empty result (no pattern) writes empty tables and
     the reason in the summary."""
     from .io import read_table, write_json, write_table, write_text
-    from .motifs import SIGMA70_REFERENCE, read_meme, write_meme
+    from .motifs import read_meme, write_meme
 
     windows = read_table(windows_path)
     onehot, hyp = modisco_inputs(windows, "tss")
@@ -172,7 +173,7 @@ def run_modisco(windows_path, tf_motifs_path, head_motifs_path, attention_tomtom
     patterns, reason = find_patterns(onehot, hyp, settings)
     if reason:
         log.warning("no TF-MoDISco pattern: %s", reason)
-    targets = {**read_meme(tf_motifs_path), **SIGMA70_REFERENCE}
+    targets = {**read_meme(tf_motifs_path), **read_meme(sigma70_path)}
     matches, tt = side_by_side(read_table(head_motifs_path), read_table(attention_tomtom_path), patterns,
                                targets, alpha)
     write_table(out["patterns"], patterns)

@@ -14,35 +14,6 @@ from .io import DataError, atomic_path
 
 ALPHABET = "ACGT"
 
-# Reference matrices for the sigma-70 boxes (letter frequencies, ACGT order), used as
-# Tomtom targets next to the TF matrices. Shaped after E. coli sigma-70 promoter
-# compilations (Harley & Reynolds 1987; Shultzaberger et al. 2007): the consensus base
-# dominates, the well-known degenerate positions (-35 box 6th base, -10 box 2nd/6th base
-# being strong T/A) are kept simple.
-SIGMA70_REFERENCE = {
-    "sigma70_minus10": np.array(
-        [  # T      A      T      A      A      T
-            [0.10, 0.10, 0.10, 0.70],
-            [0.80, 0.05, 0.05, 0.10],
-            [0.15, 0.10, 0.10, 0.65],
-            [0.60, 0.15, 0.10, 0.15],
-            [0.55, 0.15, 0.15, 0.15],
-            [0.10, 0.05, 0.05, 0.80],
-        ]
-    ),
-    "sigma70_minus35": np.array(
-        [  # T      T      G      A      C      A
-            [0.10, 0.10, 0.10, 0.70],
-            [0.10, 0.10, 0.10, 0.70],
-            [0.10, 0.10, 0.65, 0.15],
-            [0.60, 0.15, 0.10, 0.15],
-            [0.15, 0.55, 0.15, 0.15],
-            [0.50, 0.20, 0.15, 0.15],
-        ]
-    ),
-}
-
-
 def counts_from_sequences(seqs, alphabet: str = ALPHABET) -> np.ndarray:
     """Count matrix ``counts[position, letter]`` of equal-length aligned sequences;
     letters outside ``alphabet`` (N, padding) are not counted."""

@@ -34,14 +34,15 @@ import torch
 from .dna_model import (PAD, oriented_tokens, oriented_tss_index, single_chromosome,  # noqa: F401
                         split_blocks, tss_subset)
 from .io import DataError, Progress
-from .motifs import SIGMA70_REFERENCE, best_match, consensus, frequencies, tomtom
+from .motifs import best_match, consensus, frequencies, tomtom_with_decoys
+from .sigma70 import sigma70_reference
 
 log = logging.getLogger("seqxai.tss_probe")
 
 DEFAULT_PROBE = {"tss_set": "all", "offset_min": -100, "offset_max": 20, "motif_pad": 3, "top_k": 1,
                  "batch_size": 32, "alpha": 0.05, "peak_halfwidth": 3, "n_background": 500,
                  "background_min_distance": 150, "sequence_driven_ratio": 1.5,
-                 "sequence_driven_alpha": 0.01}
+                 "sequence_driven_alpha": 0.01, "n_decoys": 20}
 DEFAULT_ELEMENTS = {"minus10": {"consensus": "TATAAT", "centre": -9.5},
                     "minus35": {"consensus": "TTGACA", "centre": -32.5},
                     "tolerance": 3, "max_mismatches": 1}
@@ -345,8 +346,11 @@ def probe_tss_attention(model, genome: dict, tss: pd.DataFrame, tf_sites: pd.Dat
                            "pfm": [pfm[l, h].tolist() for l, h in zip(li.ravel(), hi.ravel())]})
     enrich = tf_enrichment(top, site_intervals(tss, tf_sites, L, omin, omax), seed, pcfg["alpha"])
     names = {f"L{l}H{h}": (l, h) for l, h in zip(li.ravel(), hi.ravel())}
-    targets = {**tf_motifs, **SIGMA70_REFERENCE}
-    tt = tomtom({n: pfm[l, h] for n, (l, h) in names.items()}, targets)
+    # the sigma-70 references: the -10/-35 boxes aligned over every sigma-70 promoter of the table
+    reference, reference_info = sigma70_reference(seq, tss_all)
+    targets = {**tf_motifs, **reference}
+    tt = tomtom_with_decoys({n: pfm[l, h] for n, (l, h) in names.items()}, targets,
+                            int(pcfg["n_decoys"]), seed)
     tt.insert(0, "layer", tt["query"].map(lambda n: names[n][0]))
     tt.insert(1, "head", tt["query"].map(lambda n: names[n][1]))
     tt = tt.drop(columns="query")
@@ -370,8 +374,10 @@ def probe_tss_attention(model, genome: dict, tss: pd.DataFrame, tf_sites: pd.Dat
             ["layer", "head", "peak_offset", "peak_mass", "consensus"]].head(8).to_dict("records"),
         "significant_tf_enrichment": enrich[enrich.significant][["layer", "head", "tf", "odds_ratio", "p_bh"]]
         .to_dict("records"),
-        "best_tomtom_match": best_tt[["layer", "head", "target", "p", "q"]].to_dict("records"),
-        "tomtom_n_targets": len(targets),
+        "best_tomtom_match": best_tt[["layer", "head", "target", "p", "q", "decoy_p", "decoy_fdr"]]
+        .to_dict("records"),
+        "tomtom_n_targets": len(targets), "tomtom_n_decoys_per_target": int(pcfg["n_decoys"]),
+        "sigma70_reference": {**reference_info, **{k: consensus(v) for k, v in reference.items()}},
         "background": {"n_positions": n_bg, "min_distance": int(pcfg["background_min_distance"]),
                        "sequence_driven_ratio": float(pcfg["sequence_driven_ratio"]),
                        "sequence_driven_alpha": float(pcfg["sequence_driven_alpha"])},
@@ -385,7 +391,7 @@ def probe_tss_attention(model, genome: dict, tss: pd.DataFrame, tf_sites: pd.Dat
              pc10["mismatches"], pc10["sequence_driven"], pc10["profile_at_peak"],
              np.nan if pc10["background_at_peak"] is None else pc10["background_at_peak"])
     return {"profiles": prof_df, "head_motifs": motifs, "head_pfms": {n: pfm[l, h] for n, (l, h) in names.items()},
-            "tf_enrichment": enrich, "tomtom": tt, "summary": summary}
+            "tf_enrichment": enrich, "tomtom": tt, "sigma70_reference": reference, "summary": summary}
 
 
 def _num(x) -> float | None:
@@ -396,7 +402,8 @@ def _num(x) -> float | None:
 def run_probe(model_path, genome_path, tss_path, tf_sites_path, tf_motifs_path, out: dict,
               probe_cfg=None, elements=None, seed: int = 1, threads: int = 1, device: str = "auto") -> dict:
     """File-level entry point of the ``tss_attention`` rule. ``out`` maps profiles, head_motifs,
-    head_motifs_meme, tf_enrichment, tomtom, summary to output paths."""
+    head_motifs_meme, tf_enrichment, tomtom, summary (and optionally sigma70_reference, the
+    estimated -10/-35 matrices as MEME) to output paths."""
     from .dna_model import load_model, pick_device
     from .io import read_fasta, read_table, write_json, write_table
     from .motifs import read_meme, write_meme
@@ -414,6 +421,8 @@ def run_probe(model_path, genome_path, tss_path, tf_sites_path, tf_motifs_path, 
     write_table(out["profiles"], res["profiles"])
     write_table(out["head_motifs"], res["head_motifs"])
     write_meme(out["head_motifs_meme"], res["head_pfms"])
+    if "sigma70_reference" in out:
+        write_meme(out["sigma70_reference"], res["sigma70_reference"])
     write_table(out["tf_enrichment"], res["tf_enrichment"])
     write_table(out["tomtom"], res["tomtom"])
     write_json(out["summary"], res["summary"])

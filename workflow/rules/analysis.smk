@@ -126,6 +126,7 @@ rule tss_attention:
         tf_enrichment=out("analysis/dna/tf_enrichment.parquet"),
         tomtom=out("analysis/dna/tomtom.parquet"),
         summary=out("analysis/dna/dna_summary.json"),
+        sigma70_reference=out("analysis/dna/sigma70_reference.meme"),
     log:
         out("logs/tss_attention.log"),
     benchmark:
@@ -150,6 +151,7 @@ rule dna_modisco:
         tf_motifs=out("data/dna/tf_motifs.meme"),
         head_motifs=out("analysis/dna/head_motifs.parquet"),
         attention_tomtom=out("analysis/dna/tomtom.parquet"),
+        sigma70_reference=out("analysis/dna/sigma70_reference.meme"),
     output:
         patterns=out("analysis/dna/modisco_patterns.parquet"),
         meme=out("analysis/dna/modisco_patterns.meme"),
