@@ -139,6 +139,27 @@ def test_binding_sites_10_8_real(genome):
 
 
 @needs_shared
+def test_binding_site_evidence_filter_10_8_real(genome):
+    """Column 17 of BindingSiteSet 10.8 among the 3,243 rows with coordinates (awk on the file):
+    1,645 Confirmed, 1,333 Strong, 264 Weak, 1 without a level; the Confirmed + Strong rows hold
+    2,301 distinct (site, TF) pairs of 183 TFs."""
+    path = ECOLI / "BindingSiteSet_RegulonDB_10.8.txt"
+    strong, rep = read_sites(path, release="10.8", genome_length=len(genome), evidence="strong")
+    r = rep.to_frame().set_index(["item", "reason"])["count"]
+    assert r[("site row", "evidence below strong")] == 264 + 1
+    assert len(strong) == 2301 and strong.tf.nunique() == 183
+    weak, _ = read_sites(path, release="10.8", genome_length=len(genome), evidence="weak")
+    everything, _ = read_sites(path, release="10.8", genome_length=len(genome))
+    assert len(strong) < len(weak) <= len(everything) == 2542
+    assert set(strong.tf) <= set(weak.tf) <= set(everything.tf)
+    # 13.0 spells the levels C / S / W (column 20): 9 C, 3 S, 3 W in the fixture
+    s13, rep13 = read_sites(RFIX / "RegulonDB13.0_TF-RISet.tsv.head60", release="13.0", evidence="strong")
+    assert rep13.n("site row", "evidence below strong") == 3
+    with pytest.raises(DataError, match="regulondb.site_evidence: 'high'"):
+        read_sites(path, evidence="high")
+
+
+@needs_shared
 def test_newer_layouts_and_unknown_layout(tmp_path):
     tss, _, _ = read_promoters(RFIX / "RegulonDB13.0_PromoterSet.tsv.head60", release="13.0")
     assert len(tss) == 30 and tss.iloc[0].tolist() == ["RDBECOLIPMC00001", "NC_000913.3", 1825688, "-", "Sigma70"]

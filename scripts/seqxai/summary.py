@@ -189,7 +189,8 @@ def data_provenance(config: dict) -> dict:
     if data["source"] == "demo":
         return {"source": "demo", "seed": config["seed"], "demo": data["demo"]}
     up, gen, rdb, st = data["uniprot"], data["genome"], data["regulondb"], data["structures"]
-    regulondb = {"release": rdb.get("release"), "files": {}}
+    regulondb = {"release": rdb.get("release"), "promoter_evidence": rdb.get("evidence"),
+                 "site_evidence": rdb.get("site_evidence"), "files": {}}
     for k in ("promoters", "sites", "matrices"):
         part = rdb.get(k) or {}
         local = part.get("local")

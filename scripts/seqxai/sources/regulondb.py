@@ -76,7 +76,7 @@ LAYOUTS = [
          "transcription unit id", "transcription unit name", "gene expression effect", "promoter name",
          "center position of tf-bs", "tf-bs sequence", "distance to first gene", "evidence that supports",
          "evidence confidence level"),
-        {"tf": 1, "site": 3, "left": 4, "right": 5, "strand": 6},
+        {"tf": 1, "site": 3, "left": 4, "right": 5, "strand": 6, "confidence": 16},
     ),
     Layout(
         "riset_11",
@@ -85,7 +85,7 @@ LAYOUTS = [
          "riFunction", "promoterId", "promoterName", "TSS", "tfrsDistToPm", "firstGene", "tfrsDistTo1Gene",
          "targetTuOrGene", "confidenceLevel", "tfrsEvidence", "riEvidence", "addEvidence", "riEvTech"),
         None,
-        {"tf": 3, "site": 5, "left": 6, "right": 7, "strand": 8},
+        {"tf": 3, "site": 5, "left": 6, "right": 7, "strand": 8, "confidence": 18},
     ),
     Layout(
         "tfriset_13",
@@ -95,7 +95,7 @@ LAYOUTS = [
          "tfrsDistTo1Gene", "targetTuOrGene", "confidenceLevel", "tfrsEvidence", "riEvidence", "addEvidence",
          "riEvTech", "riEvCategory", "tfrsPMIDS", "riPMIDS"),
         None,
-        {"tf": 3, "site": 5, "left": 6, "right": 7, "strand": 8},
+        {"tf": 3, "site": 5, "left": 6, "right": 7, "strand": 8, "confidence": 19},
     ),
 ]
 
@@ -254,9 +254,13 @@ def read_promoters(
 
 
 def read_sites(
-    path, chrom: str = "NC_000913.3", release: str | None = None, genome_length: int | None = None
+    path, chrom: str = "NC_000913.3", release: str | None = None, genome_length: int | None = None,
+    evidence: str = "all",
 ) -> tuple[pd.DataFrame, DropReport]:
-    """tf_sites table from a BindingSiteSet / RISet / TF-RISet file, and the drop report."""
+    """tf_sites table from a BindingSiteSet / RISet / TF-RISet file, and the drop report.
+    ``evidence``: the confidence filter of :func:`read_promoters`, on the site rows' level."""
+    if evidence not in EVIDENCE_MIN:
+        raise DataError(f"regulondb.site_evidence: '{evidence}' (expected one of {sorted(EVIDENCE_MIN)})")
     pf = read_layout(path, "sites", release)
     c = pf.layout.columns
     rep = DropReport(f"regulondb:sites:{Path(path).name}")
@@ -274,6 +278,10 @@ def read_sites(
             left, right = right, left
         if genome_length and right > genome_length:
             rep.drop("site row", "outside genome", f"{sid} ({right})")
+            continue
+        level = r[c["confidence"]] if len(r) > c["confidence"] else ""
+        if evidence_rank(level) < EVIDENCE_MIN[evidence]:
+            rep.drop("site row", f"evidence below {evidence}", f"{sid} ({level or 'no level'})", warn=False)
             continue
         if (sid, tf) in seen:
             rep.drop("site row", "repeated for another interaction", sid, warn=False)
@@ -406,7 +414,8 @@ def run_regulondb(cfg: dict, http_cfg: dict | None, cache_dir, genome_path, out_
                                        parts["promoters"].get("release") or release, glen,
                                        evidence=cfg.get("evidence") or "all")
     sites, rep_s = read_sites(_source_file(parts["sites"], "sites", cache_dir, factory), chrom,
-                              parts["sites"].get("release") or release, glen)
+                              parts["sites"].get("release") or release, glen,
+                              evidence=cfg.get("site_evidence") or "all")
     motifs = read_transfac(_source_file(parts["matrices"], "matrices", cache_dir, factory))
     bg = genome_background(genome[chrom]) if cfg.get("background", "genome") == "genome" else (0.25,) * 4
     write_table(out_tss, tss, table="tss")
