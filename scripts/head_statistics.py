@@ -12,4 +12,5 @@ from seqxai.head_statistics import run_head_statistics  # noqa: E402
 
 run_head_statistics(sm.input.embedding, sm.input.heads, sm.input.annotations, sm.params.types,
                     sm.params.alpha, sm.params.per_target, sm.output,
-                    keep_special_tokens=sm.params.keep_special_tokens)
+                    keep_special_tokens=sm.params.keep_special_tokens, proteins_path=sm.input.proteins,
+                    composition_null=dict(sm.params.composition_null), seed=int(sm.params.seed))

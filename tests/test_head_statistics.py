@@ -371,3 +371,83 @@ def test_streaming_statistics_refuse_a_table_out_of_gather_order(tmp_path):
                                         r"not contiguous .*not in the gather order"):
         wenzel_statistics_streaming(emb[emb["accession"].isin(["P0", "P1"])],
                                     tmp_path / "heads.parquet", ann, ["motif"], batch_rows=8)
+
+
+def test_point_biserial_of_many_masks_equals_one_by_one():
+    from seqxai.head_statistics import point_biserial_masks
+
+    rng = np.random.default_rng(2)
+    rel = rng.normal(size=(2, 3, 25))
+    masks = np.stack([rng.permutation(np.arange(25) < 7) for _ in range(4)])
+    r = point_biserial_masks(masks, rel)
+    assert r.shape == (4, 2, 3)
+    for k in range(4):
+        np.testing.assert_allclose(r[k], point_biserial(masks[k], rel))
+
+
+def test_composition_permutations_keep_each_amino_acids_count():
+    from seqxai.head_statistics import composition_permutations
+
+    aa = np.frombuffer(b"LLAKLLAKSSHL", dtype="S1")
+    mask = np.array([1, 1, 0, 0, 0, 0, 1, 0, 1, 0, 1, 0], bool)  # L, L, A, S, H annotated
+    perms = composition_permutations(mask, aa, 50, np.random.default_rng(0))
+    for c in (b"L", b"A", b"K", b"S", b"H"):
+        assert (perms[:, aa == c].sum(1) == mask[aa == c].sum()).all()
+    assert (perms[:, aa == b"H"]).all() and not perms[:, aa == b"K"].any()  # nothing to move
+    assert len({tuple(p) for p in perms}) > 5  # L and S do move
+
+
+def _composition_tables(signal_on_motif: bool, seed: int = 0):
+    """30 proteins; the motif (8 residues) is rich in W, and every W gets relevance 1, other
+    residues noise. With ``signal_on_motif`` the motif residues get +1 more: relevance that
+    knows the annotation beyond its composition."""
+    rng = np.random.default_rng(seed)
+    recs, seqs = {}, {}
+    for k in range(30):
+        L, start = 60, int(rng.integers(1, 50))
+        seq = rng.choice(list("ACDEFGHIKLMNPQRSTVY"), size=L)
+        seq[rng.choice(L, 6, replace=False)] = "W"
+        seq[start - 1 : start + 7] = rng.choice(["W", "L"], size=8, p=[0.7, 0.3])
+        inside = np.zeros(L)
+        inside[start - 1 : start + 7] = 1
+        rel = rng.normal(size=L) * 0.3 + (seq == "W")
+        if signal_on_motif:
+            rel = rel + inside
+        recs[f"P{k:02d}"] = (start, start + 7, rel, [[rel + rng.normal(size=L) * 0.1]])
+        seqs[f"P{k:02d}"] = "".join(seq)
+    return recs, seqs
+
+
+@pytest.mark.parametrize("signal_on_motif", [False, True])
+def test_composition_null_separates_identity_from_annotation(signal_on_motif):
+    recs, seqs = _composition_tables(signal_on_motif)
+    emb, heads, ann = _table(recs, 1, 1)
+    res = wenzel_statistics(emb, heads, ann, ["motif"], sequences=seqs, n_permutations=199, seed=4)
+    e, h = res["embedding"].iloc[0], res["heads"].iloc[0]
+    assert e["p"] < 1e-4  # the bare Wilcoxon passes either way: the motif is W-rich
+    assert e["mean_r"] == pytest.approx(np.mean([stats.pointbiserialr(
+        np.isin(np.arange(60), np.arange(s - 1, t)), r).statistic for s, t, r, _ in recs.values()]))
+    if signal_on_motif:
+        assert e["p_composition"] == pytest.approx(1 / 200) and h["p_composition"] == pytest.approx(1 / 200)
+        assert h["significant_composition"]
+    else:
+        assert e["p_composition"] > 0.05 and h["p_composition"] > 0.05 and not h["significant_composition"]
+        assert abs(e["mean_r"] - e["null_mean_r"]) < 3 * e["null_sd_r"]
+    # seeded: the same seed gives the same null, another seed another one
+    again = wenzel_statistics(emb, heads, ann, ["motif"], sequences=seqs, n_permutations=199, seed=4)
+    assert again["embedding"]["null_mean_r"].iloc[0] == e["null_mean_r"]
+    other = wenzel_statistics(emb, heads, ann, ["motif"], sequences=seqs, n_permutations=199, seed=5)
+    assert other["embedding"]["null_mean_r"].iloc[0] != e["null_mean_r"]
+    # without sequences the columns are there and NaN
+    plain = wenzel_statistics(emb, heads, ann, ["motif"])
+    assert np.isnan(plain["embedding"]["p_composition"].iloc[0])
+
+
+def test_composition_null_names_a_sequence_that_does_not_fit():
+    from seqxai.io import DataError
+
+    recs, seqs = _composition_tables(True)
+    emb, heads, ann = _table(recs, 1, 1)
+    seqs["P03"] = seqs["P03"][:-1]
+    with pytest.raises(DataError, match="P03.*59 residues.*60"):
+        wenzel_statistics(emb, heads, ann, ["motif"], sequences=seqs, n_permutations=9)

@@ -19,7 +19,16 @@ Per annotation type (UniProt 1-based inclusive ranges turned into masks over res
   proteins carrying that annotation (column ``significant_overlay``);
 - relevance rank accuracy: share of the top-K relevance positions that fall inside the
   annotation, K = the number of annotated residues, per protein (and head), averaged over
-  the proteins carrying the annotation; its chance level is K / n.
+  the proteins carrying the annotation; its chance level is K / n;
+- composition null (with the protein sequences): annotated residues differ in amino-acid
+  composition (transmembrane helices are rich in L, I, V, F; catalytic sites in C, H, S), and
+  relevance varies with residue identity even in an untrained model, so the Wilcoxon test
+  above can pass without the model knowing the annotation. Per protein, the annotation mask
+  is permuted only among residues of the same amino acid (K seeded permutations; counts per
+  amino acid inside the mask are kept), r is recomputed, and the statistic mean_r (the mean
+  of r over proteins) is compared with its K permuted values: ``p_composition`` = (1 +
+  #{permuted mean_r >= observed}) / (1 + K), per head (BH over heads) and at the embedding
+  level. ``null_mean_r``/``null_sd_r`` describe the permuted values.
 Arrays: ``relevance[..., residue]`` with residues 0-based inside this module. With
 ``keep_special_tokens`` the start and end tokens are added at both ends with mask 0 and
 their own relevance (0 at the embedding), as the original code did; by default they are
@@ -65,6 +74,37 @@ def point_biserial(mask: np.ndarray, relevance: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         r = (m1 - m0) / s * np.sqrt(n1 * (n - n1) / n**2)
     return np.where(s > 0, r, np.nan)
+
+
+def point_biserial_masks(masks: np.ndarray, relevance: np.ndarray) -> np.ndarray:
+    """r[k, ...] of every mask masks[k, residue] (all with the same number of True entries)
+    against relevance[..., residue]: :func:`point_biserial` for many masks in one product."""
+    masks = np.asarray(masks, dtype=bool)
+    relevance = np.asarray(relevance, dtype=np.float64)
+    n, n1 = masks.shape[1], int(masks[0].sum()) if len(masks) else 0
+    out_shape = (len(masks),) + relevance.shape[:-1]
+    if n1 == 0 or n1 == n:
+        return np.full(out_shape, np.nan)
+    flat = relevance.reshape(-1, n)
+    inside = masks.astype(np.float64) @ flat.T  # [k, ...] sums inside each mask
+    m1 = inside / n1
+    m0 = (flat.sum(-1)[None, :] - inside) / (n - n1)
+    s = flat.std(-1)[None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(s > 0, (m1 - m0) / s * np.sqrt(n1 * (n - n1) / n**2), np.nan)
+    return r.reshape(out_shape)
+
+
+def composition_permutations(mask: np.ndarray, classes: np.ndarray, n: int,
+                             rng: np.random.Generator) -> np.ndarray:
+    """masks[k, residue]: ``n`` permutations of ``mask`` that move its entries only among
+    residues of the same class (amino acid); every mask keeps the per-class counts."""
+    out = np.broadcast_to(np.asarray(mask, dtype=bool), (n, len(mask))).copy()
+    for c in np.unique(classes):
+        idx = np.flatnonzero(classes == c)
+        if 0 < out[0, idx].sum() < len(idx):
+            out[:, idx] = rng.permuted(out[:, idx], axis=1)
+    return out
 
 
 def rank_accuracy(mask: np.ndarray, relevance: np.ndarray) -> np.ndarray:
@@ -164,8 +204,14 @@ class _PerProtein:
     """
 
     def __init__(self, embedding: pd.DataFrame, annotations: pd.DataFrame, types: list[str],
-                 keep_special_tokens: bool, n_layers: int, n_heads: int, source: str):
+                 keep_special_tokens: bool, n_layers: int, n_heads: int, source: str,
+                 sequences: dict | None = None, n_permutations: int = 0, seed: int = 0):
         self.embedding, self.types, self.keep = embedding, types, keep_special_tokens
+        # composition null: per (target, type) sums over proteins of the permuted r [k, ...],
+        # of the observed r and the number of proteins with a finite r
+        self.sequences, self.n_perm, self.seed = sequences, int(n_permutations), int(seed)
+        self.null_heads: dict = {}
+        self.null_emb: dict = {}
         self.n_layers, self.n_heads, self.source = n_layers, n_heads, source
         self.row_of: dict = {}
         for k, key in enumerate(zip(embedding["accession"], embedding["target"])):
@@ -174,6 +220,41 @@ class _PerProtein:
         self.no_ann = annotations.iloc[:0]
         self.nan_grid = np.full((n_layers, n_heads), np.nan)
         self.heads: dict = {}  # (accession, target) -> (rel_sum, {type: r}, {type: rank accuracy})
+
+    def classes(self, k: int) -> np.ndarray | None:
+        """Amino acid per position of embedding row ``k`` ("^"/"$" for kept special tokens), or
+        None without the composition null."""
+        if not self.n_perm or self.sequences is None:
+            return None
+        from .io import DataError
+
+        acc = self.embedding["accession"].iat[k]
+        n_res = len(self.embedding["relevance"].iat[k])
+        seq = self.sequences.get(acc)
+        if seq is None or len(seq) != n_res:
+            raise DataError(f"{self.source}: accession {acc!r}: the proteins table has "
+                            + ("no such protein" if seq is None else f"a sequence of {len(seq)} residues")
+                            + f" but its relevance covers {n_res} residues; the composition null "
+                            "needs the sequences the attributions were computed on")
+        aa = np.frombuffer(seq.upper().encode("ascii"), dtype="S1")
+        return np.concatenate([[b"^"], aa, [b"$"]]) if self.keep else aa
+
+    def _accumulate(self, store: dict, key, k: int, t_index: int, mask: np.ndarray,
+                    classes: np.ndarray, relevance: np.ndarray, observed: np.ndarray) -> None:
+        """Add one protein's observed and composition-permuted r of one type to ``store[key]``;
+        the permutations are seeded by (seed, embedding row, type) so that head and embedding
+        level see the same masks whatever the order proteins arrive in."""
+        ok = np.isfinite(observed)
+        if not ok.any():
+            return
+        rng = np.random.default_rng([self.seed, k, t_index])
+        perm = point_biserial_masks(composition_permutations(mask, classes, self.n_perm, rng), relevance)
+        acc = store.get(key)
+        if acc is None:
+            acc = store[key] = [np.zeros(perm.shape), np.zeros(observed.shape), np.zeros(observed.shape)]
+        acc[0] += np.where(ok, perm, 0.0)
+        acc[1] += np.where(ok, observed, 0.0)
+        acc[2] += ok
 
     def masks(self, k: int) -> dict[str, np.ndarray]:
         """mask[type][position] of embedding row ``k`` (with the special tokens when kept)."""
@@ -193,12 +274,15 @@ class _PerProtein:
         hrel = np.zeros((self.n_layers, self.n_heads, relevance.shape[-1]), dtype=np.float64)
         hrel[layer, head] = relevance
         masks = self.masks(k)
-        self.heads[key] = (hrel.sum(-1),
-                           # no annotation (or all annotated): r is NaN; share one grid
-                           {t: point_biserial(m, hrel) if 0 < m.sum() < m.size else self.nan_grid
-                            for t, m in masks.items()},
+        r = {t: point_biserial(m, hrel) if 0 < m.sum() < m.size else self.nan_grid  # NaN: share one grid
+             for t, m in masks.items()}
+        self.heads[key] = (hrel.sum(-1), r,
                            {t: rank_accuracy(m, hrel) if m.any() else self.nan_grid
                             for t, m in masks.items()})
+        classes = self.classes(k)
+        if classes is not None:
+            for i, (t, m) in enumerate(masks.items()):
+                self._accumulate(self.null_heads, (key[1], t), k, i, m, classes, hrel, r[t])
 
     def collect(self) -> dict:
         """Embedding-level values of every protein and the head summaries, in embedding order."""
@@ -220,9 +304,13 @@ class _PerProtein:
                                     f"target {e.target!r} of the embedding table")
                 out["rel_sum"].append(heads[0])
             out["target"].append(e.target)
-            for t in types:
+            classes = self.classes(k)
+            for i, t in enumerate(types):
                 m = masks[t]
                 r_e = float(point_biserial(m, rel_e))
+                if classes is not None:
+                    self._accumulate(self.null_emb, (e.target, t), k, i, m, classes, rel_e,
+                                     np.array(r_e))
                 ra_e = float(rank_accuracy(m, rel_e))
                 out["r_emb"][t].append(r_e)
                 out["acc_emb"][t].append(ra_e)
@@ -235,6 +323,7 @@ class _PerProtein:
                         "accession": e.accession, "target": e.target, "annotation": t,
                         "n_annotated": int(m.sum()), "r_embedding": r_e,
                         "rank_accuracy_embedding": ra_e, "random_rank_accuracy": float(m.mean())})
+        out["null"] = {"heads": self.null_heads, "embedding": self.null_emb, "n": self.n_perm}
         return out
 
 
@@ -253,7 +342,8 @@ def _nanmean0(x: np.ndarray) -> np.ndarray:
 
 def wenzel_statistics(embedding: pd.DataFrame, heads: pd.DataFrame, annotations: pd.DataFrame,
                       types: list[str], alpha: float = 0.05, per_target: bool = False,
-                      keep_special_tokens: bool = False) -> dict[str, pd.DataFrame]:
+                      keep_special_tokens: bool = False, sequences: dict | None = None,
+                      n_permutations: int = 0, seed: int = 0) -> dict[str, pd.DataFrame]:
     """All per-head and embedding-level tests for one task's attributions.
 
     ``embedding``: accession, target, relevance (list over residues); ``heads``: accession,
@@ -262,12 +352,13 @@ def wenzel_statistics(embedding: pd.DataFrame, heads: pd.DataFrame, annotations:
     target label when ``per_target`` (EC classes). Returns tables ``heads`` (with rank
     accuracy and ``significant_overlay``), ``embedding``, ``positive_relevance`` and
     ``per_protein``. :func:`wenzel_statistics_streaming` gives the same from a head table
-    file too large for memory.
+    file too large for memory. With ``sequences`` ({accession: sequence}) and
+    ``n_permutations`` > 0 the tables get the composition-null columns (module docstring).
     """
     n_layers = int(heads["layer"].max()) + 1 if len(heads) else 0
     n_heads = int(heads["head"].max()) + 1 if len(heads) else 0
     summaries = _PerProtein(embedding, annotations, types, keep_special_tokens, n_layers, n_heads,
-                            "head table")
+                            "head table", sequences, n_permutations, seed)
     if len(heads):
         for key, rows in heads.groupby(["accession", "target"], sort=False):
             summaries.add_heads(key, rows["layer"].to_numpy(int), rows["head"].to_numpy(int),
@@ -334,7 +425,8 @@ def _grid_size(path, batch_rows: int) -> tuple[int, int]:
 def wenzel_statistics_streaming(embedding: pd.DataFrame, heads_path, annotations: pd.DataFrame,
                                 types: list[str], alpha: float = 0.05, per_target: bool = False,
                                 keep_special_tokens: bool = False,
-                                batch_rows: int = HEAD_BATCH_ROWS) -> dict[str, pd.DataFrame]:
+                                batch_rows: int = HEAD_BATCH_ROWS, sequences: dict | None = None,
+                                n_permutations: int = 0, seed: int = 0) -> dict[str, pd.DataFrame]:
     """:func:`wenzel_statistics` with the head table read from the Parquet file ``heads_path``
     in batches of ``batch_rows`` rows: memory holds one protein's rows and the per-protein
     summaries, not the table. The rows must be in the gather order (each protein and target's
@@ -352,7 +444,7 @@ def wenzel_statistics_streaming(embedding: pd.DataFrame, heads_path, annotations
                            "rerun attribute_proteins" if keep_special_tokens else ""))
     n_layers, n_heads = _grid_size(heads_path, batch_rows)
     summaries = _PerProtein(embedding, annotations, types, keep_special_tokens, n_layers, n_heads,
-                            str(heads_path))
+                            str(heads_path), sequences, n_permutations, seed)
     if n_layers:
         for key, rows in iter_head_blocks(heads_path, need, batch_rows):
             summaries.add_heads(key, rows.column("layer").to_numpy().astype(int),
@@ -363,6 +455,24 @@ def wenzel_statistics_streaming(embedding: pd.DataFrame, heads_path, annotations
 
 #: ``annotation`` of the positive-relevance rows over every protein of a group
 ALL_PROTEINS = "all_proteins"
+
+
+def composition_test(store: dict, annotation: str, group: str | None, n: int, shape: tuple) -> dict:
+    """Permutation test of mean r against the composition null from the sums of
+    :meth:`_PerProtein._accumulate` over the targets of ``group`` (None: every target):
+    ``mean_r``, ``null_mean_r``, ``null_sd_r``, ``p_composition`` arrays of ``shape``
+    (NaN where no protein has a finite r or the null was not computed)."""
+    keys = [key for key in store if key[1] == annotation and (group is None or str(key[0]) == group)]
+    if not n or not keys:
+        nan = np.full(shape, np.nan)
+        return {"mean_r": nan, "null_mean_r": nan, "null_sd_r": nan, "p_composition": nan}
+    perm, obs, cnt = (sum(store[key][i] for key in keys) for i in range(3))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean, null = obs / cnt, perm / cnt[None]
+        p = (1.0 + (null >= mean[None] - 1e-12).sum(0)) / (1.0 + n)
+    p = np.where(cnt > 0, p, np.nan)
+    return {"mean_r": mean.reshape(shape), "null_mean_r": null.mean(0).reshape(shape),
+            "null_sd_r": null.std(0).reshape(shape), "p_composition": p.reshape(shape)}
 
 
 def _tests(v: dict, types: list[str], alpha: float, per_target: bool, n_layers: int,
@@ -379,6 +489,7 @@ def _tests(v: dict, types: list[str], alpha: float, per_target: bool, n_layers: 
     head_tabs, emb_rows, pos_tabs = [], [], []
     rel_sum = np.stack(rel_sum) if n_layers else None
     carries = {t: np.isfinite(np.array(chance[t], dtype=np.float64)) for t in types}
+    null = v.get("null") or {"heads": {}, "embedding": {}, "n": 0}
 
     def positive(annotation: str, gname: str, rows: np.ndarray) -> np.ndarray:
         """Wilcoxon (> 0) of the head sums over ``rows`` of the proteins, BH over heads; appends
@@ -394,19 +505,24 @@ def _tests(v: dict, types: list[str], alpha: float, per_target: bool, n_layers: 
         if n_layers:
             positive(ALL_PROTEINS, gname, sel)
         for t in types:
+            comp_group = None if gname == "all" else gname
+            ce = composition_test(null["embedding"], t, comp_group, null["n"], ())
             re = np.array(r_emb[t])[sel]
             n, p = wilcoxon_greater(re[:, None])
             emb_rows.append({"annotation": t, "group": gname, "n_proteins": int(n[0]),
                              "median_r": float(np.nanmedian(re)) if np.isfinite(re).any() else np.nan,
                              "p": float(p[0]),
                              "rank_accuracy": float(_nanmean0(np.array(acc_emb[t])[sel])),
-                             "random_rank_accuracy": float(_nanmean0(np.array(chance[t])[sel]))})
+                             "random_rank_accuracy": float(_nanmean0(np.array(chance[t])[sel])),
+                             **{k: float(x) for k, x in ce.items()}})
             if n_layers:
                 # the original's overlay: positive relevance on the proteins carrying t only
                 pos_sig = positive(t, gname, sel & carries[t])
                 rh = np.stack(r_heads[t])[sel]
                 n, p = wilcoxon_greater(rh)
                 q, rej = bh(p, alpha)
+                ch = composition_test(null["heads"], t, comp_group, null["n"], p.shape)
+                qc, rejc = bh(ch["p_composition"], alpha)
                 with np.errstate(all="ignore"), warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN heads: NaN median
                     med = np.nanmedian(rh, axis=0) if np.isfinite(rh).any() else np.full(p.shape, np.nan)
@@ -415,12 +531,16 @@ def _tests(v: dict, types: list[str], alpha: float, per_target: bool, n_layers: 
                     "median_r": med.ravel(), "p": p.ravel(), "p_bh": q.ravel(),
                     "significant": rej.ravel(), "significant_overlay": rej.ravel() & pos_sig,
                     "rank_accuracy": _nanmean0(np.stack(acc_heads[t])[sel]).ravel(),
-                    "random_rank_accuracy": float(_nanmean0(np.array(chance[t])[sel]))}))
+                    "random_rank_accuracy": float(_nanmean0(np.array(chance[t])[sel])),
+                    **{k: x.ravel() for k, x in ch.items()}, "p_composition_bh": qc.ravel(),
+                    "significant_composition": rejc.ravel()}))
+    comp_cols = ["mean_r", "null_mean_r", "null_sd_r", "p_composition"]
     emb_df = pd.DataFrame(emb_rows, columns=["annotation", "group", "n_proteins", "median_r", "p",
-                                             "rank_accuracy", "random_rank_accuracy"])
+                                             "rank_accuracy", "random_rank_accuracy", *comp_cols])
     emb_df["significant"] = emb_df["p"] < alpha
     head_cols = ["annotation", "group", "layer", "head", "n_proteins", "median_r", "p", "p_bh",
-                 "significant", "significant_overlay", "rank_accuracy", "random_rank_accuracy"]
+                 "significant", "significant_overlay", "rank_accuracy", "random_rank_accuracy",
+                 *comp_cols, "p_composition_bh", "significant_composition"]
     pos_cols = ["annotation", "group", "layer", "head", "n_proteins", "p", "p_bh", "significant"]
     return {"heads": pd.concat(head_tabs, ignore_index=True) if head_tabs
             else pd.DataFrame(columns=head_cols),
@@ -432,9 +552,11 @@ def _tests(v: dict, types: list[str], alpha: float, per_target: bool, n_layers: 
 
 def run_head_statistics(embedding_path, heads_path, annotations_path, types, alpha, per_target,
                         output, keep_special_tokens: bool = False,
-                        batch_rows: int = HEAD_BATCH_ROWS) -> None:
+                        batch_rows: int = HEAD_BATCH_ROWS, proteins_path=None,
+                        composition_null: dict | None = None, seed: int = 0) -> None:
     """Read one task's embedding table, stream its head table through
-    :func:`wenzel_statistics_streaming` and write the four result tables."""
+    :func:`wenzel_statistics_streaming` and write the four result tables. ``proteins_path``
+    (sequences) and ``composition_null`` ({"permutations": K}) add the composition null."""
     import logging
 
     from .io import DataError, read_table, write_table
@@ -445,17 +567,25 @@ def run_head_statistics(embedding_path, heads_path, annotations_path, types, alp
     if keep_special_tokens and missing:
         raise DataError(f"{embedding_path}: no field(s) {sorted(missing)}, needed by "
                         "analysis.keep_special_tokens; rerun attribute_proteins")
+    n_perm = int((composition_null or {}).get("permutations", 0)) if proteins_path else 0
+    sequences = None
+    if n_perm:
+        prot = read_table(proteins_path, "proteins")
+        sequences = dict(zip(prot["accession"], prot["sequence"]))
     res = wenzel_statistics_streaming(emb, heads_path,
                                       read_table(annotations_path, "residue_annotations"),
-                                      list(types), alpha, per_target, keep_special_tokens, batch_rows)
+                                      list(types), alpha, per_target, keep_special_tokens, batch_rows,
+                                      sequences, n_perm, seed)
     for key, path in (("heads", output.heads), ("embedding", output.embedding),
                       ("positive_relevance", output.positive), ("per_protein", output.per_protein)):
         write_table(path, res[key])
     log.info("special tokens %s", "kept (mask 0)" if keep_special_tokens else "left out")
     for r in res["embedding"].itertuples():
         log.info("embedding level %s [%s]: n=%d median r=%.3f p=%.3g rank accuracy %.3f "
-                 "(chance %.3f)", r.annotation, r.group, r.n_proteins, r.median_r, r.p,
-                 r.rank_accuracy, r.random_rank_accuracy)
+                 "(chance %.3f); composition null (%d permutations): mean r %.3f vs %.3f +- %.3f, "
+                 "p=%.3g", r.annotation, r.group, r.n_proteins, r.median_r, r.p,
+                 r.rank_accuracy, r.random_rank_accuracy, n_perm, r.mean_r, r.null_mean_r,
+                 r.null_sd_r, r.p_composition)
     h = res["heads"]
     if len(h):
         for (ann, group), sub in h.groupby(["annotation", "group"], sort=False):

@@ -7,6 +7,7 @@ rule head_statistics:
         embedding=out("attribution/{task}/{variant}/embedding.parquet"),
         heads=out("attribution/{task}/{variant}/heads.parquet"),
         annotations=out("data/protein/residue_annotations.parquet"),
+        proteins=out("data/protein/proteins.parquet"),
     output:
         heads=out("analysis/protein/{task}/{variant}/head_statistics.parquet"),
         embedding=out("analysis/protein/{task}/{variant}/embedding_statistics.parquet"),
@@ -20,6 +21,8 @@ rule head_statistics:
         types=config["analysis"]["annotation_types"],
         alpha=config["analysis"]["alpha"],
         keep_special_tokens=config["analysis"]["keep_special_tokens"],
+        composition_null=config["analysis"]["composition_null"],
+        seed=SEED,
         per_target=lambda wc: config["protein"]["tasks"][wc.task]["type"] == "single_label"
         or len(config["protein"]["tasks"][wc.task].get("attribute_terms", [])) > 1,
     threads: 1
