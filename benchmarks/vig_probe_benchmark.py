@@ -2,7 +2,9 @@
 
 Both count the same definition (METHODS.md section 2) on identical attention arrays; the
 script checks the numbers agree, prints the speed-up, and the peak memory of the streaming
-counter for N and 4N proteins (it should not grow with the number of proteins).
+counter for N and 4N proteins (it should barely grow with the number of proteins: only the
+per-protein counts behind the protein-level bootstrap, proteins x heads x properties small integers,
+are kept).
 
     .venv/bin/python benchmarks/vig_probe_benchmark.py [--length 100] [--proteins 3]
 """

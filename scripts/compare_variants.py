@@ -1,4 +1,5 @@
-"""Rule compare_variants: Jaccard of significant-head masks, fine-tuned vs controls."""
+"""Rule compare_variants: Jaccard of significant-head masks, fine-tuned vs controls, beside its
+chance level (random masks of the same sizes) and a seeded permutation p-value."""
 import sys
 from pathlib import Path
 
@@ -10,4 +11,5 @@ sm = snakemake  # noqa: F821
 
 from seqxai.variant_comparison import run_compare_variants  # noqa: E402
 
-run_compare_variants(sm.input.heads, sm.params.variants, sm.output.comparison)
+run_compare_variants(sm.input.heads, sm.params.variants, sm.output.comparison,
+                     n_permutations=sm.params.n_permutations, seed=sm.params.seed)

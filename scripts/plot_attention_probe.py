@@ -11,9 +11,11 @@ sm = snakemake  # noqa: F821
 
 from seqxai import plots  # noqa: E402
 from seqxai.io import read_json, read_table  # noqa: E402
+from seqxai.share_denominators import select_denominator  # noqa: E402
 
 model = sm.wildcards.model
-probe = read_table(sm.input.probe)
+# the configured denominator (provis or resolved pairs only) under the plain column names
+probe = select_denominator(read_table(sm.input.probe), sm.params.share_denominator)
 plots.attention_probe(probe, sm.output.figure, model)
 plots.attention_top_heads(probe, sm.output.top_heads, model)
 plots.attention_layer_trend(read_table(sm.input.trend), probe, sm.output.layer_trend, model)

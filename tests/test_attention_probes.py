@@ -5,8 +5,10 @@ import pandas as pd
 import pytest
 
 from seqxai.attention_probes import (AMINO_ACIDS, HighConfidenceCounter, amino_acid_masks,
-                                     amino_acid_profiles, blosum_correlation, contact_matrix,
-                                     layer_trend, two_proportion_z)
+                                     amino_acid_profiles, blosum_correlation,
+                                     bootstrap_share_interval, contact_matrix, layer_trend,
+                                     protein_bootstrap_weights, two_proportion_z)
+from seqxai.share_denominators import SHARED_COLUMNS, resolved_name, select_denominator
 
 
 def test_contact_matrix_is_symmetric_and_one_based():
@@ -68,8 +70,9 @@ def _naive(proteins, theta, min_sep=6):
     every high-confidence weight counts in the total; key background per residue."""
     n_l, n_h = proteins[0][0].shape[:2]
     total = np.zeros((n_l, n_h), int)
-    hits = {}
-    bg = {}
+    total_res = np.zeros((n_l, n_h), int)
+    hits, hits_res = {}, {}
+    bg, bg_res = {}, {}
     for attn, contact, keys, resolved in proteins:
         n = attn.shape[-1]
         cmap = np.where(contact, 1, 0)
@@ -79,22 +82,31 @@ def _naive(proteins, theta, min_sep=6):
                     cmap[i, j] = -1
         for name, v in [("contact", None)] + list(keys.items()):
             hits.setdefault(name, np.zeros((n_l, n_h), int))
+            hits_res.setdefault(name, np.zeros((n_l, n_h), int))
             bg.setdefault(name, [0, 0])
-        bg["contact"][0] += int((cmap == 1).sum())
-        bg["contact"][1] += int((cmap >= 0).sum())
+            bg_res.setdefault(name, [0, 0])
+        for b in (bg, bg_res):
+            b["contact"][0] += int((cmap == 1).sum())
+            b["contact"][1] += int((cmap >= 0).sum())
         for name, k in keys.items():
             bg[name][0] += int(k.sum())
             bg[name][1] += n
+            bg_res[name][0] += int((k & resolved).sum())
+            bg_res[name][1] += int(resolved.sum())
         for layer in range(n_l):
             for head in range(n_h):
                 for i in range(n):
                     for j in range(n):
                         if attn[layer, head, i, j] >= theta:
+                            both = resolved[i] and resolved[j]
                             total[layer, head] += 1
+                            total_res[layer, head] += both
                             hits["contact"][layer, head] += cmap[i, j] == 1
+                            hits_res["contact"][layer, head] += cmap[i, j] == 1
                             for name, k in keys.items():
                                 hits[name][layer, head] += bool(k[j])
-    return total, hits, bg
+                                hits_res[name][layer, head] += bool(k[j]) and both
+    return total, hits, bg, total_res, hits_res, bg_res
 
 
 def test_vectorised_counter_equals_naive_loop_with_unresolved_residues():
@@ -111,15 +123,23 @@ def test_vectorised_counter_equals_naive_loop_with_unresolved_residues():
     c = HighConfidenceCounter(2, 3, theta=0.3)
     for attn, contact, keys, resolved in proteins:
         c.add(attn, {"contact": contact}, keys, resolved)
-    total, hits, bg = _naive(proteins, 0.3)
+    total, hits, bg, total_res, hits_res, bg_res = _naive(proteins, 0.3)
     np.testing.assert_array_equal(c.total, total)
-    t = c.table(min_high_confidence=0)
+    np.testing.assert_array_equal(c.total_resolved, total_res)
+    assert (total_res < total).any()  # the case exercises the restriction
+    t = c.table(min_high_confidence=0, n_bootstrap=0)
     assert set(t["property"]) == set(hits)
     for name, h in hits.items():
         sub = t[t["property"] == name].sort_values(["layer", "head"])
         np.testing.assert_array_equal(sub["hits"].to_numpy().reshape(2, 3), h)
         np.testing.assert_allclose(sub["share"].to_numpy().reshape(2, 3), h / total)
         assert sub["background"].iloc[0] == pytest.approx(bg[name][0] / bg[name][1])
+        np.testing.assert_array_equal(sub["hits_resolved"].to_numpy().reshape(2, 3), hits_res[name])
+        np.testing.assert_array_equal(sub["n_high_confidence_resolved"].to_numpy().reshape(2, 3), total_res)
+        assert sub["background_resolved"].iloc[0] == pytest.approx(bg_res[name][0] / bg_res[name][1])
+    # per-protein counts sum to the totals (the bootstrap resamples them)
+    np.testing.assert_array_equal(c.per_protein().sum(axis=0), np.stack([total.ravel(), total_res.ravel()]))
+    np.testing.assert_array_equal(c.per_protein("site")[:, 1].sum(axis=0), hits_res["site"].ravel())
     assert c.n_proteins == 3
 
 
@@ -146,6 +166,130 @@ def test_z_test_matches_statsmodels_and_bonferroni_counts_scored_heads():
     assert t.loc[("contact", 0, 0), "n_tests"] == 2
     lo, hi = t.loc[("contact", 0, 0), ["share_low", "share_high"]]
     assert lo < 100 / 150 < hi
+
+
+def test_resolved_denominator_by_hand_with_unresolved_and_low_plddt_residues():
+    """12 residues: residue 2 has no coordinates, residues 9-11 are an AlphaFold stretch with
+    pLDDT < 70; the contact map marks both unresolved (sources.structures), so both leave the
+    resolved share's numerator and denominator."""
+    n = 12
+    observed = np.ones(n, bool)
+    observed[2] = False
+    plddt = np.array([90, 91, 88, 85, 80, 75, 72, 71, 70, 60, 40, 30], float)
+    resolved = observed & (plddt >= 70)  # as contact_map() builds the "resolved" string
+    contacts = contact_matrix(n, [1, 2, 3, 4], [8, 10, 9, 12])  # 2-10 and 4-12 touch low pLDDT
+    attn = np.full((1, 1, n, n), 0.01)
+    attn[0, 0, 0, 7] = 0.9   # contact 1-8, both resolved: hit in both shares
+    attn[0, 0, 1, 9] = 0.9   # contact 2-10: residue 10 has pLDDT 60 -> no hit; provis total only
+    attn[0, 0, 2, 8] = 0.9   # contact 3-9: residue 3 unobserved -> no hit; provis total only
+    attn[0, 0, 4, 5] = 0.9   # short range, both resolved: denominator of both
+    attn[0, 0, 3, 11] = 0.5  # contact 4-12: residue 12 pLDDT 30 -> provis total only
+    attn[0, 0, 11, 3] = 0.5  # the same pair from the low-confidence side
+    attn[0, 0, 5, 0] = 0.4   # resolved, no contact
+    site = np.zeros(n, bool)
+    site[[0, 5, 10]] = True  # residue 11 (index 10) is a site in a low-pLDDT stretch
+    c = HighConfidenceCounter(1, 1)
+    c.add(attn, {"contact": contacts}, {"site": site}, resolved)
+    t = c.table(min_high_confidence=0, n_bootstrap=0).set_index("property")
+    # provis: 7 high-confidence weights, 1 on a scored contact
+    assert (t.loc["contact", "n_high_confidence"], t.loc["contact", "hits"]) == (7, 1)
+    # resolved pairs only: (0,7), (4,5), (5,0) -> 3 weights, 1 contact
+    assert (t.loc["contact", "n_high_confidence_resolved"], t.loc["contact", "hits_resolved"]) == (3, 1)
+    assert t.loc["contact", "share_resolved"] == pytest.approx(1 / 3)
+    assert t.loc["contact", "share"] == pytest.approx(1 / 7)
+    # contact background: resolved residues 0,1,3..8 (8 of them), pairs |i-j| >= 6 among them
+    res = np.flatnonzero(resolved)
+    pairs = sum(1 for i in res for j in res if abs(i - j) >= 6)
+    assert t.loc["contact", "background_resolved_total"] == pairs
+    assert t.loc["contact", "background_resolved_hits"] == 2  # only 1-8 (both orders) survives
+    # key property: provis counts key 5 (from query 4) and key 0 (from query 5): 2 hits of 7;
+    # resolved: the same 2 hits of 3; background 3 / 12 residues vs 2 / 8 resolved residues
+    assert (t.loc["site", "hits"], t.loc["site", "hits_resolved"]) == (2, 2)
+    assert t.loc["site", "share_resolved"] == pytest.approx(2 / 3)
+    assert t.loc["site", "background"] == pytest.approx(3 / 12)
+    assert t.loc["site", "background_resolved"] == pytest.approx(2 / 8)
+
+
+def _per_protein_counter(hits_per_protein, total_per_protein):
+    """A one-head counter fed one protein per entry: query i attends key i (>= theta) for the
+    first ``total`` queries, the first ``hits`` of those keys in contact with their query."""
+    c = HighConfidenceCounter(1, 1)
+    for h, tot in zip(hits_per_protein, total_per_protein):
+        n = max(tot, 1) + 8
+        attn = np.zeros((1, 1, n, n))
+        contact = np.zeros((n, n), bool)
+        for q in range(tot):
+            k = q + 7  # |i - j| >= 6 so a contact counts
+            attn[0, 0, q, k] = 1.0
+            contact[q, k] = contact[k, q] = q < h
+        c.add(attn, {"contact": contact})
+    return c
+
+
+def test_bootstrap_interval_contains_the_share_widens_when_one_protein_dominates_and_is_seeded():
+    # 20 proteins with share 0.3 each: the resampled share never moves
+    even = _per_protein_counter([3] * 20, [10] * 20).table(0, n_bootstrap=1000, seed=5).iloc[0]
+    assert even["share"] == pytest.approx(0.3)
+    assert even["share_ci_low"] == pytest.approx(0.3) and even["share_ci_high"] == pytest.approx(0.3)
+    # the same summed counts (60 / 200), but one protein holds half the weights and all hits
+    hits, tot = [60] + [0] * 19, [100] + [100 // 19 + (i < 100 % 19) for i in range(19)]
+    assert sum(hits) == 60 and sum(tot) == 200
+    skew = _per_protein_counter(hits, tot).table(0, n_bootstrap=1000, seed=5).iloc[0]
+    assert skew["share"] == pytest.approx(0.3) and skew["hits"] == 60
+    assert skew["share_ci_low"] < 0.3 < skew["share_ci_high"]
+    assert skew["share_ci_high"] - skew["share_ci_low"] > 0.3  # one protein decides the share
+    # the Wilson interval treats the 200 weights as independent and stays narrow
+    assert skew["share_high"] - skew["share_low"] < 0.15
+    # seeded: the same seed gives the same interval, another seed (almost surely) another one
+    again = _per_protein_counter(hits, tot).table(0, n_bootstrap=1000, seed=5).iloc[0]
+    assert (again["share_ci_low"], again["share_ci_high"]) == (skew["share_ci_low"], skew["share_ci_high"])
+    other = _per_protein_counter(hits, tot).table(0, n_bootstrap=1000, seed=6).iloc[0]
+    assert (other["share_ci_low"], other["share_ci_high"]) != (skew["share_ci_low"], skew["share_ci_high"])
+
+
+def test_bootstrap_equals_a_loop_over_resampled_proteins():
+    rng = np.random.default_rng(0)
+    hits = rng.integers(0, 5, size=(7, 3))
+    total = hits + rng.integers(0, 6, size=(7, 3))
+    total[:, 2] = hits[:, 2] = 0
+    total[0, 2], hits[0, 2] = 4, 1  # head 2 has weights in one protein only
+    w = protein_bootstrap_weights(7, 200, seed=1)
+    assert w.shape == (200, 7) and (w.sum(axis=1) == 7).all()
+    low, high = bootstrap_share_interval(hits, total, w)
+    loop = np.random.default_rng(1)  # the same stream, drawn protein set by protein set
+    shares = []
+    for _ in range(200):
+        counts = loop.multinomial(7, np.full(7, 1 / 7))
+        idx = np.repeat(np.arange(7), counts)  # the resampled proteins
+        with np.errstate(invalid="ignore", divide="ignore"):
+            shares.append(hits[idx].sum(axis=0) / total[idx].sum(axis=0))
+    shares = np.array(shares)
+    np.testing.assert_allclose(low[:2], np.percentile(shares[:, :2], 2.5, axis=0))
+    np.testing.assert_allclose(high[:2], np.percentile(shares[:, :2], 97.5, axis=0))
+    # head 2: draws without protein 0 have no weight and drop out; the rest give 1/4
+    assert low[2] == high[2] == pytest.approx(0.25)
+    assert np.isnan(bootstrap_share_interval(hits, total, np.zeros((0, 7)))[0]).all()
+
+
+def test_select_denominator_puts_the_resolved_columns_under_the_plain_names():
+    attn, contacts, binding = _protein()
+    resolved = np.ones(20, bool)
+    resolved[0] = False
+    c = HighConfidenceCounter(1, 2)
+    c.add(attn, {"contact": contacts}, {"binding_site": binding}, resolved)
+    t = c.table(min_high_confidence=0, n_bootstrap=10)
+    assert resolved_name("share_ci_low") == "share_resolved_ci_low"
+    assert resolved_name("p_bonferroni") == "p_resolved_bonferroni"
+    assert resolved_name("n_high_confidence") == "n_high_confidence_resolved"
+    assert all(resolved_name(col) in t for col in SHARED_COLUMNS)
+    assert select_denominator(t, "provis") is t
+    r = select_denominator(t, "resolved").set_index(["property", "head"])
+    # head 0's weight from unresolved query 0 leaves the resolved denominator: 1 of 2 on contacts
+    assert r.loc[("contact", 0), "n_high_confidence"] == 2
+    assert r.loc[("contact", 0), "share"] == pytest.approx(1 / 2)
+    assert r.loc[("binding_site", 1), "n_high_confidence"] == 19
+    with pytest.raises(ValueError, match="provis.*resolved"):
+        select_denominator(t, "weighted")
 
 
 def test_layer_trend_centre_of_gravity():
@@ -203,6 +347,7 @@ def test_run_attention_probe_streams_and_writes_every_table(tmp_path, tiny_encod
         i, j = np.triu_indices(n, 1)
         keep = rng.random(len(i)) < 0.08
         resolved = "".join("0" if x < 0.1 else "1" for x in rng.random(n))
+        resolved = resolved[:2] + "0" + resolved[3:]  # every protein has an unresolved residue
         prots.append({"accession": f"P{k}", "sequence": seq, "length": n, "ec": "1.1.1.1",
                       "ec_class": "1", "go_terms": [], "organism_id": 1})
         cms.append({"accession": f"P{k}", "length": n, "resolved": resolved,
@@ -219,7 +364,8 @@ def test_run_attention_probe_streams_and_writes_every_table(tmp_path, tiny_encod
     outputs = {x: tmp_path / f"out_{x}.parquet" for x in ("probe", "trend", "aa", "blosum", "contacts")}
     outputs["summary"] = tmp_path / "summary.json"
     vig = {"theta": 0.03, "min_high_confidence": 0, "max_residues": 510, "split": "all",
-           "contacts": {"n_train": 3, "C": 0.15}}
+           "contacts": {"n_train": 3, "C": 0.15}, "bootstrap": {"draws": 200},
+           "share_denominator": "resolved"}
     sss = {p["accession"]: "".join(rng.choice(list("HE- "), p["length"])) for p in prots}
     write_table(tmp_path / "ss.parquet", pd.DataFrame({"accession": list(sss), "ss": list(sss.values()),
                                                        "source": "test"}))
@@ -236,12 +382,30 @@ def test_run_attention_probe_streams_and_writes_every_table(tmp_path, tiny_encod
         ss, known = secondary_structure_masks(sss[p["accession"]])
         c.add(attn, {"contact": contact_matrix(p["length"], cm["contact_i"], cm["contact_j"])},
               amino_acid_masks(p["sequence"]), res, structural_keys=ss, known=known)
-    want = c.table(0)
+    want = c.table(0, n_bootstrap=200, seed=0)
     probe, aa = read_table(outputs["probe"]), read_table(outputs["aa"])
     got = pd.concat([probe, aa]).set_index(["property", "layer", "head"])
     for r in want.itertuples():
-        assert got.loc[(r.property, r.layer, r.head), "hits"] == r.hits
-        assert got.loc[(r.property, r.layer, r.head), "background"] == pytest.approx(r.background)
+        row = got.loc[(r.property, r.layer, r.head)]
+        assert row["hits"] == r.hits and row["hits_resolved"] == r.hits_resolved
+        assert row["n_high_confidence_resolved"] == r.n_high_confidence_resolved
+        assert row["background"] == pytest.approx(r.background)
+        assert row["background_resolved"] == pytest.approx(r.background_resolved)
+        assert row["share_ci_low"] == pytest.approx(r.share_ci_low, nan_ok=True)
+        assert row["share_resolved_ci_high"] == pytest.approx(r.share_resolved_ci_high, nan_ok=True)
+    assert (probe["n_high_confidence_resolved"] < probe["n_high_confidence"]).any()
+    ok = probe["n_high_confidence"] > 0
+    assert (probe.loc[ok, "share_ci_low"] <= probe.loc[ok, "share_ci_high"]).all()
+    # the configured denominator (resolved) feeds the layer trend
+    trend = read_table(outputs["trend"])
+    want_trend = layer_trend(select_denominator(want[~want["property"].str.startswith("aa:")], "resolved"))
+    trend = trend[trend["property"].isin(want_trend["property"])]  # the reference has no binding_site
+    assert len(want_trend) == 8  # contact, ss:H, ss:E, ss:- over 2 layers
+    provis_trend = layer_trend(want[~want["property"].str.startswith("aa:")])
+    assert not np.allclose(provis_trend.sort_values(["property", "layer"])["mean_share"],
+                           want_trend.sort_values(["property", "layer"])["mean_share"])
+    np.testing.assert_allclose(trend.sort_values(["property", "layer"])["mean_share"],
+                               want_trend.sort_values(["property", "layer"])["mean_share"])
     assert set(probe["property"]) == {"contact", "binding_site", "ss:H", "ss:E", "ss:-"}
     assert (probe["n_high_confidence"] > 0).all()  # the test exercises real counts
     assert aa["property"].nunique() == 20
@@ -251,12 +415,19 @@ def test_run_attention_probe_streams_and_writes_every_table(tmp_path, tiny_encod
     assert len(prec) == 4 + 1 and prec["accession"].iloc[-1] == "mean"  # 7 proteins - 3 trained
     summary = json.loads(outputs["summary"].read_text())
     assert summary["n_train"] == 3 and summary["n_heldout"] == 4
+    assert summary["share_denominator"] == "resolved" and summary["n_bootstrap"] == 200
+    best = summary["best_heads"]["contact"]
+    top = select_denominator(probe, "resolved").query("property == 'contact'").sort_values(
+        "share", ascending=False).iloc[0]
+    assert (best["layer"], best["head"]) == (top["layer"], top["head"])
+    assert best["share_resolved"] == pytest.approx(top["share"])
     ex = summary["example"]
     assert ex["accession"] in set(prec["accession"]) and len(ex["attention"]) == ex["length"]
     # every attention figure draws from these outputs
     from seqxai import plots
 
     figs = {k: tmp_path / f"{k}.png" for k in ("heat", "top", "trend", "blosum", "contacts")}
+    probe = select_denominator(probe, "resolved")  # as the plotting rule does
     plots.attention_probe(probe, figs["heat"], "tiny")
     plots.attention_top_heads(probe, figs["top"], "tiny")
     plots.attention_layer_trend(read_table(outputs["trend"]), probe, figs["trend"], "tiny")

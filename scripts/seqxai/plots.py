@@ -174,17 +174,21 @@ def _vig_properties(table: pd.DataFrame) -> list[str]:
 
 
 def attention_top_heads(table: pd.DataFrame, path, model: str, k: int = 10) -> None:
-    """Per property: the k heads with the largest share, 95% Wilson intervals, the background
-    as a dashed line, * for heads significant after Bonferroni over the scored heads."""
+    """Per property: the k heads with the largest share, 95% protein-bootstrap intervals (Wilson
+    intervals for tables without them), the background as a dashed line, * for heads significant
+    after Bonferroni over the scored heads."""
     props = _vig_properties(table)
+    boot = "share_ci_low" in table and table["share_ci_low"].notna().any()
+    lo, hi, kind = ("share_ci_low", "share_ci_high", "protein-bootstrap") if boot else ("share_low", "share_high",
+                                                                                   "Wilson")
     fig, axes = plt.subplots(1, len(props), figsize=(3.6 * len(props), 3.2), squeeze=False)
     for ax, prop in zip(axes[0], props):
         sub = table[(table["property"] == prop) & table["included"]]
         top = sub.sort_values("share", ascending=False).head(k)
         x = np.arange(len(top))
         share = top["share"].to_numpy(float) * 100
-        err = np.vstack([share - top["share_low"].to_numpy(float) * 100,
-                         top["share_high"].to_numpy(float) * 100 - share]).clip(0)  # rounding at 0 and 1
+        err = np.vstack([share - top[lo].to_numpy(float) * 100,
+                         top[hi].to_numpy(float) * 100 - share]).clip(0)  # rounding at 0 and 1
         ax.bar(x, share, color=ANNOTATION_COLOURS.get(prop, "tab:purple"), yerr=err, capsize=2)
         for xi, (s, sig) in enumerate(zip(share, top["significant"])):
             if sig:
@@ -196,7 +200,7 @@ def attention_top_heads(table: pd.DataFrame, path, model: str, k: int = 10) -> N
         ax.set_ylabel("% of high-confidence attention")
         ax.set_title(prop, fontsize=9)
         ax.legend(fontsize=7)
-    fig.suptitle(f"{model}: top heads per property (95% Wilson intervals; * Bonferroni significant)")
+    fig.suptitle(f"{model}: top heads per property (95% {kind} intervals; * Bonferroni significant)")
     fig.tight_layout()
     _save(fig, path)
 

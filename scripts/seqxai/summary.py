@@ -39,7 +39,7 @@ def build_summary(*, tasks, models, embedding, heads, metrics, probes, dna_metri
             "embedding_tests": emb_tables[t].replace({np.nan: None}).to_dict("records"),
             "significant_heads": {f"{a} [{g}]": int(s["significant"].sum())
                                   for (a, g), s in h.groupby(["annotation", "group"])},
-            "n_heads": int(len(h.drop_duplicates(["layer", "head"]))),
+            "n_heads": len(h.drop_duplicates(["layer", "head"])),
         }
     # Controls (METHODS.md 1): test metrics of every variant, Jaccard of significant heads.
     vm = iter(variant_metrics)
@@ -48,7 +48,7 @@ def build_summary(*, tasks, models, embedding, heads, metrics, probes, dna_metri
     for t, cp in zip(tasks, comparison):
         tab = read_table(cp)
         out["protein"][t]["variant_jaccard"] = [
-            {**r, "jaccard": _finite(r["jaccard"])}
+            {**r, **{k: _finite(r[k]) for k in ("jaccard", "expected_jaccard", "p_permutation") if k in r}}
             for r in tab[tab["group"] == "all"].to_dict("records")]
     checks = []
     for e in expect:

@@ -70,6 +70,8 @@ rule compare_variants:
         out("benchmarks/compare_variants_{task}.tsv")
     params:
         variants=VARIANTS,
+        n_permutations=config["analysis"]["variant_comparison"]["n_permutations"],
+        seed=SEED,
     threads: 1
     resources:
         mem_mb=1000,

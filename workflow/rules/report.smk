@@ -92,6 +92,8 @@ rule plot_attention_probe:
         out("logs/plot_attention_probe_{model}.log"),
     benchmark:
         out("benchmarks/plot_attention_probe_{model}.tsv")
+    params:
+        share_denominator=config["analysis"]["vig"]["share_denominator"],
     threads: 1
     conda:
         "../../envs/plots.yaml"
