@@ -16,6 +16,7 @@ summary = build_summary(
     heads=sm.input.heads, metrics=sm.input.metrics, probes=sm.input.probes,
     dna_metrics=sm.input.dna_metrics, dna_summary=sm.input.dna_summary,
     check=sm.params.check, expect=sm.params.expect, expect_max_p=sm.params.expect_max_p,
+    composition_max_p=sm.params.composition_max_p,
     contact_share=sm.params.contact_share, contact_enrichment=sm.params.contact_enrichment,
     min_high_confidence=sm.params.min_high_confidence, variants=sm.params.variants,
     variant_metrics=sm.input.variant_metrics, comparison=sm.input.comparison)

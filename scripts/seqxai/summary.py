@@ -27,7 +27,8 @@ def _finite(x):
 
 
 def build_summary(*, tasks, models, embedding, heads, metrics, probes, dna_metrics, dna_summary,
-                  check: bool = True, expect=(), expect_max_p, min_high_confidence, contact_share=0.10,
+                  check: bool = True, expect=(), expect_max_p, composition_max_p=None,
+                  min_high_confidence, contact_share=0.10,
                   contact_enrichment=5.0, variants=("finetuned",), variant_metrics=(),
                   comparison=()) -> dict:
     out: dict = {"protein": {}, "attention": {}, "positive_controls": {}}
@@ -55,10 +56,17 @@ def build_summary(*, tasks, models, embedding, heads, metrics, probes, dna_metri
         tab = emb_tables[e["task"]]
         row = tab[(tab["annotation"] == e["annotation"]) & (tab["group"] == e["group"])]
         p = _finite(row["p"].iloc[0]) if len(row) else None
+        # the bare Wilcoxon passes on composition alone; the control also needs the composition
+        # null (the mask moved among residues of the same amino acid) when one is configured
+        pc = _finite(row["p_composition"].iloc[0]) if len(row) and "p_composition" in row else None
+        comp_ok = composition_max_p is None or (pc is not None and pc < composition_max_p)
         checks.append({**e, "p": p, "median_r": _finite(row["median_r"].iloc[0]) if len(row) else None,
                        "n_proteins": int(row["n_proteins"].iloc[0]) if len(row) else 0,
-                       "pass": p is not None and p < expect_max_p})
-    out["positive_controls"]["embedding_enrichment"] = {"max_p": expect_max_p, "checks": checks,
+                       "p_composition": pc,
+                       "pass": p is not None and p < expect_max_p and comp_ok})
+    out["positive_controls"]["embedding_enrichment"] = {"max_p": expect_max_p,
+                                                        "composition_max_p": composition_max_p,
+                                                        "checks": checks,
                                                         "pass": all(c["pass"] for c in checks)}
     best = None
     for m, pp in zip(models, probes):

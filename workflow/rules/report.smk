@@ -198,6 +198,11 @@ rule summarize:
         contact_share=config["analysis"]["expect_contact_share"],
         contact_enrichment=config["analysis"]["expect_contact_enrichment"],
         expect_max_p=config["analysis"]["expect_max_p"],
+        composition_max_p=(
+            config["analysis"]["composition_null"]["max_p"]
+            if config["analysis"]["composition_null"]["permutations"]
+            else None
+        ),
         min_high_confidence=config["analysis"]["vig"]["min_high_confidence"],
         encoder=pretrained_encoder,
     threads: 1
