@@ -9,7 +9,8 @@ setup_logging(snakemake.log[0])  # noqa: F821
 sm = snakemake  # noqa: F821
 
 from seqxai.summary import build_provenance, build_summary  # noqa: E402
-from seqxai.io import write_json  # noqa: E402
+from seqxai.io import read_json, write_json  # noqa: E402
+from seqxai.paper_numbers import paper_numbers  # noqa: E402
 
 summary = build_summary(
     tasks=sm.params.tasks, models=sm.params.models, embedding=sm.input.embedding,
@@ -23,4 +24,7 @@ summary = build_summary(
 # Provenance from the resolved config (not params: a changed setting does not rerun this rule
 # by itself; the record is of the run that wrote summary.json).
 summary["provenance"] = build_provenance(sm.config, sm.params.encoder)
+# the papers' published numbers beside the pretrained encoder's (docs/differences.md)
+summary["paper_numbers"] = paper_numbers(summary["attention"].get("pretrained"),
+                                         read_json(sm.input.attention_summary), sm.params.encoder)
 write_json(sm.output.summary, summary)

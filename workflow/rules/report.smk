@@ -180,6 +180,7 @@ rule summarize:
         comparison=expand(out("analysis/protein/{task}/variant_comparison.parquet"), task=TASKS)
         if len(VARIANTS) > 1 else [],
         probes=expand(out("analysis/protein/attention/{model}/vig_probe.parquet"), model=PROBE_MODELS),
+        attention_summary=out("analysis/protein/attention/pretrained/attention_summary.json"),
         dna_metrics=out("models/dna/metrics.json"),
         dna_summary=out("analysis/dna/dna_summary.json"),
         encoder=pretrained_input(),
