@@ -43,11 +43,13 @@ def paper_numbers(attention: dict, attention_summary: dict | None, encoder: str 
                  "published": CONTACT_SHARE[key] if key else list(CONTACT_SHARE_RANGE),
                  "published_for": key or "TapeBert, ProtBert-BFD",
                  "published_background": CONTACT_BACKGROUND,
-                 "run": _num(c["share"]) if c else None, "run_background": _num(c["background"]) if c else None})
+                 "run": _num(c["share"]) if c else None,
+                 "run_background": _num(c["background"]) if c else None})
     rows.append({"quantity": "top binding-site head share", "unit": "fraction",
                  "published": list(BINDING_SHARE_RANGE), "published_for": "TapeBert, ProtBert-BFD",
                  "published_background": BINDING_BACKGROUND,
-                 "run": _num(b["share"]) if b else None, "run_background": _num(b["background"]) if b else None})
+                 "run": _num(b["share"]) if b else None,
+                 "run_background": _num(b["background"]) if b else None})
     rows.append({"quantity": "amino-acid attention vs BLOSUM62 (Pearson r)", "unit": "r",
                  "published": list(BLOSUM_R_RANGE), "published_for": "TapeBert, ProtBert-BFD",
                  "published_background": None, "run": _num(summ.get("r_blosum")), "run_background": None})
