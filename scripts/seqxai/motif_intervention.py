@@ -29,7 +29,8 @@ log = logging.getLogger("seqxai.motif_intervention")
 REPLACEMENTS = ("shuffle", "random")
 
 
-def query_adjacent(peak_offset: np.ndarray, label_offset: int, conv_width: int, key_shift: int) -> np.ndarray:
+def query_adjacent(peak_offset: np.ndarray, label_offset: int, conv_width: int,
+                   key_shift: int) -> np.ndarray:
     """True where a head's peak key (centred at ``peak_offset``) has a receptive field that
     overlaps the predicting query's (centred at ``label_offset - key_shift``): both span
     ``conv_width`` bases."""
@@ -47,7 +48,8 @@ def replace_window(window: np.ndarray, kind: str, rng: np.random.Generator) -> n
     elif kind == "random":
         out[acgt] = rng.integers(0, 4, int(acgt.sum()))
     else:
-        raise DataError(f"dna.probe.intervention.replacement: '{kind}' (expected one of {list(REPLACEMENTS)})")
+        raise DataError(f"dna.probe.intervention.replacement: '{kind}' "
+                        f"(expected one of {list(REPLACEMENTS)})")
     return out
 
 
@@ -62,29 +64,29 @@ def intervene(rows_fn, tokens: dict, t_index: np.ndarray, strands: np.ndarray, t
     farther apart share one model run. ``heads``: the (layer, head) pairs to test (default
     all; the others stay NaN)."""
     n_tss, n_layers, n_heads = top.shape
-    heads = [(l, h) for l in range(n_layers) for h in range(n_heads)] if heads is None else list(heads)
+    heads = [(lay, h) for lay in range(n_layers) for h in range(n_heads)] if heads is None else list(heads)
     after = np.full((n_tss, n_layers, n_heads), np.nan)
     L = len(tokens["+"])
     rel = np.arange(-half_width, half_width + 1)
     edited = {s: tokens[s].copy() for s in tokens}  # edited in place and restored per group
-    for l, h in heads:
+    for lay, h in heads:
         acc = np.zeros(n_tss)
         for d in range(draws):
-            rng = np.random.default_rng([seed, l, h, d])
+            rng = np.random.default_rng([seed, lay, h, d])
             # edit the genome copy in place for a group of TSSs whose windows cannot see each
             # other's edits, run the group, undo the edits
-            pos = t_index[:, None] + top[:, l, h][:, None] + rel[None, :]
+            pos = t_index[:, None] + top[:, lay, h][:, None] + rel[None, :]
             groups = _non_overlapping(pos, strands, reach + 2 * half_width + 1)
             for g in groups:
                 for i in g:
                     p = pos[i][(pos[i] >= 0) & (pos[i] < L)]
                     edited[strands[i]][p] = replace_window(tokens[strands[i]][p], kind, rng)
                 rows = rows_fn(edited, t_index[g], strands[g])
-                acc[g] += rows[:, l, h, peak_index[l, h]]
+                acc[g] += rows[:, lay, h, peak_index[lay, h]]
                 for i in g:
                     p = pos[i][(pos[i] >= 0) & (pos[i] < L)]
                     edited[strands[i]][p] = tokens[strands[i]][p]
-        after[:, l, h] = acc / draws
+        after[:, lay, h] = acc / draws
     return after
 
 
@@ -117,17 +119,17 @@ def intervention_table(before: np.ndarray, after: np.ndarray, peak_offset: np.nd
 
     n_layers, n_heads = before.shape[1:]
     rows = []
-    for l in range(n_layers):
+    for lay in range(n_layers):
         for h in range(n_heads):
-            a, b = before[:, l, h], after[:, l, h]
+            a, b = before[:, lay, h], after[:, lay, h]
             ok = np.isfinite(a) & np.isfinite(b)
             diff = a[ok] - b[ok]
             p = np.nan
-            if not adjacent[l, h] and ok.sum() >= 2 and np.any(diff != 0):
+            if not adjacent[lay, h] and ok.sum() >= 2 and np.any(diff != 0):
                 p = float(wilcoxon(diff, alternative="greater", zero_method="wilcox").pvalue)
             mb, ma = (float(a[ok].mean()), float(b[ok].mean())) if ok.any() else (np.nan, np.nan)
-            rows.append({"layer": l, "head": h, "peak_offset": int(peak_offset[l, h]),
-                         "query_adjacent": bool(adjacent[l, h]), "n_tss": int(ok.sum()),
+            rows.append({"layer": lay, "head": h, "peak_offset": int(peak_offset[lay, h]),
+                         "query_adjacent": bool(adjacent[lay, h]), "n_tss": int(ok.sum()),
                          "attention_before": mb, "attention_after": ma,
                          "relative_drop": 1.0 - ma / mb if mb > 0 else np.nan, "p": p})
     df = pd.DataFrame(rows)
