@@ -9,11 +9,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from replay_server import ReplayServer, forbid_network  # noqa: E402
-from seqxai.go_ontology import parse_obo, propagate_proteins  # noqa: E402
-from seqxai.io import DataError  # noqa: E402
-from seqxai.sources.gene_ontology import fetch_go_basic, run_go  # noqa: E402
-from seqxai.sources.http import DownloadError, Fetcher, RetryPolicy  # noqa: E402
+from replay_server import ReplayServer, forbid_network
+
+from seqxai.go_ontology import parse_obo, propagate_proteins
+from seqxai.io import DataError
+from seqxai.sources.gene_ontology import fetch_go_basic, run_go
+from seqxai.sources.http import DownloadError, Fetcher, RetryPolicy
 
 DATA = Path(__file__).resolve().parent / "data"
 SMALL = DATA / "go_small.obo"
@@ -91,8 +92,8 @@ def _obo(tmp_path, body, header="format-version: 1.2\n"):
     ("\n[Term]\nid: GO:1\nnamespace: c\nrelationship: part_of\n", r"bad.obo:6: malformed relationship"),
     ("\n[Term]\nid: GO:1\nnamespace: c\n\n[Term]\nid: GO:1\nnamespace: c\n",
      r"bad.obo:7: term 'GO:1' defined twice \(first at line 3\)"),
-    ("\n[Term]\nid: GO:1\nnamespace: c\nis_a: GO:2\n\n[Term]\nid: GO:2\nnamespace: c\n"
-     "relationship: part_of GO:1\n", r"bad.obo:\d+: cycle over is_a/part_of"),
+    ("\n[Term]\nid: GO:1\nnamespace: c\nis_a: GO:2\n\n[Term]\nid: GO:2\nnamespace: c\nrelationship: part_of GO:1\n",
+     r"bad.obo:\d+: cycle over is_a/part_of"),
     ("\n[Term\nid: GO:1\n", r"bad.obo:3: malformed stanza header"),
     ("\n[Term]\nid: GO:1\nnamespace: c\nis_obsolete: yes\n", r"bad.obo:6: is_obsolete must be true or false"),
 ])
@@ -172,3 +173,30 @@ def test_real_swissprot_membrane_positives_after_propagation():
     for terms, aspects in zip(out["go_terms"], out["go_aspects"]):
         if membrane in terms:
             assert {"GO:0110165", "GO:0005575"} <= set(terms) and set(aspects) == {"C"}
+
+
+def test_demo_ontology_keeps_the_demo_labels(tmp_path):
+    """The rules demo_proteins -> propagate_go, as functions: the demo's two terms stay on exactly
+    the proteins that carried them, with their ancestors and the aspects of their namespaces."""
+    from seqxai.go_ontology import run_propagate_go
+    from seqxai.io import read_table
+    from seqxai.synth_protein import GO_ATP, GO_MEMBRANE, write_demo_proteins
+
+    d = tmp_path
+    write_demo_proteins({"n_proteins": 40, "n_families": 2}, 3, d / "raw.parquet", d / "ann.parquet",
+                        d / "cm.parquet", d / "rep.parquet", d / "go.obo")
+    rep = run_propagate_go(d / "raw.parquet", d / "go.obo", d / "proteins.parquet")
+    raw, prop = read_table(d / "raw.parquet", "proteins"), read_table(d / "proteins.parquet", "proteins")
+    for term in (GO_MEMBRANE, GO_ATP):
+        assert raw["go_terms"].map(lambda g, t=term: t in g).tolist() == \
+            prop["go_terms"].map(lambda g, t=term: t in g).tolist()
+    n_mem = int(raw["go_terms"].map(lambda g: GO_MEMBRANE in g).sum())
+    n_atp = int(raw["go_terms"].map(lambda g: GO_ATP in g).sum())
+    assert 0 < n_mem < 40 and 0 < n_atp < 40
+    for terms, aspects in zip(prop["go_terms"], prop["go_aspects"]):
+        want = (["GO:0005575", GO_MEMBRANE, "GO:0110165"] if GO_MEMBRANE in terms else []) + \
+            (["GO:0003674", "GO:0005488", GO_ATP] if GO_ATP in terms else [])
+        assert list(terms) == sorted(want)
+        assert list(aspects) == ["F" if t in ("GO:0003674", "GO:0005488", GO_ATP) else "C" for t in terms]
+    assert (rep["annotations_before"], rep["annotations_after"]) == (n_mem + n_atp, 3 * (n_mem + n_atp))
+    assert rep["obsolete_dropped"] == rep["unknown_dropped"] == 0

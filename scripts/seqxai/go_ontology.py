@@ -21,9 +21,9 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import pandas as pd
 
@@ -225,8 +225,8 @@ def parse_obo(path: str | Path) -> Ontology:
         if a in terms:
             raise DataError(f"{path}:{lineno}: alt_id '{a}' of '{tid}' is also a term id")
     onto = Ontology(terms, {a: t for a, (t, _) in alt_ids.items()}, str(path), header.get("data-version"))
-    for tid in terms:  # the whole closure once: finds cycles here, naming the file
-        if not terms[tid].obsolete:
+    for tid, term in terms.items():  # the whole closure once: finds cycles here, naming the file
+        if not term.obsolete:
             onto.ancestors(tid)
     return onto
 
@@ -280,3 +280,27 @@ def propagate_proteins(proteins: pd.DataFrame, onto: Ontology, keep_aspects: Ite
         "examples": examples,
     }
     return out, report
+
+
+def run_propagate_go(proteins_in, obo, proteins_out, keep_aspects=("F", "P", "C")) -> dict:
+    """Rule entry point: the proteins table as read from its source -> the same table with
+    ``go_terms`` propagated over the ontology and ``go_aspects`` from its namespaces. Logs and
+    returns the counts of :func:`propagate_proteins`."""
+    from .io import read_table, write_table
+
+    onto = parse_obo(obo)
+    proteins = read_table(proteins_in, table="proteins")
+    out, rep = propagate_proteins(proteins, onto, keep_aspects, where=str(proteins_in))
+    log.info("GO: ontology %s (%s): %d terms, %d alt ids", obo, onto.data_version or "no data-version",
+             len(onto), len(onto.alt_ids))
+    log.info("GO: %d proteins; annotations %d -> %d after propagation over is_a and part_of; "
+             "distinct terms %d -> %d", rep["proteins"], rep["annotations_before"], rep["annotations_after"],
+             rep["terms_before"], rep["terms_after"])
+    log.info("GO: dropped %d obsolete and %d unknown annotations, remapped %d alt ids, left out %d "
+             "propagated terms outside aspects %s", rep["obsolete_dropped"], rep["unknown_dropped"],
+             rep["alt_ids_remapped"], rep["outside_aspects"], sorted(keep_aspects))
+    for kind in ("obsolete", "unknown"):
+        if rep["examples"][kind]:
+            log.warning("GO: %s terms dropped, e.g. %s", kind, ", ".join(rep["examples"][kind]))
+    write_table(proteins_out, out, table="proteins")
+    return rep
