@@ -200,3 +200,22 @@ def test_demo_ontology_keeps_the_demo_labels(tmp_path):
         assert list(aspects) == ["F" if t in ("GO:0003674", "GO:0005488", GO_ATP) else "C" for t in terms]
     assert (rep["annotations_before"], rep["annotations_after"]) == (n_mem + n_atp, 3 * (n_mem + n_atp))
     assert rep["obsolete_dropped"] == rep["unknown_dropped"] == 0
+
+
+def test_provenance_names_the_go_release(tmp_path):
+    """summary.json's data provenance: the pinned release and its URL, or the local file with its
+    hash and the release it states."""
+    import hashlib
+
+    import yaml
+
+    from seqxai.summary import data_provenance
+
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())
+    go = data_provenance(cfg)["go"]
+    assert go == {"pinned_release": "2024-06-17", "local": [], "file_release": None,
+                  "url": "https://release.geneontology.org/2024-06-17/ontology/go-basic.obo"}
+    cfg["data"]["go"]["local"] = str(SMALL)
+    go = data_provenance(cfg)["go"]
+    assert go["url"] is None and go["file_release"] == "releases/2000-01-01"
+    assert go["local"] == [{"path": str(SMALL), "sha256": hashlib.sha256(SMALL.read_bytes()).hexdigest()}]

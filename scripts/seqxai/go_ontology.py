@@ -302,5 +302,9 @@ def run_propagate_go(proteins_in, obo, proteins_out, keep_aspects=("F", "P", "C"
     for kind in ("obsolete", "unknown"):
         if rep["examples"][kind]:
             log.warning("GO: %s terms dropped, e.g. %s", kind, ", ".join(rep["examples"][kind]))
+    if rep["unknown_dropped"] > 0.05 * max(rep["annotations_before"], 1):
+        log.warning("GO: %d of %d annotations name terms that %s does not define: an ontology older "
+                    "than the annotations, or not go-basic (data.go)?", rep["unknown_dropped"],
+                    rep["annotations_before"], obo)
     write_table(proteins_out, out, table="proteins")
     return rep
