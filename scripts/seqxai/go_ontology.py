@@ -245,6 +245,8 @@ def propagate_proteins(proteins: pd.DataFrame, onto: Ontology, keep_aspects: Ite
     keep = set(keep_aspects)
     counts: Counter = Counter()
     examples: dict[str, list[str]] = {"obsolete": [], "unknown": []}
+    aspect_of = {t: ASPECT_OF_NAMESPACE.get(term.namespace, "") for t, term in onto.terms.items()}
+    resolved: dict[str, tuple[str | None, str]] = {}  # per distinct term, resolved once
     new_terms, new_aspects = [], []
     before: set[str] = set()
     after: set[str] = set()
@@ -252,18 +254,28 @@ def propagate_proteins(proteins: pd.DataFrame, onto: Ontology, keep_aspects: Ite
         terms = [] if terms is None else [str(t) for t in terms]
         before.update(terms)
         counts["annotations_before"] += len(terms)
+        closure: set[str] = set()
         for g in terms:
-            _, status = onto.resolve(g)
-            if status in examples and len(examples[status]) < 5:
-                examples[status].append(f"{acc}:{g}")
-        prop = onto.propagate(terms, counts)
-        aspects = [onto.aspect(t) for t in prop]
-        kept = [(t, a) for t, a in zip(prop, aspects) if a in keep]
-        counts["outside_aspects"] += len(prop) - len(kept)
-        new_terms.append([t for t, _ in kept])
-        new_aspects.append([a for _, a in kept])
-        after.update(t for t, _ in kept)
-        counts["annotations_after"] += len(kept)
+            r = resolved.get(g)
+            if r is None:
+                r = resolved[g] = onto.resolve(g)
+            primary, status = r
+            if status != "ok":
+                counts[status] += 1
+                if status in examples and len(examples[status]) < 5:
+                    examples[status].append(f"{acc}:{g}")
+            if primary is not None:
+                closure |= onto.ancestors(primary)
+        prop = sorted(closure)
+        aspects = [aspect_of[t] for t in prop]
+        if not keep.issuperset(aspects):
+            kept = [(t, a) for t, a in zip(prop, aspects) if a in keep]
+            counts["outside_aspects"] += len(prop) - len(kept)
+            prop, aspects = [t for t, _ in kept], [a for _, a in kept]
+        new_terms.append(prop)
+        new_aspects.append(aspects)
+        after.update(prop)
+        counts["annotations_after"] += len(prop)
     out = proteins.copy()
     out[column] = new_terms
     out["go_aspects"] = new_aspects
