@@ -147,6 +147,11 @@ def test_run_go_local_file(tmp_path, caplog):
     html.write_text("<html></html>\n")
     with pytest.raises(DataError, match="data.go.local: .*page.html: not an OBO file"):
         run_go({"release": "2024-06-17", "local": str(html)}, None, tmp_path / "cache", out)
+    with pytest.raises(DataError, match="data.go.local: file not found"):
+        run_go({"release": "2024-06-17", "local": str(tmp_path / "missing.obo")}, None, tmp_path / "cache", out)
+    with pytest.raises(DataError, match="data.go.release: a release date"):
+        run_go({"release": None, "local": None}, None, tmp_path / "cache", out)
+    assert out.read_text() == SMALL.read_text()  # failed runs left the earlier output alone
 
 
 @pytest.mark.skipif(not SWISSPROT.is_file(), reason="../shared (the real Swiss-Prot sample) is absent")
