@@ -11,4 +11,4 @@ sm = snakemake  # noqa: F821
 from seqxai.synth_protein import write_demo_proteins  # noqa: E402
 
 write_demo_proteins(sm.params.demo, sm.params.seed, sm.output.proteins, sm.output.annotations,
-                    sm.output.contacts, sm.output.report)
+                    sm.output.contacts, sm.output.report, sm.output.ontology)

@@ -51,6 +51,7 @@ def test_download_stage_on_local_files(tmp_path):
             },
             "structures": {"source": "local", "local": str(structs), "min_plddt": 70,
                            "contact": {"atom": "CB", "glycine_atom": "CA", "cutoff": 8.0}},
+            "go": {"local": str(REPO / "tests" / "data" / "go_membrane_excerpt.obo")},  # offline
             "genome": {"accession": "NC_000913.3", "expected_length": 4641652,
                        "local": str(ECOLI / "GCF_000005845.2_ASM584v2_genomic.fna.gz")},
             "regulondb": {
@@ -70,6 +71,11 @@ def test_download_stage_on_local_files(tmp_path):
     prot = read_table(out / "protein" / "proteins.parquet", table="proteins")
     # 28 flat-file entries + P05067, less P0CK95 (1520 aa > data.uniprot.max_length 1000)
     assert len(prot) == 28 and "P05067" in set(prot.accession) and "P0CK95" not in set(prot.accession)
+    # GO terms propagated (rule propagate_go): plasma membrane implies membrane, and the raw
+    # table still has proteins with plasma membrane but not membrane
+    raw = read_table(out / "protein" / "proteins_unpropagated.parquet", table="proteins")
+    assert any("GO:0005886" in g and "GO:0016020" not in g for g in raw.go_terms)
+    assert all("GO:0016020" in g for g in prot.go_terms if "GO:0005886" in g)
     ann = read_table(out / "protein" / "residue_annotations.parquet", table="residue_annotations")
     assert set(ann.type) == {"active_site", "binding_site", "motif", "transmembrane"}
     cm = read_table(out / "protein" / "contact_maps.parquet", table="contact_maps").set_index("accession")

@@ -49,6 +49,8 @@ def real_local_config(tmp: Path) -> dict:
                         "max_length": 1000},
             "structures": {"source": "local", "local": str(structs)},
             "genome": {"local": str(ECOLI / "GCF_000005845.2_ASM584v2_genomic.fna.gz")},
+            # offline: an excerpt of go-basic with the task's terms (the others count as unknown)
+            "go": {"local": str(ROOT / "tests" / "data" / "go_membrane_excerpt.obo")},
             "regulondb": {"promoters": {"local": str(ECOLI / "PromoterSet_RegulonDB_10.9.txt")},
                           "sites": {"local": str(ECOLI / "BindingSiteSet_RegulonDB_10.8.txt")},
                           "matrices": {"local": str(ECOLI / "regulonDB_2012-05_matrices.tf")}},

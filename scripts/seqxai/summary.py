@@ -191,12 +191,27 @@ def _local_files(paths) -> list[dict]:
             for p in ([paths] if isinstance(paths, str) else paths or [])]
 
 
+def _obo_data_version(path) -> str | None:
+    """The ``data-version`` header line of an OBO file (go-basic: 'releases/2024-06-17')."""
+    try:
+        with open(path, errors="replace") as f:
+            for line in f:
+                if line.startswith("["):
+                    break
+                if line.startswith("data-version:"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        return None
+    return None
+
+
 def data_provenance(config: dict) -> dict:
     """The data sources and releases named by the config (and found in local files)."""
     data = config["data"]
     if data["source"] == "demo":
         return {"source": "demo", "seed": config["seed"], "demo": data["demo"]}
     up, gen, rdb, st = data["uniprot"], data["genome"], data["regulondb"], data["structures"]
+    go = data.get("go") or {}
     regulondb = {"release": rdb.get("release"), "promoter_evidence": rdb.get("evidence"),
                  "site_evidence": rdb.get("site_evidence"), "files": {}}
     for k in ("promoters", "sites", "matrices"):
@@ -214,6 +229,10 @@ def data_provenance(config: dict) -> dict:
                     # The REST answer's X-UniProt-Release header is not kept by the downloader.
                     "release": None},
         "genome": {"accession": gen.get("accession"), "local": _local_files(gen.get("local"))},
+        "go": {"pinned_release": go.get("release"),
+               "url": None if go.get("local") or not go.get("url") else go["url"].format(release=go.get("release")),
+               "local": _local_files(go.get("local")),
+               "file_release": _obo_data_version(go["local"]) if go.get("local") else None},
         "regulondb": regulondb,
         "structures": {"source": st.get("source"), "local": st.get("local"),
                        "mapping": _local_files(st.get("mapping")) if st.get("mapping") else []},

@@ -46,6 +46,49 @@ PLOOP = "G{a}{b}{c}{d}GK{st}"  # Walker A motif; the whole motif is the binding 
 GO_MEMBRANE = "GO:0016020"
 GO_ATP = "GO:0005524"
 GO_ASPECT = {GO_MEMBRANE: "C", GO_ATP: "F"}  # as in the Gene Ontology
+# The demo's ontology (rule demo_proteins writes it; rule propagate_go reads it, as go-basic.obo
+# in a real run): the two terms and what lies above them in go-basic, shortened for ATP binding
+# (go-basic has nucleotide-binding terms between ATP binding and binding). Propagation adds the
+# ancestors and keeps both terms, so the demo's labels of GO:0016020 and GO:0005524 stay the same.
+DEMO_GO_OBO = """format-version: 1.2
+data-version: demo
+ontology: go
+remark: the ontology of the offline demo (seqxai.synth_protein), not a go-basic release
+
+[Term]
+id: GO:0005575
+name: cellular_component
+namespace: cellular_component
+
+[Term]
+id: GO:0110165
+name: cellular anatomical entity
+namespace: cellular_component
+is_a: GO:0005575 ! cellular_component
+
+[Term]
+id: GO:0016020
+name: membrane
+namespace: cellular_component
+is_a: GO:0110165 ! cellular anatomical entity
+
+[Term]
+id: GO:0003674
+name: molecular_function
+namespace: molecular_function
+
+[Term]
+id: GO:0005488
+name: binding
+namespace: molecular_function
+is_a: GO:0003674 ! molecular_function
+
+[Term]
+id: GO:0005524
+name: ATP binding
+namespace: molecular_function
+is_a: GO:0005488 ! binding
+"""
 HYDROPHOBIC = "LIVFAMW"
 # The catalytic residues occur only at active sites, so each variant is a residue the
 # model must read there (and the complement of a background residue is never one of them).
@@ -227,11 +270,12 @@ def generate_proteins(n_proteins: int = 300, n_families: int = 3,
 
 
 def write_demo_proteins(params: dict, seed: int, proteins_path, annotations_path, contacts_path,
-                        report_path) -> None:
-    """Generate the demo proteins and write the three tables and a data report."""
+                        report_path, ontology_path=None) -> None:
+    """Generate the demo proteins and write the three tables, a data report and (when
+    ``ontology_path`` is given) the demo's GO ontology :data:`DEMO_GO_OBO`."""
     import logging
 
-    from .io import write_table
+    from .io import write_table, write_text
 
     log = logging.getLogger("seqxai.synth_protein")
     p = dict(params)
@@ -250,6 +294,8 @@ def write_demo_proteins(params: dict, seed: int, proteins_path, annotations_path
            for t, n in counts.items()]
     )
     write_table(report_path, report)
+    if ontology_path is not None:
+        write_text(ontology_path, DEMO_GO_OBO)
     dens = [len(r.contact_i) / ((r.length - 6) * (r.length - 5) / 2)
             for r in data["contact_maps"].itertuples()]
     log.info("wrote %d proteins in %d families, %d annotations; contact density %.4f (min %.4f, max %.4f)",

@@ -95,6 +95,8 @@ def _local_source_problems():
         need("data.uniprot.local", f)
     if data["genome"].get("local"):
         need("data.genome.local", data["genome"]["local"])
+    if data["go"].get("local"):
+        need("data.go.local", data["go"]["local"])
     for k in ("promoters", "sites", "matrices"):
         f = (data["regulondb"].get(k) or {}).get("local")
         if f:

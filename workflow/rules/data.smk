@@ -1,14 +1,15 @@
-# Stage 1, data: the demo generators or the real sources (download.smk), then the splits.
-# Both write the same tables (schemas in scripts/seqxai/tables.py).
+# Stage 1, data: the demo generators or the real sources (download.smk), then GO propagation
+# and the splits. Both write the same tables (schemas in scripts/seqxai/tables.py).
 
 if config["data"]["source"] == "demo":
 
     rule demo_proteins:
         output:
-            proteins=out("data/protein/proteins.parquet"),
+            proteins=out("data/protein/proteins_unpropagated.parquet"),
             annotations=out("data/protein/residue_annotations.parquet"),
             contacts=out("data/protein/contact_maps.parquet"),
             report=out("data/protein/data_report.parquet"),
+            ontology=out("data/go/go.obo"),
         log:
             out("logs/demo_proteins.log"),
         benchmark:
@@ -48,6 +49,34 @@ if config["data"]["source"] == "demo":
 else:
 
     include: "download.smk"
+
+
+# GO labels follow the ontology (METHODS.md section 1): a protein is positive for a term when it
+# carries the term or a descendant over is_a and part_of. Every reader of proteins.parquet
+# (label checks, fine-tuning, attribution targets, statistics) sees the propagated terms.
+rule propagate_go:
+    input:
+        proteins=out("data/protein/proteins_unpropagated.parquet"),
+        ontology=out("data/go/go.obo"),
+    output:
+        proteins=out("data/protein/proteins.parquet"),
+    log:
+        out("logs/propagate_go.log"),
+    benchmark:
+        out("benchmarks/propagate_go.tsv")
+    params:
+        go_aspects=(
+            config["data"]["uniprot"]["go_aspects"]
+            if config["data"]["source"] == "real"
+            else ["F", "P", "C"]
+        ),
+    threads: 1
+    resources:
+        mem_mb=4000,
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../../scripts/propagate_go.py"
 
 
 rule split_proteins:

@@ -15,7 +15,7 @@ rule download_uniprot:
     input:
         local=local_inputs(_DATA["uniprot"].get("local")),
     output:
-        proteins=out("data/protein/proteins.parquet"),
+        proteins=out("data/protein/proteins_unpropagated.parquet"),
         annotations=out("data/protein/residue_annotations.parquet"),
         xrefs=out("data/protein/uniprot_xrefs.parquet"),
         report=temp(out("data/protein/uniprot_report.parquet")),
@@ -36,6 +36,30 @@ rule download_uniprot:
         "../../envs/data.yaml"
     script:
         "../../scripts/download_uniprot.py"
+
+
+# go-basic.obo of the pinned release (data.go.release), for rule propagate_go (data.smk).
+rule download_go:
+    input:
+        local=local_inputs(_DATA["go"].get("local")),
+    output:
+        ontology=out("data/go/go.obo"),
+    params:
+        go=_DATA["go"],
+        http=_HTTP,
+        cache_dir=_CACHE,
+    log:
+        out("logs/download_go.log"),
+    benchmark:
+        out("benchmarks/download_go.tsv")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        downloads=1,
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../../scripts/download_go.py"
 
 
 rule download_structures:
