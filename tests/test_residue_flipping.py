@@ -305,3 +305,31 @@ def test_run_residue_flipping_with_a_saved_classifier(tiny_encoder, tmp_path):
     with pytest.raises(DataError, match=r"e.parquet: record 2: field relevance .*1 not finite"):
         run_residue_flipping(tmp_path / "model", tmp_path / "p.parquet", tmp_path / "s.parquet",
                              tmp_path / "e.parquet", *outs, params, seed=1, device="cpu")
+
+
+def test_summary_holds_the_tests_per_task_and_variant(tmp_path):
+    """summary.json's residue_flipping section: task-major paths, NaN p written as None."""
+    from seqxai.io import write_table
+    from seqxai.summary import residue_flipping_summary
+
+    seqs, rels = _planted()
+    _, pp = residue_flipping(_w_model(), seqs, rels, [0] * 30, "single_label", n_max=64, n_random=4,
+                             seed=7)
+    paths = []
+    for t in ("ec", "go"):
+        for v in ("finetuned", "shuffled"):
+            tests = flipping_tests(pp)
+            if (t, v) == ("go", "shuffled"):
+                tests["p"] = np.nan
+            paths.append(tmp_path / f"{t}_{v}.parquet")
+            write_table(paths[-1], tests.assign(n_proteins=len(paths)))
+    s = residue_flipping_summary(["ec", "go"], ["finetuned", "shuffled"], paths)
+    assert [s["ec"]["finetuned"]["most_relevant vs random"]["n_proteins"],
+            s["ec"]["shuffled"]["most_relevant vs random"]["n_proteins"],
+            s["go"]["finetuned"]["most_relevant vs random"]["n_proteins"]] == [1, 2, 3]
+    r = s["ec"]["finetuned"]["most_relevant vs random"]
+    assert r["alternative"] == "greater" and r["p"] == pytest.approx(2.0 ** -30)
+    assert s["go"]["shuffled"]["least_relevant vs random"]["p"] is None
+    assert residue_flipping_summary(["ec"], ["finetuned"], []) == {}
+    with pytest.raises(ValueError, match="4 residue flipping tables for 1 tasks x 1 variants"):
+        residue_flipping_summary(["ec"], ["finetuned"], paths)
