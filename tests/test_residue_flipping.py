@@ -184,6 +184,9 @@ def test_tests_need_two_nonzero_differences_and_skip_missing_orders():
     curves, pp = residue_flipping(_w_model(), seqs, rels, [0] * 5, "single_label", n_max=4, n_random=2,
                                   orders=["most_relevant", "random"])
     assert set(curves["order"]) == {"most_relevant", "random"}
+    swapped = residue_flipping(_w_model(), seqs, rels, [0] * 5, "single_label", n_max=4, n_random=2,
+                               orders=["random", "most_relevant"])
+    pd.testing.assert_frame_equal(curves, swapped[0])  # the config's list order changes nothing
     assert pp["aopc_least_relevant"].isna().all() and pp["aopc_most_minus_least"].isna().all()
     with pytest.raises(ValueError, match="orders must be"):
         residue_flipping(_w_model(), seqs, rels, [0] * 5, "single_label", orders=["top"])

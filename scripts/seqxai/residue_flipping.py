@@ -146,13 +146,17 @@ def residue_flipping(predict: Callable[[list[str]], np.ndarray], sequences: Sequ
         if not np.isfinite(r).all():
             raise ValueError(f"protein {k}: relevance at residue {int(np.argmin(np.isfinite(r))) + 1} "
                              "is not finite")
+    orders = [o for o in ORDERS if o in orders]  # one row order whatever order the config lists
     cands = [candidate_positions(s, len(r), replacement) for s, r in zip(seqs, rels)]
     n_cand = np.array([len(c) for c in cands], dtype=np.int64)
     runs = [(o, -1) for o in orders if o != "random"]
     runs += [("random", k) for k in range(n_random)] if "random" in orders else []
-    # each run's full flip order per protein; random: one permutation per seed and protein
-    ranked = {(o, k): [flip_order(r, c, o, np.random.default_rng([seed, k, p]) if o == "random" else None)
-                       for p, (r, c) in enumerate(zip(rels, cands))] for o, k in runs}
+    # each run's flip order per protein, first n_max kept; random: one permutation per seed and protein
+    def rng(o, k, p):
+        return np.random.default_rng([seed, k, p]) if o == "random" else None
+
+    ranked = {(o, k): [flip_order(r, c, o, rng(o, k, p))[:n_max] for p, (r, c) in enumerate(zip(rels, cands))]
+              for o, k in runs}
     grid = [0] + flip_counts(n_max, int(n_cand.max()) if len(seqs) else 0)
     prob = {run: np.full((len(seqs), len(grid)), np.nan) for run in runs}
     rows = []
