@@ -151,10 +151,10 @@ def residue_flipping(predict: Callable[[list[str]], np.ndarray], sequences: Sequ
     n_cand = np.array([len(c) for c in cands], dtype=np.int64)
     runs = [(o, -1) for o in orders if o != "random"]
     runs += [("random", k) for k in range(n_random)] if "random" in orders else []
-    # each run's flip order per protein, first n_max kept; random: one permutation per seed and protein
-    def rng(o, k, p):
+    def rng(o, k, p):  # random: one permutation per seed and protein, whatever the batch
         return np.random.default_rng([seed, k, p]) if o == "random" else None
 
+    # each run's flip order per protein; only the first n_max are ever flipped
     ranked = {(o, k): [flip_order(r, c, o, rng(o, k, p))[:n_max] for p, (r, c) in enumerate(zip(rels, cands))]
               for o, k in runs}
     grid = [0] + flip_counts(n_max, int(n_cand.max()) if len(seqs) else 0)
@@ -186,7 +186,7 @@ def _per_protein(prob: dict, grid: list[int], n_cand: np.ndarray, orders, n_rand
         ids = pd.DataFrame({"accession": [str(p) for p in range(n_proteins)], "target": ""})
     out = ids[["accession", "target"]].reset_index(drop=True).copy()
     out["n_candidates"] = n_cand
-    keep = [np.array([j for j, n in enumerate(grid) if n <= max(c, 0)]) for c in n_cand]
+    keep = [np.array([j for j, n in enumerate(grid) if n <= c]) for c in n_cand]
     out["n"] = [[grid[j] for j in kj] for kj in keep]
     for o in ORDERS:
         if o not in orders or (o == "random" and n_random == 0):
