@@ -182,12 +182,12 @@ rule summarize:
         if len(VARIANTS) > 1 else [],
         comparison=expand(out("analysis/protein/{task}/variant_comparison.parquet"), task=TASKS)
         if len(VARIANTS) > 1 else [],
-        probes=expand(out("analysis/protein/attention/{model}/vig_probe.parquet"), model=PROBE_MODELS),
         flipping=expand(
             out("analysis/protein/{task}/{variant}/residue_flipping_tests.parquet"),
             task=TASKS,
             variant=VARIANTS,
         ),
+        probes=expand(out("analysis/protein/attention/{model}/vig_probe.parquet"), model=PROBE_MODELS),
         dna_metrics=out("models/dna/metrics.json"),
         dna_summary=out("analysis/dna/dna_summary.json"),
         encoder=pretrained_input(),
