@@ -5,8 +5,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from seqxai.residue_flipping import (aopc, candidate_positions, flip, flip_counts, flip_order,
-                                     flipping_tests, residue_flipping, score, top_positions)
+from seqxai.residue_flipping import (
+    aopc,
+    candidate_positions,
+    flip,
+    flip_counts,
+    flip_order,
+    flipping_tests,
+    residue_flipping,
+    score,
+    top_positions,
+)
 
 ALPHABET = "CDEFGHIKLMNPQRSTVY"  # no W (the signal) and no A (the replacement)
 
