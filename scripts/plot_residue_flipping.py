@@ -1,4 +1,4 @@
-"""Rule plot_residue_flipping: accuracy against flipped residues, relevance order vs random."""
+"""Rule plot_residue_flipping: MoRF, LeRF and random curves, one column per model variant."""
 import sys
 from pathlib import Path
 
@@ -11,4 +11,6 @@ sm = snakemake  # noqa: F821
 from seqxai import plots  # noqa: E402
 from seqxai.io import read_table  # noqa: E402
 
-plots.residue_flipping(read_table(sm.input.table), sm.output.figure, sm.wildcards.task)
+plots.residue_flipping({v: read_table(p) for v, p in zip(sm.params.variants, sm.input.tables)},
+                       {v: read_table(p) for v, p in zip(sm.params.variants, sm.input.tests)},
+                       sm.output.figure, sm.wildcards.task)

@@ -1,4 +1,4 @@
-"""Rule residue_flipping: flip the top-n attributed residues to alanine and against random ones."""
+"""Rule residue_flipping: flip the most, the least relevant and random residues to alanine."""
 import sys
 from pathlib import Path
 
@@ -12,7 +12,8 @@ from seqxai.residue_flipping import run_residue_flipping  # noqa: E402
 
 # device and batch size set the speed only: read from the config, not tracked params
 run_residue_flipping(sm.input.model, sm.input.proteins, sm.input.splits, sm.input.embedding,
-                     sm.output.table, sm.params.flipping, sm.params.seed,
+                     sm.output.table, sm.output.per_protein, sm.output.tests, sm.params.flipping,
+                     sm.params.seed,
                      device=sm.config["device"],
                      batch_size=sm.config["analysis"]["residue_flipping"]["batch_size"],
                      threads=sm.threads)

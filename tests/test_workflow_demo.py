@@ -134,10 +134,14 @@ def test_attribution_checks_hold_on_the_demo(demo):
     import pandas as pd
 
     for task in ("ec", "go"):
-        t = pd.read_parquet(demo / "analysis" / "protein" / task / "finetuned" / "residue_flipping.parquet")
-        rel = t[t["order"] == "relevance"].set_index("n")["accuracy"]
+        flips = demo / "analysis" / "protein" / task / "finetuned"
+        t = pd.read_parquet(flips / "residue_flipping.parquet")
+        rel = t[t["order"] == "most_relevant"].set_index("n")["accuracy"]
         rnd = t[t["order"] == "random"].groupby("n")["accuracy"].mean()
         assert rel[4] < rnd[4] - 0.15, (task, rel.to_dict(), rnd.to_dict())
+        tests = pd.read_parquet(flips / "residue_flipping_tests.parquet").set_index("comparison")
+        assert tests.loc["most_relevant vs random", "p"] < 0.05, (task, tests.to_dict("index"))
+        assert tests.loc["most_relevant vs random", "median_difference"] > 0
         conv = pd.read_parquet(demo / "attribution" / task / "finetuned" / "convergence.parquet")
         assert conv["level"].tolist() == ["embedding", "layer_output", "layer_output"]
         assert conv["median_relative_delta"].max() < 0.05

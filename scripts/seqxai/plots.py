@@ -144,28 +144,59 @@ def training_curves(protein_logs: dict, dna_log, path) -> None:
     _save(fig, path)
 
 
-def residue_flipping(table: pd.DataFrame, path, task: str) -> None:
-    """Accuracy and mean target probability against the number of flipped residues (0, 1, 2, 4,
-    ... evenly spaced, i.e. a log2 axis after 0): top-n by relevance against random flips (mean
-    and min-max over seeds)."""
-    ns = sorted(table["n"].unique())
+FLIP_STYLE = {"most_relevant": ("tab:red", "most relevant first (MoRF)"),
+              "least_relevant": ("tab:blue", "least relevant first (LeRF)"),
+              "random": ("grey", "random residues")}
+
+
+def _p_text(p) -> str:
+    return "n/a" if p is None or not np.isfinite(p) else f"{p:.2g}"
+
+
+def residue_flipping(curves: dict, tests: dict, path, task: str) -> None:
+    """One column per model variant: mean target probability (top) and accuracy (bottom)
+    against the number of flipped residues (0, 1, 2, 4, ... evenly spaced, i.e. a log2 axis
+    after 0) for MoRF, LeRF and random flips (mean over seeds, shaded min-max of the seeds);
+    the title holds each order's mean AOPC and the one-sided Wilcoxon p of MoRF > random."""
+    variants = list(curves)
+    ns = sorted(set().union(*[set(t["n"]) for t in curves.values()]))
     pos = {n: i for i, n in enumerate(ns)}
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), layout="constrained")
-    for ax, col, label in zip(axes, ("accuracy", "mean_probability"),
-                              ("accuracy", "mean probability of the target")):
-        rel = table[table["order"] == "relevance"].sort_values("n")
-        rnd = table[table["order"] == "random"].groupby("n")[col].agg(["mean", "min", "max"])
-        x_rnd = [pos[n] for n in rnd.index]
-        ax.plot(x_rnd, rnd["mean"], marker="o", ms=3, color="grey", label="random residues")
-        ax.fill_between(x_rnd, rnd["min"], rnd["max"], color="grey", alpha=0.25, lw=0)
-        ax.plot([pos[n] for n in rel["n"]], rel[col], marker="o", ms=3, color="tab:red",
-                label="top relevance")
-        ax.set_xticks(range(len(ns)), [str(n) for n in ns])
-        ax.set_xlabel("residues replaced by alanine")
-        ax.set_ylabel(label)
-        ax.set_ylim(-0.02, 1.02)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(f"{task}: residue flipping ({int(table['n_proteins'].max())} proteins)")
+    fig, axes = plt.subplots(2, len(variants), figsize=(3.6 * len(variants) + 0.4, 5.6),
+                             squeeze=False, layout="constrained")
+    for c, v in enumerate(variants):
+        table = curves[v]
+        for ax, col, label in zip(axes[:, c], ("mean_probability", "accuracy"),
+                                  ("mean probability of the target", "accuracy")):
+            for order, (colour, name) in FLIP_STYLE.items():
+                sub = table[table["order"] == order]
+                if not len(sub):
+                    continue
+                g = sub.groupby("n")[col].agg(["mean", "min", "max"])  # over seeds (one for relevance)
+                x = [pos[n] for n in g.index]
+                ax.plot(x, g["mean"], marker="o", ms=3, color=colour, label=name)
+                if order == "random":
+                    ax.fill_between(x, g["min"], g["max"], color=colour, alpha=0.25, lw=0)
+            ax.set_xticks(range(len(ns)), [str(n) for n in ns])
+            ax.set_xlabel("residues replaced (log2 axis after 0)")
+            ax.set_ylabel(label)
+            ax.set_ylim(-0.02, 1.02)
+        t = tests[v] if v in tests else pd.DataFrame(columns=["comparison"])
+        aopc = {}
+        for r in t.itertuples():
+            aopc.setdefault(r.order_a, r.mean_aopc_a)
+            aopc.setdefault(r.order_b, r.mean_aopc_b)
+        p = dict(zip(t["comparison"], t["p"]))
+        title = f"{v} ({int(table['n_proteins'].max()) if len(table) else 0} proteins)"
+        if aopc:
+            title += "\nAOPC " + ", ".join(f"{k} {aopc[o]:.3f}" for o, k in (
+                ("most_relevant", "MoRF"), ("least_relevant", "LeRF"), ("random", "random")) if o in aopc)
+        if "most_relevant vs random" in p:
+            title += f"\nMoRF > random p = {_p_text(p['most_relevant vs random'])}"
+        if "least_relevant vs random" in p:
+            title += f", LeRF < random p = {_p_text(p['least_relevant vs random'])}"
+        axes[0, c].set_title(title, fontsize=8)
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(f"{task}: residue flipping (one-sided paired Wilcoxon over proteins' AOPC)")
     _save(fig, path)
 
 

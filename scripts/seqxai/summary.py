@@ -30,7 +30,7 @@ def build_summary(*, tasks, models, embedding, heads, metrics, probes, dna_metri
                   check: bool = True, expect=(), expect_max_p, composition_max_p=None,
                   min_high_confidence, contact_share=0.10,
                   contact_enrichment=5.0, variants=("finetuned",), variant_metrics=(),
-                  comparison=()) -> dict:
+                  comparison=(), flipping=()) -> dict:
     out: dict = {"protein": {}, "attention": {}, "positive_controls": {}}
     emb_tables = {t: read_table(p) for t, p in zip(tasks, embedding)}
     for t, hp, mp in zip(tasks, heads, metrics):
@@ -51,6 +51,8 @@ def build_summary(*, tasks, models, embedding, heads, metrics, probes, dna_metri
         out["protein"][t]["variant_jaccard"] = [
             {**r, **{k: _finite(r[k]) for k in ("jaccard", "expected_jaccard", "p_permutation") if k in r}}
             for r in tab[tab["group"] == "all"].to_dict("records")]
+    for t, per_variant in residue_flipping_summary(tasks, variants, flipping).items():
+        out["protein"][t]["residue_flipping"] = per_variant
     checks = []
     for e in expect:
         tab = emb_tables[e["task"]]
@@ -103,6 +105,24 @@ def build_summary(*, tasks, models, embedding, heads, metrics, probes, dna_metri
     out["positive_controls"]["checked"] = bool(check)
     out["positive_controls"]["all_pass"] = all(verdicts) if check else None
     return out
+
+
+def residue_flipping_summary(tasks, variants, paths) -> dict:
+    """Per task and variant, the AOPC tests of residue flipping by comparison (alternative,
+    n_proteins, mean AOPC of both orders, median difference, p); ``paths``: the
+    residue_flipping_tests tables, task-major (``expand(..., task=tasks, variant=variants)``)."""
+    paths = list(paths)
+    if not paths:
+        return {}
+    if len(paths) != len(tasks) * len(variants):
+        raise ValueError(f"{len(paths)} residue flipping tables for {len(tasks)} tasks x "
+                         f"{len(variants)} variants")
+    it = iter(paths)
+    keep = ["alternative", "n_proteins", "mean_aopc_a", "mean_aopc_b", "median_difference", "p"]
+    return {t: {v: {r["comparison"]: {k: r[k] if k in ("alternative", "n_proteins") else _finite(r[k])
+                                      for k in keep}
+                    for r in read_table(next(it)).to_dict("records")}
+                for v in variants} for t in tasks}
 
 
 # ------------------------------------------------------------------------ provenance

@@ -42,12 +42,17 @@ rule residue_flipping:
         embedding=out("attribution/{task}/{variant}/embedding.parquet"),
     output:
         table=out("analysis/protein/{task}/{variant}/residue_flipping.parquet"),
+        per_protein=out("analysis/protein/{task}/{variant}/residue_flipping_per_protein.parquet"),
+        tests=out("analysis/protein/{task}/{variant}/residue_flipping_tests.parquet"),
     log:
         out("logs/residue_flipping_{task}_{variant}.log"),
     benchmark:
         out("benchmarks/residue_flipping_{task}_{variant}.tsv")
     params:
-        flipping={k: config["analysis"]["residue_flipping"][k] for k in ("n_max", "n_random", "replacement")},
+        flipping={
+            k: config["analysis"]["residue_flipping"][k]
+            for k in ("n_max", "n_random", "replacement", "orders")
+        },
         seed=SEED,
     threads: 1
     resources:

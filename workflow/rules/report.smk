@@ -50,7 +50,10 @@ rule plot_tracks:
 
 rule plot_residue_flipping:
     input:
-        table=out("analysis/protein/{task}/finetuned/residue_flipping.parquet"),
+        tables=expand(out("analysis/protein/{{task}}/{variant}/residue_flipping.parquet"), variant=VARIANTS),
+        tests=expand(
+            out("analysis/protein/{{task}}/{variant}/residue_flipping_tests.parquet"), variant=VARIANTS
+        ),
     output:
         figure=report(out("figures/{task}_residue_flipping.png"),
                       caption="../report/residue_flipping.rst", category="Attribution",
@@ -59,6 +62,8 @@ rule plot_residue_flipping:
         out("logs/plot_residue_flipping_{task}.log"),
     benchmark:
         out("benchmarks/plot_residue_flipping_{task}.tsv")
+    params:
+        variants=VARIANTS,
     threads: 1
     conda:
         "../../envs/plots.yaml"
@@ -179,6 +184,11 @@ rule summarize:
         if len(VARIANTS) > 1 else [],
         comparison=expand(out("analysis/protein/{task}/variant_comparison.parquet"), task=TASKS)
         if len(VARIANTS) > 1 else [],
+        flipping=expand(
+            out("analysis/protein/{task}/{variant}/residue_flipping_tests.parquet"),
+            task=TASKS,
+            variant=VARIANTS,
+        ),
         probes=expand(out("analysis/protein/attention/{model}/vig_probe.parquet"), model=PROBE_MODELS),
         attention_summary=out("analysis/protein/attention/pretrained/attention_summary.json"),
         dna_metrics=out("models/dna/metrics.json"),
