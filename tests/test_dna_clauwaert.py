@@ -318,3 +318,25 @@ def test_tiny_training_run_lowers_the_loss():
     assert loss[-1] < 0.8 * loss[0], loss
     assert np.isfinite(pd.Series(metrics["splits"]["test"]).drop("auc_undefined", errors="ignore")
                        .astype(float)).all()
+
+
+def test_integrated_gradients_on_the_new_model():
+    """IG of the predicting logit runs on the new model (its embedding and output map under the
+    project's names): completeness of the input and of every layer's output (a cut), and tokens
+    past the lookahead window get exactly 0 while the window reaches the last token that matters."""
+    from seqxai import dna_attribution as da
+
+    model = _tiny(n_layers=2, context=8, label_offset=4).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.3)
+    left, right = da.window_extent(model.config)
+    assert (left, right) == (2 * (8 + 3), 2 * 3)
+    x = np.random.default_rng(0).integers(0, 4, (2, left + 1 + right + 4))   # 4 tokens past the window
+    res = da.integrated_gradients(model, x, left, None, n_steps=128, batch_size=64, heads=True)
+    gap = res["f_input"] - res["f_baseline"]
+    assert np.abs(res["delta"]).max() < 1e-3 * np.abs(gap).max()
+    assert np.abs(res["layer_delta"]).max() < 1e-3 * np.abs(gap).max()
+    contrib = np.abs(res["contribution"])
+    assert contrib[:, left + right + 1:].max() == 0 and contrib[:, left + right].min() > 0
+    assert res["heads"].shape == (2, 2, 2, x.shape[1])
