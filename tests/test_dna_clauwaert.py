@@ -257,9 +257,12 @@ def test_probe_rows_on_the_new_model():
     assert np.allclose(prof[..., offs == 5][..., 0], rows[..., left].mean(0))
 
 
-def test_full_probe_runs_on_the_new_model():
+def test_full_probe_runs_on_the_new_model(tmp_path):
     """probe_tss_attention end to end on a tiny demo genome; the summary records the
-    architecture and per-layer receptive fields, and the logo window is the centred conv's."""
+    architecture and per-layer receptive fields, the logo window is the centred conv's, and the
+    figures say that keys of L1 and deeper also mix upstream (and downstream) context."""
+    from seqxai.dna_plots import key_field_note, plot_logos, plot_profiles
+    from seqxai.io import read_json, write_json
     import seqxai.tss_probe as tp
     from seqxai.synth_dna import make_demo_genome
 
@@ -272,6 +275,14 @@ def test_full_probe_runs_on_the_new_model():
     prof = res["profiles"]
     assert prof.offset.max() == 20 and prof[prof.offset == 20].attention.gt(0).all()   # the query's own key
     assert len(res["head_motifs"]) == 4 and np.isfinite(res["head_motifs"].peak_mass).all()
+    write_json(tmp_path / "summary.json", s)                           # as dna_summary.json holds it
+    summary = read_json(tmp_path / "summary.json")
+    note = key_field_note(summary)
+    assert "tokens -3..+3" in note and "L1+ also mix upstream context" in note
+    assert "+3 nt more downstream by L1" in note
+    plot_profiles(prof, {"minus10": {"centre": -9.5}}, tmp_path / "p.png", summary)
+    plot_logos(res["head_motifs"], summary, tmp_path / "l.png", n_heads=4)
+    assert (tmp_path / "p.png").stat().st_size > 1000 and (tmp_path / "l.png").stat().st_size > 1000
 
 
 def test_save_load_records_the_architecture(tmp_path):

@@ -5,6 +5,7 @@ Offsets are TSS-relative in strand orientation (TSS = 0), as in :mod:`seqxai.tss
 from __future__ import annotations
 
 import json
+import textwrap
 
 import matplotlib
 
@@ -91,7 +92,7 @@ def plot_logos(head_motifs: pd.DataFrame, summary: dict, path, n_heads: int = 6)
                            f"{row.consensus}{star}{mixed}", start=int(row.window_start_offset))
         ax.set_xlabel("position relative to the top-attended key's centre", fontsize=7)
     if field:
-        fig.suptitle(key_field_note(summary), fontsize=7, y=1.0)
+        fig.suptitle(textwrap.fill(key_field_note(summary), 80), fontsize=7, y=1.0)
     fig.tight_layout()
     _save(fig, path)
 
