@@ -34,8 +34,8 @@ def key_field_note(summary: dict | None) -> str:
     lo, hi = int(f0["lo"]) - int(f0["centre"]), int(f0["hi"]) - int(f0["centre"])
     note = f"offset = centre of the key's own conv (tokens {lo:+d}..{hi:+d}); L0 keys reflect only those"
     if len(field) > 1:
-        down = (f", and up to {int(last['token_hi']) - int(f0['hi']):+d} nt more downstream by L{len(field) - 1}"
-                if int(last["token_hi"]) > int(f0["hi"]) else "")
+        extra = int(last["token_hi"]) - int(f0["hi"])     # lookahead of earlier layers' convolutions
+        down = f", and up to {extra:+d} nt more downstream by L{len(field) - 1}" if extra > 0 else ""
         note += f"; keys of L1+ also mix upstream context (earlier layers' attention{down})"
     return note
 
