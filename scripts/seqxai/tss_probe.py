@@ -271,7 +271,8 @@ def positive_control(motifs: pd.DataFrame, element: dict, tolerance: float, max_
 @torch.no_grad()
 def attention_rows(model, tokens: dict, t_index: np.ndarray, strands: np.ndarray, batch_size: int = 32,
                    device="cpu") -> np.ndarray:
-    """Run the model on one window per TSS ending at its predicting query and return
+    """Run the model on one window per TSS around its predicting query (at window index
+    ``left`` of :func:`probe_extent`; the last index unless the model reads ahead) and return
     ``attn_rows[tss, layer, head, key]`` (key index within the probe window, see
     :func:`probe_window`). Windows reaching past a strand end are padded with PAD."""
     cfg = model.config
