@@ -72,6 +72,12 @@ def test_clauwaert_preset_is_the_paper_model():
     m = cfg["dna"]["model"]
     assert (m["n_layers"], m["n_heads"], m["d_model"], m["context"], m["conv_width"],
             m["label_offset"]) == (6, 6, 32, 511, 7, 20)
+    # the original's architecture and run_regulon.sh's training settings (seqxai.dna_clauwaert)
+    t = cfg["dna"]["train"]
+    assert (m["architecture"], m["d_head"], m["dropout"], m["attention_sink"]) == ("clauwaert2021", 32, 0.1,
+                                                                                   False)
+    assert (t["lr"], t["batch_size"], t["weight_decay"], t["pos_weight"], t["focal_gamma"],
+            t["stride"]) == (1e-4, 10, 0, 1, 0.8, 512)
     assert cfg["data"]["genome"]["accession"] == "NC_000913.3"
     assert (cfg["dna"]["split"]["test_fraction"], cfg["dna"]["split"]["valid_fraction"]) == (0.2, 0.1)
 

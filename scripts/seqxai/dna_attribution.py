@@ -7,7 +7,9 @@ Conventions
   position ``q = t + label_offset``, window index ``left``. The window holds every token the
   logit can depend on: ``left = n_layers * (context + conv_width - 1)`` tokens upstream (the
   probe's window) and, for bidirectional attention, ``n_layers * context`` downstream (0 when
-  causal); tokens past a strand end are PAD.
+  causal); with the ``clauwaert2021`` architecture's centred convolution ``n_layers * (context
+  + 3)`` upstream and ``3 n_layers`` downstream (:func:`seqxai.dna_model.key_receptive_field`);
+  tokens past a strand end are PAD.
 - One-hot: ``onehot[window, T, ACGT]``; N and PAD positions are all-zero rows and keep their
   own embedding (they are identical in input and baseline, so they get exactly 0). The model's
   embedding lookup is replaced by ``e = C + X @ E[ACGT]`` (``C`` = the embedding of N/PAD where
@@ -81,9 +83,12 @@ def window_extent(model_cfg: dict, offset_min: int | None = None,
                   offset_max: int | None = None) -> tuple[int, int]:
     """``(left, right)``: tokens read before and after the predicting position (see module
     docstring), widened so that the offsets ``offset_min..offset_max`` lie inside."""
-    left = model_cfg["n_layers"] * (model_cfg["context"] + model_cfg["conv_width"] - 1)
-    causal = model_cfg.get("attention", "causal") == "causal"
-    right = 0 if causal else model_cfg["n_layers"] * model_cfg["context"]
+    from .dna_model import key_receptive_field
+
+    # the last layer's output reads its keys i - context .. i (.. i + context when bidirectional)
+    last = key_receptive_field(model_cfg).iloc[-1]
+    down = 0 if model_cfg.get("attention", "causal") == "causal" else model_cfg["context"]
+    left, right = model_cfg["context"] - int(last.token_lo), int(last.token_hi) + down
     lo = model_cfg["label_offset"]
     if offset_min is not None:
         left = max(left, lo - int(offset_min))

@@ -78,13 +78,16 @@ _LUT = np.full(256, 4, dtype=np.uint8)
 for _i, _c in enumerate("ACGT"):
     _LUT[ord(_c)] = _LUT[ord(_c.lower())] = _i
 
-DEFAULT_MODEL = {"n_layers": 2, "n_heads": 4, "d_model": 32, "d_head": 32, "context": 128, "conv_width": 7,
+DEFAULT_MODEL = {"architecture": "seqxai", "n_layers": 2, "n_heads": 4, "d_model": 32, "d_head": 32,
+                 "context": 128, "conv_width": 7,
                  "ff_mult": 2, "dropout": 0.0, "label_offset": 20, "attn_chunk": 64,
                  "position": "xl", "attention": "causal", "attention_sink": True}
 ATTENTION_MODES = ("causal", "bidirectional")
+#: ``seqxai``: this module's TSSTransformer; ``clauwaert2021``: the original (:mod:`seqxai.dna_clauwaert`)
+ARCHITECTURES = ("seqxai", "clauwaert2021")
 DEFAULT_TRAIN = {"epochs": 4, "batch_size": 2, "lr": 0.01, "weight_decay": 0.01, "stride": 1024,
                  "pos_weight": "auto", "max_pos_weight": 100.0, "max_seconds": 0,
-                 "max_windows_per_epoch": 0, "patience": 0}
+                 "max_windows_per_epoch": 0, "patience": 0, "focal_gamma": 0.0}
 DEFAULT_SPLIT = {"test_fraction": 0.2, "valid_fraction": 0.1}
 
 
@@ -420,7 +423,8 @@ class TSSTransformer(nn.Module):
                  dropout=0.0, label_offset=20, attn_chunk=64, position="xl", attention="causal",
                  attention_sink=False):
         super().__init__()
-        self.config = dict(n_layers=n_layers, n_heads=n_heads, d_model=d_model, d_head=d_head, context=context,
+        self.config = dict(architecture="seqxai", n_layers=n_layers, n_heads=n_heads, d_model=d_model,
+                           d_head=d_head, context=context,
                            conv_width=conv_width, ff_mult=ff_mult, dropout=dropout,
                            label_offset=label_offset, attn_chunk=attn_chunk, position=position,
                            attention=attention, attention_sink=bool(attention_sink))
@@ -460,12 +464,47 @@ def key_token_index(key_index, conv_width: int = 7):
     return key_index - (conv_width - 1) // 2
 
 
-def build_model(model_cfg: dict) -> TSSTransformer:
+def key_receptive_field(model_cfg: dict) -> pd.DataFrame:
+    """Per layer (0-based, as the probe's tables): the layer-input positions a key's own q/k/v
+    convolution covers, relative to the key index ``j``: ``lo..hi`` (inclusive), ``centre``,
+    ``width``; ``seqxai`` (causal conv): ``-(w-1)..0``, centre ``-(w-1)//2``; ``clauwaert2021``
+    (centred conv): ``-(w-1)//2..(w-1)//2``, centre 0 (``centre = hi - (w-1)//2``, an integer:
+    for an even width the later of the two middle positions, as :func:`key_token_index`).
+
+    Only layer 0 reads the tokens themselves. A key of layer ``l >= 1`` also mixes the context
+    the earlier layers attended to: ``token_lo..token_hi`` is every token offset (from ``j``)
+    that can change it, ``token_lo = (l+1) lo - l context`` and ``token_hi = (l+1) hi + l d``
+    (``d = context`` with bidirectional attention, else 0): the centred convolutions of
+    ``clauwaert2021`` add 3 nt of lookahead per layer. ``mixes_context`` = ``l >= 1``.
+    """
     cfg = {**DEFAULT_MODEL, **(model_cfg or {})}
-    return TSSTransformer(**{k: cfg[k] for k in DEFAULT_MODEL})
+    w, n, ctx = int(cfg["conv_width"]), int(cfg["n_layers"]), int(cfg["context"])
+    if cfg["architecture"] == "clauwaert2021":
+        lo, hi = -((w - 1) // 2), (w - 1) // 2
+    else:
+        lo, hi = -(w - 1), 0
+    down = ctx if cfg.get("attention", "causal") == "bidirectional" else 0
+    layer = np.arange(n)
+    return pd.DataFrame({"layer": layer, "lo": lo, "hi": hi, "centre": hi - (w - 1) // 2, "width": w,
+                         "token_lo": (layer + 1) * lo - layer * ctx,
+                         "token_hi": (layer + 1) * hi + layer * down, "mixes_context": layer >= 1})
 
 
-def save_model(path, model: TSSTransformer, extra: dict | None = None) -> None:
+def build_model(model_cfg: dict) -> nn.Module:
+    """The model of ``dna.model``: ``architecture`` ``seqxai`` (:class:`TSSTransformer`) or
+    ``clauwaert2021`` (:class:`seqxai.dna_clauwaert.ClauwaertTransformer`)."""
+    cfg = {**DEFAULT_MODEL, **(model_cfg or {})}
+    if cfg["architecture"] == "clauwaert2021":
+        from .dna_clauwaert import build_clauwaert
+
+        return build_clauwaert(cfg)
+    if cfg["architecture"] != "seqxai":
+        raise DataError(f"dna.model.architecture: '{cfg['architecture']}' (expected one of "
+                        f"{', '.join(ARCHITECTURES)})")
+    return TSSTransformer(**{k: cfg[k] for k in DEFAULT_MODEL if k != "architecture"})
+
+
+def save_model(path, model: nn.Module, extra: dict | None = None) -> None:
     """Save ``{"state_dict", "config", **extra}`` with torch.save (atomic)."""
     from .io import atomic_path
 
@@ -474,11 +513,19 @@ def save_model(path, model: TSSTransformer, extra: dict | None = None) -> None:
                     "config": model.config, **(extra or {})}, tmp)
 
 
-def load_model(path, device="cpu") -> tuple[TSSTransformer, dict]:
-    """Load a model written by :func:`save_model`; returns (model in eval mode, checkpoint)."""
+def load_model(path, device="cpu") -> tuple[nn.Module, dict]:
+    """Load a model written by :func:`save_model` (its ``config`` records the architecture;
+    checkpoints without one are ``seqxai``); returns (model in eval mode, checkpoint)."""
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
-        model = TSSTransformer(**ckpt["config"])
+        cfg = dict(ckpt["config"])
+        arch = cfg.pop("architecture", "seqxai")   # checkpoints before the choice: seqxai
+        if arch == "clauwaert2021":
+            from .dna_clauwaert import ClauwaertTransformer
+
+            model = ClauwaertTransformer(**cfg)
+        else:
+            model = TSSTransformer(**cfg)
         model.load_state_dict(ckpt["state_dict"])
     except Exception as exc:
         raise DataError(f"{path}: not a TSS model checkpoint ({exc})") from exc
@@ -505,6 +552,19 @@ def assert_finite_metrics(obj, path: str = "metrics") -> None:
     if bad:
         key, value = bad[0]
         raise FloatingPointError(f"train_dna: {path}.{key} is {value}; refusing to write it to metrics.json")
+
+
+def tss_loss(logits, y, pos_weight=None, focal_gamma: float = 0.0):
+    """Mean training loss over positions: BCE-with-logits (``pos_weight`` on positives) or, with
+    ``focal_gamma > 0``, the focal loss ``-(1 - p_t)^gamma log p_t`` (weighted likewise; ``p_t``
+    the probability of the true class), as the original's ``FocalLoss`` (utils/dna_functions.py;
+    train.py trains with gamma 0.8). For a 2-class model ``logits = l_1 - l_0`` this is the
+    original's softmax loss on ``l``."""
+    bce = F.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight, reduction="none")
+    if not focal_gamma:
+        return bce.mean()
+    p_t = torch.exp(-F.binary_cross_entropy_with_logits(logits, y, reduction="none"))
+    return ((1 - p_t).clamp(min=0) ** focal_gamma * bce).mean()
 
 
 @torch.no_grad()
@@ -540,7 +600,8 @@ def train_tss_model(genome: dict[str, str], tss: pd.DataFrame, model_cfg: dict |
     """Train the TSS transformer on one chromosome (both strands) with AdamW.
 
     Loss: mean BCE-with-logits over scored positions with ``pos_weight`` = ``n_neg / n_pos``
-    of the training split (capped at ``max_pos_weight``) when ``"auto"``. After every epoch
+    of the training split (capped at ``max_pos_weight``) when ``"auto"``; the focal loss with
+    ``focal_gamma > 0`` (:func:`tss_loss`). After every epoch
     the validation split is scored; the weights of the epoch with the best validation PR AUC
     are kept. Returns ``(model, metrics, log_df)``; metrics hold ROC/PR AUC per split over all
     positions of that split, both strands.
@@ -589,7 +650,7 @@ def train_tss_model(genome: dict[str, str], tss: pd.DataFrame, model_cfg: dict |
             idx = torch.as_tensor(order[i : i + bs])
             xb, yb, mb = xt[idx].to(device), yt[idx].to(device), mt[idx].to(device)
             logits = model(xb)
-            loss = F.binary_cross_entropy_with_logits(logits[mb], yb[mb], pos_weight=pw)
+            loss = tss_loss(logits[mb], yb[mb], pw, float(tcfg["focal_gamma"]))
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"train_dna: training loss is {float(loss)} at epoch {epoch}, step "
                                          f"{step + 1} (lr {tcfg['lr']}): training diverged; lower dna.train.lr")

@@ -5,6 +5,7 @@ Offsets are TSS-relative in strand orientation (TSS = 0), as in :mod:`seqxai.tss
 from __future__ import annotations
 
 import json
+import textwrap
 
 import matplotlib
 
@@ -23,9 +24,26 @@ def _save(fig, path):
     plt.close(fig)
 
 
-def plot_profiles(profiles: pd.DataFrame, elements: dict, path) -> None:
+def key_field_note(summary: dict | None) -> str:
+    """What a key's offset means (from the probe summary's ``key_receptive_field``): the span
+    of its own convolution around the offset, and that keys of L1 and deeper also mix context."""
+    field = (summary or {}).get("key_receptive_field")
+    if not field:
+        return ""
+    f0, last = field[0], field[-1]
+    lo, hi = int(f0["lo"]) - int(f0["centre"]), int(f0["hi"]) - int(f0["centre"])
+    note = f"offset = centre of the key's own conv (tokens {lo:+d}..{hi:+d}); L0 keys reflect only those"
+    if len(field) > 1:
+        extra = int(last["token_hi"]) - int(f0["hi"])     # lookahead of earlier layers' convolutions
+        down = f", and up to {extra:+d} nt more downstream by L{len(field) - 1}" if extra > 0 else ""
+        note += f"; keys of L1+ also mix upstream context (earlier layers' attention{down})"
+    return note
+
+
+def plot_profiles(profiles: pd.DataFrame, elements: dict, path, summary: dict | None = None) -> None:
     """Heatmap ``profile[layer/head, offset]`` (rows normalised to their max) plus line plots of
-    the raw mean attention; expected -10 and -35 box centres marked."""
+    the raw mean attention; expected -10 and -35 box centres marked; with the probe ``summary``
+    the title says what a key's offset covers (:func:`key_field_note`)."""
     heads = profiles[["layer", "head"]].drop_duplicates().sort_values(["layer", "head"])
     offsets = np.sort(profiles.offset.unique())
     mat = (profiles.pivot_table(index=["layer", "head"], columns="offset", values="attention")
@@ -37,7 +55,9 @@ def plot_profiles(profiles: pd.DataFrame, elements: dict, path) -> None:
               extent=[offsets[0] - .5, offsets[-1] + .5, len(heads) - .5, -.5])
     a1.set_yticks(range(len(heads)))
     a1.set_yticklabels([f"L{l} H{h}" for l, h in heads.itertuples(index=False)], fontsize=7)
-    a1.set_title("Attention of the predicting position (TSS + label offset), per head, normalised to row max")
+    note = key_field_note(summary)
+    a1.set_title("Attention of the predicting position (TSS + label offset), per head, normalised to row max"
+                 + (f"\n{note}" if note else ""), fontsize=9 if note else None)
     for l, h in heads.itertuples(index=False):
         row = profiles[(profiles.layer == l) & (profiles["head"] == h)].sort_values("offset")
         a2.plot(row.offset, row.attention, lw=0.8, label=f"L{l}H{h}")
@@ -55,8 +75,10 @@ def plot_profiles(profiles: pd.DataFrame, elements: dict, path) -> None:
 
 def plot_logos(head_motifs: pd.DataFrame, summary: dict, path, n_heads: int = 6) -> None:
     """Information-content logos of the ``n_heads`` heads with the largest peak mass (the
-    positive-control -10 head always included), titled layer/head/peak offset/consensus."""
+    positive-control -10 head always included), titled layer/head/peak offset/consensus; heads
+    of L1 and deeper marked as mixing upstream context (:func:`key_field_note`)."""
     pc = summary.get("positive_control", {}).get("minus10", {})
+    field = summary.get("key_receptive_field")
     top = head_motifs.sort_values("peak_mass", ascending=False).head(n_heads)
     if pc and not ((top.layer == pc["layer"]) & (top["head"] == pc["head"])).any():
         extra = head_motifs[(head_motifs.layer == pc["layer"]) & (head_motifs["head"] == pc["head"])]
@@ -65,9 +87,12 @@ def plot_logos(head_motifs: pd.DataFrame, summary: dict, path, n_heads: int = 6)
     for ax, row in zip(axes[:, 0], top.itertuples(index=False)):
         pfm = np.asarray([list(r) for r in (json.loads(row.pfm) if isinstance(row.pfm, str) else row.pfm)])
         star = " [-10 control]" if pc and (row.layer, row.head) == (pc["layer"], pc["head"]) else ""
+        mixed = " [+ upstream context]" if field and int(row.layer) >= 1 else ""
         draw_logo(ax, pfm, f"L{row.layer} H{row.head}  peak {row.peak_offset:+d}  mass {row.peak_mass:.2f}  "
-                           f"{row.consensus}{star}", start=int(row.window_start_offset))
-        ax.set_xlabel("position relative to the top-attended token", fontsize=7)
+                           f"{row.consensus}{star}{mixed}", start=int(row.window_start_offset))
+        ax.set_xlabel("position relative to the top-attended key's centre", fontsize=7)
+    if field:
+        fig.suptitle(textwrap.fill(key_field_note(summary), 80), fontsize=7, y=1.0)
     fig.tight_layout()
     _save(fig, path)
 
@@ -77,8 +102,9 @@ def plot_dna(profiles_path, head_motifs_path, summary_path, elements: dict, prof
     """File-level entry point of the ``plot_dna`` rule."""
     from .io import read_json, read_table
 
-    plot_profiles(read_table(profiles_path), elements, profiles_png)
-    plot_logos(read_table(head_motifs_path), read_json(summary_path), logos_png, n_heads)
+    summary = read_json(summary_path)
+    plot_profiles(read_table(profiles_path), elements, profiles_png, summary)
+    plot_logos(read_table(head_motifs_path), summary, logos_png, n_heads)
 
 
 # ----------------------------------------------------------------------------- integrated gradients

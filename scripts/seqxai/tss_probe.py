@@ -7,9 +7,16 @@ Conventions
   (oriented ``t + label_offset`` for a TSS at oriented 0-based index ``t``).
 - Offsets are TSS-relative in the TSS's strand orientation:
   ``offset = oriented token index - t`` (TSS = 0; -1 = first base upstream). A key index
-  ``j`` is mapped to its token with the model's convolution shift (key ``j`` summarises
-  tokens centred on ``j - 3``, see :mod:`seqxai.dna_model`); so with the causal model the
-  largest attainable offset is ``label_offset - 3``.
+  ``j`` is mapped to the token at the centre of its own q/k/v convolution
+  (:func:`seqxai.dna_model.key_receptive_field`): ``j - 3`` for the ``seqxai`` architecture's
+  causal convolution (so the largest attainable offset is ``label_offset - 3``), ``j`` for the
+  centred convolution of ``clauwaert2021`` (keys reach ``label_offset``). That is what a layer-0
+  key reflects; a key of a deeper layer (L1 and on) also mixes the upstream context the
+  earlier layers attended to (and, with ``clauwaert2021``, 3 more downstream tokens per earlier
+  layer), so its offset is where its own convolution sits, not all it reflects.
+- The probe window holds every token the predicting query's attention rows depend on:
+  ``n_layers * (context - lo)`` tokens before the query and ``n_layers * hi`` after it
+  (``lo..hi`` the convolution's span; ``hi = 3`` for ``clauwaert2021``'s lookahead, 0 else).
 - ``profile[layer, head, offset]`` = mean over TSSs of the attention on the key whose token
   sits at that offset (rows sum to 1 over *all* keys, or to at most 1 with the model's
   attention sink, so a profile sums to the mean mass that falls inside the offset range).
@@ -31,8 +38,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .dna_model import (PAD, oriented_tokens, oriented_tss_index, single_chromosome,  # noqa: F401
-                        split_blocks, tss_subset)
+from .dna_model import (PAD, key_receptive_field, oriented_tokens, oriented_tss_index,  # noqa: F401
+                        single_chromosome, split_blocks, tss_subset)
 from .io import DataError, Progress
 from .motifs import best_match, consensus, frequencies, tomtom_with_decoys
 from .sigma70 import sigma70_reference
@@ -49,15 +56,34 @@ DEFAULT_ELEMENTS = {"minus10": {"consensus": "TATAAT", "centre": -9.5},
 
 
 # ----------------------------------------------------------------------------- pure computations
-def probe_window(model_cfg: dict) -> tuple[int, np.ndarray]:
-    """Window length ``Wp`` fed per TSS (ending at the predicting query) and the offset of
-    every key index: ``key_offset[j] = j - shift + label_offset + 1 - Wp``.
+def probe_extent(model_cfg: dict) -> tuple[int, int]:
+    """``(left, right)``: tokens the probe window holds before and after the predicting query,
+    ``n_layers * (context - lo)`` and ``n_layers * hi`` with ``lo..hi`` the span of a key's own
+    convolution (:func:`seqxai.dna_model.key_receptive_field`): every key the query can see has
+    its full receptive field inside the window, and every token the query's rows depend on."""
+    field = key_receptive_field(model_cfg).iloc[0]
+    n, ctx = int(model_cfg["n_layers"]), int(model_cfg["context"])
+    return n * (ctx - int(field.lo)), n * int(field.hi)
 
-    ``Wp = n_layers * (context + conv_width - 1) + 1`` so every key the query can see has its
-    own full receptive field inside the window."""
-    Wp = model_cfg["n_layers"] * (model_cfg["context"] + model_cfg["conv_width"] - 1) + 1
-    shift = (model_cfg["conv_width"] - 1) // 2
-    return Wp, np.arange(Wp) - shift + model_cfg["label_offset"] + 1 - Wp
+
+def probe_window(model_cfg: dict) -> tuple[int, np.ndarray]:
+    """Window length ``Wp = left + 1 + right`` (:func:`probe_extent`; query at index ``left``)
+    and the offset of every key index: ``key_offset[j] = j + centre - left + label_offset``
+    (``centre`` of the key's own convolution, relative to ``j``; the same in every layer).
+
+    ``seqxai``: ``Wp = n_layers * (context + conv_width - 1) + 1``, the query is the last index."""
+    left, right = probe_extent(model_cfg)
+    centre = key_receptive_field(model_cfg).centre.to_numpy()
+    assert (centre == centre[0]).all(), "one key -> token mapping for all layers"
+    Wp = left + 1 + right
+    return Wp, np.arange(Wp) + int(centre[0]) - left + model_cfg["label_offset"]
+
+
+def motif_flank(model_cfg: dict, motif_pad: int) -> int:
+    """Half-width of the logo window around a top-attended key's centre: the key's own
+    convolution span on either side of its centre, plus ``motif_pad``."""
+    f = key_receptive_field(model_cfg).iloc[0]
+    return int(max(f.centre - f.lo, f.hi - f.centre)) + int(motif_pad)
 
 
 def tss_profiles(attn_rows: np.ndarray, key_offset: np.ndarray, offset_min: int, offset_max: int):
@@ -246,21 +272,23 @@ def positive_control(motifs: pd.DataFrame, element: dict, tolerance: float, max_
 @torch.no_grad()
 def attention_rows(model, tokens: dict, t_index: np.ndarray, strands: np.ndarray, batch_size: int = 32,
                    device="cpu") -> np.ndarray:
-    """Run the model on one window per TSS ending at its predicting query and return
+    """Run the model on one window per TSS around its predicting query (at window index
+    ``left`` of :func:`probe_extent`; the last index unless the model reads ahead) and return
     ``attn_rows[tss, layer, head, key]`` (key index within the probe window, see
-    :func:`probe_window`). Windows reaching past the strand start are left-padded with PAD."""
+    :func:`probe_window`). Windows reaching past a strand end are padded with PAD."""
     cfg = model.config
     Wp, _ = probe_window(cfg)
+    left, _ = probe_extent(cfg)
     L = len(tokens["+"])
     out = np.zeros((len(t_index), cfg["n_layers"], cfg["n_heads"], Wp), dtype=np.float32)
     prog = Progress(len(t_index), "TSS windows", every=10.0, logger=log)
     for i0 in range(0, len(t_index), batch_size):
         x = np.full((min(batch_size, len(t_index) - i0), Wp), PAD, dtype=np.int64)
         for r, (t, s) in enumerate(zip(t_index[i0 : i0 + batch_size], strands[i0 : i0 + batch_size])):
-            q = t + cfg["label_offset"]
-            a = q - Wp + 1
-            x[r, max(0, -a):] = tokens[s][max(a, 0) : q + 1]
-        _, attn = model(torch.as_tensor(x, device=device), return_attention=True, attention_queries=[Wp - 1])
+            a = t + cfg["label_offset"] - left                  # oriented index of window index 0
+            lo, hi = max(a, 0), min(a + Wp, L)
+            x[r, lo - a : hi - a] = tokens[s][lo:hi]
+        _, attn = model(torch.as_tensor(x, device=device), return_attention=True, attention_queries=[left])
         out[i0 : i0 + len(x)] = attn[:, :, :, 0, :].float().cpu().numpy()
         prog.update(len(x))
     return out
@@ -326,7 +354,7 @@ def probe_tss_attention(model, genome: dict, tss: pd.DataFrame, tf_sites: pd.Dat
     at_peak = np.take_along_axis(profile, (peak_off - omin)[..., None], -1)[..., 0]
     bg_at_peak = np.take_along_axis(bg_profile, (peak_off - omin)[..., None], -1)[..., 0]
     top = top_offsets(rows, key_offset, omin, omax, int(pcfg["top_k"]))
-    flank = (cfg["conv_width"] - 1) // 2 + int(pcfg["motif_pad"])
+    flank = motif_flank(cfg, pcfg["motif_pad"])
     pfm = head_pfms(tokens, t_index, strands, top, flank)
 
     nl, nh = profile.shape[:2]
@@ -367,7 +395,10 @@ def probe_tss_attention(model, genome: dict, tss: pd.DataFrame, tf_sites: pd.Dat
     summary = {
         "chrom": chrom, "tss_set": pcfg["tss_set"], "n_tss_probed": int(len(tss)),
         "offset_range": [omin, omax], "query_offset": int(cfg["label_offset"]),
-        "key_shift": int((cfg["conv_width"] - 1) // 2), "motif_window": [-flank, flank],
+        "key_shift": -int(key_receptive_field(cfg).centre.iloc[0]), "motif_window": [-flank, flank],
+        "architecture": cfg.get("architecture", "seqxai"),
+        # per layer: the span of a key's own convolution and every token offset that can change it
+        "key_receptive_field": key_receptive_field(cfg).astype(object).to_dict("records"),
         "positive_control": {"minus10_head_found": pc10["found"], "minus10": pc10,
                              "minus35_head_found": pc35["found"], "minus35": pc35},
         "heads_by_peak_mass": motifs.sort_values("peak_mass", ascending=False)[
