@@ -204,6 +204,21 @@ def test_run_uses_the_workflow_split_and_writes_the_table(tmp_path, tiny_encoder
     assert (ss["n_train"] <= 7 * 16).all() and (ss["n_train"] < 7 * 16).any()  # unknown classes out
     ok = table["value"].notna()
     assert ok.all() and table.loc[ok, "value"].between(0, 1).all() and table["chance"].between(0, 1).all()
+    from seqxai import plots
+
+    plots.diagnostic_probes(table, tmp_path / "diag.png", "tiny")
+    plots.diagnostic_probes(table.iloc[:0], tmp_path / "empty.png", "tiny")  # the demo's empty case
+    for f in ("diag.png", "empty.png"):
+        assert (tmp_path / f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # max_train_proteins: a seeded subset of the train split, the test split unchanged
+    runs = [run_diagnostic_probes(tiny_encoder, paths["proteins"], paths["splits"], paths["contacts"],
+                                  paths["annotations"], {**cfg, "max_train_proteins": 4}, ["binding_site"],
+                                  510, 128, tmp_path / f"cap{k}.parquet", seed=0, device="cpu")
+            for k in range(2)]
+    assert len(runs[0].train_accessions) == 4 and set(runs[0].train_accessions) < want["train"]
+    assert runs[0].train_accessions == runs[1].train_accessions
+    assert set(runs[0].test_accessions) == want["test"]
+    pd.testing.assert_frame_equal(read_table(tmp_path / "cap0.parquet"), read_table(tmp_path / "cap1.parquet"))
 
 
 def test_run_refuses_a_protein_with_two_split_records(tmp_path, tiny_encoder):

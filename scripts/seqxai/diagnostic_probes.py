@@ -17,10 +17,12 @@ precision of the top L/5 pairs per protein (long range j - i >= 24, and j - i >=
 averaged over proteins. Chance: AP and precision -> the held-out positive rate p; F1 -> the F1
 of calling every example positive, 2p / (1 + p).
 
-Memory is bounded per protein: a seeded sample of at most ``max_tokens`` residues and
-``max_pairs`` pairs of each training protein is kept (features of every layer); held-out
-proteins keep scores only (a sample of ``max_pairs`` pairs for the pooled AP, the precision
-at L/5 from all their pairs as one number per protein).
+Memory is bounded: a seeded sample of at most ``max_tokens`` residues and ``max_pairs`` pairs
+of each training protein is kept (features of every layer, float16), of at most
+``max_train_proteins`` training proteins (seeded choice), about
+proteins x (max_tokens x (layers + 1) x (hidden + 10 heads) + max_pairs x layers x 2 heads) x 2
+bytes; held-out proteins keep scores only (a sample of ``max_pairs`` pairs for the pooled AP,
+the precision at L/5 from all their pairs as one number per protein).
 
 Arrays: ``hidden[layer + 1, residue, dim]``, ``attn[layer, head, query, key]``; residues 0-based.
 """
@@ -185,8 +187,9 @@ class DiagnosticProbes:
         n = self._check(accession, hidden, attn, properties, known, contact, resolved)
         rng = protein_rng(self.seed, accession)
         tok = _sample(n, self.max_tokens, rng)
-        self._x["embedding"].append(hidden[:, tok].astype(np.float32))
-        self._x["attention"].append(top_incoming(attn)[:, tok].astype(np.float32))
+        # float16 halves the kept features; each layer's block is cast back to float32 to fit
+        self._x["embedding"].append(hidden[:, tok].astype(np.float16))
+        self._x["attention"].append(top_incoming(attn)[:, tok].astype(np.float16))
         y, kn = self._labels(properties, known, n)
         for name in properties:
             self._y.setdefault(name, []).append(y[name][tok])
@@ -195,7 +198,7 @@ class DiagnosticProbes:
             i, j = scored_pairs(n, resolved)
             pick = _sample(len(i), self.max_pairs, rng)
             i, j = i[pick], j[pick]
-            self._x["pair"].append(pair_attention(attn, i, j).astype(np.float32))
+            self._x["pair"].append(pair_attention(attn, i, j).astype(np.float16))
             self._pair_y.append(np.asarray(contact, bool)[i, j])
         self.train_accessions.append(accession)
 
@@ -222,7 +225,8 @@ class DiagnosticProbes:
             layers = range(-1, self.n_layers) if kind == "embedding" else range(self.n_layers)
             for layer in layers:
                 idx = layer + 1 if kind == "embedding" else layer
-                self.probes[(kind, name, layer)] = _fit(feats[idx][kn], y[kn], self.C, self.seed)
+                self.probes[(kind, name, layer)] = _fit(feats[idx][kn].astype(np.float32), y[kn],
+                                                        self.C, self.seed)
             self._n_train[(kind, name)] = len(y[kn])
         self._x = {}  # the training features are no longer needed
         self.fitted = True
@@ -316,7 +320,8 @@ def run_diagnostic_probes(encoder_path, proteins_path, splits_path, contacts_pat
                           secondary_path=None) -> DiagnosticProbes:
     """Stream the proteins with a contact map through the encoder once, train split first, and
     write the probe table (returned: the fitted probes, with the accessions trained on and held
-    out). ``diagnostic``: max_tokens_per_protein, max_pairs_per_protein, C.
+    out). ``diagnostic``: max_tokens_per_protein, max_pairs_per_protein, C and
+    max_train_proteins (None: every train-split protein with a contact map).
     Properties: the annotation ``types`` and, with ``secondary_path`` (accession, ss), ``ss:H``,
     ``ss:E``, ``ss:-`` over residues with a known class; contacts from the contact maps."""
     import logging
@@ -343,8 +348,14 @@ def run_diagnostic_probes(encoder_path, proteins_path, splits_path, contacts_pat
                  if secondary_path else None)
     todo = proteins[proteins["accession"].isin(contacts.index)].assign(
         split=lambda d: d["accession"].map(split))
-    todo = todo[todo["split"].isin(["train", "test"])].sort_values(
-        ["split", "accession"], ascending=[False, True])  # train before test
+    todo = todo[todo["split"].isin(["train", "test"])]
+    cap = diagnostic.get("max_train_proteins")
+    train = todo.loc[todo["split"] == "train", "accession"].sort_values().to_numpy()
+    if cap is not None and len(train) > cap:
+        keep = set(np.random.default_rng(seed).choice(train, cap, replace=False).tolist())
+        log.info("diagnostic probes: %d of %d train proteins (max_train_proteins, seeded)", cap, len(train))
+        todo = todo[(todo["split"] == "test") | todo["accession"].isin(keep)]
+    todo = todo.sort_values(["split", "accession"], ascending=[False, True])  # train before test
     n_train, n_test = int((todo["split"] == "train").sum()), int((todo["split"] == "test").sum())
     log.info("diagnostic probes: %d train and %d test proteins with a contact map", n_train, n_test)
     if not n_train or not n_test:
@@ -385,8 +396,6 @@ def run_diagnostic_probes(encoder_path, proteins_path, splits_path, contacts_pat
             probes.add_test(r.accession, hidden, attn, props, known, contact, resolved)
         progress.update()
     table = probes.table(model)
-    for (kind, name), why in probes.skipped.items():
-        log.warning("no %s probe for %s: %s", kind, name, why)
     best = table[table["metric"].isin(["AP"])].sort_values("value", ascending=False)
     for b in best.groupby(["input", "property"]).head(1).itertuples():
         log.info("%s from %s: best AP %.3f at layer %d (chance %.3f)", b.property, b.input, b.value,
