@@ -136,18 +136,19 @@ def test_touching_a_library_module_reruns_exactly_the_rules_that_import_it(tmp_p
     os.utime(lib / "plots.py", (t0 + 100, t0 + 100))
     jobs, stdout = _dry_jobs(wf, *cfg)
     plots = {"plot_attention_probe", "plot_head_significance", "plot_tracks", "plot_training",
-             "plot_residue_flipping"}
+             "plot_residue_flipping", "plot_diagnostic_probes"}
     assert fingerprints(stdout) == plots     # the scripts are named after their rules
     assert set(jobs) == plots | {"library_fingerprint", "all"}
     os.utime(lib / "plots.py", (t0 - 100, t0 - 100))
 
     # head_statistics.py: imported by the head_statistics script and, via attention_probes.py,
-    # by the attention_probe script; their plots and the summary follow.
+    # by the attention_probe script (and diagnostic_probes.py); their plots and the summary follow.
     os.utime(lib / "head_statistics.py", (t0 + 100, t0 + 100))
     jobs, stdout = _dry_jobs(wf, *cfg)
-    assert fingerprints(stdout) == {"head_statistics", "attention_probe"}
+    assert fingerprints(stdout) == {"head_statistics", "attention_probe", "diagnostic_probes"}
     assert set(jobs) == {"library_fingerprint", "head_statistics", "attention_probe", "plot_head_significance",
-                         "plot_attention_probe", "summarize", "all"}
+                         "plot_attention_probe", "diagnostic_probes", "plot_diagnostic_probes", "summarize",
+                         "all"}
 
 
 def test_local_encoder_and_structure_files_are_inputs(tmp_path):

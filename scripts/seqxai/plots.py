@@ -7,11 +7,11 @@ from __future__ import annotations
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from .io import atomic_path  # noqa: E402
+from .io import atomic_path
 
 ANNOTATION_COLOURS = {"active_site": "tab:red", "binding_site": "tab:blue", "motif": "tab:green",
                       "transmembrane": "tab:orange"}
@@ -311,5 +311,45 @@ def contact_example(example: dict | None, precision: pd.DataFrame, path, model: 
         ax.set_xlabel("residue j (key)")
         ax.set_ylabel("residue i (query)")
     fig.suptitle(f"{model}: contacts from attention")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def diagnostic_probes(table: pd.DataFrame, path, model: str) -> None:
+    """Vig et al.'s diagnostic probes: held-out score per layer, one line per property, its chance
+    level dashed in the same colour. Panels: residue properties from the embeddings (AP),
+    residue properties from attention (AP), contacts from attention (AP and long-range P@L/5)."""
+    panels = [("embedding", "residue properties from embeddings", lambda d: d["property"] != "contact",
+               ["AP"]),
+              ("attention", "residue properties from attention", lambda d: d["property"] != "contact",
+               ["AP"]),
+              ("attention", "contacts from attention", lambda d: d["property"] == "contact",
+               ["AP", "long P@L/5"])]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (kind, title, pick, metrics) in zip(axes[0], panels):
+        sub = table[(table["input"] == kind) & pick(table) & table["metric"].isin(metrics)]
+        lines = sorted(sub.groupby(["property", "metric"]).groups)
+        for k, (prop, metric) in enumerate(lines):
+            rows = sub[(sub["property"] == prop) & (sub["metric"] == metric)].sort_values("layer")
+            colour = ANNOTATION_COLOURS.get(prop, colours[k % len(colours)])
+            label = prop if len(metrics) == 1 else f"{prop} {metric}"
+            style = "-" if metric == "AP" else ":"
+            ax.plot(rows["layer"], rows["value"], marker="o", ms=3, ls=style, color=colour, label=label)
+            ax.plot(rows["layer"], rows["chance"], ls="--", lw=1, color=colour, alpha=0.7)
+        if not lines:
+            ax.text(0.5, 0.5, "no probe fitted", ha="center", transform=ax.transAxes)
+        else:
+            ax.legend(fontsize=7)
+            layers = sorted(sub["layer"].unique())
+            ax.set_xticks(layers)
+            ax.set_xticklabels(["in" if v < 0 else str(v) for v in layers])
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("layer (in: input embedding)" if kind == "embedding" else "layer")
+        ax.set_ylabel(" / ".join(metrics) + " on held-out proteins")
+        ax.set_ylim(-0.02, 1.02)
+    n = table[["n_train_proteins", "n_test_proteins"]].max() if len(table) else None
+    counts = f" ({int(n.iloc[0])} train, {int(n.iloc[1])} test proteins)" if n is not None else ""
+    fig.suptitle(f"{model}: linear probes per layer{counts}; dashed: chance")
     fig.tight_layout()
     _save(fig, path)

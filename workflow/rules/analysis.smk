@@ -122,6 +122,37 @@ rule attention_probe:
         "../../scripts/attention_probe.py"
 
 
+rule diagnostic_probes:
+    input:
+        probe_model_input,
+        proteins=out("data/protein/proteins.parquet"),
+        splits=out("data/protein/splits.parquet"),
+        contacts=out("data/protein/contact_maps.parquet"),
+        annotations=out("data/protein/residue_annotations.parquet"),
+        secondary=secondary_structure_input,
+    output:
+        table=out("analysis/protein/attention/{model}/diagnostic_probes.parquet"),
+    log:
+        out("logs/diagnostic_probes_{model}.log"),
+    benchmark:
+        out("benchmarks/diagnostic_probes_{model}.tsv")
+    params:
+        encoder=probe_model_path,
+        diagnostic=config["analysis"]["vig"]["diagnostic"],
+        types=config["analysis"]["annotation_types"],
+        max_residues=config["analysis"]["vig"]["max_residues"],
+        max_length=config["protein"]["max_length"],
+        seed=SEED,
+    threads: 1
+    resources:
+        mem_mb=12000,
+        gpu=1,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../../scripts/diagnostic_probes.py"
+
+
 rule tss_attention:
     input:
         model=out("models/dna/model.pt"),

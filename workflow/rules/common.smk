@@ -300,6 +300,8 @@ def final_targets():
                            "residue_flipping"])
     targets += expand(out("figures/attention_{model}{fig}.png"), model=PROBE_MODELS,
                       fig=["", "_top_heads", "_layer_trend", "_blosum", "_contacts"])
+    if config["analysis"]["vig"]["diagnostic"]["enabled"]:
+        targets += expand(out("figures/attention_{model}_diagnostic_probes.png"), model=PROBE_MODELS)
     if config["data"]["source"] != "demo":
         targets += expand(out("figures/attention_{model}_3d.html"), model=PROBE_MODELS)
     if len(VARIANTS) > 1:

@@ -106,6 +106,24 @@ rule plot_attention_probe:
         "../../scripts/plot_attention_probe.py"
 
 
+rule plot_diagnostic_probes:
+    input:
+        table=out("analysis/protein/attention/{model}/diagnostic_probes.parquet"),
+    output:
+        figure=report(out("figures/attention_{model}_diagnostic_probes.png"),
+                      caption="../report/attention_diagnostic_probes.rst", category="Attention",
+                      subcategory="{model}"),
+    log:
+        out("logs/plot_diagnostic_probes_{model}.log"),
+    benchmark:
+        out("benchmarks/plot_diagnostic_probes_{model}.tsv")
+    threads: 1
+    conda:
+        "../../envs/plots.yaml"
+    script:
+        "../../scripts/plot_diagnostic_probes.py"
+
+
 rule plot_training:
     input:
         protein=expand(out("models/protein/{task}/finetuned/training_log.tsv"), task=TASKS),
