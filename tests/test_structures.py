@@ -281,7 +281,7 @@ def test_pinned_vig_chain_list_is_non_redundant():
 
     df = read_chain_list(CHAIN_LIST)
     assert len(df) == 14 and (df["method"] == "XRAY").all() and (df["resolution"] <= 2.5).all()
-    prot, cm, _, rep = build_chain_tables(df, None, None, ContactDefinition(atom="CA"), local=STRUCT)
+    prot, _cm, _, _rep = build_chain_tables(df, None, None, ContactDefinition(atom="CA"), local=STRUCT)
     missing = sorted(set(df.accession) - set(prot.accession))
     if missing:  # 1AKI is a PDB file in data/structures; its mmCIF sits with the RCSB fixtures
         extra = build_chain_tables(df[df.accession.isin(missing)], None, None, ContactDefinition(atom="CA"),
