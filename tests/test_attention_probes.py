@@ -532,7 +532,9 @@ def test_esm_contact_head_rows_match_predict_contacts_by_hand(tmp_path, tiny_enc
     vig = {"theta": 0.05, "min_high_confidence": 0, "max_residues": 510, "split": "all",
            "contacts": {"n_train": 2, "C": 0.15}, "bootstrap": {"draws": 0}}
     run_attention_probe(tiny_encoder, paths["proteins"], paths["splits"], paths["contacts"], paths["annotations"],
-                        vig, [], 128, outputs, seed=0, device="cpu")
+                        vig, ["ptm"], 128, outputs, seed=0, device="cpu")
+    # no residue annotated (PDB chains): no ptm rows rather than 0% shares against a 0% background
+    assert set(read_table(outputs["probe"])["property"]) == {"contact"}
     prec = read_table(outputs["contacts"])
     head = prec[(prec["method"] == "esm_contact_head") & (prec["accession"] != "mean")].set_index("accession")
     assert sorted(head.index) == ["Q1", "Q3", "Q5"] and (head["n_train"] == 0).all()

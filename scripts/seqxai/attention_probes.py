@@ -430,6 +430,11 @@ def run_attention_probe(encoder_path, proteins_path, splits_path, contacts_path,
                     else splits.loc[splits["split"] == vig["split"], "accession"])
     contacts = read_table(contacts_path, "contact_maps").set_index("accession")
     annotations = read_table(annotations_path, "residue_annotations")
+    absent = [t for t in types if t not in set(annotations["type"])]
+    if absent:  # e.g. PDB chains (data.structures.source: pdb_list) carry no UniProt features
+        log.warning("%s has no residue of type %s: the probe has no rows for them (not 0%% shares)",
+                    annotations_path, ", ".join(absent))
+        types = [t for t in types if t not in absent]
     secondary = (read_table(secondary_path).set_index("accession")["ss"].to_dict()
                  if secondary_path else None)
     cfg = encoder.config
