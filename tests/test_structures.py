@@ -11,16 +11,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from replay_server import ReplayServer, forbid_network  # noqa: E402
 from seqxai.sources.http import Fetcher, RetryPolicy  # noqa: E402
+from seqxai.io import DataError  # noqa: E402
 from seqxai.sources.structures import (  # noqa: E402
+    ContactDefinition,
     StructureMismatch,
     StructureRules,
     alphafold_entry,
+    build_chain_tables,
     build_contact_maps,
+    chain_contact_map,
     contact_map,
     contacts_from_coords,
     local_candidates,
     protein_chains,
+    read_chain_list,
     read_structure,
+    select_chains,
 )
 from seqxai.sources.uniprot import load_proteins  # noqa: E402
 
@@ -164,3 +170,129 @@ def test_alphafold_and_rcsb_downloads_over_loopback(tmp_path):
         cm2, _, _ = build_contact_maps(lyso, "pdb", xrefs=xrefs, fetcher=f, cache_dir=tmp_path,
                                        pdb_url=srv.url("/download/{id}.cif"))
     assert cm2.iloc[0]["source"] == "pdb:1AKI:A" and cm2.iloc[0]["resolved"] == "0" * 18 + "1" * 129
+
+
+# ------------------------------------------------------------------ pinned chain lists (pdb_list)
+CHAIN_LIST = Path(__file__).resolve().parents[1] / "config" / "paper" / "vig_pisces_chains.txt"
+
+
+def test_pisces_list_parsing_and_bad_rows(tmp_path):
+    good = tmp_path / "cullpdb.txt"
+    good.write_text("PDBchain len method resol rfac freerfac\n1ABCA 245 XRAY 1.80 0.19 0.23\n"
+                    "# a comment\n\n2xyzBB 80 NMR NA NA NA\n3DEFA 30 XRAY 2.90 0.25 0.31\n")
+    df = read_chain_list(good)
+    assert df["accession"].tolist() == ["1ABC_A", "2XYZ_BB", "3DEF_A"]
+    assert df["chain"].tolist() == ["A", "BB", "A"] and df["length"].tolist() == [245, 80, 30]
+    assert df.loc[0, "resolution"] == 1.80 and np.isnan(df.loc[1, "resolution"])
+    assert select_chains(df, max_resolution=2.5)["accession"].tolist() == ["1ABC_A"]  # NMR: no resolution
+    assert select_chains(df, min_length=50)["accession"].tolist() == ["1ABC_A", "2XYZ_BB"]
+    assert select_chains(df, max_chains=2)["accession"].tolist() == ["1ABC_A", "2XYZ_BB"]
+    header = "PDBchain len method resol rfac freerfac\n"
+    for body, msg in [
+        ("1ABCA 245 XRAY 1.80 0.19\n", r"line 2: 5 fields, need 6"),
+        ("1ABCA 245 XRAY 1.8x 0.19 0.23\n", r"line 2: field 'resol' is '1.8x', not a number"),
+        ("1ABCA 245 XRAY 1.80 0.19 0.23\nAB 10 XRAY 1.0 0.2 0.2\n", r"line 3: field 'PDBchain' is 'AB'"),
+        ("1ABCA -4 XRAY 1.80 0.19 0.23\n", r"line 2: field 'len' is '-4', not a positive length"),
+        ("1ABCA 245 XRAY 1.80 0.19 0.23\n1ABCA 245 XRAY 1.80 0.19 0.23\n", r"line 3: .*listed twice.*line 2"),
+    ]:
+        bad = tmp_path / "bad.txt"
+        bad.write_text(header + body)
+        with pytest.raises(DataError, match=rf"bad.txt, {msg}"):
+            read_chain_list(bad)
+    bad.write_text("IDs length Exptl.\n1ABCA 245 XRAY\n")
+    with pytest.raises(DataError, match=r"bad.txt, line 1: expected the PISCES header"):
+        read_chain_list(bad)
+
+
+def _cif_ca(path, chain):
+    """Independent mmCIF reader: {label_seq_id: CA xyz} of one author chain (first model, first altloc)."""
+    import gemmi
+
+    block = gemmi.cif.read(str(path)).sole_block()
+    cols = ["group_PDB", "label_atom_id", "label_alt_id", "auth_asym_id", "label_seq_id", "Cartn_x", "Cartn_y",
+            "Cartn_z", "pdbx_PDB_model_num"]
+    out = {}
+    for r in block.find("_atom_site.", cols):
+        if r[0] == "ATOM" and r[1] == "CA" and r[2] in (".", "A") and r[3] == chain and r[8] == "1":
+            out.setdefault(int(r[4]), np.array([float(r[5]), float(r[6]), float(r[7])]))
+    return out
+
+
+@needs_shared
+def test_chain_ca_contact_map_against_naive_loop():
+    # 7GSA chain A: 321 SEQRES residues, 284 observed; unobserved ones stay unresolved
+    defn = ContactDefinition(atom="CA", glycine_atom="CA", cutoff=8.0)
+    protein, row, q = chain_contact_map(STRUCT / "7gsa.cif", "A", "7GSA_A", defn)
+    ca = _cif_ca(STRUCT / "7gsa.cif", "A")
+    assert protein["length"] == row["length"] == 321 and len(ca) == 284 and row["definition"] == "CA<8.0A"
+    assert row["resolved"] == "".join("1" if k in ca else "0" for k in range(1, 322))
+    want = {(a, b) for a in ca for b in ca if a < b and np.linalg.norm(ca[a] - ca[b]) < 8.0}
+    assert set(zip(row["contact_i"], row["contact_j"])) == want and len(want) > 1000
+    # the sequence is the entity's (SEQRES), residue k of the entity = position k
+    import gemmi
+
+    block = gemmi.cif.read(str(STRUCT / "7gsa.cif")).sole_block()
+    mons = [gemmi.find_tabulated_residue(r[0]).one_letter_code.upper()
+            for r in block.find("_entity_poly_seq.", ["mon_id", "entity_id"]) if r[1] == "1"]
+    assert protein["sequence"] == "".join(mons) and q["n_resolved"] == 284
+    # a PDB-format file: residues placed on SEQRES positions; lysozyme has no gaps
+    p2, r2, _ = chain_contact_map(STRUCT / "1aki.pdb", "A", "1AKI_A", defn)
+    assert r2["resolved"] == "1" * 129 and p2["sequence"].startswith("KVFGRCELAAAMKRHGLDNYRGY")
+    with pytest.raises(StructureMismatch, match=r"1AKI_B: 1aki.pdb: no chain 'B'"):
+        chain_contact_map(STRUCT / "1aki.pdb", "B", "1AKI_B", defn)
+
+
+@needs_shared
+def test_pdb_list_chains_fetched_over_loopback(tmp_path):
+    chains = pd.DataFrame([
+        {"accession": "1AKI_A", "pdb_id": "1AKI", "chain": "A", "length": 129},
+        {"accession": "7GSA_A", "pdb_id": "7GSA", "chain": "A", "length": 321},
+        {"accession": "1AKI_Z", "pdb_id": "1AKI", "chain": "Z", "length": 129},  # no such chain
+        {"accession": "9ZZZ_A", "pdb_id": "9ZZZ", "chain": "A", "length": 50},  # no such entry
+    ])
+    with ReplayServer() as srv:
+        srv.add("/download/1AKI.cif", (SHARED / "fixtures" / "rcsb" / "1AKI.cif").read_bytes(),
+                headers=[("Content-Type", "chemical/x-mmcif"), ("Content-Encoding", "gzip")])
+        srv.add("/download/7GSA.cif", (STRUCT / "7gsa.cif").read_bytes(),
+                headers=[("Content-Type", "chemical/x-mmcif")])
+        srv.add("/download/9ZZZ.cif", b"not found", status=404)
+        srv.fault("/download/7GSA.cif", "drop")
+        f = Fetcher(cache_dir=tmp_path, retry=RetryPolicy(attempts=3, backoff=0.01), sleep=lambda s: None,
+                    timeout=(2, 5))
+        url = srv.url("/download/{id}.cif")
+        defn = ContactDefinition(atom="CA", cutoff=8.0)
+        prot, cm, q, rep = build_chain_tables(chains, f, tmp_path, defn, pdb_url=url)
+        n = f.requests_made
+        build_chain_tables(chains, f, tmp_path, defn, pdb_url=url)
+        assert f.requests_made == n + 1  # 1AKI and 7GSA cached; only the missing entry is asked again
+    assert prot["accession"].tolist() == cm["accession"].tolist() == ["1AKI_A", "7GSA_A"]
+    assert cm.iloc[0]["source"] == "pdb:1AKI:A" and cm.iloc[1]["resolved"].count("1") == 284
+    assert prot.iloc[0]["sequence"] == protein_chains(read_structure(STRUCT / "1aki.pdb"))["A"][0]
+    r = rep.set_index(["item", "reason"])["count"]
+    assert r[("chain", "kept")] == 2 and r[("chain", "unusable structure")] == 1 and r[("chain", "not found")] == 1
+    assert q["file"].tolist() == ["1AKI.cif", "7GSA.cif"]
+
+
+@needs_shared
+def test_pinned_vig_chain_list_is_non_redundant():
+    """The shipped list: header, 14 X-ray chains <= 2.5 A, found in the local entries, pairwise
+    identity <= 30 % (identical aligned pairs / shorter length), as its comment says."""
+    from seqxai.sources.structures import _aligner
+
+    df = read_chain_list(CHAIN_LIST)
+    assert len(df) == 14 and (df["method"] == "XRAY").all() and (df["resolution"] <= 2.5).all()
+    prot, _cm, _, _rep = build_chain_tables(df, None, None, ContactDefinition(atom="CA"), local=STRUCT)
+    missing = sorted(set(df.accession) - set(prot.accession))
+    if missing:  # 1AKI is a PDB file in data/structures; its mmCIF sits with the RCSB fixtures
+        extra = build_chain_tables(df[df.accession.isin(missing)], None, None, ContactDefinition(atom="CA"),
+                                   local=SHARED / "fixtures" / "rcsb")[0]
+        prot = pd.concat([prot, extra], ignore_index=True)
+    assert sorted(prot.accession) == sorted(df.accession)
+    assert (prot.set_index("accession")["length"] == df.set_index("accession")["length"]).all()
+    al, seqs = _aligner(), prot["sequence"].tolist()
+    for x in range(len(seqs)):
+        for y in range(x + 1, len(seqs)):
+            a, b = seqs[x], seqs[y]
+            aln = al.align(a, b)[0]
+            same = sum(sum(p == r for p, r in zip(a[t0:t1], b[q0:q1])) for (t0, t1), (q0, q1) in zip(*aln.aligned))
+            assert same / min(len(a), len(b)) <= 0.30, (prot.accession[x], prot.accession[y])

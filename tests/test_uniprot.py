@@ -71,6 +71,42 @@ def test_nonstandard_rule_and_bad_features():
     assert "P1 motif 4..9" in rep.examples[("feature", "outside sequence")]
 
 
+def test_mod_res_is_ptm_in_every_reader():
+    # MOD_RES (flat file), "Modified residue" (JSON display name and TSV column label) -> ptm
+    assert feature_type("MOD_RES") == feature_type("Modified residue") == "ptm"
+    assert "ft_mod_res" in return_fields(["ptm"])
+    # a TSV cell as UniProt writes it (FT line, newlines -> spaces, features joined by "; ")
+    cell = ('MOD_RES 83; /note="Sulfotyrosine"; /evidence="ECO:0000255"; MOD_RES 343; '
+            '/note="Phosphoserine"; /evidence="ECO:0007744|PubMed:24275569"')
+    assert parse_feature_cell(cell) == [("ptm", 83, 83, "Sulfotyrosine"), ("ptm", 343, 343, "Phosphoserine")]
+
+
+@needs_shared
+def test_mod_res_from_real_json_and_flat_file():
+    import json
+
+    path = RJ / "P05067.uniprotkb_entry.json"
+    entry = json.loads(path.read_text())
+    want = [(f["location"]["start"]["value"], f["location"]["end"]["value"])
+            for f in entry["features"] if f["type"] == "Modified residue"]
+    ann = load_proteins(local=path, rules=ProteinRules(features=["ptm", "binding_site"]))[1]
+    got = ann[ann.type == "ptm"]
+    assert list(zip(got.start, got.end)) == want and len(want) == 11
+    assert got.iloc[0]["description"] == "Phosphoserine; by CK2"
+    # flat file: an independent scan of the FT MOD_RES lines of each kept entry
+    prot, ann, _, _ = load_proteins(local=DATA / "swissprot_entries.txt", rules=ProteinRules(features=["ptm"]))
+    scan, acc = {}, None
+    for line in (DATA / "swissprot_entries.txt").read_text().splitlines():
+        if line.startswith("AC   ") and acc is None:
+            acc = line[5:].split(";")[0].strip()
+        elif line.startswith("//"):
+            acc = None
+        elif line.startswith("FT   MOD_RES") and acc in set(prot.accession):
+            scan.setdefault(acc, []).append(int(line.split()[2]))
+    got = {a: g["start"].tolist() for a, g in ann[ann.type == "ptm"].groupby("accession")}
+    assert got == scan and sum(map(len, scan.values())) == 29
+
+
 # ------------------------------------------------------------------ real JSON
 @needs_shared
 def test_json_entries_real():

@@ -115,10 +115,17 @@ def contact_rate(contact: np.ndarray, resolved=None, min_separation: int = 24) -
 
 
 def precision_table(rows: list[dict]) -> pd.DataFrame:
-    """Per-protein precision rows -> the table plus a ``mean`` row (unweighted over proteins)."""
+    """Per-protein precision rows -> the table plus a ``mean`` row (unweighted over proteins),
+    one per ``method`` (and split) when the rows name one."""
     df = pd.DataFrame(rows)
-    if len(df):
-        num = df.select_dtypes("number").mean().to_dict()
-        df = pd.concat([df, pd.DataFrame([{**num, "accession": "mean", "length": np.nan}])],
-                       ignore_index=True)
-    return df
+    if not len(df):
+        return df
+    keys = [k for k in ("method", "split") if k in df.columns]
+    groups = df.groupby(keys, sort=False) if keys else [((), df)]
+    means = []
+    for key, g in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        num = g.drop(columns=[c for c in ("length", "n_train") if c in g]).select_dtypes("number").mean()
+        means.append({**num.to_dict(), **dict(zip(keys, key)), "accession": "mean", "length": np.nan,
+                      **({"n_train": g["n_train"].iloc[0]} if "n_train" in g else {})})
+    return pd.concat([df, pd.DataFrame(means)], ignore_index=True)[df.columns]

@@ -55,6 +55,27 @@ def attention_maps(encoder, input_ids: torch.Tensor, attention_mask: torch.Tenso
     return attn[:, :, 1 : n_residues + 1, 1 : n_residues + 1].float().cpu().numpy()
 
 
+@torch.no_grad()
+def esm_contact_probabilities(encoder, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                              n_residues: int) -> np.ndarray:
+    """prob[i, j] of contact from an ESM encoder's own contact head (``EsmModel.predict_contacts``:
+    APC(A + A^T) of every head, special tokens removed, its trained logistic regression)."""
+    prob = encoder.predict_contacts(input_ids[None], attention_mask[None])[0]
+    return prob[:n_residues, :n_residues].float().cpu().numpy()
+
+
+def esm_contact_head_problem(encoder, loading_info: dict | None = None) -> str | None:
+    """Why the encoder's own contact head cannot be scored (None when it can)."""
+    if not hasattr(encoder, "predict_contacts") or getattr(encoder, "contact_head", None) is None:
+        return (f"{type(encoder).__name__} has no contact head (predict_contacts exists only on ESM "
+                f"models); the rows of method esm_contact_head are absent")
+    missing = [k for k in (loading_info or {}).get("missing_keys", []) if "contact_head" in k]
+    if missing:
+        return (f"the checkpoint holds no contact-head weights ({', '.join(sorted(missing))} were "
+                f"initialised at random, not loaded); the rows of method esm_contact_head are absent")
+    return None
+
+
 def contact_matrix(length: int, contact_i, contact_j) -> np.ndarray:
     """Symmetric boolean contact[i, j] from 1-based contact pair lists."""
     m = np.zeros((length, length), dtype=bool)
@@ -377,8 +398,11 @@ def run_attention_probe(encoder_path, proteins_path, splits_path, contacts_path,
 
     Properties: ``contact`` plus every annotation type of ``types`` (key residue has it) and
     the 20 amino acids (``aa:X``, written to ``outputs["aa"]``). Along the same stream the
-    Rao et al. contact regression is fitted on ``vig["contacts"]["n_train"]`` proteins
-    (seeded choice, streamed first) and scored on the others. ``outputs``: probe, trend, aa,
+    Rao et al. contact regression is fitted on ``vig["contacts"]["n_train"]`` proteins of the
+    train split (seeded choice, streamed first) and scored on the test split's proteins (a
+    homology split keeps clusters apart: never the same family); an ESM encoder's own contact
+    head (``predict_contacts``) is scored on the same test proteins as rows of method
+    ``esm_contact_head``. The probe itself counts the ``vig["split"]`` proteins. ``outputs``: probe, trend, aa,
     blosum, contacts, summary (paths). With ``secondary_path`` (accession, ss) the DSSP classes
     ``ss:H``, ``ss:E``, ``ss:-`` are key properties too, their background over residues with a
     known class. The probe table has both denominators and protein-level bootstrap intervals
@@ -396,29 +420,47 @@ def run_attention_probe(encoder_path, proteins_path, splits_path, contacts_path,
     log = logging.getLogger("seqxai.attention_probes")
     torch.set_num_threads(threads)
     dev = pick_device(device)
-    encoder = load_encoder(encoder_path).to(dev).eval()
+    encoder, loading = load_encoder(encoder_path, loading_info=True)
+    encoder = encoder.to(dev).eval()
     tok = load_tokenizer(encoder_path)
     proteins = read_table(proteins_path, "proteins")
     splits = read_table(splits_path, "splits")
-    if vig["split"] != "all":
-        proteins = proteins[proteins["accession"].isin(
-            splits.loc[splits["split"] == vig["split"], "accession"])]
+    split_of = dict(zip(splits["accession"], splits["split"]))
+    probe_set = set(proteins["accession"] if vig["split"] == "all"
+                    else splits.loc[splits["split"] == vig["split"], "accession"])
     contacts = read_table(contacts_path, "contact_maps").set_index("accession")
     annotations = read_table(annotations_path, "residue_annotations")
+    absent = [t for t in types if t not in set(annotations["type"])]
+    if absent:  # e.g. PDB chains (data.structures.source: pdb_list) carry no UniProt features
+        log.warning("%s has no residue of type %s: the probe has no rows for them (not 0%% shares)",
+                    annotations_path, ", ".join(absent))
+        types = [t for t in types if t not in absent]
     secondary = (read_table(secondary_path).set_index("accession")["ss"].to_dict()
                  if secondary_path else None)
     cfg = encoder.config
     counter = HighConfidenceCounter(cfg.num_hidden_layers, cfg.num_attention_heads, vig["theta"])
-    todo = proteins[proteins["accession"].isin(contacts.index)].sort_values("accession")
+    with_map = proteins[proteins["accession"].isin(contacts.index)].sort_values("accession")
     ccfg = {"n_train": 20, "C": 0.15, **vig.get("contacts", {})}
     rng = np.random.default_rng(seed)
-    n_train = min(ccfg["n_train"], max(len(todo) - 1, 0))
-    train = set(rng.permutation(todo["accession"].to_numpy())[:n_train].tolist())
-    # training proteins first: the regression is fitted before any held-out protein arrives
-    todo = todo.assign(is_train=todo["accession"].isin(train)).sort_values(
+    # contacts from attention: fitted on train-split proteins, scored on test-split proteins
+    pool = with_map.loc[with_map["accession"].map(split_of) == "train", "accession"].to_numpy()
+    test = set(with_map.loc[with_map["accession"].map(split_of) == "test", "accession"])
+    n_train = min(ccfg["n_train"], len(pool)) if test else 0
+    train = set(rng.permutation(pool)[:n_train].tolist())
+    if not train or not test:
+        log.warning("no contact regression: %d train-split and %d test-split proteins have a contact "
+                    "map (both are needed; the regression never trains and tests on one split)",
+                    len(pool), len(test))
+    head_problem = esm_contact_head_problem(encoder, loading)
+    if head_problem:
+        log.info("no ESM contact-head rows in %s: %s", outputs["contacts"], head_problem)
+    todo = with_map[with_map["accession"].isin(probe_set | train | test)]
+    # training proteins first: the regression is fitted before any test protein arrives
+    todo = todo.assign(is_train=todo["accession"].isin(train), is_test=todo["accession"].isin(test),
+                       in_probe=todo["accession"].isin(probe_set)).sort_values(
         ["is_train", "accession"], ascending=[False, True])
     regression = ContactRegression(C=ccfg["C"], seed=seed)
-    prec_rows, bg = [], np.zeros(2, dtype=np.int64)
+    prec_rows, bg, n_heldout = [], np.zeros(2, dtype=np.int64), 0
     progress = Progress(len(todo), "attention probe", logger=log)
     for r in todo.itertuples(index=False):
         cm = contacts.loc[r.accession]
@@ -441,21 +483,29 @@ def run_attention_probe(encoder_path, proteins_path, splits_path, contacts_path,
                 log.warning("%s: no secondary structure; its residues count as unknown", r.accession)
                 ss = " " * n
             ss_masks, known = secondary_structure_masks(ss[:n].ljust(n))
-        counter.add(attn, {"contact": contact}, masks, resolved, structural_keys=ss_masks, known=known)
+        if r.in_probe:
+            counter.add(attn, {"contact": contact}, masks, resolved, structural_keys=ss_masks, known=known)
         if r.is_train:
             regression.add_training(attn, contact, resolved)
-        elif regression.model is not None or regression.n_training:
-            if regression.model is None:
+        elif r.is_test:
+            if regression.model is None and regression.n_training:
                 try:
                     regression.fit()
                 except ValueError as exc:  # e.g. no contact among the training pairs
                     log.warning("no contact regression: %s", exc)
                     regression = ContactRegression(C=ccfg["C"], seed=seed)
-                    progress.update()
-                    continue
-            bg += contact_rate(contact, resolved)
-            prec_rows.append({"accession": r.accession, "length": n,
-                              **precision_at(regression.predict(attn), contact, resolved)})
+            row = {"accession": r.accession, "length": n, "split": "test"}
+            if regression.model is not None:
+                n_heldout += 1
+                prec_rows.append({**row, "method": "attention_regression", "n_train": n_train,
+                                  **precision_at(regression.predict(attn), contact, resolved)})
+            if head_problem is None:
+                prob = esm_contact_probabilities(encoder, enc["input_ids"][0].to(dev),
+                                                 enc["attention_mask"][0].to(dev), n)
+                prec_rows.append({**row, "method": "esm_contact_head", "n_train": 0,
+                                  **precision_at(prob, contact, resolved)})
+            if regression.model is not None or head_problem is None:
+                bg += contact_rate(contact, resolved)
         progress.update()
     n_bootstrap = vig.get("bootstrap", {}).get("draws", 1000)
     table = counter.table(vig["min_high_confidence"], n_bootstrap=n_bootstrap, seed=seed)
@@ -493,18 +543,21 @@ def run_attention_probe(encoder_path, proteins_path, splits_path, contacts_path,
              r_blosum, n_heads)
     summary = {"n_proteins": counter.n_proteins, "n_train": n_train, "share_denominator": denominator,
                "n_bootstrap": int(n_bootstrap), "best_heads": best_heads,
-               "regression_fitted": regression.model is not None,
-               "n_heldout": len(prec_rows), "r_blosum": r_blosum, "n_heads_blosum": n_heads,
+               "regression_fitted": regression.model is not None, "regression_split": "train -> test",
+               "n_heldout": n_heldout, "r_blosum": r_blosum, "n_heads_blosum": n_heads,
+               "esm_contact_head": head_problem or "scored on the test split",
                "long_range_background": float(bg[0] / bg[1]) if bg[1] else None}
-    if len(prec):
-        summary["precision"] = {k: float(v) for k, v in prec.iloc[-1].items()
-                                if k not in ("accession", "length")}
-        log.info("contact regression on %d held-out proteins: long P@L/5 %.3f, P@L %.3f "
-                 "(long-range contact rate %.4f)", len(prec_rows), summary["precision"]["long P@L/5"],
-                 summary["precision"]["long P@L"], summary["long_range_background"] or float("nan"))
-    # the example for the figures: the longest held-out (else any) protein, best contact head
+    for method, key in (("attention_regression", "precision"), ("esm_contact_head", "precision_esm_contact_head")):
+        mean = prec[(prec["accession"] == "mean") & (prec["method"] == method)] if len(prec) else prec
+        if len(mean):
+            summary[key] = {k: float(v) for k, v in mean.iloc[0].items()
+                            if k not in ("accession", "length", "split", "method", "n_train")}
+            log.info("%s on %d test-split proteins: long P@L/5 %.3f, P@L %.3f (long-range contact rate "
+                     "%.4f)", method, int((prec["method"] == method).sum() - 1), summary[key]["long P@L/5"],
+                     summary[key]["long P@L"], summary["long_range_background"] or float("nan"))
+    # the example for the figures: the longest test (else probe) protein, best contact head
     c = best[best["property"] == "contact"]
-    held = todo[~todo["is_train"]] if (~todo["is_train"]).any() else todo
+    held = todo[todo["is_test"]] if todo["is_test"].any() else todo[todo["in_probe"]]
     if len(c) and len(held):
         ex = held.loc[held["sequence"].str.len().idxmax()]
         cm = contacts.loc[ex["accession"]]

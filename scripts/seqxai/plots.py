@@ -304,6 +304,8 @@ def contact_example(example: dict | None, precision: pd.DataFrame, path, model: 
     axes[0, 1].set_title(f"attention layer {example['layer']} head {example['head']}", fontsize=9)
     if panels == 3:
         row = precision[precision["accession"] == example["accession"]]
+        if "method" in row:  # the ESM contact head has rows of its own
+            row = row[row["method"] == "attention_regression"]
         p5 = float(row["long P@L/5"].iloc[0]) if len(row) else np.nan
         axes[0, 2].imshow(np.asarray(example["regression"]), cmap="viridis", origin="upper")
         axes[0, 2].set_title(f"regression over heads: long P@L/5 {p5:.2f}", fontsize=9)

@@ -272,12 +272,14 @@ class SequenceClassifier(nn.Module):
         return (logits, out.attentions) if output_attentions else logits
 
 
-def load_encoder(path: str | Path, attn_implementation: str = "eager"):
-    """The bare encoder of a checkpoint (any head it carries is dropped)."""
+def load_encoder(path: str | Path, attn_implementation: str = "eager", loading_info: bool = False):
+    """The bare encoder of a checkpoint (any head it carries is dropped); with ``loading_info``
+    also transformers' loading report (``missing_keys``: weights initialised, not loaded)."""
     from transformers import AutoModel
 
     return AutoModel.from_pretrained(str(path), add_pooling_layer=False,
-                                     attn_implementation=attn_implementation)
+                                     attn_implementation=attn_implementation,
+                                     output_loading_info=loading_info)
 
 
 def make_classifier(encoder_path: str | Path, n_outputs: int, dropout: float = 0.1):

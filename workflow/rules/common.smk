@@ -110,6 +110,14 @@ def _local_source_problems():
             need("data.structures.local", st["local"], "folder")
     if st.get("mapping"):
         need("data.structures.mapping", st["mapping"])
+    if st.get("source") == "pdb_list":
+        if not st.get("chain_list"):
+            problems.append("data.structures.chain_list: a PISCES chain list (path or URL) is needed "
+                            "when data.structures.source is 'pdb_list'")
+        elif not str(st["chain_list"]).startswith(("http://", "https://")):
+            need("data.structures.chain_list", st["chain_list"])
+        if st.get("local"):
+            need("data.structures.local", st["local"], "folder")
     return problems
 
 

@@ -140,3 +140,43 @@ rule download_regulondb:
         "../../envs/data.yaml"
     script:
         "../../scripts/download_regulondb.py"
+
+
+# data.structures.source: pdb_list. The chains of a pinned chain list (PISCES cullpdb) are the
+# proteins: one job fetches their mmCIF files from RCSB (cached) and writes the protein table
+# from the chains' entity sequences, the contact maps, and an empty annotation table (UniProt
+# features of PDB chains need a SIFTS residue mapping, not done here). The ruleorder makes it
+# the producer of the tables download_uniprot/download_structures write otherwise.
+if _DATA["structures"].get("source") == "pdb_list":
+    _PDB_CHAIN_LIST = _DATA["structures"].get("chain_list")
+    if _PDB_CHAIN_LIST and str(_PDB_CHAIN_LIST).startswith(("http://", "https://")):
+        _PDB_CHAIN_LIST = None  # a URL is no input file; it is downloaded into the cache
+
+    ruleorder: download_pdb_chains > download_uniprot
+    ruleorder: download_pdb_chains > download_structures
+
+    rule download_pdb_chains:
+        input:
+            local=local_inputs(_PDB_CHAIN_LIST),
+        output:
+            proteins=out("data/protein/proteins.parquet"),
+            annotations=out("data/protein/residue_annotations.parquet"),
+            contacts=out("data/protein/contact_maps.parquet"),
+            quality=out("data/protein/structure_quality.parquet"),
+            report=out("data/protein/data_report.parquet"),
+        params:
+            structures=_DATA["structures"],
+            http=_HTTP,
+            cache_dir=_CACHE,
+        log:
+            out("logs/download_pdb_chains.log"),
+        benchmark:
+            out("benchmarks/download_pdb_chains.tsv")
+        threads: 1
+        resources:
+            mem_mb=8000,
+            downloads=1,
+        conda:
+            "../../envs/data.yaml"
+        script:
+            "../../scripts/download_pdb_chains.py"

@@ -9,7 +9,8 @@ or one entry), REST TSV (columns named by their TSV labels, e.g. ``Entry``, ``Se
 Positions: feature ``start``/``end`` are UniProt's 1-based inclusive positions, kept as is.
 Features with an unknown position (``?``) or outside ``1..len(sequence)`` are dropped and
 counted. Feature types are snake_case of UniProt's display names ("Active site" ->
-``active_site``; flat-file ``ACT_SITE`` -> ``active_site``); see :data:`FEATURE_TYPES`.
+``active_site``; flat-file ``ACT_SITE`` -> ``active_site``), except ``MOD_RES`` (Modified residue)
+-> ``ptm`` and ``SIGNAL`` -> ``signal_peptide``; see :data:`FEATURE_TYPES`.
 
 Non-standard residues (anything outside the 20 standard amino acids: U, O, B, Z, X, ...), rule
 ``nonstandard``:
@@ -99,6 +100,8 @@ def snake(name: str) -> str:
 # our type name -> (flat key, display name, return field)
 FEATURE_TYPES = {snake(disp): (key, disp, fld) for key, disp, fld in _FEATURES}
 FEATURE_TYPES["signal_peptide"] = FEATURE_TYPES.pop("signal")  # "Signal" reads badly alone
+# MOD_RES, a post-translationally modified residue: Vig et al.'s "PTM" property
+FEATURE_TYPES["ptm"] = FEATURE_TYPES.pop("modified_residue")
 _BY_FLATKEY = {v[0]: k for k, v in FEATURE_TYPES.items()}
 _BY_DISPLAY = {v[1].lower(): k for k, v in FEATURE_TYPES.items()}
 _BY_DISPLAY["signal peptide"] = "signal_peptide"
