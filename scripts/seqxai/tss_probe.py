@@ -42,6 +42,7 @@ from .dna_model import (PAD, key_receptive_field, oriented_tokens, oriented_tss_
                         single_chromosome, split_blocks, tss_subset)
 from .io import DataError, Progress
 from .motifs import best_match, consensus, frequencies, tomtom_with_decoys
+from .motif_intervention import intervene, intervention_table, query_adjacent
 from .sigma70 import sigma70_reference
 
 log = logging.getLogger("seqxai.tss_probe")
@@ -49,7 +50,10 @@ log = logging.getLogger("seqxai.tss_probe")
 DEFAULT_PROBE = {"tss_set": "all", "offset_min": -100, "offset_max": 20, "motif_pad": 3, "top_k": 1,
                  "batch_size": 32, "alpha": 0.05, "peak_halfwidth": 3, "n_background": 500,
                  "background_min_distance": 150, "sequence_driven_ratio": 1.5,
-                 "sequence_driven_alpha": 0.01, "n_decoys": 20}
+                 "sequence_driven_alpha": 0.01, "n_decoys": 20, "intervention": {}}
+#: dna.probe.intervention defaults; min_relative_drop: see config/config.yaml for its derivation
+DEFAULT_INTERVENTION = {"enabled": True, "max_tss": 200, "draws": 3, "replacement": "shuffle",
+                        "alpha": 0.05, "min_relative_drop": 0.0}
 DEFAULT_ELEMENTS = {"minus10": {"consensus": "TATAAT", "centre": -9.5},
                     "minus35": {"consensus": "TTGACA", "centre": -32.5},
                     "tolerance": 3, "max_mismatches": 1}
@@ -115,13 +119,37 @@ def top_offsets(attn_rows: np.ndarray, key_offset: np.ndarray, offset_min: int, 
     return key_offset[sel][order]
 
 
+#: upstream window whose A/T share the background positions match (TSS-relative, inclusive)
+AT_WINDOW = (-40, 0)
+AT_BINS = 10
+
+
+def at_share(tokens: np.ndarray, t: np.ndarray, window: tuple[int, int] = AT_WINDOW) -> np.ndarray:
+    """A/T share of the bases at offsets ``window`` around each oriented index ``t`` of one
+    strand's ``tokens`` (positions outside the strand count as neither)."""
+    at = np.concatenate([[0], np.cumsum((tokens == 0) | (tokens == 3))])
+    lo = np.clip(t + window[0], 0, len(tokens))
+    hi = np.clip(t + window[1] + 1, 0, len(tokens))
+    return (at[hi] - at[lo]) / (window[1] - window[0] + 1)
+
+
 def background_positions(t_index: np.ndarray, strands: np.ndarray, length: int, n: int, min_distance: int,
-                         label_offset: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                         label_offset: int, seed: int = 0, tokens: dict | None = None,
+                         match_at: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``n`` random pseudo-TSSs (oriented 0-based index, strand; strands 50/50, seeded) at least
     ``min_distance`` nt from every annotated TSS on the same strand, with the predicting query
     ``t + label_offset`` inside the strand. The background of a sequence-driven head: its
-    profile around these positions should lack the peak it shows around TSSs."""
+    profile around these positions should lack the peak it shows around TSSs.
+
+    With ``tokens`` and ``match_at`` (the A/T shares of :data:`AT_WINDOW` at the probed TSSs),
+    the positions are drawn per A/T decile of ``match_at`` in its proportions, so that promoters'
+    A/T richness alone cannot separate TSSs from background (a head that attends A/T-rich DNA
+    wherever it is does not look sequence-driven at a TSS)."""
     rng = np.random.default_rng(seed)
+    edges = None
+    if match_at is not None and len(match_at):
+        edges = np.unique(np.quantile(match_at, np.linspace(0, 1, AT_BINS + 1)))
+        want = np.histogram(match_at, edges)[0] / len(match_at)
     out_t, out_s = [], []
     for strand in ("+", "-"):
         ok = np.ones(length, dtype=bool)
@@ -133,7 +161,20 @@ def background_positions(t_index: np.ndarray, strands: np.ndarray, length: int, 
         if len(cand) < k:
             raise DataError(f"dna.probe.n_background = {n}: only {len(cand)} positions on strand {strand} lie "
                             f">= {min_distance} nt from every TSS")
-        out_t.append(np.sort(rng.choice(cand, size=k, replace=False)))
+        if edges is None:
+            out_t.append(np.sort(rng.choice(cand, size=k, replace=False)))
+        else:
+            share = at_share(tokens[strand], cand)
+            b = np.clip(np.searchsorted(edges, share, side="right") - 1, 0, len(edges) - 2)
+            per_bin = rng.multinomial(k, want)
+            pick = []
+            for j, m in enumerate(per_bin):
+                pool = cand[b == j]
+                if len(pool) < m:
+                    raise DataError(f"dna.probe.n_background = {n}: only {len(pool)} candidate positions on "
+                                    f"strand {strand} have the A/T share of the TSSs' decile {j + 1}")
+                pick.append(rng.choice(pool, size=m, replace=False))
+            out_t.append(np.sort(np.concatenate(pick)))
         out_s.append(np.full(k, strand))
     return np.concatenate(out_t).astype(np.int64), np.concatenate(out_s)
 
@@ -311,6 +352,73 @@ def head_pfms(tokens: dict, t_index: np.ndarray, strands: np.ndarray, top: np.nd
     return counts[..., :4]
 
 
+def selection_and_test_tss(tss: pd.DataFrame, split: dict | None, max_tss: int,
+                           seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(training-block TSSs, held-out TSSs) of ``tss``, each a seeded sample of at most
+    ``max_tss``: a head's peak offset is chosen on the first and tested on the second. Without
+    split blocks (a model saved without them) a seeded half of the TSSs plays each part."""
+    tss = tss.reset_index(drop=True)
+    rng = np.random.default_rng(seed)
+    if split is not None:
+        held = tss_subset(tss, "heldout", split, "dna.probe")
+        p0 = tss.position.to_numpy() - 1
+        a, b = split["train"]
+        train = tss[(p0 >= a) & (p0 < b)]
+    else:
+        order = rng.permutation(len(tss))
+        train, held = tss.iloc[order[: len(tss) // 2]], tss.iloc[order[len(tss) // 2:]]
+
+    def sample(df):
+        df = df.reset_index(drop=True)
+        return df if len(df) <= max_tss else df.iloc[np.sort(rng.choice(len(df), max_tss, replace=False))]
+    return sample(train).reset_index(drop=True), sample(held).reset_index(drop=True)
+
+
+def _oriented(tss: pd.DataFrame, length: int) -> tuple[np.ndarray, np.ndarray]:
+    t = np.where(tss.strand == "+", tss.position - 1, length - tss.position).astype(np.int64)
+    return t, tss.strand.to_numpy()
+
+
+def sequence_driven_by_intervention(model, tokens: dict, tss_all: pd.DataFrame, split: dict | None,
+                                    icfg: dict, omin: int, omax: int, batch_size: int, device,
+                                    seed: int) -> pd.DataFrame:
+    """Per head: the peak offset chosen on training-block TSSs, then the intervention test of
+    :mod:`seqxai.motif_intervention` on held-out TSSs (tables' columns there, plus
+    ``sequence_driven``: not query-adjacent, BH q < alpha and relative drop >= min_relative_drop)."""
+    cfg = model.config
+    L = len(tokens["+"])
+    Wp, key_offset = probe_window(cfg)
+    field = key_receptive_field(cfg).iloc[0]
+    train, held = selection_and_test_tss(tss_all, split, int(icfg["max_tss"]), seed)
+    keep = lambda df: df[_oriented(df, L)[0] + cfg["label_offset"] < L]  # noqa: E731
+    train, held = keep(train), keep(held)
+    if len(train) < 2 or len(held) < 2:
+        raise DataError(f"dna.probe.intervention: {len(train)} training-block and {len(held)} held-out TSSs; "
+                        "need at least 2 of each")
+    t_tr, s_tr = _oriented(train, L)
+    prof_tr, offsets = tss_profiles(attention_rows(model, tokens, t_tr, s_tr, batch_size, device),
+                                    key_offset, omin, omax)
+    peak = offsets[prof_tr.argmax(-1)]
+    adjacent = query_adjacent(peak, int(cfg["label_offset"]), int(field.width), -int(field.centre))
+    peak_index = np.searchsorted(key_offset, peak)
+    t_h, s_h = _oriented(held, L)
+    rows_h = attention_rows(model, tokens, t_h, s_h, batch_size, device)
+    before = np.take_along_axis(rows_h, peak_index[None, :, :, None], -1)[..., 0]
+    top = top_offsets(rows_h, key_offset, omin, omax, 1)[..., 0]
+    heads = [(int(a), int(b)) for a, b in zip(*np.nonzero(~adjacent))]
+    rows_fn = lambda tok, t, s: attention_rows(model, tok, t, s, batch_size, device)  # noqa: E731
+    after = intervene(rows_fn, tokens, t_h, s_h, top, peak_index, key_offset,
+                      motif_flank(cfg, 0), int(icfg["draws"]), icfg["replacement"], seed, Wp, heads)
+    tab = intervention_table(before, after, peak, adjacent, float(icfg["alpha"]))
+    tab["sequence_driven"] = (~tab.query_adjacent & (tab.q < float(icfg["alpha"]))
+                              & (tab.relative_drop >= float(icfg["min_relative_drop"])))
+    tab["n_train_tss"] = len(train)
+    log.info("intervention (%s, %d draws) on %d held-out TSSs, peaks from %d training-block TSSs: "
+             "%d of %d heads sequence-driven, %d query-adjacent", icfg["replacement"], int(icfg["draws"]),
+             len(held), len(train), int(tab.sequence_driven.sum()), len(tab), int(tab.query_adjacent.sum()))
+    return tab
+
+
 def probe_tss_attention(model, genome: dict, tss: pd.DataFrame, tf_sites: pd.DataFrame, tf_motifs: dict,
                         probe_cfg: dict | None = None, elements: dict | None = None, seed: int = 1,
                         split: dict | None = None, source: str = "tss") -> dict:
@@ -341,9 +449,11 @@ def probe_tss_attention(model, genome: dict, tss: pd.DataFrame, tf_sites: pd.Dat
     n_bg = int(pcfg["n_background"])
     if n_bg:
         all_t = oriented_tss_index(tss_all, L)  # checked by single_chromosome above
+        match = np.concatenate([at_share(tokens[s], t_index[strands == s]) for s in ("+", "-")])
         bg_t, bg_s = background_positions(np.concatenate([all_t["+"], all_t["-"]]),
                                           np.array(["+"] * len(all_t["+"]) + ["-"] * len(all_t["-"])), L, n_bg,
-                                          int(pcfg["background_min_distance"]), int(cfg["label_offset"]), seed)
+                                          int(pcfg["background_min_distance"]), int(cfg["label_offset"]), seed,
+                                          tokens, match)
         bg_rows = attention_rows(model, tokens, bg_t, bg_s, pcfg["batch_size"], device)
         bg_profile, _ = tss_profiles(bg_rows, key_offset, omin, omax)
         seq_p = peak_vs_background_p(attention_at_offset(rows, key_offset, peak_off),
@@ -359,6 +469,21 @@ def probe_tss_attention(model, genome: dict, tss: pd.DataFrame, tf_sites: pd.Dat
 
     nl, nh = profile.shape[:2]
     li, hi = np.indices((nl, nh))
+    icfg = {**DEFAULT_INTERVENTION, **(pcfg.get("intervention") or {})}
+    background_driven = sequence_driven(at_peak, bg_at_peak, float(pcfg["sequence_driven_ratio"]), seq_p,
+                                        float(pcfg["sequence_driven_alpha"]))
+    if icfg["enabled"]:
+        inter = sequence_driven_by_intervention(model, tokens, tss_all, split, icfg, omin, omax,
+                                                int(pcfg["batch_size"]), device, seed)
+        grid = lambda col: inter[col].to_numpy().reshape(nl, nh)  # noqa: E731  (layer, head order)
+        driven = grid("sequence_driven").astype(bool)
+        inter_cols = {"peak_offset_train": grid("peak_offset"), "query_adjacent": grid("query_adjacent"),
+                      "intervention_before": grid("attention_before"),
+                      "intervention_after": grid("attention_after"),
+                      "intervention_relative_drop": grid("relative_drop"), "intervention_p": grid("p"),
+                      "intervention_q": grid("q")}
+    else:  # the background comparison decides, as before the intervention existed
+        driven, inter_cols = background_driven, {}
     prof_df = pd.DataFrame({"layer": np.repeat(li.ravel(), len(offsets)), "head": np.repeat(hi.ravel(), len(offsets)),
                             "offset": np.tile(offsets, nl * nh), "attention": profile.reshape(-1),
                             "background_attention": bg_profile.reshape(-1)})
@@ -367,8 +492,9 @@ def probe_tss_attention(model, genome: dict, tss: pd.DataFrame, tf_sites: pd.Dat
                            "peak_mass": peak_mass.ravel(), "profile_at_peak": at_peak.ravel(),
                            "background_at_peak": bg_at_peak.ravel(),
                            "sequence_driven_p": seq_p.ravel(),
-                           "sequence_driven": sequence_driven(at_peak, bg_at_peak, float(pcfg["sequence_driven_ratio"]),
-                                                              seq_p, float(pcfg["sequence_driven_alpha"])).ravel(),
+                           "background_driven": background_driven.ravel(),
+                           **{k: v.ravel() for k, v in inter_cols.items()},
+                           "sequence_driven": driven.ravel(),
                            "n_sites": len(tss) * int(pcfg["top_k"]),
                            "window_start_offset": -flank, "consensus": cons,
                            "pfm": [pfm[l, h].tolist() for l, h in zip(li.ravel(), hi.ravel())]})
@@ -409,7 +535,10 @@ def probe_tss_attention(model, genome: dict, tss: pd.DataFrame, tf_sites: pd.Dat
         .to_dict("records"),
         "tomtom_n_targets": len(targets), "tomtom_n_decoys_per_target": int(pcfg["n_decoys"]),
         "sigma70_reference": {**reference_info, **{k: consensus(v) for k, v in reference.items()}},
+        "intervention": {k: icfg[k] for k in ("enabled", "max_tss", "draws", "replacement", "alpha",
+                                               "min_relative_drop")},
         "background": {"n_positions": n_bg, "min_distance": int(pcfg["background_min_distance"]),
+                       "at_matched_window": list(AT_WINDOW),
                        "sequence_driven_ratio": float(pcfg["sequence_driven_ratio"]),
                        "sequence_driven_alpha": float(pcfg["sequence_driven_alpha"])},
         "sequence_driven_heads": motifs[motifs.sequence_driven][
