@@ -159,6 +159,30 @@ def test_background_positions_keep_away_from_tss():
         background_positions(t, s, 1000, 2000, 50, 20)
 
 
+def test_background_positions_match_the_tss_a_t_share():
+    """A genome whose first half is A/T-rich (80 %) and second half G/C-rich (20 % A/T), TSSs only in
+    the A/T-rich half: unmatched background positions fall half in each, matched ones follow the
+    TSSs' A/T share of -40..0."""
+    from seqxai.dna_model import oriented_tokens, tokenize
+    from seqxai.tss_probe import at_share, background_positions
+
+    rng = np.random.default_rng(0)
+    n = 40000
+    g = np.where(np.arange(n) < n // 2, rng.choice(list("ACGT"), n, p=[.4, .1, .1, .4]),
+                 rng.choice(list("ACGT"), n, p=[.1, .4, .4, .1]))
+    tokens = oriented_tokens("".join(g))
+    t = np.arange(1000, n // 2 - 1000, 400)
+    s = np.array(["+"] * len(t))
+    match = at_share(tokens["+"], t)
+    assert np.allclose(at_share(tokenize("AATTGGCC" * 10), np.array([40]), (-3, 4)), [0.5])
+    plain_t, plain_s = background_positions(t, s, n, 200, 60, 20, seed=1)
+    bt, bs = background_positions(t, s, n, 200, 60, 20, seed=1, tokens=tokens, match_at=match)
+    share = np.concatenate([at_share(tokens[x], bt[bs == x]) for x in "+-"])
+    plain = np.concatenate([at_share(tokens[x], plain_t[plain_s == x]) for x in "+-"])
+    assert abs(np.median(share) - np.median(match)) < 0.05 and np.median(plain) < 0.6
+    assert (share > 0.6).mean() > 0.9
+
+
 def test_background_tells_positional_from_sequence_driven_heads(monkeypatch):
     """Two hand-made heads on a demo genome with exact TATAAT boxes at -12..-7: head 0 always
     attends at offset -10 (positional), head 1 attends to the TATAAT in its window wherever it is
@@ -192,7 +216,13 @@ def test_background_tells_positional_from_sequence_driven_heads(monkeypatch):
     assert (m.peak_offset == -10).all() and (m.profile_at_peak > 0.95).all()
     assert m.loc[0, "background_at_peak"] > 0.95                          # positional: peak kept
     assert m.loc[1, "background_at_peak"] < 0.05                          # sequence-driven: peak gone
-    assert list(m.sequence_driven) == [False, True]                       # stated criterion, ratio 2
+    assert list(m.background_driven) == [False, True]                     # the background comparison
+    # ... and the intervention that decides: destroying head 1's attended box (a TATAAT) moves
+    # its attention away from -10 in every held-out TSS; head 0 does not care
+    assert list(m.sequence_driven) == [False, True]
+    assert m.loc[1, "intervention_q"] < 1e-3 and m.loc[1, "intervention_relative_drop"] > 0.5
+    assert m.loc[0, "intervention_relative_drop"] == 0.0 and np.isnan(m.loc[0, "intervention_p"])
+    assert (m.peak_offset_train == -10).all() and not m.query_adjacent.any()
     pc = res["summary"]["positive_control"]["minus10"]
     assert {"profile_at_peak", "background_at_peak", "background_max"} <= set(pc)
     # both heads peak at -10 with the same mass; the sequence-driven one is the -10 head

@@ -76,10 +76,14 @@ def plot_profiles(profiles: pd.DataFrame, elements: dict, path, summary: dict | 
 def plot_logos(head_motifs: pd.DataFrame, summary: dict, path, n_heads: int = 6) -> None:
     """Information-content logos of the ``n_heads`` heads with the largest peak mass (the
     positive-control -10 head always included), titled layer/head/peak offset/consensus; heads
-    of L1 and deeper marked as mixing upstream context (:func:`key_field_note`)."""
+    of L1 and deeper marked as mixing upstream context (:func:`key_field_note`). Heads whose peak
+    key overlaps the predicting query's own receptive field (``query_adjacent``) attend to the
+    query where the model predicts a TSS: their windows are the model's decision, not a motif,
+    and they get no logo."""
     pc = summary.get("positive_control", {}).get("minus10", {})
     field = summary.get("key_receptive_field")
-    top = head_motifs.sort_values("peak_mass", ascending=False).head(n_heads)
+    adjacent = head_motifs.get("query_adjacent", pd.Series(False, index=head_motifs.index)).astype(bool)
+    top = head_motifs[~adjacent].sort_values("peak_mass", ascending=False).head(n_heads)
     if pc and not ((top.layer == pc["layer"]) & (top["head"] == pc["head"])).any():
         extra = head_motifs[(head_motifs.layer == pc["layer"]) & (head_motifs["head"] == pc["head"])]
         top = pd.concat([top.head(n_heads - 1), extra])
@@ -91,8 +95,12 @@ def plot_logos(head_motifs: pd.DataFrame, summary: dict, path, n_heads: int = 6)
         draw_logo(ax, pfm, f"L{row.layer} H{row.head}  peak {row.peak_offset:+d}  mass {row.peak_mass:.2f}  "
                            f"{row.consensus}{star}{mixed}", start=int(row.window_start_offset))
         ax.set_xlabel("position relative to the top-attended key's centre", fontsize=7)
-    if field:
-        fig.suptitle(textwrap.fill(key_field_note(summary), 80), fontsize=7, y=1.0)
+    note = key_field_note(summary) if field else ""
+    if adjacent.any():
+        note += (f" {int(adjacent.sum())} head(s) peaking at the query's own receptive field "
+                 "(query-adjacent: the model's decision, not a motif) are not shown.")
+    if note:
+        fig.suptitle(textwrap.fill(note.strip(), 80), fontsize=7, y=1.0)
     fig.tight_layout()
     _save(fig, path)
 
