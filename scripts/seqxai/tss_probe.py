@@ -41,7 +41,7 @@ import torch
 from .dna_model import (PAD, key_receptive_field, oriented_tokens, oriented_tss_index,  # noqa: F401
                         single_chromosome, split_blocks, tss_subset)
 from .io import DataError, Progress
-from .motifs import best_match, consensus, frequencies, tomtom_with_decoys
+from .motifs import best_match, consensus, tomtom_with_decoys
 from .motif_intervention import intervene, intervention_table, query_adjacent
 from .sigma70 import sigma70_reference
 
