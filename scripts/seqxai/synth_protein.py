@@ -90,13 +90,9 @@ namespace: molecular_function
 is_a: GO:0005488 ! binding
 """
 HYDROPHOBIC = "LIVFAMW"
-# The catalytic residues C and H occur in the background too, so the active-site variant is
-# not a matter of composition: the model must read which of them sits in the G-x-?-x-G
-# context (no other position holds that context, see _remove_decoy_sites). Were C and H
-# unique to the site, relevance on the site would be relevance on two amino acids, which the
-# composition null of the head statistics cannot tell from knowing the site.
-_BACKGROUND_AA = AA
-_FILL_AA = "".join(a for a in AA if a not in ACTIVE_RESIDUES)  # fillers inside planted segments
+# The catalytic residues occur only at active sites, so each variant is a residue the
+# model must read there (and the complement of a background residue is never one of them).
+_BACKGROUND_AA = "".join(a for a in AA if a not in ACTIVE_RESIDUES)
 
 
 @dataclass
@@ -169,18 +165,12 @@ def _couple(seq: list[str], fam: Family, coupling: float, planted: set[int],
     for i, j in fam.coupled:
         if rng.random() >= coupling or (i in planted and j in planted):
             continue
+        if seq[i] in ACTIVE_RESIDUES or seq[j] in ACTIVE_RESIDUES:
+            continue  # catalytic residues stay unique to the active site
         if j in planted:
             seq[i] = COMPLEMENT[seq[j]]
         else:
             seq[j] = COMPLEMENT[seq[i]]
-
-
-def _remove_decoy_sites(seq: list[str], site: int, rng: np.random.Generator) -> None:
-    """Replace the C/H centre of every G-x-[CH]-x-G context other than the planted active site
-    (0-based centre ``site``) by a filler residue, so that the context marks one position."""
-    for i in range(2, len(seq) - 2):
-        if i != site and seq[i] in ACTIVE_RESIDUES and seq[i - 2] == "G" and seq[i + 2] == "G":
-            seq[i] = str(rng.choice(list(_FILL_AA)))
 
 
 def _place(length: int, sizes: list[int], avoid: set[int], rng: np.random.Generator,
@@ -234,10 +224,10 @@ def generate_proteins(n_proteins: int = 300, n_families: int = 3,
         motif_v, active_v = int(rng.integers(2)), int(rng.integers(2))
         membrane, atp = rng.random() < p_membrane, rng.random() < p_atp
         segments = [("motif", MOTIFS[motif_v])]
-        x, y = rng.choice(list(_FILL_AA), 2)
+        x, y = rng.choice(list(_BACKGROUND_AA), 2)
         segments.append(("active_site", ACTIVE_CONTEXT.format(x=x, c=ACTIVE_RESIDUES[active_v], y=y)))
         if atp:
-            a, b, c, d = rng.choice(list(_FILL_AA), 4)
+            a, b, c, d = rng.choice(list(_BACKGROUND_AA), 4)
             segments.append(("binding_site", PLOOP.format(a=a, b=b, c=c, d=d, st=rng.choice(["S", "T"]))))
         if membrane:
             for _ in range(int(rng.integers(1, 3))):
@@ -251,11 +241,9 @@ def generate_proteins(n_proteins: int = 300, n_families: int = 3,
             planted.update(range(st, st + len(text)))
             if kind == "active_site":  # only the catalytic residue is the annotated site
                 annotations.append((acc, kind, st + 3, st + 3, "Nucleophile"))
-                site = st + 2
             else:
                 annotations.append((acc, kind, st + 1, st + len(text), kind.replace("_", " ")))
         _couple(seq, fam, coupling, planted, rng)
-        _remove_decoy_sites(seq, site, rng)
         cls = 2 * motif_v + active_v + 1
         go = ([GO_MEMBRANE] if membrane else []) + ([GO_ATP] if atp else [])
         proteins.append((acc, "".join(seq), fam.length, f"{cls}.1.1.{f + 1}", str(cls), go, 0,
