@@ -451,3 +451,24 @@ def test_composition_null_names_a_sequence_that_does_not_fit():
     seqs["P03"] = seqs["P03"][:-1]
     with pytest.raises(DataError, match="P03.*59 residues.*60"):
         wenzel_statistics(emb, heads, ann, ["motif"], sequences=seqs, n_permutations=9)
+
+
+def test_composition_null_is_untestable_when_no_mask_can_move():
+    """Every annotated residue is the only W of its protein: permuting among residues of the same
+    amino acid leaves each mask in place, so p_composition is NaN, not 1."""
+    rng = np.random.default_rng(3)
+    recs, seqs = {}, {}
+    for k in range(12):
+        L, start = 30, int(rng.integers(1, 25))
+        seq = rng.choice(list("ACDEFGHIKLMNPQRSTVY"), size=L)
+        seq[start - 1] = "W"
+        rel = rng.normal(size=L)
+        rel[start - 1] += 3
+        recs[f"P{k:02d}"] = (start, start, rel, [[rel]])
+        seqs[f"P{k:02d}"] = "".join(seq)
+    emb, heads, ann = _table(recs, 1, 1)
+    res = wenzel_statistics(emb, heads, ann, ["motif"], sequences=seqs, n_permutations=49)
+    e = res["embedding"].iloc[0]
+    assert e["p"] < 1e-3 and np.isnan(e["p_composition"]) and e["null_sd_r"] < 1e-12
+    assert np.isnan(res["heads"]["p_composition"].iloc[0])
+    assert not res["heads"]["significant_composition"].iloc[0]

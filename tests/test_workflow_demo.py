@@ -30,9 +30,10 @@ def summary(demo):
 
 def test_attributions_concentrate_on_planted_annotations(summary):
     ctrl = summary["positive_controls"]["embedding_enrichment"]
-    assert len(ctrl["checks"]) == 4
+    assert len(ctrl["checks"]) == 3
     for c in ctrl["checks"]:
         assert c["p"] is not None and c["p"] < 1e-3, c
+        assert c["p_composition"] is not None and c["p_composition"] < 0.01, c  # 199 permutations
         assert c["median_r"] > 0
     assert ctrl["pass"]
 
@@ -99,7 +100,7 @@ def test_models_learned_their_tasks(summary):
 def test_figures_and_tables_are_written(demo):
     figures = sorted(p.name for p in (demo / "figures").glob("*.png"))
     attention = [f"attention_{m}{f}.png" for m in ("ec", "go", "pretrained")
-                 for f in ("", "_top_heads", "_layer_trend", "_blosum", "_contacts")]
+                 for f in ("", "_top_heads", "_layer_trend", "_blosum", "_contacts", "_diagnostic_probes")]
     assert figures == sorted(attention + [
         "dna_logos.png", "dna_tss_profiles.png", "dna_ig_profile.png", "dna_motif_sources.png",
         "ec_embedding_significance.png",

@@ -461,7 +461,7 @@ def composition_test(store: dict, annotation: str, group: str | None, n: int, sh
     """Permutation test of mean r against the composition null from the sums of
     :meth:`_PerProtein._accumulate` over the targets of ``group`` (None: every target):
     ``mean_r``, ``null_mean_r``, ``null_sd_r``, ``p_composition`` arrays of ``shape``
-    (NaN where no protein has a finite r or the null was not computed)."""
+    (NaN where no protein has a finite r, the null was not computed, or no mask could move)."""
     keys = [key for key in store if key[1] == annotation and (group is None or str(key[0]) == group)]
     if not n or not keys:
         nan = np.full(shape, np.nan)
@@ -470,7 +470,9 @@ def composition_test(store: dict, annotation: str, group: str | None, n: int, sh
     with np.errstate(invalid="ignore", divide="ignore"):
         mean, null = obs / cnt, perm / cnt[None]
         p = (1.0 + (null >= mean[None] - 1e-12).sum(0)) / (1.0 + n)
-    p = np.where(cnt > 0, p, np.nan)
+    # no protein's mask could move (every annotated residue the only one of its amino acid):
+    # the null is the observation itself and the test has nothing to say
+    p = np.where((cnt > 0) & (null.std(0) > 1e-12), p, np.nan)
     return {"mean_r": mean.reshape(shape), "null_mean_r": null.mean(0).reshape(shape),
             "null_sd_r": null.std(0).reshape(shape), "p_composition": p.reshape(shape)}
 
