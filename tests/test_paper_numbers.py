@@ -22,6 +22,14 @@ def test_rows_take_the_encoders_own_published_value_and_the_runs_numbers():
     # ESM-2 8M is not the 35M model (substring order matters: t6_8M vs t12_35M)
     small = {r["quantity"]: r for r in paper_numbers(ATT, SUMM, "facebook/esm2_t6_8M_UR50D")}
     assert small["contacts from attention, long-range P@L"]["published"] == 15.9
+    assert small["contacts from attention, long-range P@L"]["run_method"] == "attention_regression"
+    # with the ESM contact head scored, an ESM-2 model is compared through it (as published)
+    head = {**SUMM, "precision_esm_contact_head": {"long P@L": 0.2}}
+    r = {r["quantity"]: r for r in paper_numbers(ATT, head, "facebook/esm2_t6_8M_UR50D")}
+    assert r["contacts from attention, long-range P@L"]["run"] == pytest.approx(20.0)
+    assert r["contacts from attention, long-range P@L"]["run_method"] == "esm_contact_head"
+    r = {r["quantity"]: r for r in paper_numbers(ATT, head, "Rostlab/prot_bert_bfd")}
+    assert r["contacts from attention, long-range P@L"]["run"] == pytest.approx(12.0)
 
 
 def test_a_run_without_a_probe_or_an_unknown_encoder_gives_ranges_and_nulls():
