@@ -2,8 +2,8 @@
 
 A head whose TSS profile peaks at offset ``o`` may read the bases there (sequence-driven) or
 only the distance from the query (positional). Per held-out TSS and head, the bases the head
-attends most (the receptive field of its top-attended key inside the probe's offset range) are
-destroyed: replaced by a shuffle of themselves (same letters, new order: the A/T content stays,
+attends at its peak (the receptive field of its top-attended key within a few nt of ``o``,
+chosen by the caller) are destroyed: replaced by a shuffle of themselves (same letters, new order: the A/T content stays,
 so a head that reads composition keeps its attention) or by uniform random bases; ``draws``
 seeded replacements per TSS. The model is rerun and the head's attention at its peak offset is
 measured again. Test per head: paired one-sided Wilcoxon signed-rank of

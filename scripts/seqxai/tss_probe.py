@@ -53,7 +53,7 @@ DEFAULT_PROBE = {"tss_set": "all", "offset_min": -100, "offset_max": 20, "motif_
                  "sequence_driven_alpha": 0.01, "n_decoys": 20, "intervention": {}}
 #: dna.probe.intervention defaults; min_relative_drop: see config/config.yaml for its derivation
 DEFAULT_INTERVENTION = {"enabled": True, "max_tss": 200, "draws": 3, "replacement": "shuffle",
-                        "alpha": 0.05, "min_relative_drop": 0.0}
+                        "alpha": 0.05, "min_relative_drop": 0.0, "peak_halfwidth": 3}
 DEFAULT_ELEMENTS = {"minus10": {"consensus": "TATAAT", "centre": -9.5},
                     "minus35": {"consensus": "TTGACA", "centre": -32.5},
                     "tolerance": 3, "max_mismatches": 1}
@@ -404,7 +404,10 @@ def sequence_driven_by_intervention(model, tokens: dict, tss_all: pd.DataFrame, 
     t_h, s_h = _oriented(held, L)
     rows_h = attention_rows(model, tokens, t_h, s_h, batch_size, device)
     before = np.take_along_axis(rows_h, peak_index[None, :, :, None], -1)[..., 0]
-    top = top_offsets(rows_h, key_offset, omin, omax, 1)[..., 0]
+    # the motif a head reads at its peak: per TSS its top-attended key within the peak's
+    # +-peak_halfwidth (destroying a window elsewhere would move mass *to* the peak)
+    near = np.abs(key_offset[None, None, :] - peak[..., None]) <= int(icfg["peak_halfwidth"])
+    top = key_offset[np.argmax(np.where(near[None], rows_h, -np.inf), axis=-1)]
     heads = [(int(a), int(b)) for a, b in zip(*np.nonzero(~adjacent))]
     rows_fn = lambda tok, t, s: attention_rows(model, tok, t, s, batch_size, device)  # noqa: E731
     after = intervene(rows_fn, tokens, t_h, s_h, top, peak_index, key_offset,
@@ -536,7 +539,7 @@ def probe_tss_attention(model, genome: dict, tss: pd.DataFrame, tf_sites: pd.Dat
         "tomtom_n_targets": len(targets), "tomtom_n_decoys_per_target": int(pcfg["n_decoys"]),
         "sigma70_reference": {**reference_info, **{k: consensus(v) for k, v in reference.items()}},
         "intervention": {k: icfg[k] for k in ("enabled", "max_tss", "draws", "replacement", "alpha",
-                                               "min_relative_drop")},
+                                               "min_relative_drop", "peak_halfwidth")},
         "background": {"n_positions": n_bg, "min_distance": int(pcfg["background_min_distance"]),
                        "at_matched_window": list(AT_WINDOW),
                        "sequence_driven_ratio": float(pcfg["sequence_driven_ratio"]),
