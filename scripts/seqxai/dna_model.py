@@ -560,9 +560,9 @@ def tss_loss(logits, y, pos_weight=None, focal_gamma: float = 0.0):
     the probability of the true class), as the original's ``FocalLoss`` (utils/dna_functions.py;
     train.py trains with gamma 0.8). For a 2-class model ``logits = l_1 - l_0`` this is the
     original's softmax loss on ``l``."""
+    if not focal_gamma:  # the same call as before the focal option: bit-identical trajectories
+        return F.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight)
     bce = F.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight, reduction="none")
-    if not focal_gamma:
-        return bce.mean()
     p_t = torch.exp(-F.binary_cross_entropy_with_logits(logits, y, reduction="none"))
     return ((1 - p_t).clamp(min=0) ** focal_gamma * bce).mean()
 
