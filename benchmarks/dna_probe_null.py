@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
-from seqxai.dna_model import build_model, load_model, oriented_tokens, train_tss_model  # noqa: E402
+from seqxai.dna_model import build_model, load_model, oriented_tokens, save_model, train_tss_model  # noqa: E402
 from seqxai.io import read_fasta, read_table  # noqa: E402
 from seqxai.motifs import read_meme  # noqa: E402
 from seqxai.tss_probe import DEFAULT_INTERVENTION, probe_tss_attention  # noqa: E402
@@ -114,14 +114,26 @@ def validate(args):
     out = []
     for s in seeds(args.seeds):
         t0 = time.time()
-        model, metrics, _ = train_tss_model(genome, tss, dna.get("model"), dna.get("train"), dna.get("split"),
-                                            seed=s, device="cpu")
+        path = args.out / f"dna_model_seed{s}.pt"  # trained once, reused by later calls
+        if path.exists():
+            model, ckpt = load_model(path)
+            metrics = ckpt["metrics"]
+        else:
+            model, metrics, _ = train_tss_model(genome, tss, dna.get("model"), dna.get("train"),
+                                                dna.get("split"), seed=s, device="cpu")
+            args.out.mkdir(parents=True, exist_ok=True)
+            save_model(path, model, {"metrics": metrics, "split": metrics["split_blocks_0based_halfopen"]})
+        if args.train_only:
+            print(f"seed {s}: trained ({time.time() - t0:.0f} s)", flush=True)
+            continue
         model.eval()
         res = probe_tss_attention(model, genome, tss, sites, motifs, probe, dna.get("elements"), seed=s,
                                   split=metrics["split_blocks_0based_halfopen"])
         m = res["head_motifs"].set_index(["layer", "head"])
         tt = res["tomtom"]
-        row = {"seed": s, "test": metrics.get("test"), "seconds": round(time.time() - t0, 1)}
+        test = metrics.get("splits", {}).get("test", {})
+        row = {"seed": s, "test_roc_auc": test.get("roc_auc"), "test_pr_auc": test.get("pr_auc"),
+               "seconds": round(time.time() - t0, 1)}
         for el in ("minus10", "minus35"):
             pc = res["summary"]["positive_control"][el]
             h = m.loc[(pc["layer"], pc["head"])]
@@ -136,6 +148,8 @@ def validate(args):
                        "pass": bool(pc["found"] and h.sequence_driven)}
         out.append(row)
         print(json.dumps(row), flush=True)
+    if args.train_only:
+        return {"trained": seeds(args.seeds)}
     rate = {el: float(np.mean([r[el]["pass"] for r in out])) for el in ("minus10", "minus35")}
     print("pass rate over", len(out), "fresh seeds:", rate)
     return {"min_relative_drop": args.min_relative_drop, "seeds": out, "pass_rate": rate}
@@ -153,6 +167,7 @@ def main():
     ap.add_argument("--configfile", default=str(ROOT / "config/demo.yaml"))
     ap.add_argument("--out", type=Path, default=ROOT / "results/benchmarks")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--train-only", action="store_true", help="validate: train and save the models only")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     res = null(args) if args.mode == "null" else validate(args)
