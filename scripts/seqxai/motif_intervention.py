@@ -110,7 +110,8 @@ def _non_overlapping(pos: np.ndarray, strands: np.ndarray, reach: int) -> list[n
 
 def intervention_table(before: np.ndarray, after: np.ndarray, peak_offset: np.ndarray,
                        adjacent: np.ndarray, alpha: float) -> pd.DataFrame:
-    """Per head: n_tss, mean attention at the peak before and after the intervention,
+    """Per head over the TSSs with a finite ``before`` (the caller sets NaN for TSSs it does not
+    test): n_tss, mean attention at the peak before and after the intervention,
     relative_drop, the paired one-sided Wilcoxon p (before > after), its BH q over the tested
     heads, and ``query_adjacent`` (not tested)."""
     from scipy.stats import wilcoxon
@@ -124,6 +125,7 @@ def intervention_table(before: np.ndarray, after: np.ndarray, peak_offset: np.nd
             a, b = before[:, lay, h], after[:, lay, h]
             ok = np.isfinite(a) & np.isfinite(b)
             diff = a[ok] - b[ok]
+            diff[np.abs(diff) < 1e-6] = 0.0  # float noise of unchanged rows: no change (dropped)
             p = np.nan
             if not adjacent[lay, h] and ok.sum() >= 2 and np.any(diff != 0):
                 p = float(wilcoxon(diff, alternative="greater", zero_method="wilcox").pvalue)

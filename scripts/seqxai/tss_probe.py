@@ -404,10 +404,13 @@ def sequence_driven_by_intervention(model, tokens: dict, tss_all: pd.DataFrame, 
     t_h, s_h = _oriented(held, L)
     rows_h = attention_rows(model, tokens, t_h, s_h, batch_size, device)
     before = np.take_along_axis(rows_h, peak_index[None, :, :, None], -1)[..., 0]
-    # the motif a head reads at its peak: per TSS its top-attended key within the peak's
-    # +-peak_halfwidth (destroying a window elsewhere would move mass *to* the peak)
-    near = np.abs(key_offset[None, None, :] - peak[..., None]) <= int(icfg["peak_halfwidth"])
-    top = key_offset[np.argmax(np.where(near[None], rows_h, -np.inf), axis=-1)]
+    # the motif a head reads: per TSS its top-attended key, tested where that key lies within
+    # +-peak_halfwidth of the peak (elsewhere the head is not reading its peak in this TSS; there
+    # destroying the window would move mass *to* the peak, and a TSS whose attention at the peak
+    # is ~0 has nothing to lose)
+    top = top_offsets(rows_h, key_offset, omin, omax, 1)[..., 0]
+    reads_peak = np.abs(top - peak[None]) <= int(icfg["peak_halfwidth"])
+    before = np.where(reads_peak, before, np.nan)
     heads = [(int(a), int(b)) for a, b in zip(*np.nonzero(~adjacent))]
     rows_fn = lambda tok, t, s: attention_rows(model, tok, t, s, batch_size, device)  # noqa: E731
     after = intervene(rows_fn, tokens, t_h, s_h, top, peak_index, key_offset,
