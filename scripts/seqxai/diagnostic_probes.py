@@ -34,6 +34,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .attention_contacts import scored_pairs  # the contact probe's pairs, one definition
+
 MIN_SEPARATION = 6
 LONG_RANGE = 24
 TOP_WEIGHTS = 10
@@ -66,16 +68,6 @@ def top_incoming(attn: np.ndarray, k: int = TOP_WEIGHTS) -> np.ndarray:
 def pair_attention(attn: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     """features[layer, pair, 2 * n_heads]: [a_ij of every head, a_ji of every head]."""
     return np.concatenate([attn[:, :, i, j], attn[:, :, j, i]], axis=1).transpose(0, 2, 1)
-
-
-def scored_pairs(n: int, resolved: np.ndarray | None = None, min_separation: int = MIN_SEPARATION):
-    """0-based (i, j), i < j, j - i >= min_separation, both residues resolved."""
-    i, j = np.triu_indices(n, k=min_separation)
-    if resolved is not None:
-        ok = np.asarray(resolved, bool)
-        keep = ok[i] & ok[j]
-        i, j = i[keep], j[keep]
-    return i, j
 
 
 def protein_rng(seed: int, accession: str) -> np.random.Generator:
