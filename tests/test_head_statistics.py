@@ -448,9 +448,14 @@ def test_composition_null_names_a_sequence_that_does_not_fit():
 
     recs, seqs = _composition_tables(True)
     emb, heads, ann = _table(recs, 1, 1)
-    seqs["P03"] = seqs["P03"][:-1]
+    short = {**seqs, "P03": seqs["P03"][:-1]}
     with pytest.raises(DataError, match="P03.*59 residues.*60"):
-        wenzel_statistics(emb, heads, ann, ["motif"], sequences=seqs, n_permutations=9)
+        wenzel_statistics(emb, heads, ann, ["motif"], sequences=short, n_permutations=9)
+    # a longer sequence was truncated to the model's length: the attributed prefix is used
+    longer = {a: s + "WWWW" for a, s in seqs.items()}
+    a = wenzel_statistics(emb, heads, ann, ["motif"], sequences=longer, n_permutations=9, seed=1)
+    b = wenzel_statistics(emb, heads, ann, ["motif"], sequences=seqs, n_permutations=9, seed=1)
+    pd.testing.assert_frame_equal(a["embedding"], b["embedding"])
 
 
 def test_composition_null_is_untestable_when_no_mask_can_move():

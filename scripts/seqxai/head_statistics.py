@@ -231,12 +231,12 @@ class _PerProtein:
         acc = self.embedding["accession"].iat[k]
         n_res = len(self.embedding["relevance"].iat[k])
         seq = self.sequences.get(acc)
-        if seq is None or len(seq) != n_res:
+        if seq is None or len(seq) < n_res:  # longer: truncated to the model's length, a prefix
             raise DataError(f"{self.source}: accession {acc!r}: the proteins table has "
                             + ("no such protein" if seq is None else f"a sequence of {len(seq)} residues")
                             + f" but its relevance covers {n_res} residues; the composition null "
                             "needs the sequences the attributions were computed on")
-        aa = np.frombuffer(seq.upper().encode("ascii"), dtype="S1")
+        aa = np.frombuffer(seq[:n_res].upper().encode("ascii"), dtype="S1")
         return np.concatenate([[b"^"], aa, [b"$"]]) if self.keep else aa
 
     def _accumulate(self, store: dict, key, k: int, t_index: int, mask: np.ndarray,
