@@ -335,7 +335,7 @@ def test_device_setting_reaches_both_rule_scripts(tmp_path):
                                            tf_motifs="m"),
                      output=SimpleNamespace(**{k: str(tmp_path / k) for k in
                                                ("profiles", "head_motifs", "head_motifs_meme", "tf_enrichment",
-                                                "tomtom", "summary")}),
+                                                "tomtom", "summary", "sigma70_reference")}),
                      params=SimpleNamespace(probe={}, elements={}, seed=1))
         with pytest.raises(DataError, match="'cuda' requested"):
             runpy.run_path(str(scripts / "tss_attention.py"), init_globals={"snakemake": sm("cuda", **probe)})

@@ -93,9 +93,10 @@ def loaded_rules(configfile: str) -> dict:
 
 
 def all_rules() -> dict:
-    """The demo config includes the demo generators, the study config the download rules."""
+    """The demo config includes the demo generators, the study config the download rules, a Vig
+    preset the PDB-chain download (data.structures.source: pdb_list)."""
     rules = {}
-    for cfg in ("config/demo.yaml", "config/config.yaml"):
+    for cfg in ("config/demo.yaml", "config/config.yaml", "config/paper/vig_esm2.yaml"):
         rules.update(loaded_rules(cfg))
     return rules
 
@@ -150,7 +151,7 @@ def test_every_rule_is_parsed_and_has_an_existing_env():
     rules = all_rules()
     names = rule_names_in_smk()
     assert len(names) == len(set(names)), "a rule name is defined twice"
-    assert set(names) == set(rules) - {"all"}, "rules the two configs do not reach"
+    assert set(names) == set(rules) - {"all"}, "rules the three configs do not reach"
     for name in names:
         r = rules[name]
         assert r["action"], f"rule {name} does nothing"

@@ -93,8 +93,9 @@ def test_download_stage_on_local_files(tmp_path):
     assert list(genome) == ["NC_000913.3"] and len(genome["NC_000913.3"]) == 4_641_652
     tss = read_table(out / "dna" / "tss.parquet", table="tss")
     sites = read_table(out / "dna" / "tf_sites.parquet", table="tf_sites")
-    # 8,699 promoters with a TSS, of which 2,062 have only weak evidence
-    assert len(tss) == 6637 and len(sites) == 2542 and set(tss.chrom) == set(sites.chrom) == {"NC_000913.3"}
+    # 8,699 promoters with a TSS, of which 2,062 have only weak evidence; the binding sites get the
+    # same filter (site_evidence: strong): 2,301 (site, TF) pairs of the 2,542 with coordinates
+    assert len(tss) == 6637 and len(sites) == 2301 and set(tss.chrom) == set(sites.chrom) == {"NC_000913.3"}
     meme = (out / "dna" / "tf_motifs.meme").read_text()
     assert meme.count("\nMOTIF ") == 93 and "A 0.2" in meme  # genome background A ~ 0.246
 

@@ -115,8 +115,7 @@ def intervention_table(before: np.ndarray, after: np.ndarray, peak_offset: np.nd
     relative_drop, the paired one-sided Wilcoxon p (before > after), its BH q over the tested
     heads, and ``query_adjacent`` (not tested)."""
     from scipy.stats import wilcoxon
-
-    from .head_statistics import bh
+    from statsmodels.stats.multitest import multipletests
 
     n_layers, n_heads = before.shape[1:]
     rows = []
@@ -135,5 +134,8 @@ def intervention_table(before: np.ndarray, after: np.ndarray, peak_offset: np.nd
                          "attention_before": mb, "attention_after": ma,
                          "relative_drop": 1.0 - ma / mb if mb > 0 else np.nan, "p": p})
     df = pd.DataFrame(rows)
-    df["q"] = bh(df["p"].to_numpy(float), alpha)[0]
+    p = df["p"].to_numpy(float)
+    df["q"] = np.nan
+    if np.isfinite(p).any():  # BH over the tested heads (query-adjacent and unchanged ones: NaN)
+        df.loc[np.isfinite(p), "q"] = multipletests(p[np.isfinite(p)], method="fdr_bh")[1]
     return df

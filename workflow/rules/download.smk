@@ -154,6 +154,8 @@ if _DATA["structures"].get("source") == "pdb_list":
 
     ruleorder: download_pdb_chains > download_uniprot
     ruleorder: download_pdb_chains > download_structures
+    # PDB chains carry no GO terms: the chain table is the protein table, nothing to propagate
+    ruleorder: download_pdb_chains > propagate_go
 
     rule download_pdb_chains:
         input:
