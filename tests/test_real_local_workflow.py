@@ -69,7 +69,8 @@ def real_local_config(tmp: Path) -> dict:
         },
         "attribution": {"shards": 2, "n_steps": 8, "batch_size": 8, "max_proteins": 4, "split": "all"},
         "analysis": {"vig": {"min_high_confidence": 10},
-                     "residue_flipping": {"n_max": 16, "n_random": 1}},
+                     "residue_flipping": {"n_max": 16, "n_random": 1},
+                     "composition_null": {"permutations": 19}},
         # head width 8 (not the paper's 32): evaluating every genome position of the valid and
         # test blocks dominates this test's time, and it checks labels and splits, not accuracy
         # and smaller held-out blocks (12 % test, 4 % valid) for the same reason
@@ -77,7 +78,8 @@ def real_local_config(tmp: Path) -> dict:
                           "label_offset": 20},
                 "split": {"test_fraction": 0.12, "valid_fraction": 0.04},
                 "train": {"epochs": 1, "max_windows_per_epoch": 200, "batch_size": 4},
-                "probe": {"tss_set": "heldout"},
+                # the intervention on a sample: this test checks data and flow, not verdicts
+                "probe": {"tss_set": "heldout", "intervention": {"max_tss": 40, "draws": 1}},
                 # IG on a sample of held-out TSSs; TF-MoDISco on 60 windows may find nothing
                 "attribution": {"max_tss": 60, "n_steps": 8, "heads": False}},
     }

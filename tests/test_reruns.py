@@ -31,8 +31,9 @@ TINY = {
                       "dna": {"genome_length": 20000, "n_promoters": 60}}},
     "protein": {"mlm": {"steps": 10}, "finetune": {"epochs": 1}},
     "attribution": {"shards": 2, "n_steps": 4, "max_proteins": 4},
-    "analysis": {"residue_flipping": {"n_max": 8, "n_random": 1}},
-    "dna": {"train": {"epochs": 1}, "probe": {"n_background": 50},
+    "analysis": {"residue_flipping": {"n_max": 8, "n_random": 1}, "composition_null": {"permutations": 19}},
+    "dna": {"train": {"epochs": 1},
+            "probe": {"n_background": 50, "intervention": {"max_tss": 30, "draws": 1}},
             "attribution": {"max_tss": 8, "n_steps": 4}},
 }
 # The slice rerun by B and C: data, MLM pretraining, fine-tuning, 2 attribution shards, gather
