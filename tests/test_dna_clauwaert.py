@@ -124,6 +124,12 @@ def test_forward_equals_the_original_code():
     for l, p in enumerate(ref_probs):
         assert torch.allclose(attn[:, l], p.permute(2, 3, 0, 1), atol=1e-6)
     assert torch.allclose(rows, attn[:, :, :, [0, 17, 39]], atol=1e-6)
+    # the probe's path: the first n layers' rows only, no logits
+    for n in range(1, model.config["n_layers"] + 1):
+        with torch.no_grad():
+            none, part = model(x, return_attention=True, attention_queries=[0, 17, 39], attention_layers=n)
+        assert none is None and part.shape[1] == n
+        assert torch.allclose(part, attn[:, :n, :, [0, 17, 39]], atol=1e-6)
 
 
 def test_two_class_cross_entropy_is_the_bce_of_the_logit_difference():

@@ -190,6 +190,13 @@ def test_attention_rows_equal_dense_rows(position, attention, sink):
     assert rows.shape == (2, 3, 3, len(queries), 37)
     assert torch.allclose(rows, dense[:, :, :, queries, :], atol=1e-6)
     assert torch.allclose(logits_r, logits_d, atol=1e-5)
+    for n in (1, 2, 3):  # the probe's path: the first n layers' rows, without the layers above
+        with torch.no_grad():
+            none, part = model(x, return_attention=True, attention_queries=queries, attention_layers=n)
+        assert none is None and part.shape[1] == n
+        assert torch.allclose(part, dense[:, :n, :, queries, :], atol=1e-6)
+    with pytest.raises(ValueError, match="attention_layers"):
+        model(x, return_attention=True, attention_layers=1)
     layer = model.layers[0]
     with torch.no_grad():
         h = layer.ln1(model.embed(x))

@@ -24,7 +24,7 @@ def _rows_fn(key_offset, peak_index):
     """A stand-in model with 1 layer and 3 heads, each reading the 7 bases centred at -9 of each
     TSS: head 0 attends there iff they hold TATAAT (a motif reader), head 1 by their A/T share (a
     composition reader), head 2 always 0.5 (positional)."""
-    def rows(tokens, t_index, strands):
+    def rows(tokens, t_index, strands, n_layers=None):
         out = np.zeros((len(t_index), 1, 3, len(key_offset)))
         for i, (t, s) in enumerate(zip(t_index, strands)):
             w = tokens[s][t - 12 : t - 5]

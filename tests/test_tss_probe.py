@@ -197,7 +197,7 @@ def test_background_tells_positional_from_sequence_driven_heads(monkeypatch):
     Wp, key_offset = probe_window(model.config)
     box = np.array([3, 0, 3, 0, 0, 3])                                    # TATAAT
 
-    def fake_rows(model_, tokens, t_index, strands, batch_size=32, device="cpu"):
+    def fake_rows(model_, tokens, t_index, strands, batch_size=32, device="cpu", n_layers=None):  # 1 layer
         rows = np.zeros((len(t_index), 1, 2, Wp), dtype=np.float32)
         rows[:, 0, 0, np.flatnonzero(key_offset == -10)] = 1.0
         for i, (t, s) in enumerate(zip(t_index, strands)):

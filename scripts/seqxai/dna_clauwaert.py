@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dna_model import PAD, TSSLayer, sinusoid_encoding
+from .dna_model import PAD, TSSLayer, attention_rows_only, sinusoid_encoding
 from .io import DataError
 
 ARCHITECTURE = "clauwaert2021"
@@ -120,14 +120,16 @@ class ClauwaertLayer(TSSLayer):
         y = conv(t.permute(0, 2, 3, 1).reshape(B * h, dh, T))
         return y.view(B, h, dh, T).transpose(-1, -2)
 
-    def forward(self, x, key_pad, need_attn=False, chunk=64, queries=None):
+    def forward(self, x, key_pad, need_attn=False, chunk=64, queries=None, rows_only=False):
         """``x[batch, T, d_model]`` -> (``LayerNorm(x + o_net(attention))``, attention or None);
-        attention as :meth:`seqxai.dna_model.TSSLayer.forward` returns it."""
+        attention and ``rows_only`` as :meth:`seqxai.dna_model.TSSLayer.forward`."""
         B, T, _ = x.shape
         w = self.qkv_net(x) * (~key_pad)[..., None].to(x.dtype)   # PAD rows = the conv's zero padding
         wq, wk, wv = w.view(B, T, 3, self.h, self.dh).unbind(2)
         q, k, v = (self._conv(conv, t) for conv, t in
                    ((self.motif_net_q, wq), (self.motif_net_k, wk), (self.motif_net_v, wv)))
+        if rows_only:
+            return None, self.attention_rows(q, k, key_pad, queries)
         attn = None
         if need_attn and queries is None:
             ctx, attn = self._dense(q, k, v, key_pad)
@@ -194,10 +196,14 @@ class ClauwaertTransformer(nn.Module):
         """The original's 2-class logits ``l[batch, T, class]`` (class 1 = TSS label)."""
         return self.out_layer(self.hidden(x)[0])
 
-    def forward(self, x, return_attention=False, attention_queries=None):
+    def forward(self, x, return_attention=False, attention_queries=None, attention_layers=None):
         """``x[batch, T]`` tokens -> ``logits[batch, T] = l_1 - l_0``; with ``return_attention``
         also ``attn[batch, layer, head, query, key]`` (rows of ``attention_queries`` only when
-        given), as :meth:`seqxai.dna_model.TSSTransformer.forward`."""
+        given); ``attention_layers`` as :meth:`seqxai.dna_model.TSSTransformer.forward`."""
+        if attention_layers is not None:
+            h = self.drop(self.embed(x) * self.emb_scale)
+            return None, attention_rows_only(self.layers, h, x == PAD, attention_queries, attention_layers,
+                                             self.config["attn_chunk"])
         h, attn = self.hidden(x, return_attention, attention_queries)
         lg = self.out_layer(h)
         logits = lg[..., 1] - lg[..., 0]

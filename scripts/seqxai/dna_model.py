@@ -297,7 +297,7 @@ class TSSLayer(nn.Module):
                                 nn.Linear(ff_mult * d_model, d_model))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x, key_pad, need_attn=False, chunk=64, queries=None):
+    def forward(self, x, key_pad, need_attn=False, chunk=64, queries=None, rows_only=False):
         """``x[batch, T, d]`` -> (``x'``, attention or None).
 
         The layer output always comes from a chunked banded attention (queries in chunks of
@@ -305,13 +305,16 @@ class TSSLayer(nn.Module):
         ~T/(chunk+context) times cheaper than dense T x T attention. With ``need_attn`` the
         attention is also returned: only the rows of the query indices ``queries``
         (``attn[batch, head, len(queries), key]``) when given, else the dense matrix
-        ``attn[batch, head, query, key]`` (small inputs and tests only)."""
+        ``attn[batch, head, query, key]`` (small inputs and tests only). ``rows_only`` (with
+        ``queries``): return ``(None, rows)`` without computing the layer's output."""
         B, T, _ = x.shape
         qkv = self.qkv(self.ln1(x)).transpose(1, 2)                      # B, 3*h*dh, T
         qkv = self.conv(F.pad(qkv, (self.cw - 1, 0))).transpose(1, 2)    # causal conv
         q, k, v = qkv.reshape(B, T, 3, self.h, self.dh).permute(2, 0, 3, 1, 4)  # each B,h,T,dh
         if self.position == "rotary":
             q, k = rotate(q), rotate(k)
+        if rows_only:
+            return None, self.attention_rows(q, k, key_pad, queries)
         attn = None
         if need_attn and queries is None:
             ctx, attn = self._dense(q, k, v, key_pad)
@@ -416,6 +419,18 @@ class TSSLayer(nn.Module):
         return o.permute(0, 2, 1, 3, 4).reshape(B, h, Tp, dh)[:, :, :T]
 
 
+def attention_rows_only(layers, h, key_pad, queries, n_layers: int, chunk: int) -> torch.Tensor:
+    """``attn[batch, layer, head, len(queries), key]`` of the first ``n_layers`` of ``layers``
+    from their input ``h``: the layers below the last run whole, the last computes only its rows."""
+    if queries is None or not 1 <= n_layers <= len(layers):
+        raise ValueError(f"attention_layers = {n_layers} needs attention_queries and 1..{len(layers)} layers")
+    attns = []
+    for i, layer in enumerate(layers[:n_layers]):
+        h, a = layer(h, key_pad, need_attn=True, chunk=chunk, queries=queries, rows_only=i == n_layers - 1)
+        attns.append(a)
+    return torch.stack(attns, dim=1)
+
+
 class TSSTransformer(nn.Module):
     """Per-position TSS logits from nucleotide tokens (see module docstring)."""
 
@@ -440,13 +455,19 @@ class TSSTransformer(nn.Module):
     def key_shift(self) -> int:
         return (self.config["conv_width"] - 1) // 2
 
-    def forward(self, x, return_attention=False, attention_queries=None):
+    def forward(self, x, return_attention=False, attention_queries=None, attention_layers=None):
         """``x[batch, T]`` tokens -> ``logits[batch, T]``; with ``return_attention`` also
         ``attn[batch, layer, head, query, key]``: only the rows of the query indices in
         ``attention_queries`` when given (computed as rows, never as a T x T matrix), else
-        the dense matrix."""
+        the dense matrix. ``attention_layers = n`` (with ``attention_queries``): the attention
+        rows of the first ``n`` layers only, and no logits (``(None, attn)``): the layers
+        above are never run and layer ``n - 1`` computes its rows, not its output (the probe's
+        cost)."""
         key_pad = x == PAD
         h = self.embed(x)
+        if attention_layers is not None:
+            return None, attention_rows_only(self.layers, h, key_pad, attention_queries, attention_layers,
+                                             self.config["attn_chunk"])
         attns = []
         for layer in self.layers:
             h, a = layer(h, key_pad, need_attn=return_attention, chunk=self.config["attn_chunk"],

@@ -59,7 +59,8 @@ def intervene(rows_fn, tokens: dict, t_index: np.ndarray, strands: np.ndarray, t
     """after[tss, layer, head] = the mean over ``draws`` of the head's attention at its peak key
     (index ``peak_index[layer, head]`` into ``key_offset``) when the bases at
     ``top[tss, layer, head] +- half_width`` (TSS-relative) are replaced (:func:`replace_window`).
-    ``rows_fn(tokens, t_index, strands) -> attn_rows[tss, layer, head, key]`` runs the model;
+    ``rows_fn(tokens, t_index, strands, n_layers) -> attn_rows[tss, layer, head, key]`` runs the
+    model's first ``n_layers`` layers (a head of layer ``l`` needs ``l + 1``);
     ``reach``: the model window (bases upstream of a query it reads); TSSs whose edits lie
     farther apart share one model run. ``heads``: the (layer, head) pairs to test (default
     all; the others stay NaN)."""
@@ -81,7 +82,7 @@ def intervene(rows_fn, tokens: dict, t_index: np.ndarray, strands: np.ndarray, t
                 for i in g:
                     p = pos[i][(pos[i] >= 0) & (pos[i] < L)]
                     edited[strands[i]][p] = replace_window(tokens[strands[i]][p], kind, rng)
-                rows = rows_fn(edited, t_index[g], strands[g])
+                rows = rows_fn(edited, t_index[g], strands[g], n_layers=lay + 1)
                 acc[g] += rows[:, lay, h, peak_index[lay, h]]
                 for i in g:
                     p = pos[i][(pos[i] >= 0) & (pos[i] < L)]

@@ -312,16 +312,19 @@ def positive_control(motifs: pd.DataFrame, element: dict, tolerance: float, max_
 # ----------------------------------------------------------------------------- model driving
 @torch.no_grad()
 def attention_rows(model, tokens: dict, t_index: np.ndarray, strands: np.ndarray, batch_size: int = 32,
-                   device="cpu") -> np.ndarray:
+                   device="cpu", n_layers: int | None = None) -> np.ndarray:
     """Run the model on one window per TSS around its predicting query (at window index
     ``left`` of :func:`probe_extent`; the last index unless the model reads ahead) and return
     ``attn_rows[tss, layer, head, key]`` (key index within the probe window, see
-    :func:`probe_window`). Windows reaching past a strand end are padded with PAD."""
+    :func:`probe_window`). Windows reaching past a strand end are padded with PAD. Only the
+    rows are computed (no logits, no output of the last layer); ``n_layers``: the first
+    ``n_layers`` layers only (default all)."""
     cfg = model.config
+    n_layers = int(cfg["n_layers"]) if n_layers is None else int(n_layers)
     Wp, _ = probe_window(cfg)
     left, _ = probe_extent(cfg)
     L = len(tokens["+"])
-    out = np.zeros((len(t_index), cfg["n_layers"], cfg["n_heads"], Wp), dtype=np.float32)
+    out = np.zeros((len(t_index), n_layers, cfg["n_heads"], Wp), dtype=np.float32)
     prog = Progress(len(t_index), "TSS windows", every=10.0, logger=log)
     for i0 in range(0, len(t_index), batch_size):
         x = np.full((min(batch_size, len(t_index) - i0), Wp), PAD, dtype=np.int64)
@@ -329,7 +332,8 @@ def attention_rows(model, tokens: dict, t_index: np.ndarray, strands: np.ndarray
             a = t + cfg["label_offset"] - left                  # oriented index of window index 0
             lo, hi = max(a, 0), min(a + Wp, L)
             x[r, lo - a : hi - a] = tokens[s][lo:hi]
-        _, attn = model(torch.as_tensor(x, device=device), return_attention=True, attention_queries=[left])
+        _, attn = model(torch.as_tensor(x, device=device), return_attention=True, attention_queries=[left],
+                        attention_layers=n_layers)
         out[i0 : i0 + len(x)] = attn[:, :, :, 0, :].float().cpu().numpy()
         prog.update(len(x))
     return out
@@ -412,7 +416,9 @@ def sequence_driven_by_intervention(model, tokens: dict, tss_all: pd.DataFrame, 
     reads_peak = np.abs(top - peak[None]) <= int(icfg["peak_halfwidth"])
     before = np.where(reads_peak, before, np.nan)
     heads = [(int(a), int(b)) for a, b in zip(*np.nonzero(~adjacent))]
-    rows_fn = lambda tok, t, s: attention_rows(model, tok, t, s, batch_size, device)  # noqa: E731
+    # a head's rows need only the layers up to its own (rows_fn's ``n_layers``)
+    rows_fn = lambda tok, t, s, n_layers=None: attention_rows(model, tok, t, s, batch_size, device,  # noqa: E731
+                                                                n_layers)
     after = intervene(rows_fn, tokens, t_h, s_h, top, peak_index, key_offset,
                       motif_flank(cfg, 0), int(icfg["draws"]), icfg["replacement"], seed, Wp, heads)
     tab = intervention_table(before, after, peak, adjacent, float(icfg["alpha"]))
