@@ -59,6 +59,8 @@ from seqxai.dna_model import (
     split_blocks,
     train_tss_model,
 )
+from seqxai.seed_robustness import seed_fractions
+from seqxai.seed_robustness import seed_row as robustness_row
 from seqxai.sources.genome import load_genome
 from seqxai.sources.regulondb import read_promoters, read_sites, read_transfac
 from seqxai.tss_probe import (
@@ -136,27 +138,13 @@ def null_drops(first_model, split, tokens, tss, null_seeds, max_tss: int) -> dic
 
 
 def seed_row(seed, metrics, train_s, res, ref) -> dict:
-    """One seed's line of the table: AUCs, the -10/-35 heads, their intervention and Tomtom."""
-    test = metrics["splits"]["test"]
-    m = res["head_motifs"].set_index(["layer", "head"])
-    tt = res["tomtom"]
-    row = {"seed": seed, "train_seconds": train_s, "test_roc_auc": test["roc_auc"], "test_pr_auc": test["pr_auc"],
-           "at_roc_auc": ref["roc_auc"], "at_pr_auc": ref["pr_auc"],
-           "n_tss_probed": res["summary"]["n_tss_probed"],
-           "heads_with_tf_enrichment": len({(r["layer"], r["head"])
-                                             for r in res["summary"]["significant_tf_enrichment"]}),
-           "n_heads": len(m)}
-    for el in ("minus10", "minus35"):
-        pc = res["summary"]["positive_control"][el]
-        h = m.loc[(pc["layer"], pc["head"])]
-        ref_tt = tt[(tt.layer == pc["layer"]) & (tt["head"] == pc["head"]) & (tt.target == f"sigma70_{el}")]
-        row.update({f"{el}_found": bool(pc["found"]), f"{el}_head": f"L{pc['layer']}H{pc['head']}",
-                    f"{el}_peak_offset": pc["peak_offset"], f"{el}_consensus": pc["consensus"],
-                    f"{el}_relative_drop": float(h.get("intervention_relative_drop", np.nan)),
-                    f"{el}_intervention_q": float(h.get("intervention_q", np.nan)),
-                    f"{el}_sequence_driven": bool(h.sequence_driven),
-                    f"{el}_tomtom_q": float(ref_tt.q.iloc[0]) if len(ref_tt) else np.nan,
-                    f"{el}_decoy_fdr": float(ref_tt.decoy_fdr.iloc[0]) if len(ref_tt) else np.nan})
+    """One seed's line of the table: the workflow's seed-robustness row (AUCs, the -10/-35
+    heads, their intervention and Tomtom statistics) plus the A+T reference and TF heads."""
+    row = robustness_row(seed, metrics, res["summary"], res["head_motifs"], res["tomtom"], "real genome")
+    row.update({"train_seconds": train_s, "at_roc_auc": ref["roc_auc"], "at_pr_auc": ref["pr_auc"],
+                "n_tss_probed": res["summary"]["n_tss_probed"], "n_heads": len(res["head_motifs"]),
+                "heads_with_tf_enrichment": len({(r["layer"], r["head"])
+                                                 for r in res["summary"]["significant_tf_enrichment"]})})
     return row
 
 
@@ -219,8 +207,7 @@ def main():
         print(json.dumps(rows[-1], default=str), flush=True)
         pd.DataFrame(rows).to_csv(args.out / "real_seeds.tsv", sep="\t", index=False)
     table = pd.DataFrame(rows)
-    rates = {f"{el}_{what}": float(np.mean(table[f"{el}_found"] & (table[f"{el}_sequence_driven"] | (what == "found"))))
-             for el in ("minus10", "minus35") for what in ("found", "sequence_driven")}
+    rates = seed_fractions(table)
     with pd.option_context("display.width", 250, "display.max_columns", 40):
         print(table.to_string(index=False))
     print(f"fraction of {len(table)} seeds: {rates}")

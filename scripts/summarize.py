@@ -28,4 +28,7 @@ summary["provenance"] = build_provenance(sm.config, sm.params.encoder)
 # the papers' published numbers beside the pretrained encoder's (docs/differences.md)
 summary["paper_numbers"] = paper_numbers(summary["attention"].get("pretrained"),
                                          read_json(sm.input.attention_summary), sm.params.encoder)
+# the DNA study over training seeds (dna.seed_robustness): the fractions of seeds
+if getattr(sm.input, "seed_robustness", None):
+    summary["dna_seed_robustness"] = read_json(sm.input.seed_robustness)
 write_json(sm.output.summary, summary)

@@ -186,6 +186,62 @@ rule tss_attention:
         "../../scripts/tss_attention.py"
 
 
+# The probe of each extra training seed's model (dna.seed_robustness), same settings.
+rule tss_attention_seed:
+    input:
+        model=out("models/dna/seeds/seed{seed}/model.pt"),
+        genome=out("data/dna/genome.fasta"),
+        tss=out("data/dna/tss.parquet"),
+        tf_sites=out("data/dna/tf_sites.parquet"),
+        tf_motifs=out("data/dna/tf_motifs.meme"),
+    output:
+        profiles=out("analysis/dna/seeds/seed{seed}/tss_profiles.parquet"),
+        head_motifs=out("analysis/dna/seeds/seed{seed}/head_motifs.parquet"),
+        head_motifs_meme=out("analysis/dna/seeds/seed{seed}/head_motifs.meme"),
+        tf_enrichment=out("analysis/dna/seeds/seed{seed}/tf_enrichment.parquet"),
+        tomtom=out("analysis/dna/seeds/seed{seed}/tomtom.parquet"),
+        summary=out("analysis/dna/seeds/seed{seed}/dna_summary.json"),
+        sigma70_reference=out("analysis/dna/seeds/seed{seed}/sigma70_reference.meme"),
+    log:
+        out("logs/tss_attention_seed{seed}.log"),
+    benchmark:
+        out("benchmarks/tss_attention_seed{seed}.tsv")
+    wildcard_constraints:
+        seed=r"\d+",
+    params:
+        probe=config["dna"]["probe"],
+        elements=config["dna"]["elements"],
+        seed=lambda wc: int(wc.seed),
+    threads: 1
+    resources:
+        mem_mb=4000,
+        gpu=1,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../../scripts/tss_attention.py"
+
+
+# One row per training seed and the fraction of seeds that find a -10 / -35 head (issue: seed
+# robustness as an output, not one seed's anecdote).
+rule dna_seed_robustness:
+    input:
+        unpack(lambda wc: {f"{k}_{r['seed']}": r[k] for r in seed_robustness_runs()
+                           for k in ("metrics", "summary", "head_motifs", "tomtom")}),
+    output:
+        table=out("analysis/dna/seed_robustness.parquet"),
+        fractions=out("analysis/dna/seed_robustness.json"),
+    log:
+        out("logs/dna_seed_robustness.log"),
+    params:
+        runs=seed_robustness_runs(),
+    threads: 1
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/dna_seed_robustness.py"
+
+
 rule dna_modisco:
     input:
         windows=out("attribution/dna/tss_attributions.parquet"),

@@ -31,6 +31,7 @@ config.update(_canonical)
 
 OUT = config["outdir"].rstrip("/")
 SEED = config["seed"]
+DNA_SEEDS = config["dna"]["seed_robustness"]["seeds"]  # extra training seeds of the DNA study
 TASKS = sorted(config["protein"]["tasks"])
 ENCODER = config["protein"]["encoder"]
 MLM = config["protein"]["mlm"]
@@ -151,6 +152,9 @@ def _check_config():
     for e in config["analysis"]["expect_embedding_enrichment"]:
         if e["task"] not in TASKS:
             problems.append(f"analysis.expect_embedding_enrichment: unknown task '{e['task']}'")
+    if SEED in DNA_SEEDS:
+        problems.append(f"dna.seed_robustness.seeds: {SEED} is the run's own seed (listed already); "
+                        "list only the extra training seeds")
     if problems:
         raise ValueError("invalid config:\n  - " + "\n  - ".join(problems))
 
@@ -301,6 +305,20 @@ def fingerprint(modules, tsv, log, script):
     Path(log).write_text(f"{script}: {len(rows)} library modules, {sum(r[2] for r in rows)} bytes\n")
 
 
+def seed_robustness_runs(wildcards=None):
+    """Per training seed of the DNA study (the run's own, then dna.seed_robustness.seeds) the
+    model's metrics and the probe's summary, head motifs and Tomtom tables."""
+    runs = [{"seed": SEED, "metrics": out("models/dna/metrics.json"),
+             "summary": out("analysis/dna/dna_summary.json"),
+             "head_motifs": out("analysis/dna/head_motifs.parquet"), "tomtom": out("analysis/dna/tomtom.parquet")}]
+    for s in DNA_SEEDS:
+        runs.append({"seed": s, "metrics": out(f"models/dna/seeds/seed{s}/metrics.json"),
+                     "summary": out(f"analysis/dna/seeds/seed{s}/dna_summary.json"),
+                     "head_motifs": out(f"analysis/dna/seeds/seed{s}/head_motifs.parquet"),
+                     "tomtom": out(f"analysis/dna/seeds/seed{s}/tomtom.parquet")})
+    return runs
+
+
 def final_targets():
     targets = [out("summary.json")]
     targets += expand(out("figures/{task}_{fig}.png"), task=TASKS,
@@ -314,6 +332,8 @@ def final_targets():
         targets += expand(out("figures/attention_{model}_3d.html"), model=PROBE_MODELS)
     if len(VARIANTS) > 1:
         targets += expand(out("analysis/protein/{task}/variant_comparison.parquet"), task=TASKS)
+    if DNA_SEEDS:
+        targets += [out("analysis/dna/seed_robustness.parquet")]
     targets += [out("figures/training_curves.png"), out("figures/dna_tss_profiles.png"),
                 out("figures/dna_logos.png"), out("figures/dna_ig_profile.png"),
                 out("figures/dna_motif_sources.png")]

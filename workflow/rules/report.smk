@@ -211,6 +211,7 @@ rule summarize:
         attention_summary=out("analysis/protein/attention/pretrained/attention_summary.json"),
         dna_metrics=out("models/dna/metrics.json"),
         dna_summary=out("analysis/dna/dna_summary.json"),
+        seed_robustness=out("analysis/dna/seed_robustness.json") if DNA_SEEDS else [],
         encoder=pretrained_input(),
     output:
         summary=report(out("summary.json"), caption="../report/summary.rst", category="Summary"),

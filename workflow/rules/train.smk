@@ -94,3 +94,34 @@ rule train_dna:
         "../../envs/torch.yaml"
     script:
         "../../scripts/train_dna.py"
+
+
+# The same TSS model from another training seed (dna.seed_robustness.seeds), for the table of
+# rule dna_seed_robustness; the run's own model stays models/dna/model.pt.
+rule train_dna_seed:
+    input:
+        genome=out("data/dna/genome.fasta"),
+        tss=out("data/dna/tss.parquet"),
+    output:
+        model=out("models/dna/seeds/seed{seed}/model.pt"),
+        metrics=out("models/dna/seeds/seed{seed}/metrics.json"),
+        training_log=out("models/dna/seeds/seed{seed}/training_log.tsv"),
+    log:
+        out("logs/train_dna_seed{seed}.log"),
+    benchmark:
+        out("benchmarks/train_dna_seed{seed}.tsv")
+    wildcard_constraints:
+        seed=r"\d+",
+    params:
+        model=config["dna"]["model"],
+        train=config["dna"]["train"],
+        split=config["dna"]["split"],
+        seed=lambda wc: int(wc.seed),
+    threads: 1
+    resources:
+        mem_mb=4000,
+        gpu=1,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../../scripts/train_dna.py"
