@@ -131,3 +131,17 @@ def test_reported_needs_information_q_and_decoys():
     assert list(out.reported) == [True, False, False, False]          # b: empty logo with q = 0.01
     assert list(reported_matches(tt, {"a": 5.0, "b": 1.0, "c": 5.0, "d": 5.0}, 3.4, 0.05,
                                  "decoy_fdr").reported) == [True, False, False, True]
+
+
+def test_side_by_side_names_only_reported_matches():
+    from seqxai.dna_modisco import PATTERN_COLUMNS, side_by_side
+
+    heads = pd.DataFrame({"layer": [0, 1], "head": [0, 0], "consensus": ["TATAAT", "ACGTAC"], "n_sites": 100})
+    tt = pd.DataFrame({"layer": [0, 0, 1], "head": [0, 0, 0], "target": ["m10", "m35", "m10"],
+                       "p": [1e-4, 1e-3, 1e-5], "q": [1e-3, 1e-2, 1e-4], "orientation": "+", "offset": 0,
+                       "reported": [True, False, False]})
+    m, _ = side_by_side(heads, tt, pd.DataFrame(columns=PATTERN_COLUMNS), {"m10": np.full((6, 4), 0.25)})
+    m = m.set_index("motif")
+    assert m.loc["L0H0", "target"] == "m10" and m.loc["L0H0", "significant"]
+    # L1H0 has the smallest p of all, but an unreported match: no "best" target
+    assert pd.isna(m.loc["L1H0", "target"]) and not m.loc["L1H0", "significant"]
