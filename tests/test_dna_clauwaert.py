@@ -281,6 +281,16 @@ def test_full_probe_runs_on_the_new_model(tmp_path):
     prof = res["profiles"]
     assert prof.offset.max() == 20 and prof[prof.offset == 20].attention.gt(0).all()   # the query's own key
     assert len(res["head_motifs"]) == 4 and np.isfinite(res["head_motifs"].peak_mass).all()
+    # the TF test on attention mass (top-1 test as secondary columns), the control's verdict, and
+    # Tomtom matches named only when reported (information floor + decoy test)
+    from seqxai.tf_probe import MASS_COLUMNS
+    assert set(MASS_COLUMNS) | {"top1_p", "top1_p_bh"} <= set(res["tf_enrichment"].columns)
+    # the demo's TF sites (-65, -48) lie outside offsets -40..20: no test, no pass
+    assert len(res["tf_enrichment"]) == 0 and s["tf_control"]["pass"] is False
+    assert np.isfinite(res["head_motifs"].information_content).all()
+    tt = res["tomtom"]
+    best = {(b["layer"], b["head"]) for b in s["best_tomtom_match"]}
+    assert best == set(zip(tt[tt.reported].layer, tt[tt.reported]["head"]))
     write_json(tmp_path / "summary.json", s)                           # as dna_summary.json holds it
     summary = read_json(tmp_path / "summary.json")
     note = key_field_note(summary)

@@ -11,7 +11,8 @@ from seqxai.seed_robustness import run_seed_robustness, seed_fractions, seed_row
 
 def _outputs(found10, driven10, found35=False, roc=0.9):
     metrics = {"splits": {"test": {"roc_auc": roc, "pr_auc": roc / 10}}}
-    summary = {"positive_control": {
+    summary = {"tf_control": {"pass": found35, "share_heads_associated": 0.25 if found35 else 0.0},
+               "positive_control": {
         "minus10": {"found": found10, "layer": 0, "head": 1, "peak_offset": -10, "consensus": "TATAAT"},
         "minus35": {"found": found35, "layer": 1, "head": 0, "peak_offset": -33, "consensus": "TTGACA"}}}
     motifs = pd.DataFrame({"layer": [0, 0, 1, 1], "head": [0, 1, 0, 1],
@@ -43,6 +44,7 @@ def test_fractions_count_found_and_driven_separately():
     assert frac["minus10"]["found_and_sequence_driven"] == 0.25 and frac["minus10"]["seeds_sequence_driven"] == [1]
     assert frac["minus35"]["found"] == 0.25 and frac["minus35"]["found_and_sequence_driven"] == 0.0
     assert frac["test_roc_auc"]["min"] == 0.7 and frac["test_roc_auc"]["max"] == 0.9
+    assert frac["tf_control"]["pass"] == 0.25 and frac["tf_control"]["seeds_pass"] == [3]
 
 
 def test_files_in_table_out_and_bad_input_named(tmp_path):

@@ -16,7 +16,10 @@ Conventions
 - Side-by-side table: one row per motif of either source (``attention`` head ``L{l}H{h}`` of
   the probe, or ``modisco`` pattern) with its best Tomtom target. ``q`` is Benjamini-Hochberg
   within each source's own Tomtom run (attention: heads x targets, as ``tomtom.parquet``;
-  modisco: patterns x targets), so the attention rows equal the probe's table.
+  modisco: patterns x targets), so the attention rows equal the probe's table. An attention
+  head's best target is taken among its *reported* matches only (``tomtom.parquet`` column
+  ``reported``: information content above the null's floor, q and the decoy test below alpha,
+  :func:`seqxai.tf_probe.reported_matches`); a head with none has no target ("no match").
 """
 from __future__ import annotations
 
@@ -134,8 +137,11 @@ def side_by_side(attention_motifs: pd.DataFrame, attention_tomtom: pd.DataFrame,
     pfms = pattern_pfms(patterns)
     tt = tomtom(pfms, targets)
     rows = []
-    att = best_matches(attention_tomtom.assign(query=[f"L{l}H{h}" for l, h in
-                                                      zip(attention_tomtom.layer, attention_tomtom["head"])]))
+    # only reported matches (information above the null floor, decoy test passed: the probe's
+    # tomtom column "reported"); a head without one gets no "best" target
+    reported = (attention_tomtom[attention_tomtom["reported"].astype(bool)]
+                if "reported" in attention_tomtom else attention_tomtom)
+    att = best_matches(reported.assign(query=[f"L{l}H{h}" for l, h in zip(reported.layer, reported["head"])]))
     att = att.set_index("query")
     for r in attention_motifs.sort_values(["layer", "head"]).itertuples(index=False):
         name = f"L{r.layer}H{r.head}"

@@ -158,13 +158,24 @@ DECOY_TAG = "~decoy"
 
 def column_shuffled_decoys(targets: dict, n_decoys: int, seed: int) -> dict[str, np.ndarray]:
     """``n_decoys`` copies of every target with its positions (rows) permuted, seeded:
-    the same letter composition per column, no positional order. Named ``<target>~decoy<k>``."""
+    the same letter composition per column, no positional order. Named ``<target>~decoy<k>``.
+
+    A permutation whose consensus is the target's own or its reverse complement's is drawn
+    again (up to ``max_redraws`` times): for an A/T-only target such as TATAAT one permutation
+    in ten is the target itself (3! 3! / 6! per strand), and such a "decoy" matches every real
+    hit as well as the target does."""
     rng = np.random.default_rng(seed)
     out = {}
-    for name in targets:
-        pfm = np.asarray(targets[name], dtype=float)
+    max_redraws = 100
+    for name, target in targets.items():
+        pfm = np.asarray(target, dtype=float)
+        own = {consensus(pfm), consensus(pfm[::-1, ::-1])}   # ACGT reversed = complement
         for k in range(n_decoys):
-            out[f"{name}{DECOY_TAG}{k}"] = pfm[rng.permutation(len(pfm))]
+            for _ in range(max_redraws):
+                decoy = pfm[rng.permutation(len(pfm))]
+                if consensus(decoy) not in own:
+                    break
+            out[f"{name}{DECOY_TAG}{k}"] = decoy
     return out
 
 

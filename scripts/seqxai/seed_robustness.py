@@ -65,6 +65,10 @@ def seed_row(seed: int, metrics: dict, summary: dict, head_motifs: pd.DataFrame,
             f"{el}_tomtom_q": _float(ref["q"].iloc[0]) if len(ref) else float("nan"),
             f"{el}_decoy_fdr": _float(ref["decoy_fdr"].iloc[0]) if len(ref) and "decoy_fdr" in ref else float("nan"),
         })
+    tf = summary.get("tf_control")
+    if tf is not None:  # the TF positive control (seqxai.tf_probe.tf_control), when the probe ran it
+        row.update({"tf_control_pass": bool(tf["pass"]),
+                    "tf_share_heads_associated": _float(tf.get("share_heads_associated"))})
     return row
 
 
@@ -84,6 +88,10 @@ def seed_fractions(table: pd.DataFrame) -> dict:
         out[el] = {"found": float(found.mean()), "found_and_sequence_driven": float(driven.mean()),
                    "seeds_found": table.seed[found].astype(int).tolist(),
                    "seeds_sequence_driven": table.seed[driven].astype(int).tolist()}
+    if "tf_control_pass" in table:
+        tf = table.tf_control_pass.astype(bool)
+        out["tf_control"] = {"pass": float(tf.mean()), "seeds_pass": table.seed[tf].astype(int).tolist(),
+                             "share_heads_associated": table.tf_share_heads_associated.astype(float).tolist()}
     return out
 
 

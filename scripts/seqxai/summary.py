@@ -6,7 +6,10 @@ Positive controls (configured in ``analysis``; the demo plants the answers):
 - a head whose share of high-confidence attention on contacts is at least
   ``contact_enrichment`` times the background and at least ``contact_share``;
 - a DNA head whose TSS-attention profile peaks at the -10 box with a TATAAT-like logo
-  (computed by the TSS probe, copied here).
+  (computed by the TSS probe, copied here);
+- a DNA head that puts more attention mass into a planted TF's sites than at the same offsets
+  without the TF (BH q < alpha, mass difference above the null's floor; the probe's
+  ``tf_control``, copied here with the share of heads associated with a TF).
 """
 from __future__ import annotations
 
@@ -100,6 +103,8 @@ def build_summary(*, tasks, models, embedding, heads, metrics, probes, dna_metri
     # non-TSS positions (a purely positional head reads a fixed distance whatever the sequence)
     out["positive_controls"]["dna_minus10_head"] = {
         **pc["minus10"], "pass": bool(pc["minus10_head_found"] and pc["minus10"].get("sequence_driven", False))}
+    if "tf_control" in dna:
+        out["positive_controls"]["dna_tf_head"] = dict(dna["tf_control"])
     verdicts = [v["pass"] for v in out["positive_controls"].values() if isinstance(v, dict)]
     # On real data the controls are numbers to read, not verdicts: nothing was planted.
     out["positive_controls"]["checked"] = bool(check)

@@ -44,13 +44,18 @@ from .io import DataError, Progress
 from .motifs import best_match, consensus, tomtom_with_decoys
 from .motif_intervention import intervene, intervention_table, query_adjacent
 from .sigma70 import sigma70_reference
+from .tf_probe import reported_matches, tf_control, tf_mass_enrichment, total_information, with_top1
 
 log = logging.getLogger("seqxai.tss_probe")
 
 DEFAULT_PROBE = {"tss_set": "all", "offset_min": -100, "offset_max": 20, "motif_pad": 3, "top_k": 1,
                  "batch_size": 32, "alpha": 0.05, "peak_halfwidth": 3, "n_background": 500,
                  "background_min_distance": 150, "sequence_driven_ratio": 1.5,
-                 "sequence_driven_alpha": 0.01, "n_decoys": 20, "intervention": {}}
+                 "sequence_driven_alpha": 0.01, "n_decoys": 20, "intervention": {},
+                 "tf_control": {}, "motif_match": {}}
+#: dna.probe.tf_control / motif_match defaults (no floor); the configs set floors from the null
+DEFAULT_TF_CONTROL = {"min_mass_difference": 0.0}
+DEFAULT_MOTIF_MATCH = {"min_information_content": 0.0, "decoy_statistic": "decoy_p"}
 #: dna.probe.intervention defaults; min_relative_drop: see config/config.yaml for its derivation
 DEFAULT_INTERVENTION = {"enabled": True, "max_tss": 200, "draws": 3, "replacement": "shuffle",
                         "alpha": 0.05, "min_relative_drop": 0.0, "peak_halfwidth": 3}
@@ -508,15 +513,28 @@ def probe_tss_attention(model, genome: dict, tss: pd.DataFrame, tf_sites: pd.Dat
                            **{k: v.ravel() for k, v in inter_cols.items()},
                            "sequence_driven": driven.ravel(),
                            "n_sites": len(tss) * int(pcfg["top_k"]),
+                           "information_content": [total_information(pfm[l, h]) for l, h in zip(li.ravel(), hi.ravel())],
                            "window_start_offset": -flank, "consensus": cons,
                            "pfm": [pfm[l, h].tolist() for l, h in zip(li.ravel(), hi.ravel())]})
-    enrich = tf_enrichment(top, site_intervals(tss, tf_sites, L, omin, omax), seed, pcfg["alpha"])
+    # TF sites: the attention mass in the site (tf_probe), the top-1 key test as secondary columns
+    intervals = site_intervals(tss, tf_sites, L, omin, omax)
+    field = key_receptive_field(cfg).iloc[0]
+    enrich = with_top1(tf_mass_enrichment(rows, key_offset, intervals, int(field.lo - field.centre),
+                                          int(field.hi - field.centre), seed, pcfg["alpha"]),
+                       tf_enrichment(top, intervals, seed, pcfg["alpha"]))
+    tcfg = {**DEFAULT_TF_CONTROL, **(pcfg.get("tf_control") or {})}
+    mcfg = {**DEFAULT_MOTIF_MATCH, **(pcfg.get("motif_match") or {})}
+    tf_verdict = tf_control(enrich, float(tcfg["min_mass_difference"]))
     names = {f"L{l}H{h}": (l, h) for l, h in zip(li.ravel(), hi.ravel())}
     # the sigma-70 references: the -10/-35 boxes aligned over every sigma-70 promoter of the table
     reference, reference_info = sigma70_reference(seq, tss_all)
     targets = {**tf_motifs, **reference}
     tt = tomtom_with_decoys({n: pfm[l, h] for n, (l, h) in names.items()}, targets,
                             int(pcfg["n_decoys"]), seed)
+    # a match is reported only for a matrix with information above the null's floor that also
+    # beats the target's decoys: Tomtom's q over a handful of targets does not tell noise apart
+    tt = reported_matches(tt, {n: total_information(pfm[l, h]) for n, (l, h) in names.items()},
+                          float(mcfg["min_information_content"]), float(pcfg["alpha"]), mcfg["decoy_statistic"])
     tt.insert(0, "layer", tt["query"].map(lambda n: names[n][0]))
     tt.insert(1, "head", tt["query"].map(lambda n: names[n][1]))
     tt = tt.drop(columns="query")
@@ -529,7 +547,7 @@ def probe_tss_attention(model, genome: dict, tss: pd.DataFrame, tf_sites: pd.Dat
                   background_max=_num(np.max(bg_profile[l, h])),
                   background_max_offset=int(offsets[np.argmax(bg_profile[l, h])]) if n_bg else None,
                   sequence_driven_p=_num(seq_p[l, h]))
-    best_tt = tt.sort_values("p").groupby(["layer", "head"]).head(1)
+    best_tt = tt[tt.reported].sort_values("p").groupby(["layer", "head"]).head(1)
     summary = {
         "chrom": chrom, "tss_set": pcfg["tss_set"], "n_tss_probed": int(len(tss)),
         "offset_range": [omin, omax], "query_offset": int(cfg["label_offset"]),
@@ -541,10 +559,14 @@ def probe_tss_attention(model, genome: dict, tss: pd.DataFrame, tf_sites: pd.Dat
                              "minus35_head_found": pc35["found"], "minus35": pc35},
         "heads_by_peak_mass": motifs.sort_values("peak_mass", ascending=False)[
             ["layer", "head", "peak_offset", "peak_mass", "consensus"]].head(8).to_dict("records"),
-        "significant_tf_enrichment": enrich[enrich.significant][["layer", "head", "tf", "odds_ratio", "p_bh"]]
+        "significant_tf_enrichment": enrich[enrich.significant][
+            ["layer", "head", "tf", "mass_site", "mass_control", "mass_difference", "auc", "p_bh"]]
         .to_dict("records"),
-        "best_tomtom_match": best_tt[["layer", "head", "target", "p", "q", "decoy_p", "decoy_fdr"]]
-        .to_dict("records"),
+        "tf_control": tf_verdict,
+        # reported matches only (information_content >= floor, q and decoy test < alpha)
+        "best_tomtom_match": best_tt[["layer", "head", "target", "p", "q", "decoy_p", "decoy_fdr",
+                                      "information_content"]].to_dict("records"),
+        "motif_match": {k: mcfg[k] for k in ("min_information_content", "decoy_statistic")},
         "tomtom_n_targets": len(targets), "tomtom_n_decoys_per_target": int(pcfg["n_decoys"]),
         "sigma70_reference": {**reference_info, **{k: consensus(v) for k, v in reference.items()}},
         "intervention": {k: icfg[k] for k in ("enabled", "max_tss", "draws", "replacement", "alpha",
