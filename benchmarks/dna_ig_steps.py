@@ -113,11 +113,14 @@ def main():
     ap.add_argument("--null-seeds", default="", help="randomly initialised models, e.g. 1-3")
     ap.add_argument("--null-windows", type=int, default=30)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--max-tss", type=int, default=None, help="override dna.attribution.max_tss (a quick look)")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--out", type=Path, default=ROOT / "results/benchmarks")
     args = ap.parse_args()
     torch.set_num_threads(1)
     cfg = {**da.DEFAULT_ATTRIBUTION, **yaml.safe_load(args.configfile.read_text())["dna"]["attribution"]}
+    if args.max_tss is not None:
+        cfg["max_tss"] = args.max_tss
     tol, n0 = float(cfg["delta_tolerance"]), int(cfg["n_steps"])
     model, x, left, ref = windows(args.run, cfg, args.seed)
     print(f"{len(x)} windows of {x.shape[1]} tokens; tolerance {tol}", flush=True)
