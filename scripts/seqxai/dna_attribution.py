@@ -19,6 +19,10 @@ Conventions
   base composition; ``zero``: the zero vector, i.e. no base embedding at all).
 - Path: ``X(alpha) = X' + alpha (X - X')``; Gauss-Legendre nodes and weights
   (:func:`seqxai.attribution.gauss_legendre`). ``grad_integral[i, b] = sum_k w_k dF/dX_ib(alpha_k)``.
+  Nodes per window (:func:`adaptive_integrated_gradients`): ``n_steps``, doubled while the
+  relative delta exceeds the tolerance, up to ``max_steps``. Why they differ: a trained model's
+  saturated attention head can switch within a few thousandths of alpha, so ``dF/dalpha`` is
+  nearly a step there (measured on the demo model: benchmarks/dna_ig_steps.py).
 - ``per_base[i, b] = (X - X')_ib * grad_integral[i, b]`` (what Captum's IntegratedGradients
   returns on the one-hot input); ``contribution[i] = sum_b per_base[i, b]`` (the actual
   contribution; completeness: ``sum_i contribution[i] ~= F(x) - F(x')``, ``delta`` = the gap).
