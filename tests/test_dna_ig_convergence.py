@@ -145,4 +145,9 @@ def test_attribute_tss_reports_windows_that_did_not_converge(caplog):
     assert sm["windows_by_steps"] == {str(k): int(v) for k, v in w.n_steps.value_counts().sort_index().items()}
     assert sm["rounds"][0]["windows"] == len(w) and sm["rounds"][1]["windows"] == (w.n_steps == 2).sum()
     assert f"{sm['n_not_converged']} windows did not converge" in caplog.text
+    # deterministic: the same input gives the same table, to the bit
+    again = da.attribute_tss(model, {"c": seq}, tss, {"offset_min": -20, "offset_max": 3, "n_steps": 1,
+                                                      "max_steps": 3, "heads": False}, batch_size=16)
+    pd.testing.assert_frame_equal(again["windows"], w, check_exact=True)
+    assert again["summary"] == sm
     assert "IG round 2: 2 steps on" in caplog.text
