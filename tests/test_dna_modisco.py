@@ -98,7 +98,8 @@ def test_run_modisco_writes_empty_outputs_with_the_reason(tmp_path):
     oh, hyp = _planted(n=5, length=25)
     seqs = ["".join("ACGT"[k] for k in row.argmax(1)) for row in oh]
     windows = pd.DataFrame({"window_id": list("abcde"), "kind": "tss", "sequence": seqs,
-                            "hypothetical": list(hyp.reshape(5, -1))})
+                            "hypothetical": list(hyp.reshape(5, -1)),
+                            "converged": [True, False, True, True, True]})
     write_table(tmp_path / "w.parquet", windows)
     o2, h2 = dm.modisco_inputs(read_table(tmp_path / "w.parquet"))
     np.testing.assert_array_equal(o2, oh)
@@ -112,9 +113,16 @@ def test_run_modisco_writes_empty_outputs_with_the_reason(tmp_path):
     summary = dm.run_modisco(tmp_path / "w.parquet", tmp_path / "tf.meme", tmp_path / "hm.parquet",
                              tmp_path / "tt.parquet", tmp_path / "s70.meme", out)
     assert summary["n_patterns"] == 0 and "shorter than one seqlet" in summary["empty_reason"]
+    assert summary["n_windows"] == 4 and summary["n_windows_not_converged"] == 1
     assert read_table(out["patterns"]).empty and read_table(out["tomtom"]).empty
     m = read_table(out["matches"])
     assert m.source.tolist() == ["attention", "attention"]
     assert read_json(out["summary"])["targets_matched"] == {"attention": ["sigma70_minus10"], "modisco": []}
     assert out["meme"].read_text().startswith("MEME version 4") and "MOTIF" not in out["meme"].read_text()
     json.dumps(summary)  # plain JSON, no NaN
+    # no converged window: empty, with the reason (never a fallback to unconverged attributions)
+    write_table(tmp_path / "w.parquet", windows.assign(converged=False))
+    summary = dm.run_modisco(tmp_path / "w.parquet", tmp_path / "tf.meme", tmp_path / "hm.parquet",
+                             tmp_path / "tt.parquet", tmp_path / "s70.meme", out)
+    assert summary["n_windows"] == 0 and summary["n_windows_not_converged"] == 5
+    assert "none of the 5 TSS windows" in summary["empty_reason"] and read_table(out["patterns"]).empty

@@ -143,6 +143,10 @@ def test_dna_integrated_gradients_and_modisco_find_the_promoter_boxes(demo):
 
     ig = json.loads((demo / "attribution" / "dna" / "attribution_summary.json").read_text())
     assert ig["n_tss"] == 100 and ig["relative_delta_median"] < 0.05
+    # TF-MoDISco read exactly the TSS windows whose IG converged (the demo has no background)
+    ms = json.loads((demo / "analysis" / "dna" / "modisco_summary.json").read_text())
+    assert ig["n_background"] == 0 and ms["n_windows"] == ig["n_converged"]
+    assert ms["n_windows_not_converged"] == ig["n_not_converged"] == ig["n_tss"] - ig["n_converged"]
     prof = pd.read_parquet(demo / "attribution" / "dna" / "tss_ig_profile.parquet")
     tss = prof[prof.kind == "tss"]
     assert -14 <= tss.offset[tss.mean_abs_contribution.idxmax()] <= -5

@@ -19,6 +19,10 @@ Conventions
   base composition; ``zero``: the zero vector, i.e. no base embedding at all).
 - Path: ``X(alpha) = X' + alpha (X - X')``; Gauss-Legendre nodes and weights
   (:func:`seqxai.attribution.gauss_legendre`). ``grad_integral[i, b] = sum_k w_k dF/dX_ib(alpha_k)``.
+  Nodes per window (:func:`adaptive_integrated_gradients`): ``n_steps``, doubled while the
+  relative delta exceeds the tolerance, up to ``max_steps``. Why they differ: a trained model's
+  saturated attention head can switch within a few thousandths of alpha, so ``dF/dalpha`` is
+  nearly a step there (measured on the demo model: benchmarks/dna_ig_steps.py).
 - ``per_base[i, b] = (X - X')_ib * grad_integral[i, b]`` (what Captum's IntegratedGradients
   returns on the one-hot input); ``contribution[i] = sum_b per_base[i, b]`` (the actual
   contribution; completeness: ``sum_i contribution[i] ~= F(x) - F(x')``, ``delta`` = the gap).
@@ -36,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -51,8 +56,8 @@ log = logging.getLogger("seqxai.dna_attribution")
 ALPHABET = "ACGT"
 BASELINES = ("uniform", "genome", "zero")
 DEFAULT_ATTRIBUTION = {"tss_set": "all", "max_tss": 0, "n_background": 0, "background_min_distance": 150,
-                       "baseline": "uniform", "n_steps": 50, "offset_min": -100, "offset_max": 20,
-                       "heads": True, "delta_tolerance": 0.05}
+                       "baseline": "uniform", "n_steps": 50, "max_steps": 256, "offset_min": -100,
+                       "offset_max": 20, "heads": True, "delta_tolerance": 0.05}
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -131,7 +136,8 @@ def _hooks(model, embedding, on_context=None, on_layer=None):
 
 
 def integrated_gradients(model, x: np.ndarray, query_index: int, reference=None, n_steps: int = 50,
-                         batch_size: int = 64, heads: bool = False) -> dict[str, np.ndarray]:
+                         batch_size: int = 64, heads: bool = False, label: str = "IG windows"
+                         ) -> dict[str, np.ndarray]:
     """IG of the logit at window index ``query_index`` for token windows ``x[window, T]``
     w.r.t. their one-hot input (module docstring). Path nodes of several windows share a
     pass: at most ``batch_size`` (window, node) rows per forward/backward pass; gradients are
@@ -139,7 +145,8 @@ def integrated_gradients(model, x: np.ndarray, query_index: int, reference=None,
 
     Returns ``per_base``, ``grad_integral``, ``hypothetical`` ``[window, T, 4]``,
     ``contribution[window, T]``, ``f_input``, ``f_baseline``, ``delta[window]`` and, with
-    ``heads``, ``heads[window, layer, head, T]`` and ``layer_delta[window, layer]``.
+    ``heads``, ``heads[window, layer, head, T]`` and ``layer_delta[window, layer]``. ``label``
+    names the progress lines.
     """
     model.eval()
     dev = next(model.parameters()).device
@@ -158,7 +165,7 @@ def integrated_gradients(model, x: np.ndarray, query_index: int, reference=None,
     if heads:
         out["heads"] = np.zeros((n, n_layers, n_heads, T), np.float32)
         out["layer_delta"] = np.zeros((n, n_layers))
-    prog = Progress(n, "IG windows", every=10.0, logger=log)
+    prog = Progress(n, label, every=10.0, logger=log)
     for i0 in range(0, n, g):
         xt = torch.as_tensor(x[i0 : i0 + g], device=dev)
         b = len(xt)
@@ -227,6 +234,68 @@ def integrated_gradients(model, x: np.ndarray, query_index: int, reference=None,
     return out
 
 
+def relative_delta(res: dict) -> np.ndarray:
+    """``|delta| / |F(x) - F(x')|`` per window (the gap floored at 1e-12, as the protein side's
+    :func:`seqxai.attribution_tables.flag_convergence`); with ``layer_delta`` the largest of
+    it and every layer output's ``|layer_delta| / |F(x) - F(x')|``."""
+    gap = np.maximum(np.abs(res["f_input"] - res["f_baseline"]), 1e-12)
+    rel = np.abs(res["delta"]) / gap
+    if "layer_delta" in res and res["layer_delta"].shape[1]:
+        rel = np.maximum(rel, (np.abs(res["layer_delta"]) / gap[:, None]).max(1))
+    return rel
+
+
+def adaptive_integrated_gradients(model, x: np.ndarray, query_index: int, reference=None, n_steps: int = 16,
+                                  max_steps: int = 256, tolerance: float = 0.05, batch_size: int = 64,
+                                  heads: bool = False) -> dict[str, np.ndarray]:
+    """:func:`integrated_gradients` with the number of Gauss-Legendre nodes chosen per window:
+    every window starts at ``n_steps``; those whose :func:`relative_delta` exceeds
+    ``tolerance`` are integrated again with twice the nodes, while that stays <= ``max_steps``.
+    The windows of one round share passes, so a window that converges at ``n_steps`` costs what
+    a fixed ``n_steps`` costs. Gauss-Legendre nodes are not nested (a doubled rule shares none
+    with the last), so a window that needs ``n_steps * 2^k`` costs about twice that in all.
+
+    Adds to :func:`integrated_gradients`'s arrays (each window's from its last round):
+    ``steps[window]`` (nodes used), ``relative_delta[window]``, ``converged[window]``
+    (``relative_delta <= tolerance``) and ``rounds`` (one dict per round: steps, windows,
+    converged, median relative delta).
+    """
+    import time
+
+    if n_steps < 1 or max_steps < n_steps:
+        raise DataError(f"dna.attribution: need 1 <= n_steps <= max_steps (got n_steps {n_steps}, "
+                        f"max_steps {max_steps})")
+    x = np.asarray(x, dtype=np.int64)
+    n = len(x)
+    todo, steps, out, rounds = np.arange(n), int(n_steps), {}, []
+    while len(todo):
+        t0 = time.monotonic()
+        res = integrated_gradients(model, x[todo], query_index, reference, steps, batch_size, heads,
+                                   label=f"IG windows ({steps} steps)")
+        res["relative_delta"] = relative_delta(res)
+        res["steps"] = np.full(len(todo), steps)
+        res["converged"] = res["relative_delta"] <= tolerance
+        for k, v in res.items():
+            if k not in out:
+                out[k] = np.zeros((n,) + v.shape[1:], v.dtype)
+            out[k][todo] = v            # a later round overwrites: each window keeps its last
+        ok = res["converged"]
+        dt = time.monotonic() - t0
+        # no wall-clock time in the output: it must be the same on a rerun (the log has it)
+        rounds.append({"steps": steps, "windows": len(todo), "converged": int(ok.sum()),
+                       "relative_delta_median": float(np.median(res["relative_delta"]))})
+        last = 2 * steps > max_steps
+        log.info("IG round %d: %d steps on %d windows in %.0f s (%.2f windows/s): %d within %g, %d %s",
+                 len(rounds), steps, len(todo), dt, len(todo) / max(dt, 1e-9), ok.sum(), tolerance, (~ok).sum(),
+                 "not converged at max_steps" if last else f"go on with {2 * steps} steps")
+        todo = todo[~ok]
+        if last:
+            break
+        steps *= 2
+    out["rounds"] = rounds
+    return out
+
+
 # ----------------------------------------------------------------------------- TSS selection
 def select_tss(tss: pd.DataFrame, length: int, label_offset: int, tss_set: str = "all",
                split: dict | None = None, max_tss: int = 0, seed: int = 1) -> pd.DataFrame:
@@ -248,8 +317,9 @@ def attribute_tss(model, genome: dict, tss: pd.DataFrame, cfg: dict | None = Non
     offsets ``offset_min..offset_max``. Returns ``{"windows": DataFrame, "heads": DataFrame,
     "summary": dict}``: one row per window with ``sequence`` (the offset range, TSS
     orientation), ``contribution`` (per offset), ``hypothetical`` (offset x ACGT, row-major),
-    ``f_input``, ``f_baseline``, ``delta``, ``relative_delta`` and ``flagged``; per window,
-    layer and head the conductance per offset."""
+    ``f_input``, ``f_baseline``, ``delta``, ``relative_delta``, ``n_steps`` (the nodes the
+    window needed, :func:`adaptive_integrated_gradients`) and ``converged``; per window, layer
+    and head the conductance per offset."""
     from .tss_probe import background_positions
 
     c = {**DEFAULT_ATTRIBUTION, **(cfg or {})}
@@ -279,12 +349,13 @@ def attribute_tss(model, genome: dict, tss: pd.DataFrame, cfg: dict | None = Non
         t_all, s_all = np.concatenate([t_all, bg_t]), np.concatenate([s_all, bg_s])
     x = tss_windows(tokens, t_all, s_all, lo, left, right)
     log.info("IG of the logit at TSS+%d for %d TSSs and %d background positions: windows of %d tokens, "
-             "baseline %s %s, %d Gauss-Legendre steps", lo, len(sel), n_bg, x.shape[1], c["baseline"],
-             np.round(ref, 4).tolist(), c["n_steps"])
-    res = integrated_gradients(model, x, left, ref, int(c["n_steps"]), batch_size, bool(c["heads"]))
+             "baseline %s %s, %d Gauss-Legendre steps doubled up to %d until the relative delta <= %g",
+             lo, len(sel), n_bg, x.shape[1], c["baseline"], np.round(ref, 4).tolist(), c["n_steps"],
+             c["max_steps"], c["delta_tolerance"])
+    res = adaptive_integrated_gradients(model, x, left, ref, int(c["n_steps"]), int(c["max_steps"]),
+                                        float(c["delta_tolerance"]), batch_size, bool(c["heads"]))
     i0, i1 = left - lo + omin, left - lo + omax + 1                   # window indices of the offsets
-    gap = res["f_input"] - res["f_baseline"]
-    rel = np.abs(res["delta"]) / np.maximum(np.abs(gap), 1e-12)
+    rel = res["relative_delta"]
     positions = np.where(s_all == "+", t_all + 1, L - t_all)            # 1-based genome position of t
     seqs = ["".join(ALPHABET[v] if v < 4 else "N" for v in row) for row in x[:, i0:i1]]
     windows = pd.DataFrame({
@@ -293,7 +364,7 @@ def attribute_tss(model, genome: dict, tss: pd.DataFrame, cfg: dict | None = Non
         "contribution": list(res["contribution"][:, i0:i1]),
         "hypothetical": list(res["hypothetical"][:, i0:i1].reshape(len(x), -1)),
         "f_input": res["f_input"], "f_baseline": res["f_baseline"], "delta": res["delta"],
-        "relative_delta": rel, "flagged": rel > float(c["delta_tolerance"]),
+        "relative_delta": rel, "n_steps": res["steps"], "converged": res["converged"],
         "attribution_outside": res["contribution"].sum(1) - res["contribution"][:, i0:i1].sum(1),
     })
     if c["heads"]:
@@ -309,8 +380,11 @@ def attribute_tss(model, genome: dict, tss: pd.DataFrame, cfg: dict | None = Non
     summary = {
         "chrom": chrom, "n_tss": int(is_tss.sum()), "n_background": n_bg, "tss_set": c["tss_set"],
         "baseline": c["baseline"], "reference_acgt": ref.tolist(), "n_steps": int(c["n_steps"]),
-        "window_tokens": int(x.shape[1]), "offset_range": [omin, omax], "query_offset": lo,
-        "delta_tolerance": float(c["delta_tolerance"]), "n_flagged": int(windows.flagged.sum()),
+        "max_steps": int(c["max_steps"]), "window_tokens": int(x.shape[1]), "offset_range": [omin, omax],
+        "query_offset": lo, "delta_tolerance": float(c["delta_tolerance"]),
+        "n_converged": int(windows.converged.sum()), "n_not_converged": int((~windows.converged).sum()),
+        "windows_by_steps": {str(k): int(v) for k, v in sorted(Counter(res["steps"].tolist()).items())},
+        "rounds": res["rounds"],
         "abs_delta_median": float(np.median(np.abs(res["delta"]))),
         "abs_delta_max": float(np.max(np.abs(res["delta"]))),
         "relative_delta_median": float(np.median(rel)), "relative_delta_max": float(np.max(rel)),
@@ -318,9 +392,14 @@ def attribute_tss(model, genome: dict, tss: pd.DataFrame, cfg: dict | None = Non
     }
     if c["heads"]:
         summary["layer_abs_delta_max"] = np.abs(res["layer_delta"]).max(0).tolist()
-    log.info("completeness: |delta| median %.3g max %.3g; relative median %.3g max %.3g; %d flagged (> %.3g)",
-             summary["abs_delta_median"], summary["abs_delta_max"], summary["relative_delta_median"],
-             summary["relative_delta_max"], summary["n_flagged"], c["delta_tolerance"])
+    log.info("completeness: |delta| median %.3g max %.3g; relative median %.3g max %.3g; windows by steps %s; "
+             "%d of %d not converged (relative delta > %g at %d steps)", summary["abs_delta_median"],
+             summary["abs_delta_max"], summary["relative_delta_median"], summary["relative_delta_max"],
+             summary["windows_by_steps"], summary["n_not_converged"], len(windows), c["delta_tolerance"],
+             int(c["max_steps"]))
+    if summary["n_not_converged"]:
+        log.warning("%d windows did not converge (TF-MoDISco leaves them out): %s", summary["n_not_converged"],
+                    ", ".join(windows.window_id[~windows.converged].astype(str).tolist()[:20]))
     return {"windows": windows, "heads": heads, "summary": summary}
 
 

@@ -4,7 +4,11 @@ Tomtom like the attention-derived motifs, and both sources side by side.
 Conventions
 -----------
 - Inputs: ``onehot[window, L, ACGT]`` and ``hypothetical[window, L, ACGT]``
-  (:mod:`seqxai.dna_attribution`); TF-MoDISco scores seqlets by ``onehot * hypothetical``.
+  (:mod:`seqxai.dna_attribution`) of the TSS windows whose integrated gradients converged
+  (``converged``: relative completeness delta within ``dna.attribution.delta_tolerance``);
+  TF-MoDISco scores seqlets by ``onehot * hypothetical``. A window whose attributions do not
+  add up to its logit change is left out, never used as a fallback: with none left the
+  tables are empty and the summary says why.
 - A pattern is named ``{metacluster}_pattern_{i}`` (``pos``: positive contribution, ``neg``:
   negative), as modisco-lite's own report. Its ``ppm[position, ACGT]`` (seqlet base
   frequencies) and ``cwm[position, ACGT]`` (mean contribution) are trimmed as modisco-lite's
@@ -28,6 +32,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from .io import DataError
 from .motifs import consensus, tomtom
 
 log = logging.getLogger("seqxai.dna_modisco")
@@ -98,6 +103,17 @@ def find_patterns(onehot: np.ndarray, hypothetical: np.ndarray, settings: dict |
                        f"(too few seqlets per metacluster: min_metacluster_size {s['min_metacluster_size']}, "
                        f"final_min_cluster_size {s['final_min_cluster_size']})")
     return pd.DataFrame(rows, columns=PATTERN_COLUMNS), ""
+
+
+def converged_windows(windows: pd.DataFrame, kind: str = "tss", source: str = "windows table"
+                      ) -> tuple[pd.DataFrame, int]:
+    """The windows of ``kind`` whose IG converged, and how many of that kind did not."""
+    if "converged" not in windows.columns:
+        raise DataError(f"{source}: no column 'converged' (written by the attribute_dna rule); "
+                        "rerun attribute_dna")
+    df = windows[windows.kind == kind]
+    ok = df.converged.astype(bool)
+    return df[ok], int((~ok).sum())
 
 
 def modisco_inputs(windows: pd.DataFrame, kind: str = "tss") -> tuple[np.ndarray, np.ndarray]:
@@ -173,10 +189,20 @@ def run_modisco(windows_path, tf_motifs_path, head_motifs_path, attention_tomtom
     from .io import read_table, write_json, write_table, write_text
     from .motifs import read_meme, write_meme
 
-    windows = read_table(windows_path)
+    windows, n_dropped = converged_windows(read_table(windows_path), "tss", str(windows_path))
     onehot, hyp = modisco_inputs(windows, "tss")
-    log.info("TF-MoDISco on %d TSS windows of %d nt", len(onehot), onehot.shape[1] if len(onehot) else 0)
-    patterns, reason = find_patterns(onehot, hyp, settings)
+    log.info("TF-MoDISco on %d TSS windows of %d nt whose integrated gradients converged; %d left out "
+             "(relative delta above dna.attribution.delta_tolerance at max_steps)", len(onehot),
+             onehot.shape[1] if len(onehot) else 0, n_dropped)
+    if n_dropped:
+        log.warning("%d TSS windows left out of TF-MoDISco: their integrated gradients did not converge",
+                    n_dropped)
+    if len(onehot) == 0 and n_dropped:
+        patterns, reason = pd.DataFrame(columns=PATTERN_COLUMNS), (
+            f"none of the {n_dropped} TSS windows' integrated gradients converged "
+            "(raise dna.attribution.max_steps)")
+    else:
+        patterns, reason = find_patterns(onehot, hyp, settings)
     if reason:
         log.warning("no TF-MoDISco pattern: %s", reason)
     targets = {**read_meme(tf_motifs_path), **read_meme(sigma70_path)}
@@ -193,7 +219,8 @@ def run_modisco(windows_path, tf_motifs_path, head_motifs_path, attention_tomtom
     write_table(out["matches"], matches)
     mod = matches[matches.source == "modisco"]
     records = mod[["motif", "consensus", "n_sites", "target", "p", "q"]].to_dict("records")
-    summary = {"n_windows": int(len(onehot)), "n_patterns": int(len(patterns)),
+    summary = {"n_windows": len(onehot), "n_windows_not_converged": n_dropped,
+               "n_patterns": len(patterns),
                "empty_reason": reason or None,
                "settings": {**DEFAULT_MODISCO, **(settings or {})}, "alpha": alpha,
                "n_targets": len(targets),
