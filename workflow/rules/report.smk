@@ -202,6 +202,8 @@ rule summarize:
         if len(VARIANTS) > 1 else [],
         comparison=expand(out("analysis/protein/{task}/variant_comparison.parquet"), task=TASKS)
         if len(VARIANTS) > 1 else [],
+        paired=expand(out("analysis/protein/{task}/paired_r.parquet"), task=TASKS)
+        if len(VARIANTS) > 1 else [],
         flipping=expand(
             out("analysis/protein/{task}/{variant}/residue_flipping_tests.parquet"),
             task=TASKS,
@@ -232,6 +234,7 @@ rule summarize:
             if config["analysis"]["composition_null"]["permutations"]
             else None
         ),
+        controls_max_p=config["analysis"]["variant_comparison"]["max_p"],
         min_high_confidence=config["analysis"]["vig"]["min_high_confidence"],
         encoder=pretrained_encoder,
     threads: 1
