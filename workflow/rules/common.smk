@@ -314,6 +314,7 @@ def final_targets():
         targets += expand(out("figures/attention_{model}_3d.html"), model=PROBE_MODELS)
     if len(VARIANTS) > 1:
         targets += expand(out("analysis/protein/{task}/variant_comparison.parquet"), task=TASKS)
+        targets += expand(out("figures/{task}_control_comparison.png"), task=TASKS)
     targets += [out("figures/training_curves.png"), out("figures/dna_tss_profiles.png"),
                 out("figures/dna_logos.png"), out("figures/dna_ig_profile.png"),
                 out("figures/dna_motif_sources.png")]

@@ -26,6 +26,24 @@ rule plot_head_significance:
         "../../scripts/plot_head_significance.py"
 
 
+rule plot_control_comparison:
+    input:
+        paired=out("analysis/protein/{task}/paired_r.parquet"),
+    output:
+        figure=report(out("figures/{task}_control_comparison.png"),
+                      caption="../report/control_comparison.rst", category="Attribution",
+                      subcategory="{task}"),
+    log:
+        out("logs/plot_control_comparison_{task}.log"),
+    benchmark:
+        out("benchmarks/plot_control_comparison_{task}.tsv")
+    threads: 1
+    conda:
+        "../../envs/plots.yaml"
+    script:
+        "../../scripts/plot_control_comparison.py"
+
+
 rule plot_tracks:
     input:
         embedding=out("attribution/{task}/finetuned/embedding.parquet"),
