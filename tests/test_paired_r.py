@@ -172,3 +172,21 @@ def test_embedding_control_needs_the_composition_null_or_the_controls(p, pc, con
     other = {"ec": _paired(1e-4, 1e-4).assign(annotation="transmembrane")}
     res = embedding_enrichment(expect, {"ec": _emb(p, 0.5)}, other, 1e-3, 0.01, 0.01)
     assert res["checks"][0]["controls"] == {} and not res["checks"][0]["nulls"]["controls"]
+
+
+def test_figure_shows_the_median_difference_per_head_and_dots_the_significant(monkeypatch):
+    from seqxai import plots
+
+    ft, ctl, (ft_e, ctl_e, ft_h, ctl_h) = _synthetic()
+    tab = paired_r_tests({"finetuned": ft, "frozen": ctl, "shuffled": ctl}, GRID)
+    figs = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figs.append(fig))
+    plots.control_comparison(tab, "unused.png", "ec")
+    axes = [ax for ax in figs[0].axes if ax.get_images()]
+    assert len(axes) == 2 and "vs frozen" in axes[0].get_title()
+    img = axes[0].get_images()[0].get_array()
+    assert img.shape == GRID
+    assert img[0, 0] == pytest.approx(np.median(ft_h[:, 0] - ctl_h[:, 0]))  # [layer, head]
+    assert img[1, 0] == pytest.approx(np.median(ft_h[:, 2] - ctl_h[:, 2]))
+    assert axes[0].collections[0].get_offsets().tolist() == [[0, 0]]  # (head, layer) of q < alpha
+    plots.control_comparison(tab.iloc[:0], "unused.png", "ec")  # no controls: an empty figure
