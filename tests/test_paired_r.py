@@ -142,9 +142,9 @@ def _emb(p, pc):
                          "median_r": [0.2], "p": [p], "p_composition": [pc]})
 
 
-def _paired(p_frozen, p_shuffled):
+def _paired(p_frozen, p_shuffled, diff=0.1):
     return pd.DataFrame({"control": ["frozen", "shuffled"], "annotation": "motif", "group": "all",
-                         "level": "embedding", "n_proteins": 20, "median_difference": 0.1,
+                         "level": "embedding", "n_proteins": 20, "median_difference": diff,
                          "p": [p_frozen, p_shuffled]})
 
 
@@ -168,6 +168,12 @@ def test_embedding_control_needs_the_composition_null_or_the_controls(p, pc, con
     assert res["controls_max_p"] == (0.01 if controls else None)
     if controls:
         assert c["controls"]["frozen"]["p"] == controls[0]
+    # the floor on the median paired difference: small p with a small shift is not enough
+    if controls and passes and held_by == ["controls"]:
+        small = {"ec": _paired(*controls, diff=0.01)}
+        res = embedding_enrichment(expect, {"ec": _emb(p, pc)}, small, 1e-3, 0.01, 0.01, 0.05)
+        assert not res["pass"] and res["checks"][0]["held_by"] == []
+        assert res["controls_min_difference"] == 0.05
     # a paired table without this annotation: the controls cannot hold
     other = {"ec": _paired(1e-4, 1e-4).assign(annotation="transmembrane")}
     res = embedding_enrichment(expect, {"ec": _emb(p, 0.5)}, other, 1e-3, 0.01, 0.01)

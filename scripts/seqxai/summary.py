@@ -6,7 +6,9 @@ Positive controls (configured in ``analysis``; the demo plants the answers):
   bare test passes on amino-acid composition alone, at least one of the nulls configured:
   (b) the composition null, p_composition < ``composition_max_p``; (a) with controls, the
   fine-tuned r above every control's r on the same proteins, paired Wilcoxon p <
-  ``controls_max_p`` for each control (seqxai.paired_r). ``held_by`` names those that held;
+  ``controls_max_p`` and median paired difference >= ``controls_min_difference`` for each
+  control (seqxai.paired_r; the floor because two models that differ by seed alone pass the p
+  often, benchmarks/paired_r_null.py). ``held_by`` names those that held;
 - a head whose share of high-confidence attention on contacts is at least
   ``contact_enrichment`` times the background and at least ``contact_share``;
 - a DNA head whose TSS-attention profile peaks at the -10 box with a TATAAT-like logo
@@ -34,7 +36,8 @@ def build_summary(*, tasks, models, embedding, heads, metrics, probes, dna_metri
                   check: bool = True, expect=(), expect_max_p, composition_max_p=None,
                   min_high_confidence, contact_share=0.10,
                   contact_enrichment=5.0, variants=("finetuned",), variant_metrics=(),
-                  comparison=(), flipping=(), paired=(), controls_max_p=0.01) -> dict:
+                  comparison=(), flipping=(), paired=(), controls_max_p=0.01,
+                  controls_min_difference=0.0) -> dict:
     out: dict = {"protein": {}, "attention": {}, "positive_controls": {}}
     emb_tables = {t: read_table(p) for t, p in zip(tasks, embedding)}
     for t, hp, mp in zip(tasks, heads, metrics):
@@ -64,7 +67,8 @@ def build_summary(*, tasks, models, embedding, heads, metrics, probes, dna_metri
     for t, per_variant in residue_flipping_summary(tasks, variants, flipping).items():
         out["protein"][t]["residue_flipping"] = per_variant
     out["positive_controls"]["embedding_enrichment"] = embedding_enrichment(
-        expect, emb_tables, paired_tables, expect_max_p, composition_max_p, controls_max_p)
+        expect, emb_tables, paired_tables, expect_max_p, composition_max_p, controls_max_p,
+        controls_min_difference)
     best = None
     for m, pp in zip(models, probes):
         tab = read_table(pp)
@@ -103,7 +107,8 @@ def build_summary(*, tasks, models, embedding, heads, metrics, probes, dna_metri
 
 
 def embedding_enrichment(expect, emb_tables: dict, paired_tables: dict, expect_max_p: float,
-                         composition_max_p: float | None, controls_max_p: float) -> dict:
+                         composition_max_p: float | None, controls_max_p: float,
+                         controls_min_difference: float = 0.0) -> dict:
     """The embedding-level positive control of each (task, group, annotation) of ``expect``:
     the bare Wilcoxon p < ``expect_max_p`` and, of the nulls configured, at least one held
     (``nulls``: composition_null, controls; ``held_by``: those that held). ``emb_tables``:
@@ -122,7 +127,9 @@ def embedding_enrichment(expect, emb_tables: dict, paired_tables: dict, expect_m
         controls = _paired_embedding(paired_tables.get(e["task"]), e["annotation"], e["group"])
         if controls is not None:
             held["controls"] = bool(controls) and all(
-                c["p"] is not None and c["p"] < controls_max_p for c in controls.values())
+                c["p"] is not None and c["p"] < controls_max_p
+                and c["median_difference"] is not None
+                and c["median_difference"] >= controls_min_difference for c in controls.values())
         null_ok = any(held.values()) if held else True  # no null configured: the bare test
         checks.append({**e, "p": p, "median_r": _finite(row["median_r"].iloc[0]) if len(row) else None,
                        "n_proteins": int(row["n_proteins"].iloc[0]) if len(row) else 0,
@@ -130,7 +137,9 @@ def embedding_enrichment(expect, emb_tables: dict, paired_tables: dict, expect_m
                        "held_by": [k for k, v in held.items() if v],
                        "pass": p is not None and p < expect_max_p and null_ok})
     return {"max_p": expect_max_p, "composition_max_p": composition_max_p,
-            "controls_max_p": controls_max_p if paired_tables else None, "checks": checks,
+            "controls_max_p": controls_max_p if paired_tables else None,
+            "controls_min_difference": controls_min_difference if paired_tables else None,
+            "checks": checks,
             "pass": all(c["pass"] for c in checks)}
 
 

@@ -253,6 +253,7 @@ rule summarize:
             else None
         ),
         controls_max_p=config["analysis"]["variant_comparison"]["max_p"],
+        controls_min_difference=config["analysis"]["variant_comparison"]["min_difference"],
         min_high_confidence=config["analysis"]["vig"]["min_high_confidence"],
         encoder=pretrained_encoder,
     threads: 1
