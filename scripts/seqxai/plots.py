@@ -94,7 +94,7 @@ def control_comparison(table: pd.DataFrame, path, task: str) -> None:
             if len(emb):
                 e = emb.iloc[0]
                 ax.set_title(f"vs {control}\nembedding: {e['median_difference']:+.3f}, "
-                             f"{_p_text(e['p'])}, n={int(e['n_proteins'])}", fontsize=8)
+                             f"p={_p_text(e['p'])}, n={int(e['n_proteins'])}", fontsize=8)
             if c == 0:
                 ax.set_ylabel(f"{ann}\nlayer", fontsize=9)
             if r == len(anns) - 1:
