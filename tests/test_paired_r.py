@@ -183,7 +183,7 @@ def test_embedding_control_needs_the_composition_null_or_the_controls(p, pc, con
 def test_figure_shows_the_median_difference_per_head_and_dots_the_significant(monkeypatch):
     from seqxai import plots
 
-    ft, ctl, (ft_e, ctl_e, ft_h, ctl_h) = _synthetic()
+    ft, ctl, (_, _, ft_h, ctl_h) = _synthetic()
     tab = paired_r_tests({"finetuned": ft, "frozen": ctl, "shuffled": ctl}, GRID)
     figs = []
     monkeypatch.setattr(plots, "_save", lambda fig, path: figs.append(fig))
