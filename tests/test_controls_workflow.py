@@ -1,6 +1,6 @@
 """The frozen and shuffled encoder controls through Snakemake: fine-tuning, attribution, head
-statistics and the Jaccard comparison, on a tiny demo (the full demo runs without controls,
-which would add about 80% to its job time)."""
+statistics, the Jaccard comparison and the paired per-protein r against the controls, on a tiny
+demo (the full demo runs without controls, which would add about 80% to its job time)."""
 import subprocess
 import sys
 
@@ -64,6 +64,37 @@ def test_controls_run_side_by_side_and_are_compared(run):
         ("finetuned", "frozen"), ("finetuned", "shuffled"), ("frozen", "shuffled")}
     assert (tab["n_both"] <= tab[["n_a", "n_b"]].min(axis=1)).all()
     assert tab["jaccard"].dropna().between(0, 1).all()
+    _check_paired_r(run / "analysis" / "protein" / "ec")
     # checkpoints exist for interrupted jobs only: removed once each job finished
     assert not list((run / "checkpoints").rglob("checkpoint.pt"))
     assert finetuned.keys() == pre.keys()
+
+
+def _check_paired_r(analysis):
+    """paired_r.parquet: every control, level, annotation and group; the pairs are the proteins
+    attributed under every variant; the embedding-level effect size is the median of the paired
+    differences recomputed from the per-protein tables."""
+    import numpy as np
+
+    tab = pd.read_parquet(analysis / "paired_r.parquet")
+    per = {v: pd.read_parquet(analysis / v / "per_protein.parquet")
+           for v in ("finetuned", "frozen", "shuffled")}
+    heads = pd.read_parquet(analysis / "finetuned" / "head_statistics.parquet")
+    n_heads = len(heads.drop_duplicates(["layer", "head"]))
+    assert set(tab["control"]) == {"frozen", "shuffled"} and set(tab["level"]) == {"embedding", "head"}
+    assert set(tab["annotation"]) == set(per["finetuned"]["annotation"])
+    assert set(tab["group"]) == set(heads["group"])
+    for (c, a, g), sub in tab.groupby(["control", "annotation", "group"]):
+        assert (sub["level"] == "embedding").sum() == 1 and (sub["level"] == "head").sum() == n_heads
+    assert (tab["n_only_finetuned"] == 0).all() and (tab["n_only_control"] == 0).all()
+    assert tab["n_proteins"].between(0, TINY["attribution"]["max_proteins"]).all()
+    tested = tab.dropna(subset=["p"])
+    assert len(tested) and tested["p"].between(0, 1).all() and (tested["p_bh"] >= tested["p"] - 1e-12).all()
+    assert not tab.loc[tab["p"].isna(), "significant"].any()
+    for r in tab[(tab["level"] == "embedding") & (tab["group"] == "all")].itertuples():
+        m = per["finetuned"].merge(per[r.control], on=["accession", "target", "annotation"])
+        m = m[m["annotation"] == r.annotation]
+        d = (m["r_embedding_x"] - m["r_embedding_y"]).dropna()
+        assert r.n_proteins == len(d)
+        assert (np.isnan(r.median_difference) if d.empty
+                else np.isclose(r.median_difference, d.median()))

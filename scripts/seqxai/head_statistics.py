@@ -20,6 +20,10 @@ Per annotation type (UniProt 1-based inclusive ranges turned into masks over res
 - relevance rank accuracy: share of the top-K relevance positions that fall inside the
   annotation, K = the number of annotated residues, per protein (and head), averaged over
   the proteins carrying the annotation; its chance level is K / n;
+- per protein table (``per_protein``): one row per protein, target and annotation type it
+  carries, with r at the embedding level (``r_embedding``) and per head (``r_heads``, a list
+  over [layer, head] raveled layer-major, NaN where undefined) for the paired tests of the
+  fine-tuned model against its controls (seqxai.paired_r);
 - composition null (with the protein sequences): annotated residues differ in amino-acid
   composition (transmembrane helices are rich in L, I, V, F; catalytic sites in C, H, S), and
   relevance varies with residue identity even in an untrained model, so the Wilcoxon test
@@ -322,7 +326,10 @@ class _PerProtein:
                     out["per_protein"].append({
                         "accession": e.accession, "target": e.target, "annotation": t,
                         "n_annotated": int(m.sum()), "r_embedding": r_e,
-                        "rank_accuracy_embedding": ra_e, "random_rank_accuracy": float(m.mean())})
+                        "rank_accuracy_embedding": ra_e, "random_rank_accuracy": float(m.mean()),
+                        # r[layer * n_heads + head], for the paired tests against the controls
+                        "r_heads": (heads[1][t].ravel().copy() if heads is not None
+                                    else np.zeros(0))})
         out["null"] = {"heads": self.null_heads, "embedding": self.null_emb, "n": self.n_perm}
         return out
 

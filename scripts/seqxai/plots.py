@@ -64,6 +64,48 @@ def head_significance(table: pd.DataFrame, path, task: str) -> None:
     _save(fig, path)
 
 
+def control_comparison(table: pd.DataFrame, path, task: str) -> None:
+    """Layers x heads heatmaps of the median paired difference r_finetuned - r_control
+    (seqxai.paired_r, group "all"): rows annotation types, columns controls; a dot marks a head
+    with BH q < alpha; the panel title gives the embedding-level difference and p."""
+    table = table[table["group"] == "all"]
+    anns = sorted(table["annotation"].unique()) or ["(none)"]
+    controls = sorted(table["control"].unique()) or ["(no controls)"]
+    heads = table[table["level"] == "head"]
+    diff = heads["median_difference"].astype(float).abs()
+    vmax = float(diff.max()) if diff.notna().any() and diff.max() > 0 else 1.0
+    fig, axes = plt.subplots(len(anns), len(controls),
+                             figsize=(2.6 * len(controls) + 1, 2.0 * len(anns) + 0.8),
+                             squeeze=False, sharex=True, sharey=True, layout="constrained")
+    im = None
+    for r, ann in enumerate(anns):
+        for c, control in enumerate(controls):
+            ax = axes[r, c]
+            sel = (table["annotation"] == ann) & (table["control"] == control)
+            sub = table[sel & (table["level"] == "head")]
+            emb = table[sel & (table["level"] == "embedding")]
+            if len(sub):
+                im = ax.imshow(_grid(sub, "median_difference"), cmap="RdBu_r", aspect="auto",
+                               origin="lower", vmin=-vmax, vmax=vmax)
+                sig = sub[sub["significant"]]
+                ax.scatter(sig["head"].astype(int), sig["layer"].astype(int), s=8, c="black")
+                ax.set_xticks(range(int(sub["head"].max()) + 1))
+                ax.set_yticks(range(int(sub["layer"].max()) + 1))
+            if len(emb):
+                e = emb.iloc[0]
+                ax.set_title(f"vs {control}\nembedding: {e['median_difference']:+.3f}, "
+                             f"p={_p_text(e['p'])}, n={int(e['n_proteins'])}", fontsize=8)
+            if c == 0:
+                ax.set_ylabel(f"{ann}\nlayer", fontsize=9)
+            if r == len(anns) - 1:
+                ax.set_xlabel("head", fontsize=9)
+    if im is not None:
+        fig.colorbar(im, ax=axes, label="median r_finetuned - r_control", shrink=0.6)
+    fig.suptitle(f"{task}: fine-tuned r against the controls on the same proteins "
+                 "(paired one-sided Wilcoxon; dot: BH q < alpha)", fontsize=9)
+    _save(fig, path)
+
+
 def embedding_significance(table: pd.DataFrame, path, task: str, alpha: float = 0.05) -> None:
     """Bar plot of embedding-level -log10 p per annotation type (and group), line at p = alpha."""
     t = table.copy()

@@ -2,7 +2,13 @@
 
 Positive controls (configured in ``analysis``; the demo plants the answers):
 - embedding-level relevance larger inside an annotation than outside: one-sided
-  Wilcoxon p < ``expect_max_p`` for each (task, group, annotation) listed;
+  Wilcoxon p < ``expect_max_p`` for each (task, group, annotation) listed, and, because the
+  bare test passes on amino-acid composition alone, at least one of the nulls configured:
+  (b) the composition null, p_composition < ``composition_max_p``; (a) with controls, the
+  fine-tuned r above every control's r on the same proteins, paired Wilcoxon p <
+  ``controls_max_p`` and median paired difference >= ``controls_min_difference`` for each
+  control (seqxai.paired_r; the floor because two models that differ by seed alone pass the p
+  often, benchmarks/paired_r_null.py). ``held_by`` names those that held;
 - a head whose share of high-confidence attention on contacts is at least
   ``contact_enrichment`` times the background and at least ``contact_share``;
 - a DNA head whose TSS-attention profile peaks at the -10 box with a TATAAT-like logo
@@ -33,7 +39,8 @@ def build_summary(*, tasks, models, embedding, heads, metrics, probes, dna_metri
                   check: bool = True, expect=(), expect_max_p, composition_max_p=None,
                   min_high_confidence, contact_share=0.10,
                   contact_enrichment=5.0, variants=("finetuned",), variant_metrics=(),
-                  comparison=(), flipping=()) -> dict:
+                  comparison=(), flipping=(), paired=(), controls_max_p=0.01,
+                  controls_min_difference=0.0) -> dict:
     out: dict = {"protein": {}, "attention": {}, "positive_controls": {}}
     emb_tables = {t: read_table(p) for t, p in zip(tasks, embedding)}
     for t, hp, mp in zip(tasks, heads, metrics):
@@ -54,25 +61,17 @@ def build_summary(*, tasks, models, embedding, heads, metrics, probes, dna_metri
         out["protein"][t]["variant_jaccard"] = [
             {**r, **{k: _finite(r[k]) for k in ("jaccard", "expected_jaccard", "p_permutation") if k in r}}
             for r in tab[tab["group"] == "all"].to_dict("records")]
+    paired_tables = {t: read_table(pp) for t, pp in zip(tasks, paired)}
+    for t, tab in paired_tables.items():
+        heads_tab = tab[tab["level"] == "head"]
+        out["protein"][t]["paired_r_significant_heads"] = {
+            f"{a} [{g}] vs {c}": int(s["significant"].sum())
+            for (a, g, c), s in heads_tab.groupby(["annotation", "group", "control"])}
     for t, per_variant in residue_flipping_summary(tasks, variants, flipping).items():
         out["protein"][t]["residue_flipping"] = per_variant
-    checks = []
-    for e in expect:
-        tab = emb_tables[e["task"]]
-        row = tab[(tab["annotation"] == e["annotation"]) & (tab["group"] == e["group"])]
-        p = _finite(row["p"].iloc[0]) if len(row) else None
-        # the bare Wilcoxon passes on composition alone; the control also needs the composition
-        # null (the mask moved among residues of the same amino acid) when one is configured
-        pc = _finite(row["p_composition"].iloc[0]) if len(row) and "p_composition" in row else None
-        comp_ok = composition_max_p is None or (pc is not None and pc < composition_max_p)
-        checks.append({**e, "p": p, "median_r": _finite(row["median_r"].iloc[0]) if len(row) else None,
-                       "n_proteins": int(row["n_proteins"].iloc[0]) if len(row) else 0,
-                       "p_composition": pc,
-                       "pass": p is not None and p < expect_max_p and comp_ok})
-    out["positive_controls"]["embedding_enrichment"] = {"max_p": expect_max_p,
-                                                        "composition_max_p": composition_max_p,
-                                                        "checks": checks,
-                                                        "pass": all(c["pass"] for c in checks)}
+    out["positive_controls"]["embedding_enrichment"] = embedding_enrichment(
+        expect, emb_tables, paired_tables, expect_max_p, composition_max_p, controls_max_p,
+        controls_min_difference)
     best = None
     for m, pp in zip(models, probes):
         tab = read_table(pp)
@@ -110,6 +109,54 @@ def build_summary(*, tasks, models, embedding, heads, metrics, probes, dna_metri
     out["positive_controls"]["checked"] = bool(check)
     out["positive_controls"]["all_pass"] = all(verdicts) if check else None
     return out
+
+
+def embedding_enrichment(expect, emb_tables: dict, paired_tables: dict, expect_max_p: float,
+                         composition_max_p: float | None, controls_max_p: float,
+                         controls_min_difference: float = 0.0) -> dict:
+    """The embedding-level positive control of each (task, group, annotation) of ``expect``:
+    the bare Wilcoxon p < ``expect_max_p`` and, of the nulls configured, at least one held
+    (``nulls``: composition_null, controls; ``held_by``: those that held). ``emb_tables``:
+    task -> embedding_statistics; ``paired_tables``: task -> paired_r (empty without controls)."""
+    checks = []
+    for e in expect:
+        tab = emb_tables[e["task"]]
+        row = tab[(tab["annotation"] == e["annotation"]) & (tab["group"] == e["group"])]
+        p = _finite(row["p"].iloc[0]) if len(row) else None
+        # the bare Wilcoxon passes on composition alone: one of the nulls must hold too, (b) the
+        # mask moved among residues of the same amino acid, (a) the fine-tuned r above the controls'
+        pc = _finite(row["p_composition"].iloc[0]) if len(row) and "p_composition" in row else None
+        held = {}
+        if composition_max_p is not None:
+            held["composition_null"] = pc is not None and pc < composition_max_p
+        controls = _paired_embedding(paired_tables.get(e["task"]), e["annotation"], e["group"])
+        if controls is not None:
+            held["controls"] = bool(controls) and all(
+                c["p"] is not None and c["p"] < controls_max_p
+                and c["median_difference"] is not None
+                and c["median_difference"] >= controls_min_difference for c in controls.values())
+        null_ok = any(held.values()) if held else True  # no null configured: the bare test
+        checks.append({**e, "p": p, "median_r": _finite(row["median_r"].iloc[0]) if len(row) else None,
+                       "n_proteins": int(row["n_proteins"].iloc[0]) if len(row) else 0,
+                       "p_composition": pc, "controls": controls, "nulls": held,
+                       "held_by": [k for k, v in held.items() if v],
+                       "pass": p is not None and p < expect_max_p and null_ok})
+    return {"max_p": expect_max_p, "composition_max_p": composition_max_p,
+            "controls_max_p": controls_max_p if paired_tables else None,
+            "controls_min_difference": controls_min_difference if paired_tables else None,
+            "checks": checks,
+            "pass": all(c["pass"] for c in checks)}
+
+
+def _paired_embedding(tab, annotation: str, group: str) -> dict | None:
+    """{control: {p, median_difference, n_proteins}} of the embedding-level paired test of one
+    annotation and group (seqxai.paired_r); None without a paired table (no controls)."""
+    if tab is None:
+        return None
+    rows = tab[(tab["level"] == "embedding") & (tab["annotation"] == annotation)
+               & (tab["group"] == group)]
+    return {r["control"]: {"p": _finite(r["p"]), "median_difference": _finite(r["median_difference"]),
+                           "n_proteins": int(r["n_proteins"])} for r in rows.to_dict("records")}
 
 
 def residue_flipping_summary(tasks, variants, paths) -> dict:

@@ -67,8 +67,11 @@ rule residue_flipping:
 rule compare_variants:
     input:
         heads=expand(out("analysis/protein/{{task}}/{variant}/head_statistics.parquet"), variant=VARIANTS),
+        per_protein=expand(out("analysis/protein/{{task}}/{variant}/per_protein.parquet"), variant=VARIANTS),
     output:
         comparison=out("analysis/protein/{task}/variant_comparison.parquet"),
+        # the fine-tuned model's r against each control's on the same proteins (seqxai.paired_r)
+        paired=out("analysis/protein/{task}/paired_r.parquet"),
     log:
         out("logs/compare_variants_{task}.log"),
     benchmark:
@@ -76,6 +79,7 @@ rule compare_variants:
     params:
         variants=VARIANTS,
         n_permutations=config["analysis"]["variant_comparison"]["n_permutations"],
+        alpha=config["analysis"]["alpha"],
         seed=SEED,
     threads: 1
     resources:

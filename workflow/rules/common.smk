@@ -332,6 +332,7 @@ def final_targets():
         targets += expand(out("figures/attention_{model}_3d.html"), model=PROBE_MODELS)
     if len(VARIANTS) > 1:
         targets += expand(out("analysis/protein/{task}/variant_comparison.parquet"), task=TASKS)
+        targets += expand(out("figures/{task}_control_comparison.png"), task=TASKS)
     if DNA_SEEDS:
         targets += [out("analysis/dna/seed_robustness.parquet")]
     targets += [out("figures/training_curves.png"), out("figures/dna_tss_profiles.png"),

@@ -26,6 +26,24 @@ rule plot_head_significance:
         "../../scripts/plot_head_significance.py"
 
 
+rule plot_control_comparison:
+    input:
+        paired=out("analysis/protein/{task}/paired_r.parquet"),
+    output:
+        figure=report(out("figures/{task}_control_comparison.png"),
+                      caption="../report/control_comparison.rst", category="Attribution",
+                      subcategory="{task}"),
+    log:
+        out("logs/plot_control_comparison_{task}.log"),
+    benchmark:
+        out("benchmarks/plot_control_comparison_{task}.tsv")
+    threads: 1
+    conda:
+        "../../envs/plots.yaml"
+    script:
+        "../../scripts/plot_control_comparison.py"
+
+
 rule plot_tracks:
     input:
         embedding=out("attribution/{task}/finetuned/embedding.parquet"),
@@ -202,6 +220,8 @@ rule summarize:
         if len(VARIANTS) > 1 else [],
         comparison=expand(out("analysis/protein/{task}/variant_comparison.parquet"), task=TASKS)
         if len(VARIANTS) > 1 else [],
+        paired=expand(out("analysis/protein/{task}/paired_r.parquet"), task=TASKS)
+        if len(VARIANTS) > 1 else [],
         flipping=expand(
             out("analysis/protein/{task}/{variant}/residue_flipping_tests.parquet"),
             task=TASKS,
@@ -233,6 +253,8 @@ rule summarize:
             if config["analysis"]["composition_null"]["permutations"]
             else None
         ),
+        controls_max_p=config["analysis"]["variant_comparison"]["max_p"],
+        controls_min_difference=config["analysis"]["variant_comparison"]["min_difference"],
         min_high_confidence=config["analysis"]["vig"]["min_high_confidence"],
         encoder=pretrained_encoder,
     threads: 1
