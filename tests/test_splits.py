@@ -8,9 +8,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from seqxai import splits  # noqa: E402
-from seqxai.io import DataError, read_table, write_table  # noqa: E402
-from seqxai.splits import assign_clusters, homology_split, make_splits, random_split, run_splits  # noqa: E402
+from seqxai import splits
+from seqxai.io import DataError, read_table, write_table
+from seqxai.splits import assign_clusters, homology_split, make_splits, random_split, run_splits
 
 
 def test_random_split_fractions_and_determinism():
@@ -90,3 +90,31 @@ def test_mmseqs_split_keeps_real_homologues_together(tmp_path, shared_dir):
     # distinct enzymes of the CLEAN table are not merged: most of them stay singletons
     assert df["cluster"].nunique() >= 0.8 * len(real)
     assert set(df["split"]) == {"train", "valid", "test"}
+
+
+def test_family_split_keeps_every_demo_family_in_one_split(tmp_path):
+    """The demo's split (config/demo.yaml: method family): no family crosses train / valid / test,
+    so the contact regression is scored on families it and the MLM never saw."""
+    from seqxai.synth_protein import write_demo_proteins
+
+    d = tmp_path
+    write_demo_proteins({"n_proteins": 200, "n_families": 20, "deletion_rate": 0.05, "insertion_rate": 0.05},
+                        3, d / "p.parquet", d / "a.parquet", d / "c.parquet", d / "r.parquet")
+    run_splits(d / "p.parquet", {"method": "family", "fractions": {"train": 0.7, "valid": 0.15, "test": 0.15}},
+               1, d / "s.parquet")
+    prot = read_table(d / "p.parquet", "proteins").merge(read_table(d / "s.parquet", "splits"), on="accession")
+    assert prot["family"].nunique() == 20
+    assert (prot.groupby("family")["split"].nunique() == 1).all()
+    assert (prot["cluster"] == prot["family"]).all()
+    share = prot["split"].value_counts(normalize=True)
+    assert set(share.index) == {"train", "valid", "test"} and abs(share["train"] - 0.7) < 0.1
+    # the random split, for contrast, puts members of one family on both sides
+    rnd = make_splits(prot[["accession"]], "random", seed=1).merge(prot[["accession", "family"]])
+    assert (rnd.groupby("family")["split"].nunique() > 1).sum() >= 15
+
+
+def test_family_split_needs_the_family_column():
+    with pytest.raises(DataError, match="needs the proteins table's 'family' column"):
+        make_splits(pd.DataFrame({"accession": ["A", "B"]}), "family")
+    with pytest.raises(DataError, match="1 proteins have no family, e.g. \\['B'\\]"):
+        make_splits(pd.DataFrame({"accession": ["A", "B"], "family": ["f1", ""]}), "family")

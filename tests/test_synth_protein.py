@@ -1,15 +1,34 @@
 """The demo protein generator plants what it says, with a realistic contact background."""
+import itertools
+
 import numpy as np
 import pytest
 
-from seqxai.synth_protein import (ACTIVE_RESIDUES, COMPLEMENT, GO_ATP, GO_MEMBRANE, MOTIFS,
-                                  contact_ladders, generate_proteins)
+from seqxai.synth_protein import (
+    ACTIVE_RESIDUES,
+    COMPLEMENT,
+    GO_ATP,
+    GO_MEMBRANE,
+    MOTIFS,
+    contact_ladders,
+    generate_proteins,
+)
 from seqxai.tables import OPTIONAL_COLUMNS, SCHEMAS
+
+# the demo's setting (config/demo.yaml): 20 families of 80-140 columns with indels
+DEMO = {"n_families": 20, "length_range": (80, 140), "n_coupled": 20, "deletion_rate": 0.05,
+        "insertion_rate": 0.05, "max_insertion": 3}
 
 
 @pytest.fixture(scope="module")
 def data():
-    return generate_proteins(n_proteins=120, n_families=2, seed=5)
+    return generate_proteins(n_proteins=200, seed=5, **DEMO)
+
+
+@pytest.fixture(scope="module")
+def uncoupled():
+    """The negative control: the same seed with coupling 0."""
+    return generate_proteins(n_proteins=200, seed=5, coupling=0.0, **DEMO)
 
 
 def test_tables_follow_the_schemas(data):
@@ -39,8 +58,8 @@ def test_contact_background_is_realistic(data):
         i, j = np.array(r.contact_i), np.array(r.contact_j)
         assert (j - i >= 6).all() and i.min() >= 1 and j.max() <= r.length
         n_long = (r.length - 6) * (r.length - 5) / 2
-        # unresolved N-terminal residues remove a few contacts from the 1-3% target
-        assert 0.008 <= len(i) / n_long <= 0.031
+        # unresolved N-terminal residues, deletions and insertions move the 1-3% target a little
+        assert 0.006 <= len(i) / n_long <= 0.031
         n_unres = r.resolved.count("0")
         assert r.resolved == "0" * n_unres + "1" * (r.length - n_unres)
         assert (i > n_unres).all()
@@ -80,21 +99,80 @@ def test_planted_features_match_sequences_and_labels(data):
             assert s[0] == "G" and s[5:7] == "GK" and s[7] in "ST"
         # segments do not overlap
         spans = sorted((r.start, r.end) for r in a.itertuples() if r.type != "active_site")
-        assert all(b[0] > a_[1] for a_, b in zip(spans, spans[1:]))
+        assert all(b[0] > a_[1] for a_, b in itertools.pairwise(spans))
+
+
+def _excess_complement(data) -> np.ndarray:
+    """Per coupled column pair (aligned through each member's indels): the share of members where
+    residue j is the complement of residue i, minus that share if the columns were independent
+    (product of the column frequencies); ~0 without covariation."""
+    prot = data["proteins"].merge(data["truth"].drop(columns="family"), on="accession")
+    out = []
+    for f, fam in enumerate(data["families"]):
+        members = prot[prot["family"] == f"family{f}"]
+        for i, j in fam.coupled:
+            a, b = (np.array([s[p[c]] for s, p in zip(members["sequence"], members["columns"])
+                              if p[i] >= 0 and p[j] >= 0]) for c in (i, j))
+            if len(a) < 5:
+                continue
+            observed = np.mean([COMPLEMENT[x] == y for x, y in zip(a, b)])
+            expected = sum(np.mean(a == r) * np.mean(b == COMPLEMENT[r]) for r in COMPLEMENT)
+            out.append(observed - expected)
+    return np.array(out)
 
 
 def test_coupled_contacts_covary(data):
-    """Across a family, residue j of a coupled contact is the complement of residue i."""
-    truth = data["truth"]
-    prot = data["proteins"].merge(truth, on="accession")
-    fam = prot[prot["family"] == 0]
-    seqs = np.array([list(s) for s in fam["sequence"]])
-    cm = data["contact_maps"].set_index("accession").loc[fam["accession"].iloc[0]]
-    agree = []
-    for i, j in zip(np.array(cm.contact_i) - 1, np.array(cm.contact_j) - 1):
-        agree.append(np.mean([COMPLEMENT[a] == b for a, b in zip(seqs[:, i], seqs[:, j])]))
-    agree = np.array(agree)
-    # coupled pairs agree in ~95% of members (less where a planted segment overwrote them);
-    # uncoupled contacts only by chance
-    assert (agree > 0.7).sum() >= 10  # of the 12 coupled contacts per family
-    assert np.median(agree) < 0.5
+    """Across a family, aligned through the indels, residue j of a coupled contact is the
+    complement of residue i far more often than independent columns would make it."""
+    excess = _excess_complement(data)
+    assert len(excess) >= 200  # 20 coupled pairs x 20 families, less those with few members
+    # coupling 0.95; planted segments overwrite some ends (measured median 0.70 at seed 5)
+    assert np.median(excess) > 0.5
+
+
+def test_without_coupling_nothing_covaries_and_nothing_else_changes(data, uncoupled):
+    """coupling 0: the same families, lengths, alignments and contact maps, no covariation."""
+    excess = _excess_complement(uncoupled)
+    assert abs(np.median(excess)) < 0.05  # measured 0.00 at seed 5; coupled: 0.70
+    for name in ("contact_maps", "residue_annotations"):
+        assert data[name].equals(uncoupled[name])
+    assert data["proteins"]["length"].equals(uncoupled["proteins"]["length"])
+    assert data["truth"]["columns"].equals(uncoupled["truth"]["columns"])
+    diff = [np.mean([x != y for x, y in zip(a, b)]) for a, b in
+            zip(data["proteins"]["sequence"], uncoupled["proteins"]["sequence"])]
+    assert 0.02 < np.mean(diff) < 0.3  # only the coupled ends differ
+
+
+def test_at_least_20_families_of_varied_length(data):
+    fam = data["proteins"]["family"]
+    assert fam.nunique() == 20
+    lengths = data["proteins"].groupby("family")["length"]
+    assert lengths.median().max() - lengths.median().min() >= 30  # families differ in length
+    assert (lengths.nunique() > 1).all()  # ... and so do members of one family (indels)
+
+
+def test_indels_move_the_contact_map(data):
+    """Each member's contact map is its family's map carried through the member's own
+    alignment: the same column pairs, at residue positions that differ between members."""
+    prot = data["proteins"].merge(data["truth"].drop(columns="family"), on="accession")
+    maps = data["contact_maps"].set_index("accession")
+    moved = 0
+    for f, fam in enumerate(data["families"]):
+        members = prot[prot["family"] == f"family{f}"]
+        seen = []
+        for r in members.itertuples():
+            pos = np.asarray(r.columns)
+            assert len(pos) == fam.length and len(r.sequence) == r.length
+            kept = pos[pos >= 0]
+            assert (np.diff(kept) > 0).all()  # an alignment keeps the column order
+            col_of = {int(p): c for c, p in enumerate(pos) if p >= 0}
+            cm = maps.loc[r.accession]
+            n_unres = cm.resolved.count("0")
+            got = {(col_of[i - 1], col_of[j - 1]) for i, j in zip(cm.contact_i, cm.contact_j)}
+            # the family's contacts whose columns the member kept, >= 6 apart, past unresolved ones
+            want = {(int(a), int(b)) for a, b in fam.contacts
+                    if pos[a] >= n_unres and pos[b] >= 0 and abs(pos[b] - pos[a]) >= 6}
+            assert got == want
+            seen.append({(int(pos[a]), int(pos[b])) for a, b in fam.contacts if pos[a] >= 0 and pos[b] >= 0})
+        moved += len(seen) > 1 and len(set.intersection(*seen)) < len(fam.contacts) // 2
+    assert moved >= 15  # in most families no member shares half the others' contact positions

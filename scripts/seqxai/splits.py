@@ -2,6 +2,9 @@
 
 - :func:`random_split`: a seeded random assignment (the demo's fallback); ``cluster`` is the
   accession itself.
+- :func:`family_split`: whole families (the proteins table's optional ``family`` column, which
+  the demo generator writes) are dealt to splits, so no family crosses train / test: the demo's
+  held-out contacts then sit in families no model or contact regression has seen.
 - :func:`homology_split`: MMseqs2 ``easy-cluster`` at ``identity`` (and ``coverage``), then whole
   clusters are assigned to splits, so no test protein has a training protein above the
   threshold. Needs the ``mmseqs`` binary (bioconda ``mmseqs2``, installed by the rule's env);
@@ -70,6 +73,19 @@ def random_split(accessions, fractions: dict | None = None, seed: int = 0) -> pd
     return assign_clusters({a: a for a in accessions}, fractions or DEFAULT_FRACTIONS, seed)
 
 
+def family_split(proteins: pd.DataFrame, fractions: dict | None = None, seed: int = 0) -> pd.DataFrame:
+    """Seeded split of whole families; ``cluster`` is the family."""
+    if "family" not in proteins.columns:
+        raise DataError("split.method 'family' needs the proteins table's 'family' column (the demo "
+                        "generator writes it; real data: use split.method homology)")
+    fam = proteins["family"]
+    if fam.isna().any() or (fam.astype(str) == "").any():
+        bad = proteins.loc[fam.isna() | (fam.astype(str) == ""), "accession"].tolist()
+        raise DataError(f"split.method 'family': {len(bad)} proteins have no family, e.g. {bad[:3]}")
+    return assign_clusters(dict(zip(proteins["accession"], fam.astype(str))), fractions or DEFAULT_FRACTIONS,
+                           seed)
+
+
 def mmseqs_binary(name: str = "mmseqs") -> str | None:
     return shutil.which(name)
 
@@ -100,7 +116,7 @@ def mmseqs_clusters(
         "--threads", str(threads), "-v", "1",
     ]
     log.info("running %s", " ".join(cmd))
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    res = subprocess.run(cmd, check=False, capture_output=True, text=True)
     if res.returncode != 0:
         raise DataError(f"mmseqs easy-cluster failed ({res.returncode}): {res.stderr[-1000:]}")
     table = pd.read_csv(f"{prefix}_cluster.tsv", sep="\t", header=None, names=["rep", "member"], dtype=str)
@@ -138,12 +154,14 @@ def make_splits(
     workdir: str | Path = "mmseqs_split",
     threads: int = 1,
 ) -> pd.DataFrame:
-    """The splits table for ``proteins`` by ``method`` ("random" or "homology")."""
+    """The splits table for ``proteins`` by ``method`` ("random", "family" or "homology")."""
     if method == "random":
         return random_split(proteins["accession"], fractions, seed)
+    if method == "family":
+        return family_split(proteins, fractions, seed)
     if method == "homology":
         return homology_split(proteins, identity, coverage, fractions, seed, workdir, threads)
-    raise DataError(f"split.method must be 'random' or 'homology', not '{method}'")
+    raise DataError(f"split.method must be 'random', 'family' or 'homology', not '{method}'")
 
 
 def run_splits(proteins_path, split_cfg: dict | None, seed: int, out_splits, workdir=None, threads: int = 1) -> None:

@@ -27,6 +27,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .io import read_json, read_table
 
@@ -76,14 +77,7 @@ def build_summary(*, tasks, models, embedding, heads, metrics, probes, dna_metri
     for m, pp in zip(models, probes):
         tab = read_table(pp)
         inc = tab[tab["included"]]
-        per_prop = {}
-        for prop, sub in inc.groupby("property"):
-            b = sub.sort_values("share", ascending=False).iloc[0]
-            per_prop[prop] = {"layer": int(b["layer"]), "head": int(b["head"]),
-                              "share": float(b["share"]), "background": float(b["background"]),
-                              "enrichment": _finite(b["enrichment"]),
-                              "n_high_confidence": int(b["n_high_confidence"]),
-                              "significant_heads": int(sub["significant"].sum())}
+        per_prop = best_heads(tab)
         out["attention"][m] = {"best_head": per_prop, "heads_included": int(len(inc) // max(inc["property"].nunique(), 1)),
                                "min_high_confidence": min_high_confidence}
         c = per_prop.get("contact")
@@ -91,9 +85,7 @@ def build_summary(*, tasks, models, embedding, heads, metrics, probes, dna_metri
             best = {"model": m, **c}
     out["positive_controls"]["contact_attention"] = {
         "required_share": contact_share, "required_enrichment": contact_enrichment,
-        "best": best,
-        "pass": bool(best and best["share"] >= contact_share
-                     and (best["enrichment"] or 0) >= contact_enrichment),
+        "best": best, "pass": contact_control_passes(best, contact_share, contact_enrichment),
     }
     dna = read_json(dna_summary)
     out["dna"] = {"metrics": read_json(dna_metrics), "probe": dna}
@@ -157,6 +149,28 @@ def _paired_embedding(tab, annotation: str, group: str) -> dict | None:
                & (tab["group"] == group)]
     return {r["control"]: {"p": _finite(r["p"]), "median_difference": _finite(r["median_difference"]),
                            "n_proteins": int(r["n_proteins"])} for r in rows.to_dict("records")}
+
+
+def best_heads(probe: pd.DataFrame) -> dict:
+    """Per property of a probe table (seqxai.attention_probes), its included head with the largest
+    share: layer, head, share, background, enrichment (share / background), weights, and how many
+    heads are significant."""
+    inc = probe[probe["included"]]
+    per_prop = {}
+    for prop, sub in inc.groupby("property"):
+        b = sub.sort_values("share", ascending=False).iloc[0]
+        per_prop[prop] = {"layer": int(b["layer"]), "head": int(b["head"]),
+                          "share": float(b["share"]), "background": float(b["background"]),
+                          "enrichment": _finite(b["enrichment"]),
+                          "n_high_confidence": int(b["n_high_confidence"]),
+                          "significant_heads": int(sub["significant"].sum())}
+    return per_prop
+
+
+def contact_control_passes(best: dict | None, share: float, enrichment: float) -> bool:
+    """The contact-attention control: the best contact head (None: no head has enough
+    high-confidence weights) reaches both the share and the enrichment over the background."""
+    return bool(best and best["share"] >= share and (best["enrichment"] or 0) >= enrichment)
 
 
 def residue_flipping_summary(tasks, variants, paths) -> dict:

@@ -1,11 +1,19 @@
 """Offline demo proteins: a positive control with known answers for every probe.
 
-Proteins are drawn from a few synthetic families. Each family has a fixed length, a
-contact map built from beta-ladder-like stripes (1-3% of the pairs at separation >= 6,
-the background of real proteins) and a position-specific profile. A subset of the
-contacts is *coupled*: the residue at j is the complement of the residue at i with
-probability ``coupling``, as coevolution makes contacting residues covary, so a model
-that learns the sequences has a reason to attend between contacting residues.
+Proteins are drawn from synthetic families. Each family has its own number of columns, a
+contact map over its columns built from beta-ladder-like stripes (1-3% of the pairs at
+separation >= 6, the background of real proteins) and a position-specific profile. Each
+protein is sampled from its family's profile with insertions and deletions: a column is
+deleted with probability ``deletion_rate``, and after a column 1..``max_insertion`` random
+residues are inserted with probability ``insertion_rate``. The protein's contact map is the
+family map carried through the protein's own alignment (a contact between two columns is a
+contact between the residues they became; a deleted column takes its contacts with it), so
+the same contact sits at different positions in different members of a family. A subset of
+the contacts is *coupled*: the residue at j is the complement of the residue at i with
+probability ``coupling``, as coevolution makes contacting residues covary, so a model that
+learns the sequences has a reason to attend between contacting residues. ``coupling: 0``
+is the negative control: the same families, lengths, alignments and maps (the random draws
+are the same), no covariation.
 
 Labels depend only on planted features, placed at random positions per protein:
 - EC-like class (4 classes) = 2 * motif variant + active-site variant. The motif is one
@@ -97,9 +105,9 @@ _BACKGROUND_AA = "".join(a for a in AA if a not in ACTIVE_RESIDUES)
 
 @dataclass
 class Family:
-    length: int
-    contacts: np.ndarray  # [n, 2] 0-based, i < j, |i-j| >= 6
-    coupled: np.ndarray  # [m, 2] 0-based subset of contacts, no residue twice
+    length: int  # columns
+    contacts: np.ndarray  # [n, 2] 0-based columns, i < j, |i-j| >= 6
+    coupled: np.ndarray  # [m, 2] 0-based subset of contacts, no column twice
     profile: np.ndarray  # [length, 20] residue probabilities over _BACKGROUND_AA order of AA
 
 
@@ -112,7 +120,7 @@ def contact_ladders(length: int, density: float, rng: np.random.Generator,
     |i-j| >= min_sep are contacts.
     """
     n_long = (length - min_sep) * (length - min_sep + 1) // 2
-    target = max(1, int(round(density * n_long)))
+    target = max(1, round(density * n_long))
     pairs: set[tuple[int, int]] = set()
     while len(pairs) < target:
         i0 = int(rng.integers(0, length - min_sep - 4))
@@ -131,7 +139,10 @@ def contact_ladders(length: int, density: float, rng: np.random.Generator,
 
 
 def make_family(length: int, density: float, n_coupled: int, conservation: float,
-                rng: np.random.Generator) -> Family:
+                rng: np.random.Generator, coupled_conservation: float | None = None) -> Family:
+    """A family: contact ladders, ``n_coupled`` of its contacts coupled, a Dirichlet profile
+    (concentration ``conservation``; the coupled columns ``coupled_conservation`` when given:
+    variable columns, as real covarying sites are, whose residue only its partner predicts)."""
     contacts = contact_ladders(length, density, rng)
     used: set[int] = set()
     coupled = []
@@ -145,24 +156,58 @@ def make_family(length: int, density: float, n_coupled: int, conservation: float
     # Dirichlet profile over the background alphabet: low concentration = conserved columns.
     alpha = np.full(len(_BACKGROUND_AA), conservation)
     prof = rng.dirichlet(alpha, size=length)
+    if coupled_conservation is not None and len(coupled):
+        cols = np.array(coupled).ravel()
+        prof[cols] = rng.dirichlet(np.full(len(_BACKGROUND_AA), coupled_conservation), size=len(cols))
     full = np.zeros((length, len(AA)))
     for k, a in enumerate(_BACKGROUND_AA):
         full[:, AA.index(a)] = prof[:, k]
     return Family(length, contacts, np.array(sorted(coupled), dtype=np.int64).reshape(-1, 2), full)
 
 
-def _sample_sequence(fam: Family, rng: np.random.Generator) -> list[str]:
+def _sample_sequence(fam: Family, rng: np.random.Generator, deletion_rate: float = 0.0,
+                     insertion_rate: float = 0.0, max_insertion: int = 3
+                     ) -> tuple[list[str], np.ndarray]:
+    """One member of the family: (residues, position[column]), position -1 for a deleted column.
+
+    Every column is drawn from the profile, then deleted with probability ``deletion_rate``;
+    after each column 1..``max_insertion`` background residues are inserted with probability
+    ``insertion_rate``. The random draws do not depend on the profile's values, only on its shape.
+    """
     cum = fam.profile.cumsum(axis=1)
     idx = (rng.random((fam.length, 1)) < cum).argmax(axis=1)
-    return [AA[k] for k in idx]
+    deleted = rng.random(fam.length) < deletion_rate
+    inserted = np.where(rng.random(fam.length) < insertion_rate,
+                        rng.integers(1, max_insertion + 1, fam.length), 0)
+    seq: list[str] = []
+    position = np.full(fam.length, -1, dtype=np.int64)
+    for c in range(fam.length):
+        if not deleted[c]:
+            position[c] = len(seq)
+            seq.append(AA[idx[c]])
+        if inserted[c]:
+            seq.extend(rng.choice(list(_BACKGROUND_AA), int(inserted[c])).tolist())
+    return seq, position
 
 
-def _couple(seq: list[str], fam: Family, coupling: float, planted: set[int],
+def remap_pairs(pairs: np.ndarray, position: np.ndarray, min_sep: int = 0) -> np.ndarray:
+    """Column pairs [n, 2] -> residue pairs of one member (0-based, i < j): pairs with a deleted
+    column are dropped, and so are pairs closer than ``min_sep`` residues in the member."""
+    if not len(pairs):
+        return pairs.reshape(0, 2)
+    out = position[pairs]
+    keep = (out >= 0).all(axis=1)
+    out = np.sort(out[keep], axis=1)
+    return out[out[:, 1] - out[:, 0] >= min_sep]
+
+
+def _couple(seq: list[str], coupled: np.ndarray, coupling: float, planted: set[int],
             rng: np.random.Generator) -> None:
-    """Make coupled contacts covary: with probability ``coupling`` one end becomes the
-    complement of the other. A planted end keeps its residue and its partner adapts, as
-    residues around real functional sites covary with them."""
-    for i, j in fam.coupled:
+    """Make coupled contacts (residue pairs of this member) covary: with probability
+    ``coupling`` one end becomes the complement of the other. A planted end keeps its residue
+    and its partner adapts, as residues around real functional sites covary with them. One
+    draw per pair whatever ``coupling`` is, so ``coupling: 0`` leaves every other draw as it was."""
+    for i, j in coupled:
         if rng.random() >= coupling or (i in planted and j in planted):
             continue
         if seq[i] in ACTIVE_RESIDUES or seq[j] in ACTIVE_RESIDUES:
@@ -203,16 +248,21 @@ def generate_proteins(n_proteins: int = 300, n_families: int = 3,
                       contact_density: tuple[float, float] = (0.01, 0.03),
                       n_coupled: int = 12, coupling: float = 0.95, conservation: float = 0.3,
                       p_membrane: float = 0.4, p_atp: float = 0.4, max_unresolved: int = 3,
+                      deletion_rate: float = 0.0, insertion_rate: float = 0.0,
+                      max_insertion: int = 3, coupled_conservation: float | None = None,
                       seed: int = 0) -> dict[str, pd.DataFrame]:
     """Generate the demo protein data set.
 
-    Returns the tables ``proteins``, ``residue_annotations`` and ``contact_maps`` of
-    :mod:`seqxai.tables`, plus ``truth`` (family and planted variants per protein).
+    Returns the tables ``proteins`` (with the optional column ``family``: "family<k>"),
+    ``residue_annotations`` and ``contact_maps`` of :mod:`seqxai.tables`, plus ``truth``
+    (family, planted variants and ``columns``, each protein's position[column], per protein) and
+    ``families`` (the :class:`Family` objects, column coordinates).
     """
     rng = np.random.default_rng(seed)
     families = [
         make_family(int(rng.integers(length_range[0], length_range[1] + 1)),
-                    float(rng.uniform(*contact_density)), n_coupled, conservation, rng)
+                    float(rng.uniform(*contact_density)), n_coupled, conservation, rng,
+                    coupled_conservation)
         for _ in range(n_families)
     ]
     proteins, annotations, maps, truth = [], [], [], []
@@ -220,7 +270,10 @@ def generate_proteins(n_proteins: int = 300, n_families: int = 3,
         acc = f"DEMO{n:05d}"
         f = int(rng.integers(n_families))
         fam = families[f]
-        seq = _sample_sequence(fam, rng)
+        seq, position = _sample_sequence(fam, rng, deletion_rate, insertion_rate, max_insertion)
+        length = len(seq)
+        contacts = remap_pairs(fam.contacts, position, min_sep=6)
+        coupled = remap_pairs(fam.coupled, position, min_sep=6)
         motif_v, active_v = int(rng.integers(2)), int(rng.integers(2))
         membrane, atp = rng.random() < p_membrane, rng.random() < p_atp
         segments = [("motif", MOTIFS[motif_v])]
@@ -233,8 +286,8 @@ def generate_proteins(n_proteins: int = 300, n_families: int = 3,
             for _ in range(int(rng.integers(1, 3))):
                 tm_len = int(rng.integers(18, 23))
                 segments.append(("transmembrane", "".join(rng.choice(list(HYDROPHOBIC), tm_len))))
-        avoid = set(fam.coupled.ravel().tolist())
-        starts = _place(fam.length, [len(s) for _, s in segments], avoid, rng)
+        avoid = set(coupled.ravel().tolist())
+        starts = _place(length, [len(s) for _, s in segments], avoid, rng)
         planted: set[int] = set()
         for (kind, text), st in zip(segments, starts):
             seq[st : st + len(text)] = list(text)
@@ -243,29 +296,30 @@ def generate_proteins(n_proteins: int = 300, n_families: int = 3,
                 annotations.append((acc, kind, st + 3, st + 3, "Nucleophile"))
             else:
                 annotations.append((acc, kind, st + 1, st + len(text), kind.replace("_", " ")))
-        _couple(seq, fam, coupling, planted, rng)
+        _couple(seq, coupled, coupling, planted, rng)
         cls = 2 * motif_v + active_v + 1
         go = ([GO_MEMBRANE] if membrane else []) + ([GO_ATP] if atp else [])
-        proteins.append((acc, "".join(seq), fam.length, f"{cls}.1.1.{f + 1}", str(cls), go, 0,
-                         [GO_ASPECT[t] for t in go]))
+        proteins.append((acc, "".join(seq), length, f"{cls}.1.1.{f + 1}", str(cls), go, 0,
+                         [GO_ASPECT[t] for t in go], f"family{f}"))
         # A few unresolved N-terminal residues, as in real structures; their contacts are unknown.
         n_unres = int(rng.integers(0, max_unresolved + 1))
-        resolved = "0" * n_unres + "1" * (fam.length - n_unres)
-        keep = fam.contacts[:, 0] >= n_unres
-        maps.append((acc, fam.length, resolved,
-                     (fam.contacts[keep, 0] + 1).tolist(), (fam.contacts[keep, 1] + 1).tolist(),
+        resolved = "0" * n_unres + "1" * (length - n_unres)
+        keep = contacts[:, 0] >= n_unres
+        maps.append((acc, length, resolved,
+                     (contacts[keep, 0] + 1).tolist(), (contacts[keep, 1] + 1).tolist(),
                      "demo", f"demo:family{f}"))
-        truth.append((acc, f, motif_v, active_v, membrane, atp))
+        truth.append((acc, f, motif_v, active_v, membrane, atp, position.tolist()))
     return {
         "proteins": pd.DataFrame(proteins, columns=["accession", "sequence", "length", "ec",
                                                     "ec_class", "go_terms", "organism_id",
-                                                    "go_aspects"]),
+                                                    "go_aspects", "family"]),
         "residue_annotations": pd.DataFrame(annotations, columns=["accession", "type", "start",
                                                                   "end", "description"]),
         "contact_maps": pd.DataFrame(maps, columns=["accession", "length", "resolved", "contact_i",
                                                     "contact_j", "definition", "source"]),
         "truth": pd.DataFrame(truth, columns=["accession", "family", "motif_variant",
-                                              "active_variant", "membrane", "atp"]),
+                                              "active_variant", "membrane", "atp", "columns"]),
+        "families": families,
     }
 
 

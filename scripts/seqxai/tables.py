@@ -26,6 +26,8 @@ proteins.parquet          one row per protein
                           (a TSV "Gene Ontology IDs" column). Every source writes it; a
                           table without it still reads, only a GO task restricted to
                           one aspect needs it.
+    family      string    optional: the protein's family ("family3"), written by the demo
+                          generator; split.method "family" keeps each family in one split.
 
 residue_annotations.parquet   one row per annotated segment
     accession   string
@@ -135,7 +137,7 @@ TF_SITES = pa.schema(
 
 # Columns a table may lack (older or hand-made tables); written with these types when present.
 OPTIONAL_COLUMNS = {
-    "proteins": pa.schema([("go_aspects", pa.list_(pa.string()))]),
+    "proteins": pa.schema([("go_aspects", pa.list_(pa.string())), ("family", pa.string())]),
 }
 
 SCHEMAS = {
