@@ -161,6 +161,9 @@ def main():
     ap.add_argument("--d-head", type=int, default=8)
     ap.add_argument("--out", type=Path, required=True, help="models, real_seeds.json and real_seeds.tsv go here")
     ap.add_argument("--train-only", action="store_true", help="train and save the models, probe nothing")
+    ap.add_argument("--min-relative-drop", type=float, help="use this intervention floor instead of measuring "
+                    "the null (the floor an earlier run of the same seeds printed); rows are appended to "
+                    "real_seeds.tsv")
     args = ap.parse_args()
     if not SHARED.is_dir():
         raise SystemExit(f"{SHARED} is absent: this benchmark needs the real E. coli data of ../shared")
@@ -187,7 +190,11 @@ def main():
     tf_motifs = {m.name: (m.counts + 0.25) / (m.counts.sum(1, keepdims=True) + 1.0)
                  for m in read_transfac(SHARED / "regulonDB_2012-05_matrices.tf")}
     ref = at_reference(seq, tss, model_cfg["label_offset"])
-    rows, null, floor = [], None, None
+    rows, null, floor = [], None, args.min_relative_drop
+    if floor is not None:  # an earlier run's null: keep its rows, add these seeds'
+        null = {"min_relative_drop_p99": floor, "from": "--min-relative-drop"}
+        prev = args.out / "real_seeds.tsv"
+        rows = pd.read_csv(prev, sep="\t").to_dict("records") if prev.exists() else []
     for s in seed_list:  # one seed after the other, so that an interrupted run keeps its finished rows
         model, metrics, train_s = train_or_load(args.out / f"real_model_seed{s}.pt", genome, tss, model_cfg,
                                                 train_cfg, s)

@@ -32,7 +32,7 @@ TINY = {
     "protein": {"mlm": {"steps": 10}, "finetune": {"epochs": 1}},
     "attribution": {"shards": 2, "n_steps": 4, "max_proteins": 4},
     "analysis": {"residue_flipping": {"n_max": 8, "n_random": 1}, "composition_null": {"permutations": 19}},
-    "dna": {"train": {"epochs": 1},
+    "dna": {"train": {"epochs": 1}, "seed_robustness": {"seeds": [11]},
             "probe": {"n_background": 50, "intervention": {"max_tss": 30, "draws": 1}},
             "attribution": {"max_tss": 8, "n_steps": 4}},
 }

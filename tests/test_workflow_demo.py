@@ -38,29 +38,42 @@ def test_attributions_concentrate_on_planted_annotations(summary):
     assert ctrl["pass"]
 
 
-def test_a_head_attends_to_contacts(summary):
-    best = summary["positive_controls"]["contact_attention"]["best"]
-    assert best["share"] >= 0.10
-    assert best["share"] >= 5 * best["background"]
-    assert 0.01 <= best["background"] <= 0.03  # the realistic contact background
-    assert best["n_high_confidence"] >= 100
+def test_contact_control_is_judged_on_its_null_thresholds(summary):
+    """The contact control's thresholds are the ones derived from the null (MLM on the same
+    families without covariation, random initialisation; config/demo.yaml, docs/demo_controls.md)
+    and its verdict follows from the best head's own numbers. Whether the trained demo encoder
+    passes is reported, not asserted: on the demo's families with indels it did not (0 of 3
+    seeds), so position memorisation no longer passes it."""
+    ctrl = summary["positive_controls"]["contact_attention"]
+    assert ctrl["required_share"] == 0.012 and ctrl["required_enrichment"] == 1.0
+    best = ctrl["best"]
+    if best is None:
+        assert not ctrl["pass"]
+    else:
+        assert 0.005 <= best["background"] <= 0.03  # the realistic contact background
+        assert ctrl["pass"] == (best["share"] >= 0.012 and (best["enrichment"] or 0) >= 1.0)
 
 
-def test_contacts_from_attention_beat_the_background(demo):
+def test_contact_regression_holds_out_whole_families(demo):
     """Rao et al. regression over the pretrained encoder's heads, fitted on train-split proteins
-    and scored on the test split (75 of the 500 demo proteins)."""
+    and scored on test-split ones; the demo's family split keeps every family on one side, so
+    the regression cannot read a family's fixed contact positions."""
+    import numpy as np
     import pandas as pd
 
     att = json.loads((demo / "analysis" / "protein" / "attention" / "pretrained" /
                       "attention_summary.json").read_text())
     splits = pd.read_parquet(demo / "data" / "protein" / "splits.parquet")
+    fam = pd.read_parquet(demo / "data" / "protein" / "proteins.parquet").set_index("accession")["family"]
     assert att["regression_fitted"] and att["n_train"] == 20
     assert 50 <= att["n_heldout"] <= (splits["split"] == "test").sum()
     prec = pd.read_parquet(demo / "analysis" / "protein" / "attention" / "pretrained" /
                            "contact_precision.parquet")
     scored = set(prec.loc[prec["accession"] != "mean", "accession"])
     assert scored <= set(splits.loc[splits["split"] == "test", "accession"])
-    assert att["precision"]["long P@L/5"] > 5 * att["long_range_background"]
+    train = set(splits.loc[splits["split"] == "train", "accession"])
+    assert not set(fam[list(scored)]) & set(fam[list(train)])
+    assert np.isfinite(att["precision"]["long P@L/5"]) and 0 <= att["precision"]["long P@L/5"] <= 1
 
 
 def test_dna_head_finds_the_minus10_box(summary, demo):
@@ -162,7 +175,7 @@ def test_models_learned_their_tasks(summary):
     test = summary["dna"]["metrics"]["splits"]["test"]
     assert test["pr_auc"] > 20 * test["positive_rate"] and test["roc_auc"] > 0.9
     pcs = summary["positive_controls"]
-    assert pcs["embedding_enrichment"]["pass"] and pcs["contact_attention"]["pass"]
+    assert pcs["embedding_enrichment"]["pass"]  # the contact control: see its own test
     # all_pass also needs the sequence-driven -10 head (1 of 6 validated seeds) and the TF head
     # (see test_dna_tf_control): reported, not asserted
     assert pcs["all_pass"] == (pcs["dna_minus10_head"]["pass"] and pcs["embedding_enrichment"]["pass"]
