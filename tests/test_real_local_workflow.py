@@ -81,7 +81,7 @@ def real_local_config(tmp: Path) -> dict:
                 # the intervention on a sample: this test checks data and flow, not verdicts
                 "probe": {"tss_set": "heldout", "intervention": {"max_tss": 40, "draws": 1}},
                 # IG on a sample of held-out TSSs; TF-MoDISco on 60 windows may find nothing
-                "attribution": {"max_tss": 60, "n_steps": 8, "heads": False}},
+                "attribution": {"max_tss": 60, "n_steps": 8, "max_steps": 16, "heads": False}},
     }
 
 
