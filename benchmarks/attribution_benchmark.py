@@ -73,7 +73,6 @@ def median_of(fns: dict, repeats: int) -> dict:
 
 
 def speed(n_layers: int, n_steps: int, batch: int, repeats: int, workdir: Path) -> dict:
-    import torch
 
     from seqxai import attribution as at
 

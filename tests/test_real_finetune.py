@@ -8,7 +8,6 @@ proteins (EC 2 vs 3, 120 training proteins), 139 s of CPU time in all (~70 s on 
 """
 import numpy as np
 import pandas as pd
-import pytest
 import torch
 
 from seqxai import protein_model as pm

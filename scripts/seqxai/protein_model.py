@@ -128,7 +128,6 @@ def pretrain_mlm(sequences: list[str], init_dir: str | Path, out_dir: str | Path
     ``micro_batch`` (or the size that fits ``max_memory_gb``, :mod:`seqxai.micro_batches`)
     splits each batch for memory; the loss stays the mean over the batch's masked tokens.
     """
-    import random
 
     from transformers import AutoModelForMaskedLM
 

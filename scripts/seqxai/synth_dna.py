@@ -24,13 +24,11 @@ rate ``mutation_rate``.
 """
 from __future__ import annotations
 
-import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .io import DataError, write_fasta, write_table, write_text
+from .io import DataError, write_fasta, write_table
 
 ALPHABET = "ACGT"
 _CODE = np.full(256, 255, dtype=np.uint8)
