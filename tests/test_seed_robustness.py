@@ -45,6 +45,9 @@ def test_fractions_count_found_and_driven_separately():
     assert frac["minus35"]["found"] == 0.25 and frac["minus35"]["found_and_sequence_driven"] == 0.0
     assert frac["test_roc_auc"]["min"] == 0.7 and frac["test_roc_auc"]["max"] == 0.9
     assert frac["tf_control"]["pass"] == 0.25 and frac["tf_control"]["seeds_pass"] == [3]
+    rows[0].pop("tf_control_pass"), rows[0].pop("tf_share_heads_associated")  # a probe without it
+    frac = seed_fractions(pd.DataFrame(rows))
+    assert frac["tf_control"]["n_seeds"] == 3 and frac["tf_control"]["seeds_pass"] == [3]
 
 
 def test_files_in_table_out_and_bad_input_named(tmp_path):

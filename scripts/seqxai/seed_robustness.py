@@ -88,10 +88,12 @@ def seed_fractions(table: pd.DataFrame) -> dict:
         out[el] = {"found": float(found.mean()), "found_and_sequence_driven": float(driven.mean()),
                    "seeds_found": table.seed[found].astype(int).tolist(),
                    "seeds_sequence_driven": table.seed[driven].astype(int).tolist()}
-    if "tf_control_pass" in table:
-        tf = table.tf_control_pass.astype(bool)
-        out["tf_control"] = {"pass": float(tf.mean()), "seeds_pass": table.seed[tf].astype(int).tolist(),
-                             "share_heads_associated": table.tf_share_heads_associated.astype(float).tolist()}
+    if "tf_control_pass" in table:  # over the seeds whose probe ran the TF control (NaN: did not)
+        ran = table[table.tf_control_pass.notna()]
+        tf = ran.tf_control_pass.astype(bool)
+        out["tf_control"] = {"n_seeds": int(len(ran)), "pass": float(tf.mean()) if len(ran) else None,
+                             "seeds_pass": ran.seed[tf].astype(int).tolist(),
+                             "share_heads_associated": ran.tf_share_heads_associated.astype(float).tolist()}
     return out
 
 
