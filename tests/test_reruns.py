@@ -119,6 +119,25 @@ def test_a_finished_run_has_nothing_to_do(run_a):
     assert _job_counts(run_a) == {}
 
 
+def test_seed_robustness_table_has_a_row_per_training_seed(run_a):
+    """dna.seed_robustness.seeds [11]: a second TSS model trained with seed 11 (not a copy of the
+    run's own), probed, and a table of both seeds whose fractions agree with its rows."""
+
+    import pandas as pd
+
+    out = run_a / "out"
+    t = pd.read_parquet(out / "analysis" / "dna" / "seed_robustness.parquet")
+    assert t.seed.tolist() == [1, 11]
+    digest = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
+    assert digest(out / "models/dna/model.pt") != digest(out / "models/dna/seeds/seed11/model.pt")
+    summary = json.loads((out / "summary.json").read_text())
+    pc = summary["positive_controls"]["dna_minus10_head"]
+    assert t.set_index("seed").loc[1].minus10_head == f"L{pc['layer']}H{pc['head']}"
+    frac = summary["dna_seed_robustness"]
+    assert frac["n_seeds"] == 2 and frac["minus10"]["found"] == t.minus10_found.mean()
+    assert frac["minus10"]["found_and_sequence_driven"] == (t.minus10_found & t.minus10_sequence_driven).mean()
+
+
 def test_a_changed_alpha_reruns_exactly_the_rules_that_use_it(run_a, tmp_path):
     """analysis.alpha is a param of head_statistics and plot_head_significance (one job per
     task each); summarize reads the head tables. Nothing upstream (training, attribution)."""

@@ -106,23 +106,6 @@ def test_dna_head_finds_the_minus10_box(summary, demo):
     assert not (m.query_adjacent & m.sequence_driven).any()
 
 
-def test_seed_robustness_table_holds_every_seed(summary, demo):
-    """The demo's seeds (1, 11) each get a row; what held on every validated seed holds on
-    each row (a -10 head within 3 nt of the box), and the fractions agree with the rows."""
-    import pandas as pd
-
-    t = pd.read_parquet(demo / "analysis" / "dna" / "seed_robustness.parquet")
-    assert t.seed.tolist() == [1, 11]
-    assert t.minus10_found.all() and (t.minus10_peak_offset - (-9.5)).abs().le(3).all()
-    assert (t.test_roc_auc > 0.9).all()
-    one = t.set_index("seed").loc[1]
-    pc = summary["positive_controls"]["dna_minus10_head"]
-    assert one.minus10_head == f"L{pc['layer']}H{pc['head']}"          # the run's own seed is its row
-    frac = summary["dna_seed_robustness"]
-    assert frac["n_seeds"] == 2 and frac["minus10"]["found"] == 1.0
-    assert frac["minus10"]["found_and_sequence_driven"] == (t.minus10_found & t.minus10_sequence_driven).mean()
-
-
 def test_dna_tf_control(summary, demo):
     """The TF control (attention mass in the planted PalR/RepB sites vs the same offsets without
     them, floor from the null) agrees with its own table. Whether it passes is reported, not
