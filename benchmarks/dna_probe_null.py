@@ -87,6 +87,18 @@ def shuffled(model, seed: int):
     return model
 
 
+def null_model(kind: str, seed: int, trained, run: Path):
+    """A null model in eval mode: the trained model's architecture randomly initialised
+    (``random_init``) or the run's trained model with its weight rows permuted (``shuffled``)."""
+    if kind == "random_init":
+        torch.manual_seed(seed)
+        model = build_model(trained.config)
+    else:
+        model, _ = load_model(run / "models/dna/model.pt")
+        model = shuffled(model, seed)
+    return model.eval()
+
+
 def load_run(run: Path):
     genome = read_fasta(run / "data/dna/genome.fasta")
     tss = read_table(run / "data/dna/tss.parquet", "tss")
@@ -105,13 +117,7 @@ def null(args):
     for kind in ("random_init", "shuffled"):
         for s in seeds(args.seeds):
             t0 = time.time()
-            if kind == "random_init":
-                torch.manual_seed(s)
-                model = build_model(trained.config)
-            else:
-                model, _ = load_model(args.run / "models/dna/model.pt")
-                model = shuffled(model, s)
-            model.eval()
+            model = null_model(kind, s, trained, args.run)
             tab = sequence_driven_by_intervention(model, tokens, tss, ckpt.get("split"), icfg, omin, omax,
                                                   32, "cpu", s)
             tested = tab[~tab.query_adjacent]
@@ -221,13 +227,7 @@ def tf_null(args):
     out = []
     for kind in ("random_init", "shuffled"):
         for s in seeds(args.seeds):
-            if kind == "random_init":
-                torch.manual_seed(s)
-                model = build_model(trained.config)
-            else:
-                model, _ = load_model(args.run / "models/dna/model.pt")
-                model = shuffled(model, s)
-            model.eval()
+            model = null_model(kind, s, trained, args.run)
             enrich, heads, _ = tf_statistics(model, seq, tss, sites, motifs, s, args.offset_min, args.offset_max)
             out.append({"kind": kind, "seed": s, "tf": enrich.replace({np.inf: None}).to_dict("records"),
                         "heads": heads})
