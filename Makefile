@@ -28,7 +28,14 @@ demo: venv
 test: venv
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
-lint: venv
+$(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+# ruff (rule set in pyproject.toml), snakefmt on the Snakefile and rule files, snakemake --lint
+lint: venv $(VENV)/.installed-dev
+	$(PY) -m ruff check .
+	$(PY) -m snakefmt --check Snakefile workflow
 	$(PY) -m snakemake --lint $(DEMO)
 
 clean-demo:

@@ -27,6 +27,6 @@ track_library_code()
 
 
 rule all:
+    default_target: True
     input:
         final_targets(),
-    default_target: True

@@ -238,7 +238,7 @@ def tf_null(args):
     diff = np.array([r["mass_difference"] for m in out for r in m["tf"]], float)
     auc = np.array([r["auc"] for m in out for r in m["tf"]], float)
     ic = np.array([h["information_content"] for m in out for h in m["heads"]], float)
-    q = lambda x: {str(k): float(np.quantile(x, k)) for k in (0.5, 0.9, 0.95, 0.99, 1.0)}
+    q = lambda x: {str(k): float(np.quantile(x, k)) for k in (0.5, 0.9, 0.95, 0.99, 1.0)}  # noqa: E731
     floor_mass, floor_ic = float(np.quantile(diff, 0.99)), float(np.quantile(ic, 0.99))
     per_model = []
     for m in out:

@@ -8,9 +8,9 @@ from seqxai.io import setup_logging  # noqa: E402
 setup_logging(snakemake.log[0])  # noqa: F821
 sm = snakemake  # noqa: F821
 
-from seqxai.summary import build_provenance, build_summary  # noqa: E402
 from seqxai.io import read_json, write_json  # noqa: E402
 from seqxai.paper_numbers import paper_numbers  # noqa: E402
+from seqxai.summary import build_provenance, build_summary  # noqa: E402
 
 summary = build_summary(
     tasks=sm.params.tasks, models=sm.params.models, embedding=sm.input.embedding,

@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from seqxai.attention_contacts import (ContactRegression, contact_rate, pair_features,
-                                       precision_at, symmetrise_apc)
+from seqxai.attention_contacts import (
+    ContactRegression,
+    contact_rate,
+    pair_features,
+    precision_at,
+    symmetrise_apc,
+)
 from seqxai.attention_probes import HighConfidenceCounter, attention_maps, contact_matrix
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

@@ -4,10 +4,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from seqxai.attention_probes import (AMINO_ACIDS, HighConfidenceCounter, amino_acid_masks,
-                                     amino_acid_profiles, blosum_correlation,
-                                     bootstrap_share_interval, contact_matrix, layer_trend,
-                                     protein_bootstrap_weights, two_proportion_z)
+from seqxai.attention_probes import (
+    AMINO_ACIDS,
+    HighConfidenceCounter,
+    amino_acid_masks,
+    amino_acid_profiles,
+    blosum_correlation,
+    bootstrap_share_interval,
+    contact_matrix,
+    layer_trend,
+    protein_bootstrap_weights,
+    two_proportion_z,
+)
 from seqxai.share_denominators import SHARED_COLUMNS, resolved_name, select_denominator
 
 
@@ -80,7 +88,7 @@ def _naive(proteins, theta, min_sep=6):
             for j in range(n):
                 if abs(i - j) < min_sep or not (resolved[i] and resolved[j]):
                     cmap[i, j] = -1
-        for name, v in [("contact", None)] + list(keys.items()):
+        for name, _v in [("contact", None)] + list(keys.items()):
             hits.setdefault(name, np.zeros((n_l, n_h), int))
             hits_res.setdefault(name, np.zeros((n_l, n_h), int))
             bg.setdefault(name, [0, 0])

@@ -303,7 +303,7 @@ def test_gather_streams_heads_shard_by_shard_in_the_documented_order(tmp_path):
     blocks = got[["accession", "target"]].drop_duplicates()
     assert list(blocks.itertuples(index=False, name=None)) == [
         ("A1", "1"), ("A1", "3"), ("Q9", "2"), ("B2", "2"), ("C3", "1")]  # shard order
-    for (acc, t), rows in got.groupby(["accession", "target"], sort=False):
+    for (_acc, _t), rows in got.groupby(["accession", "target"], sort=False):
         assert rows.index.tolist() == list(range(rows.index[0], rows.index[0] + 24))  # contiguous
         assert rows["layer"].tolist() == [l for l in range(12) for _ in range(2)]
         assert rows["head"].tolist() == [0, 1] * 12

@@ -2,8 +2,8 @@
 no output behind. Config problems are caught when the workflow is parsed (a dry run, before any
 job); file contents at the first rule that reads them."""
 import gzip
-import re
 import inspect
+import re
 import socket
 import subprocess
 import sys

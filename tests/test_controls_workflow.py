@@ -7,7 +7,6 @@ import sys
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import ROOT
 
 TINY = {
@@ -84,7 +83,7 @@ def _check_paired_r(analysis):
     assert set(tab["control"]) == {"frozen", "shuffled"} and set(tab["level"]) == {"embedding", "head"}
     assert set(tab["annotation"]) == set(per["finetuned"]["annotation"])
     assert set(tab["group"]) == set(heads["group"])
-    for (c, a, g), sub in tab.groupby(["control", "annotation", "group"]):
+    for (_c, _a, _g), sub in tab.groupby(["control", "annotation", "group"]):
         assert (sub["level"] == "embedding").sum() == 1 and (sub["level"] == "head").sum() == n_heads
     assert (tab["n_only_finetuned"] == 0).all() and (tab["n_only_control"] == 0).all()
     assert tab["n_proteins"].between(0, TINY["attribution"]["max_proteins"]).all()

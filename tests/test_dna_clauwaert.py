@@ -13,8 +13,16 @@ import torch
 import torch.nn.functional as F
 
 from seqxai.dna_clauwaert import ClauwaertTransformer
-from seqxai.dna_model import (PAD, TSSTransformer, build_model, key_receptive_field, load_model,
-                              oriented_tokens, save_model, train_tss_model)
+from seqxai.dna_model import (
+    PAD,
+    TSSTransformer,
+    build_model,
+    key_receptive_field,
+    load_model,
+    oriented_tokens,
+    save_model,
+    train_tss_model,
+)
 from seqxai.io import DataError
 
 PAPER = dict(architecture="clauwaert2021", n_layers=6, n_heads=6, d_model=32, d_head=32, context=511,
@@ -267,9 +275,9 @@ def test_full_probe_runs_on_the_new_model(tmp_path):
     """probe_tss_attention end to end on a tiny demo genome; the summary records the
     architecture and per-layer receptive fields, the logo window is the centred conv's, and the
     figures say that keys of L1 and deeper also mix upstream (and downstream) context."""
+    import seqxai.tss_probe as tp
     from seqxai.dna_plots import key_field_note, plot_logos, plot_profiles
     from seqxai.io import read_json, write_json
-    import seqxai.tss_probe as tp
     from seqxai.synth_dna import make_demo_genome
 
     genome, tss, sites, *_ = make_demo_genome({"genome_length": 12000, "n_promoters": 24}, seed=2)

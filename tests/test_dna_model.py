@@ -8,8 +8,17 @@ import pandas as pd
 import pytest
 import torch
 
-from seqxai.dna_model import (PAD, build_model, check_tss, make_labels, make_windows, oriented_tokens,
-                              split_blocks, train_tss_model, window_spans)
+from seqxai.dna_model import (
+    PAD,
+    build_model,
+    check_tss,
+    make_labels,
+    make_windows,
+    oriented_tokens,
+    split_blocks,
+    train_tss_model,
+    window_spans,
+)
 from seqxai.io import DataError
 from seqxai.synth_dna import make_demo_genome
 
@@ -30,7 +39,7 @@ def test_windows_score_every_position_once_inside_block():
     for block in [(0, 350), (350, 500)]:
         x, y, m = make_windows(tokens, labels, block, context=16, stride=40)
         assert x.shape[1] == 56
-        for strand, (lo, hi) in (("+", block), ("-", (L - block[1], L - block[0]))):
+        for _strand, (_lo, _hi) in (("+", block), ("-", (L - block[1], L - block[0]))):
             pass
         scored = np.sort(y[m])
         expect = np.sort(np.concatenate([np.arange(*block), np.arange(L - block[1], L - block[0])]))
@@ -275,7 +284,6 @@ def test_early_stop_runs_exactly_patience_bad_epochs(monkeypatch):
     """Validation PR AUC scripted per epoch: best at epoch 2, then 3 worse epochs; patience 3
     stops after epoch 5 (3 bad epochs, not 4), keeps epoch 2; patience 0 runs every epoch."""
     import seqxai.dna_model as dm
-
     from seqxai.dna_model import early_stop
 
     assert [early_stop(b, 3) for b in range(5)] == [False, False, False, True, True]
@@ -288,9 +296,9 @@ def test_early_stop_runs_exactly_patience_bad_epochs(monkeypatch):
 
         def fake(y, score):
             out = real(y, score)
-            if calls["n"] < 6 and len(y) == valid_len[0]:
-                calls["n"] += 1
-                out["pr_auc"] = next(scripted)
+            if calls["n"] < 6 and len(y) == valid_len[0]:  # noqa: B023
+                calls["n"] += 1  # noqa: B023
+                out["pr_auc"] = next(scripted)  # noqa: B023
             return out
 
         valid_len = [None]

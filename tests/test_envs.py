@@ -7,7 +7,7 @@ import json
 import re
 import subprocess
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -82,7 +82,7 @@ print("RULES-JSON" + json.dumps(rules))
 """
 
 
-@lru_cache(maxsize=None)
+@cache
 def loaded_rules(configfile: str) -> dict:
     """Rules as Snakemake parses them for one config: {name: {conda, script, action}}."""
     res = subprocess.run([sys.executable, "-c", _DUMP_RULES, configfile], cwd=ROOT,

@@ -10,6 +10,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from replay_server import ReplayServer, forbid_network  # noqa: E402
+
 from seqxai.io import DataError, read_fasta  # noqa: E402
 from seqxai.sources.genome import check_genome, efetch_params, fetch_genome, load_genome  # noqa: E402
 from seqxai.sources.http import DownloadError, Fetcher, RetryPolicy  # noqa: E402

@@ -3,11 +3,16 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-
 from statsmodels.stats.multitest import multipletests
 
-from seqxai.head_statistics import (annotation_masks, bh, point_biserial, rank_accuracy,
-                                    wenzel_statistics, wilcoxon_greater)
+from seqxai.head_statistics import (
+    annotation_masks,
+    bh,
+    point_biserial,
+    rank_accuracy,
+    wenzel_statistics,
+    wilcoxon_greater,
+)
 
 
 def test_point_biserial_matches_scipy_and_is_vectorised():

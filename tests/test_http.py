@@ -9,6 +9,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from replay_server import ReplayServer, forbid_network  # noqa: E402
+
 from seqxai.sources.http import (  # noqa: E402
     DownloadError,
     Fetcher,

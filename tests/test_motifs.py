@@ -7,8 +7,15 @@ import numpy as np
 import pytest
 
 from seqxai.io import DataError
-from seqxai.motifs import (best_match, consensus, counts_from_sequences,
-                           information_content, read_meme, tomtom, write_meme)
+from seqxai.motifs import (
+    best_match,
+    consensus,
+    counts_from_sequences,
+    information_content,
+    read_meme,
+    tomtom,
+    write_meme,
+)
 from seqxai.synth_dna import motif_frequencies
 
 

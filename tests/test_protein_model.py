@@ -441,6 +441,7 @@ def test_training_killed_with_sigkill_resumes_from_its_checkpoint(tiny_encoder, 
     import sys
 
     from conftest import ROOT
+
     from seqxai.io import write_table
 
     proteins, splits = toy_data()

@@ -31,7 +31,6 @@ def test_a_bare_bar_is_caught():
 @pytest.mark.parametrize("rst", sorted(REPORT.glob("*.rst")), ids=lambda p: p.name)
 def test_caption_renders_without_warnings(rst):
     import jinja2
-
     import yaml
 
     for name in ("demo.yaml", "config.yaml"):  # the config keys the captions read, both layouts

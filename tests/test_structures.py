@@ -10,8 +10,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from replay_server import ReplayServer, forbid_network  # noqa: E402
-from seqxai.sources.http import Fetcher, RetryPolicy  # noqa: E402
+
 from seqxai.io import DataError  # noqa: E402
+from seqxai.sources.http import Fetcher, RetryPolicy  # noqa: E402
 from seqxai.sources.structures import (  # noqa: E402
     ContactDefinition,
     StructureMismatch,

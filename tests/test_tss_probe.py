@@ -10,8 +10,17 @@ import torch
 
 from seqxai.dna_model import build_model, oriented_tokens
 from seqxai.io import DataError
-from seqxai.tss_probe import (attention_rows, head_pfms, positive_control, probe_window, profile_peaks,
-                              site_intervals, tf_enrichment, top_offsets, tss_profiles)
+from seqxai.tss_probe import (
+    attention_rows,
+    head_pfms,
+    positive_control,
+    probe_window,
+    profile_peaks,
+    site_intervals,
+    tf_enrichment,
+    top_offsets,
+    tss_profiles,
+)
 
 
 def test_profile_mapping_on_hand_built_attention():

@@ -7,6 +7,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from replay_server import ReplayServer, forbid_network  # noqa: E402
+
 from seqxai.io import DataError  # noqa: E402
 from seqxai.sources import DropReport  # noqa: E402
 from seqxai.sources.http import Fetcher, RetryPolicy  # noqa: E402
@@ -263,6 +264,7 @@ def test_go_aspect_task_on_real_json_and_parquet_round_trip(tmp_path):
     import json
 
     import pandas as pd
+
     from seqxai import protein_tasks as pt
     from seqxai.io import read_table, write_table
 
@@ -294,6 +296,7 @@ def test_go_aspect_task_on_real_json_and_parquet_round_trip(tmp_path):
 
 def test_go_aspects_from_tsv_columns_and_the_unknown_aspect_error(tmp_path):
     import pandas as pd
+
     from seqxai import protein_tasks as pt
     from seqxai.io import write_table
 

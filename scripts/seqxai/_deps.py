@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ast
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 LIBRARY = "seqxai"
@@ -48,7 +48,7 @@ def _parents(module: str) -> list[str]:
     return [".".join(parts[: i + 1]) for i in range(len(parts))]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _imports(path: Path, module: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(library modules, third-party top-level names) imported anywhere in one file.
 

@@ -68,7 +68,7 @@ class ContactRegression:
     def n_training(self) -> int:
         return len(self._x)
 
-    def fit(self) -> "ContactRegression":
+    def fit(self) -> ContactRegression:
         from sklearn.linear_model import LogisticRegression
 
         x, y = np.concatenate(self._x), np.concatenate(self._y)

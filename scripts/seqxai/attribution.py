@@ -192,8 +192,8 @@ def integrated_gradients(model, input_ids: torch.Tensor, attention_mask: torch.T
             with torch.no_grad(), fwAD.dual_level():
                 dual = fwAD.make_dual(path, diff.expand(m, -1, -1))
                 ctx_store, out_store = {}, {}
-                with _hooks(model, lambda o: dual, lambda l, o: ctx_store.__setitem__(l, o),
-                            lambda l, o: out_store.__setitem__(l, o), layer_ids):
+                with _hooks(model, lambda o: dual, lambda l, o: ctx_store.__setitem__(l, o),  # noqa: B023
+                            lambda l, o: out_store.__setitem__(l, o), layer_ids):  # noqa: B023
                     model(ids_m, att_m, **fwd_m)
                 for l, o in ctx_store.items():
                     tangents[l] = fwAD.unpack_dual(o).tangent.detach()
@@ -204,7 +204,7 @@ def integrated_gradients(model, input_ids: torch.Tensor, attention_mask: torch.T
         # left accumulated in the model's .grad.
         leaf = path.clone().requires_grad_(True)
         ctx, outs = {}, {}
-        with torch.enable_grad(), _hooks(model, lambda o: leaf,
+        with torch.enable_grad(), _hooks(model, lambda o: leaf,  # noqa: B023
                                          ctx.__setitem__ if layers else lambda l, o: None,
                                          outs.__setitem__ if layers else None, layer_ids):
             out = model(ids_m, att_m, **fwd_m)[:, target].sum()
@@ -268,7 +268,7 @@ def _ig_difference(model, input_ids, attention_mask, target, base_ids, n_steps, 
         ids_m, att_m = ids.expand(m, -1), att.expand(m, -1)
         fwd_m = {k: None if v is None else v.expand(m, -1) for k, v in fwd.items()}
         ctx, outs = {}, {}
-        with torch.enable_grad(), _hooks(model, lambda o: leaf, ctx.__setitem__, outs.__setitem__, layer_ids):
+        with torch.enable_grad(), _hooks(model, lambda o: leaf, ctx.__setitem__, outs.__setitem__, layer_ids):  # noqa: B023
             out = model(ids_m, att_m, **fwd_m)[:, target].sum()
             grads = torch.autograd.grad(out, [leaf] + [ctx[l] for l in layer_ids] + [outs[l] for l in layer_ids])
         emb_grad += grads[0].sum(0) / n_steps
@@ -454,8 +454,7 @@ def run_attribution_shard(model_dirs, proteins_path, splits_path, params: dict, 
     """
     import json
 
-    from .attribution_tables import convergence_summary
-    from .attribution_tables import SHARD_FILES
+    from .attribution_tables import SHARD_FILES, convergence_summary
     from .io import DataError, atomic_dir, read_table, write_table
 
     if isinstance(model_dirs, (str, Path)):

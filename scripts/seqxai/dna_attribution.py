@@ -178,7 +178,7 @@ def integrated_gradients(model, x: np.ndarray, query_index: int, reference=None,
             diff = (X - R) @ E4                                                             # b,T,d
         with torch.no_grad():
             for key, emb in (("f_input", e0 + diff), ("f_baseline", e0)):
-                with _hooks(model, lambda: emb):
+                with _hooks(model, lambda: emb):  # noqa: B023
                     out[key][i0 : i0 + b] = model(xt)[:, query_index].double().cpu().numpy()
         grad = torch.zeros(b, T, 4, dtype=dtype, device=dev)
         head_rel = torch.zeros(b, n_layers, T, n_heads * d_head, dtype=dtype, device=dev)
@@ -196,13 +196,13 @@ def integrated_gradients(model, x: np.ndarray, query_index: int, reference=None,
                 with torch.no_grad(), fwAD.dual_level():
                     dual = fwAD.make_dual(path, tangent)
                     cs, os_ = {}, {}
-                    with _hooks(model, lambda: dual, cs.__setitem__, os_.__setitem__):
+                    with _hooks(model, lambda: dual, cs.__setitem__, os_.__setitem__):  # noqa: B023
                         model(xm)
                     ctx_tan = {l: fwAD.unpack_dual(v).tangent.detach() for l, v in cs.items()}
                     out_tan = {l: fwAD.unpack_dual(v).tangent.detach() for l, v in os_.items()}
             leaf = path.clone().requires_grad_(True)
             ctx, outs = {}, {}
-            with torch.enable_grad(), _hooks(model, lambda: leaf, ctx.__setitem__ if heads else None,
+            with torch.enable_grad(), _hooks(model, lambda: leaf, ctx.__setitem__ if heads else None,  # noqa: B023
                                              outs.__setitem__ if heads else None):
                 f = model(xm)[:, query_index].sum()
                 wrt = [leaf] + ([ctx[l] for l in range(n_layers)] + [outs[l] for l in range(n_layers)]

@@ -186,7 +186,7 @@ def split_blocks(length: int, test_fraction: float, valid_fraction: float) -> di
 def check_split_labels(data: dict, blocks: dict, source: str = "tss") -> None:
     """Fail before training when a split has no scored position or no TSS label: its ROC/PR
     AUC would be undefined (the validation split also picks the best epoch)."""
-    for name, (x, y, m) in data.items():
+    for name, (_x, y, m) in data.items():
         s, e = blocks[name]
         if not m.any():
             raise DataError(f"dna.split: the {name} block [{s}, {e}) has no scored position")

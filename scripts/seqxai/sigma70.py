@@ -82,7 +82,7 @@ def align_boxes(windows: np.ndarray, upstream: int, minus10_starts=(-16, -8), sp
     for k, cons in SEED_CONSENSUS.items():
         counts[k][np.arange(BOX), tokenize(cons)] = 0.7
     placed = None
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007  (the count is returned)
         sc10 = _box_scores(windows, _log_odds(counts["minus10"], background, pseudocount), c10)
         sc35 = _box_scores(windows, _log_odds(counts["minus35"], background, pseudocount), c35.ravel())
         total = sc10[:, :, None] + sc35.reshape(len(windows), len(s10), len(sp))  # [promoter, s10, spacer]

@@ -24,7 +24,6 @@ rate ``mutation_rate``.
 """
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 
@@ -180,7 +179,7 @@ def make_demo_genome(demo: dict | None = None, seed: int = 1):
         row = dict(tss_id=tss_id, strand=strand, oriented_tss=t, jitter=jitter, spacer=spacer,
                    minus10_start=m10_start, minus35_start=m35_start,
                    minus10_seq=decode(box10), minus35_seq=decode(box35))
-        for k, (tf, codes) in enumerate(zip(cfg["tfs"], tf_codes)):
+        for _k, (tf, codes) in enumerate(zip(cfg["tfs"], tf_codes)):
             if rng.random() >= tf["fraction"]:
                 continue
             site = mutate(codes, tf["mutation_rate"], rng)

@@ -38,11 +38,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .dna_model import (PAD, key_receptive_field, oriented_tokens, oriented_tss_index,  # noqa: F401
-                        single_chromosome, split_blocks, tss_subset)
+from .dna_model import (  # noqa: F401
+    PAD,
+    key_receptive_field,
+    oriented_tokens,
+    oriented_tss_index,
+    single_chromosome,
+    split_blocks,
+    tss_subset,
+)
 from .io import DataError, Progress
-from .motifs import best_match, consensus, tomtom_with_decoys
 from .motif_intervention import intervene, intervention_table, query_adjacent
+from .motifs import best_match, consensus, tomtom_with_decoys
 from .sigma70 import sigma70_reference
 from .tf_probe import reported_matches, tf_control, tf_mass_enrichment, total_information, with_top1
 

@@ -17,19 +17,20 @@ rule head_statistics:
         out("logs/head_statistics_{task}_{variant}.log"),
     benchmark:
         out("benchmarks/head_statistics_{task}_{variant}.tsv")
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
     params:
         types=config["analysis"]["annotation_types"],
         alpha=config["analysis"]["alpha"],
         keep_special_tokens=config["analysis"]["keep_special_tokens"],
         composition_null=config["analysis"]["composition_null"],
         seed=SEED,
-        per_target=lambda wc: config["protein"]["tasks"][wc.task]["type"] == "single_label"
+        per_target=lambda wc: config["protein"]["tasks"][wc.task]["type"]
+        == "single_label"
         or len(config["protein"]["tasks"][wc.task].get("attribute_terms", [])) > 1,
-    threads: 1
-    resources:
-        mem_mb=4000,
-    conda:
-        "../../envs/analysis.yaml"
     script:
         "../../scripts/head_statistics.py"
 
@@ -42,32 +43,40 @@ rule residue_flipping:
         embedding=out("attribution/{task}/{variant}/embedding.parquet"),
     output:
         table=out("analysis/protein/{task}/{variant}/residue_flipping.parquet"),
-        per_protein=out("analysis/protein/{task}/{variant}/residue_flipping_per_protein.parquet"),
+        per_protein=out(
+            "analysis/protein/{task}/{variant}/residue_flipping_per_protein.parquet"
+        ),
         tests=out("analysis/protein/{task}/{variant}/residue_flipping_tests.parquet"),
     log:
         out("logs/residue_flipping_{task}_{variant}.log"),
     benchmark:
         out("benchmarks/residue_flipping_{task}_{variant}.tsv")
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        gpu=1,
     params:
         flipping={
             k: config["analysis"]["residue_flipping"][k]
             for k in ("n_max", "n_random", "replacement", "orders")
         },
         seed=SEED,
-    threads: 1
-    resources:
-        mem_mb=4000,
-        gpu=1,
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../../scripts/residue_flipping.py"
 
 
 rule compare_variants:
     input:
-        heads=expand(out("analysis/protein/{{task}}/{variant}/head_statistics.parquet"), variant=VARIANTS),
-        per_protein=expand(out("analysis/protein/{{task}}/{variant}/per_protein.parquet"), variant=VARIANTS),
+        heads=expand(
+            out("analysis/protein/{{task}}/{variant}/head_statistics.parquet"),
+            variant=VARIANTS,
+        ),
+        per_protein=expand(
+            out("analysis/protein/{{task}}/{variant}/per_protein.parquet"),
+            variant=VARIANTS,
+        ),
     output:
         comparison=out("analysis/protein/{task}/variant_comparison.parquet"),
         # the fine-tuned model's r against each control's on the same proteins (seqxai.paired_r)
@@ -76,16 +85,16 @@ rule compare_variants:
         out("logs/compare_variants_{task}.log"),
     benchmark:
         out("benchmarks/compare_variants_{task}.tsv")
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
     params:
         variants=VARIANTS,
         n_permutations=config["analysis"]["variant_comparison"]["n_permutations"],
         alpha=config["analysis"]["alpha"],
         seed=SEED,
-    threads: 1
-    resources:
-        mem_mb=1000,
-    conda:
-        "../../envs/analysis.yaml"
     script:
         "../../scripts/compare_variants.py"
 
@@ -110,18 +119,18 @@ rule attention_probe:
         out("logs/attention_probe_{model}.log"),
     benchmark:
         out("benchmarks/attention_probe_{model}.tsv")
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        gpu=1,
     params:
         encoder=probe_model_path,
         vig=config["analysis"]["vig"],
         types=config["analysis"]["annotation_types"],
         max_length=config["protein"]["max_length"],
         seed=SEED,
-    threads: 1
-    resources:
-        mem_mb=4000,
-        gpu=1,
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../../scripts/attention_probe.py"
 
@@ -140,6 +149,12 @@ rule diagnostic_probes:
         out("logs/diagnostic_probes_{model}.log"),
     benchmark:
         out("benchmarks/diagnostic_probes_{model}.tsv")
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=12000,
+        gpu=1,
     params:
         encoder=probe_model_path,
         diagnostic=config["analysis"]["vig"]["diagnostic"],
@@ -147,12 +162,6 @@ rule diagnostic_probes:
         max_residues=config["analysis"]["vig"]["max_residues"],
         max_length=config["protein"]["max_length"],
         seed=SEED,
-    threads: 1
-    resources:
-        mem_mb=12000,
-        gpu=1,
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../../scripts/diagnostic_probes.py"
 
@@ -176,16 +185,16 @@ rule tss_attention:
         out("logs/tss_attention.log"),
     benchmark:
         out("benchmarks/tss_attention.tsv")
-    params:
-        probe=config["dna"]["probe"],
-        elements=config["dna"]["elements"],
-        seed=SEED,
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         gpu=1,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        probe=config["dna"]["probe"],
+        elements=config["dna"]["elements"],
+        seed=SEED,
     script:
         "../../scripts/tss_attention.py"
 
@@ -212,16 +221,16 @@ rule tss_attention_seed:
         out("benchmarks/tss_attention_seed{seed}.tsv")
     wildcard_constraints:
         seed=r"\d+",
-    params:
-        probe=config["dna"]["probe"],
-        elements=config["dna"]["elements"],
-        seed=lambda wc: int(wc.seed),
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         gpu=1,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        probe=config["dna"]["probe"],
+        elements=config["dna"]["elements"],
+        seed=lambda wc: int(wc.seed),
     script:
         "../../scripts/tss_attention.py"
 
@@ -230,18 +239,23 @@ rule tss_attention_seed:
 # robustness as an output, not one seed's anecdote).
 rule dna_seed_robustness:
     input:
-        unpack(lambda wc: {f"{k}_{r['seed']}": r[k] for r in seed_robustness_runs()
-                           for k in ("metrics", "summary", "head_motifs", "tomtom")}),
+        unpack(
+            lambda wc: {
+                f"{k}_{r['seed']}": r[k]
+                for r in seed_robustness_runs()
+                for k in ("metrics", "summary", "head_motifs", "tomtom")
+            }
+        ),
     output:
         table=out("analysis/dna/seed_robustness.parquet"),
         fractions=out("analysis/dna/seed_robustness.json"),
     log:
         out("logs/dna_seed_robustness.log"),
-    params:
-        runs=seed_robustness_runs(),
-    threads: 1
     conda:
         "../../envs/analysis.yaml"
+    threads: 1
+    params:
+        runs=seed_robustness_runs(),
     script:
         "../../scripts/dna_seed_robustness.py"
 
@@ -263,19 +277,21 @@ rule dna_modisco:
         out("logs/dna_modisco.log"),
     benchmark:
         out("benchmarks/dna_modisco.tsv")
-    params:
-        modisco=config["dna"]["modisco"],
-        alpha=config["dna"]["probe"]["alpha"],
+    conda:
+        "../../envs/modisco.yaml"
     threads: 1
     resources:
         mem_mb=4000,
-    conda:
-        "../../envs/modisco.yaml"
+    params:
+        modisco=config["dna"]["modisco"],
+        alpha=config["dna"]["probe"]["alpha"],
     script:
         "../../scripts/dna_modisco.py"
 
 
-if config["data"]["source"] != "demo":  # the demo's synthetic proteins have no structure file
+if (
+    config["data"]["source"] != "demo"
+):  # the demo's synthetic proteins have no structure file
 
     rule secondary_structure:
         input:
@@ -287,10 +303,10 @@ if config["data"]["source"] != "demo":  # the demo's synthetic proteins have no 
             out("logs/secondary_structure.log"),
         benchmark:
             out("benchmarks/secondary_structure.tsv")
-        params:
-            folders=STRUCTURE_FOLDERS,
-        threads: 1
         conda:
             "../../envs/torch.yaml"
+        threads: 1
+        params:
+            folders=STRUCTURE_FOLDERS,
         script:
             "../../scripts/secondary_structure.py"

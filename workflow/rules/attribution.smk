@@ -25,17 +25,19 @@ rule attribute_proteins:
         out("logs/attribute_{task}_{scatteritem}.log"),
     benchmark:
         out("benchmarks/attribute_{task}_{scatteritem}.tsv")
-    params:
-        variants=VARIANTS,
-        attribution={k: config["attribution"][k]
-                     for k in ("n_steps", "conductance", "split", "max_proteins", "layers")},
-        shard=lambda wc: shard_index(wc.scatteritem),
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         gpu=1,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        variants=VARIANTS,
+        attribution={
+            k: config["attribution"][k]
+            for k in ("n_steps", "conductance", "split", "max_proteins", "layers")
+        },
+        shard=lambda wc: shard_index(wc.scatteritem),
     script:
         "../../scripts/attribute_proteins.py"
 
@@ -51,13 +53,13 @@ rule gather_attributions:
         out("logs/gather_attributions_{task}_{variant}.log"),
     benchmark:
         out("benchmarks/gather_attributions_{task}_{variant}.tsv")
-    params:
-        delta_tolerance=config["attribution"]["delta_tolerance"],
+    conda:
+        "../../envs/analysis.yaml"
     threads: 1
     resources:
         mem_mb=2000,
-    conda:
-        "../../envs/analysis.yaml"
+    params:
+        delta_tolerance=config["attribution"]["delta_tolerance"],
     script:
         "../../scripts/gather_attributions.py"
 
@@ -80,14 +82,16 @@ rule attribute_dna:
         out("logs/attribute_dna.log"),
     benchmark:
         out("benchmarks/attribute_dna.tsv")
-    params:
-        attribution={k: v for k, v in config["dna"]["attribution"].items() if k != "batch_size"},
-        seed=SEED,
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         gpu=1,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        attribution={
+            k: v for k, v in config["dna"]["attribution"].items() if k != "batch_size"
+        },
+        seed=SEED,
     script:
         "../../scripts/attribute_dna.py"

@@ -6,6 +6,7 @@
 # The rule runs inside the Snakemake process (`run:`, standard library only: no conda env, no
 # interpreter start per script), so the ~25 fingerprints of a run cost milliseconds.
 
+
 localrules:
     library_fingerprint,
 

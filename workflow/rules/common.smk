@@ -31,7 +31,9 @@ config.update(_canonical)
 
 OUT = config["outdir"].rstrip("/")
 SEED = config["seed"]
-DNA_SEEDS = config["dna"]["seed_robustness"]["seeds"]  # extra training seeds of the DNA study
+DNA_SEEDS = config["dna"]["seed_robustness"][
+    "seeds"
+]  # extra training seeds of the DNA study
 TASKS = sorted(config["protein"]["tasks"])
 ENCODER = config["protein"]["encoder"]
 MLM = config["protein"]["mlm"]
@@ -42,22 +44,35 @@ VARIANTS = ["finetuned"] + list(config["protein"]["controls"])
 # Attention probes run on the pretrained encoder and on every fine-tuned model.
 PROBE_MODELS = ["pretrained"] + TASKS
 # A saved model folder has config.json and weights (one file or a sharded index).
-MODEL_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
-                 "pytorch_model.bin.index.json")
+MODEL_WEIGHTS = (
+    "model.safetensors",
+    "pytorch_model.bin",
+    "model.safetensors.index.json",
+    "pytorch_model.bin.index.json",
+)
 
 
 def looks_local(name):
     """True when a model name is a local path rather than a hub id ('org/name'): it exists,
     is absolute, starts with . or ~, or has more than one path separator."""
-    return (os.path.exists(os.path.expanduser(name)) or os.path.isabs(name)
-            or name.startswith((".", "~")) or name.count(os.sep) > 1 or name.endswith(os.sep))
+    return (
+        os.path.exists(os.path.expanduser(name))
+        or os.path.isabs(name)
+        or name.startswith((".", "~"))
+        or name.count(os.sep) > 1
+        or name.endswith(os.sep)
+    )
 
 
 def folder_files(folder):
     """Every non-hidden file under a folder, sorted (as inputs: a changed file reruns)."""
     folder = Path(os.path.expanduser(folder))
-    return sorted(str(p) for p in folder.rglob("*")
-                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    return sorted(
+        str(p)
+        for p in folder.rglob("*")
+        if p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
 
 
 def _encoder_problems(name):
@@ -66,16 +81,20 @@ def _encoder_problems(name):
         return []
     path = Path(os.path.expanduser(name))
     if not path.is_dir():
-        return [f"{key}: '{name}' looks like a local folder but does not exist (a Hugging Face "
-                f"hub id looks like 'facebook/esm2_t6_8M_UR50D')"]
+        return [
+            f"{key}: '{name}' looks like a local folder but does not exist (a Hugging Face "
+            f"hub id looks like 'facebook/esm2_t6_8M_UR50D')"
+        ]
     missing = []
     if not (path / "config.json").is_file():
         missing.append("config.json")
     if not any((path / w).is_file() for w in MODEL_WEIGHTS):
         missing.append("weights (" + " or ".join(MODEL_WEIGHTS[:2]) + ")")
     if missing:
-        return [f"{key}: folder '{name}' is not a saved model (no {', no '.join(missing)}); "
-                f"save one with model.save_pretrained(folder) and tokenizer.save_pretrained(folder)"]
+        return [
+            f"{key}: folder '{name}' is not a saved model (no {', no '.join(missing)}); "
+            f"save one with model.save_pretrained(folder) and tokenizer.save_pretrained(folder)"
+        ]
     return []
 
 
@@ -90,7 +109,9 @@ def _local_source_problems():
         if not ok:
             problems.append(f"{key}: {kind} not found: {path}")
         elif kind == "file" and Path(path).stat().st_size == 0:
-            problems.append(f"{key}: file is empty (0 bytes; a failed download?): {path}")
+            problems.append(
+                f"{key}: file is empty (0 bytes; a failed download?): {path}"
+            )
 
     for f in data["uniprot"].get("local") or []:
         need("data.uniprot.local", f)
@@ -105,16 +126,20 @@ def _local_source_problems():
     st = data["structures"]
     if st.get("source") == "local":
         if not st.get("local"):
-            problems.append("data.structures.local: a folder is needed when "
-                            "data.structures.source is 'local'")
+            problems.append(
+                "data.structures.local: a folder is needed when "
+                "data.structures.source is 'local'"
+            )
         else:
             need("data.structures.local", st["local"], "folder")
     if st.get("mapping"):
         need("data.structures.mapping", st["mapping"])
     if st.get("source") == "pdb_list":
         if not st.get("chain_list"):
-            problems.append("data.structures.chain_list: a PISCES chain list (path or URL) is needed "
-                            "when data.structures.source is 'pdb_list'")
+            problems.append(
+                "data.structures.chain_list: a PISCES chain list (path or URL) is needed "
+                "when data.structures.source is 'pdb_list'"
+            )
         elif not str(st["chain_list"]).startswith(("http://", "https://")):
             need("data.structures.chain_list", st["chain_list"])
         if st.get("local"):
@@ -128,8 +153,10 @@ def _check_config():
         problems += _encoder_problems(ENCODER["pretrained"])
     dc = ENCODER["demo_config"]
     if dc["hidden_size"] % dc["num_attention_heads"]:
-        problems.append(f"protein.encoder.demo_config: hidden_size {dc['hidden_size']} is not a "
-                        f"multiple of num_attention_heads {dc['num_attention_heads']}")
+        problems.append(
+            f"protein.encoder.demo_config: hidden_size {dc['hidden_size']} is not a "
+            f"multiple of num_attention_heads {dc['num_attention_heads']}"
+        )
     problems += _local_source_problems()
     if ENCODER["pretrained"] is None and not MLM["enabled"]:
         problems.append(
@@ -137,24 +164,47 @@ def _check_config():
             "is false: a randomly initialised encoder must be pretrained; set protein.mlm.enabled: true"
         )
     for name, task in config["protein"]["tasks"].items():
-        if task["type"] == "multi_label" and not task.get("terms") and task.get("min_positives") is None:
-            problems.append(f"protein.tasks.{name}: a multi_label task needs 'terms' or 'min_positives'")
-        wrong = [k for k in (("ec_level",) if task["type"] == "multi_label" else ("min_positives", "aspect"))
-                 if task.get(k) is not None]
+        if (
+            task["type"] == "multi_label"
+            and not task.get("terms")
+            and task.get("min_positives") is None
+        ):
+            problems.append(
+                f"protein.tasks.{name}: a multi_label task needs 'terms' or 'min_positives'"
+            )
+        wrong = [
+            k
+            for k in (
+                ("ec_level",)
+                if task["type"] == "multi_label"
+                else ("min_positives", "aspect")
+            )
+            if task.get(k) is not None
+        ]
         if wrong:
-            problems.append(f"protein.tasks.{name}: {wrong} do not apply to a {task['type']} task")
+            problems.append(
+                f"protein.tasks.{name}: {wrong} do not apply to a {task['type']} task"
+            )
         bad = set(task.get("attribute_terms", [])) - set(task.get("terms", []))
-        if bad and task.get("terms"):  # with min_positives alone the check runs on the data
-            problems.append(f"protein.tasks.{name}.attribute_terms: {sorted(bad)} not in 'terms'")
+        if bad and task.get(
+            "terms"
+        ):  # with min_positives alone the check runs on the data
+            problems.append(
+                f"protein.tasks.{name}.attribute_terms: {sorted(bad)} not in 'terms'"
+            )
     fr = config["split"]["fractions"]
     if abs(sum(fr.values()) - 1) > 1e-6:
         problems.append(f"split.fractions must sum to 1, got {fr}")
     for e in config["analysis"]["expect_embedding_enrichment"]:
         if e["task"] not in TASKS:
-            problems.append(f"analysis.expect_embedding_enrichment: unknown task '{e['task']}'")
+            problems.append(
+                f"analysis.expect_embedding_enrichment: unknown task '{e['task']}'"
+            )
     if SEED in DNA_SEEDS:
-        problems.append(f"dna.seed_robustness.seeds: {SEED} is the run's own seed (listed already); "
-                        "list only the extra training seeds")
+        problems.append(
+            f"dna.seed_robustness.seeds: {SEED} is the run's own seed (listed already); "
+            "list only the extra training seeds"
+        )
     if problems:
         raise ValueError("invalid config:\n  - " + "\n  - ".join(problems))
 
@@ -209,7 +259,8 @@ def encoder_files(wildcards=None):
 
 def pretrained_input(wildcards=None):
     """The encoder as an input: the MLM output when the workflow builds it, else the files of
-    a local encoder folder (so that a changed local encoder reruns fine-tuning and probes)."""
+    a local encoder folder (so that a changed local encoder reruns fine-tuning and probes).
+    """
     return [out("models/protein/pretrained")] if MLM["enabled"] else encoder_files()
 
 
@@ -226,8 +277,11 @@ def probe_model_path(wildcards):
 
 
 # Where structure files are found again after the contact maps were built from them.
-STRUCTURE_FOLDERS = [config["data"].get("structures", {}).get("local"),
-                     f"{config['cache_dir']}/alphafold", f"{config['cache_dir']}/pdb"]
+STRUCTURE_FOLDERS = [
+    config["data"].get("structures", {}).get("local"),
+    f"{config['cache_dir']}/alphafold",
+    f"{config['cache_dir']}/pdb",
+]
 
 
 def secondary_structure_input(wildcards=None):
@@ -293,7 +347,9 @@ def track_library_code():
     for r in workflow.rules:
         if r.script:
             script = Path(str(r.basedir)) / r.script
-            if r.input_modifier is None:  # no input section yet; set_input needs a modifier
+            if (
+                r.input_modifier is None
+            ):  # no input section yet; set_input needs a modifier
                 r.input_modifier = r.output_modifier
             LIBRARY_BY_SCRIPT[script.stem] = library_inputs(script)
             r.set_input(library=out(f"code/{script.stem}.tsv"))
@@ -302,40 +358,71 @@ def track_library_code():
 def fingerprint(modules, tsv, log, script):
     """The job of library_fingerprint (code.smk), writing module, SHA-256 and bytes of each module."""
     rows = write_fingerprint(modules, tsv, root=Path(workflow.basedir) / "scripts")
-    Path(log).write_text(f"{script}: {len(rows)} library modules, {sum(r[2] for r in rows)} bytes\n")
+    Path(log).write_text(
+        f"{script}: {len(rows)} library modules, {sum(r[2] for r in rows)} bytes\n"
+    )
 
 
 def seed_robustness_runs(wildcards=None):
     """Per training seed of the DNA study (the run's own, then dna.seed_robustness.seeds) the
     model's metrics and the probe's summary, head motifs and Tomtom tables."""
-    runs = [{"seed": SEED, "metrics": out("models/dna/metrics.json"),
-             "summary": out("analysis/dna/dna_summary.json"),
-             "head_motifs": out("analysis/dna/head_motifs.parquet"), "tomtom": out("analysis/dna/tomtom.parquet")}]
+    runs = [
+        {
+            "seed": SEED,
+            "metrics": out("models/dna/metrics.json"),
+            "summary": out("analysis/dna/dna_summary.json"),
+            "head_motifs": out("analysis/dna/head_motifs.parquet"),
+            "tomtom": out("analysis/dna/tomtom.parquet"),
+        }
+    ]
     for s in DNA_SEEDS:
-        runs.append({"seed": s, "metrics": out(f"models/dna/seeds/seed{s}/metrics.json"),
-                     "summary": out(f"analysis/dna/seeds/seed{s}/dna_summary.json"),
-                     "head_motifs": out(f"analysis/dna/seeds/seed{s}/head_motifs.parquet"),
-                     "tomtom": out(f"analysis/dna/seeds/seed{s}/tomtom.parquet")})
+        runs.append(
+            {
+                "seed": s,
+                "metrics": out(f"models/dna/seeds/seed{s}/metrics.json"),
+                "summary": out(f"analysis/dna/seeds/seed{s}/dna_summary.json"),
+                "head_motifs": out(f"analysis/dna/seeds/seed{s}/head_motifs.parquet"),
+                "tomtom": out(f"analysis/dna/seeds/seed{s}/tomtom.parquet"),
+            }
+        )
     return runs
 
 
 def final_targets():
     targets = [out("summary.json")]
-    targets += expand(out("figures/{task}_{fig}.png"), task=TASKS,
-                      fig=["head_significance", "embedding_significance", "tracks",
-                           "residue_flipping"])
-    targets += expand(out("figures/attention_{model}{fig}.png"), model=PROBE_MODELS,
-                      fig=["", "_top_heads", "_layer_trend", "_blosum", "_contacts"])
+    targets += expand(
+        out("figures/{task}_{fig}.png"),
+        task=TASKS,
+        fig=[
+            "head_significance",
+            "embedding_significance",
+            "tracks",
+            "residue_flipping",
+        ],
+    )
+    targets += expand(
+        out("figures/attention_{model}{fig}.png"),
+        model=PROBE_MODELS,
+        fig=["", "_top_heads", "_layer_trend", "_blosum", "_contacts"],
+    )
     if config["analysis"]["vig"]["diagnostic"]["enabled"]:
-        targets += expand(out("figures/attention_{model}_diagnostic_probes.png"), model=PROBE_MODELS)
+        targets += expand(
+            out("figures/attention_{model}_diagnostic_probes.png"), model=PROBE_MODELS
+        )
     if config["data"]["source"] != "demo":
         targets += expand(out("figures/attention_{model}_3d.html"), model=PROBE_MODELS)
     if len(VARIANTS) > 1:
-        targets += expand(out("analysis/protein/{task}/variant_comparison.parquet"), task=TASKS)
+        targets += expand(
+            out("analysis/protein/{task}/variant_comparison.parquet"), task=TASKS
+        )
         targets += expand(out("figures/{task}_control_comparison.png"), task=TASKS)
     if DNA_SEEDS:
         targets += [out("analysis/dna/seed_robustness.parquet")]
-    targets += [out("figures/training_curves.png"), out("figures/dna_tss_profiles.png"),
-                out("figures/dna_logos.png"), out("figures/dna_ig_profile.png"),
-                out("figures/dna_motif_sources.png")]
+    targets += [
+        out("figures/training_curves.png"),
+        out("figures/dna_tss_profiles.png"),
+        out("figures/dna_logos.png"),
+        out("figures/dna_ig_profile.png"),
+        out("figures/dna_motif_sources.png"),
+    ]
     return targets

@@ -14,14 +14,14 @@ if config["data"]["source"] == "demo":
             out("logs/demo_proteins.log"),
         benchmark:
             out("benchmarks/demo_proteins.tsv")
-        params:
-            demo=config["data"]["demo"]["protein"],
-            seed=SEED,
+        conda:
+            "../../envs/data.yaml"
         threads: 1
         resources:
             mem_mb=1000,
-        conda:
-            "../../envs/data.yaml"
+        params:
+            demo=config["data"]["demo"]["protein"],
+            seed=SEED,
         script:
             "../../scripts/demo_proteins.py"
 
@@ -35,14 +35,14 @@ if config["data"]["source"] == "demo":
             out("logs/demo_genome.log"),
         benchmark:
             out("benchmarks/demo_genome.tsv")
-        params:
-            demo=config["data"]["demo"]["dna"],
-            seed=SEED,
+        conda:
+            "../../envs/data.yaml"
         threads: 1
         resources:
             mem_mb=1000,
-        conda:
-            "../../envs/data.yaml"
+        params:
+            demo=config["data"]["demo"]["dna"],
+            seed=SEED,
         script:
             "../../scripts/demo_genome.py"
 
@@ -64,17 +64,17 @@ rule propagate_go:
         out("logs/propagate_go.log"),
     benchmark:
         out("benchmarks/propagate_go.tsv")
+    conda:
+        "../../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
     params:
         go_aspects=(
             config["data"]["uniprot"]["go_aspects"]
             if config["data"]["source"] == "real"
             else ["F", "P", "C"]
         ),
-    threads: 1
-    resources:
-        mem_mb=4000,
-    conda:
-        "../../envs/data.yaml"
     script:
         "../../scripts/propagate_go.py"
 
@@ -88,14 +88,14 @@ rule split_proteins:
         out("logs/split_proteins.log"),
     benchmark:
         out("benchmarks/split_proteins.tsv")
-    params:
-        split=config["split"],
-        seed=SEED,
+    conda:
+        "../../envs/data.yaml"
     threads: 2
     resources:
         mem_mb=2000,
-    conda:
-        "../../envs/data.yaml"
+    params:
+        split=config["split"],
+        seed=SEED,
     script:
         "../../scripts/split_proteins.py"
 
@@ -114,12 +114,12 @@ rule check_protein_tasks:
         out("logs/check_protein_tasks_{task}.log"),
     benchmark:
         out("benchmarks/check_protein_tasks_{task}.tsv")
-    params:
-        tasks=lambda wc: {wc.task: config["protein"]["tasks"][wc.task]},
+    conda:
+        "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=1000,
-    conda:
-        "../../envs/data.yaml"
+    params:
+        tasks=lambda wc: {wc.task: config["protein"]["tasks"][wc.task]},
     script:
         "../../scripts/check_protein_tasks.py"

@@ -19,21 +19,21 @@ rule download_uniprot:
         annotations=out("data/protein/residue_annotations.parquet"),
         xrefs=out("data/protein/uniprot_xrefs.parquet"),
         report=temp(out("data/protein/uniprot_report.parquet")),
+    log:
+        out("logs/download_uniprot.log"),
+    benchmark:
+        out("benchmarks/download_uniprot.tsv")
+    conda:
+        "../../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        downloads=1,
     params:
         uniprot=_DATA["uniprot"],
         http=_HTTP,
         cache_dir=_CACHE,
         seed=config["seed"],
-    log:
-        out("logs/download_uniprot.log"),
-    benchmark:
-        out("benchmarks/download_uniprot.tsv")
-    threads: 1
-    resources:
-        mem_mb=4000,
-        downloads=1,
-    conda:
-        "../../envs/data.yaml"
     script:
         "../../scripts/download_uniprot.py"
 
@@ -44,20 +44,20 @@ rule download_go:
         local=local_inputs(_DATA["go"].get("local")),
     output:
         ontology=out("data/go/go.obo"),
-    params:
-        go=_DATA["go"],
-        http=_HTTP,
-        cache_dir=_CACHE,
     log:
         out("logs/download_go.log"),
     benchmark:
         out("benchmarks/download_go.tsv")
+    conda:
+        "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         downloads=1,
-    conda:
-        "../../envs/data.yaml"
+    params:
+        go=_DATA["go"],
+        http=_HTTP,
+        cache_dir=_CACHE,
     script:
         "../../scripts/download_go.py"
 
@@ -72,20 +72,20 @@ rule download_structures:
         contacts=out("data/protein/contact_maps.parquet"),
         quality=out("data/protein/structure_quality.parquet"),
         report=out("data/protein/data_report.parquet"),
-    params:
-        structures=_DATA["structures"],
-        http=_HTTP,
-        cache_dir=_CACHE,
     log:
         out("logs/download_structures.log"),
     benchmark:
         out("benchmarks/download_structures.tsv")
+    conda:
+        "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=8000,
         downloads=1,
-    conda:
-        "../../envs/data.yaml"
+    params:
+        structures=_DATA["structures"],
+        http=_HTTP,
+        cache_dir=_CACHE,
     script:
         "../../scripts/download_structures.py"
 
@@ -95,20 +95,20 @@ rule download_genome:
         local=local_inputs(_DATA["genome"].get("local")),
     output:
         genome=out("data/dna/genome.fasta"),
-    params:
-        genome=_DATA["genome"],
-        http=_HTTP,
-        cache_dir=_CACHE,
     log:
         out("logs/download_genome.log"),
     benchmark:
         out("benchmarks/download_genome.tsv")
+    conda:
+        "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         downloads=1,
-    conda:
-        "../../envs/data.yaml"
+    params:
+        genome=_DATA["genome"],
+        http=_HTTP,
+        cache_dir=_CACHE,
     script:
         "../../scripts/download_genome.py"
 
@@ -117,27 +117,30 @@ rule download_regulondb:
     input:
         genome=rules.download_genome.output.genome,
         local=local_inputs(
-            *[(_DATA["regulondb"].get(k) or {}).get("local") for k in ("promoters", "sites", "matrices")]
+            *[
+                (_DATA["regulondb"].get(k) or {}).get("local")
+                for k in ("promoters", "sites", "matrices")
+            ]
         ),
     output:
         tss=out("data/dna/tss.parquet"),
         tf_sites=out("data/dna/tf_sites.parquet"),
         motifs=out("data/dna/tf_motifs.meme"),
         report=out("data/dna/data_report.parquet"),
-    params:
-        regulondb=_DATA["regulondb"],
-        http=_HTTP,
-        cache_dir=_CACHE,
     log:
         out("logs/download_regulondb.log"),
     benchmark:
         out("benchmarks/download_regulondb.tsv")
+    conda:
+        "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         downloads=1,
-    conda:
-        "../../envs/data.yaml"
+    params:
+        regulondb=_DATA["regulondb"],
+        http=_HTTP,
+        cache_dir=_CACHE,
     script:
         "../../scripts/download_regulondb.py"
 
@@ -150,7 +153,9 @@ rule download_regulondb:
 if _DATA["structures"].get("source") == "pdb_list":
     _PDB_CHAIN_LIST = _DATA["structures"].get("chain_list")
     if _PDB_CHAIN_LIST and str(_PDB_CHAIN_LIST).startswith(("http://", "https://")):
-        _PDB_CHAIN_LIST = None  # a URL is no input file; it is downloaded into the cache
+        _PDB_CHAIN_LIST = (
+            None  # a URL is no input file; it is downloaded into the cache
+        )
 
     ruleorder: download_pdb_chains > download_uniprot
     ruleorder: download_pdb_chains > download_structures
@@ -166,19 +171,19 @@ if _DATA["structures"].get("source") == "pdb_list":
             contacts=out("data/protein/contact_maps.parquet"),
             quality=out("data/protein/structure_quality.parquet"),
             report=out("data/protein/data_report.parquet"),
-        params:
-            structures=_DATA["structures"],
-            http=_HTTP,
-            cache_dir=_CACHE,
         log:
             out("logs/download_pdb_chains.log"),
         benchmark:
             out("benchmarks/download_pdb_chains.tsv")
+        conda:
+            "../../envs/data.yaml"
         threads: 1
         resources:
             mem_mb=8000,
             downloads=1,
-        conda:
-            "../../envs/data.yaml"
+        params:
+            structures=_DATA["structures"],
+            http=_HTTP,
+            cache_dir=_CACHE,
         script:
             "../../scripts/download_pdb_chains.py"

@@ -7,21 +7,27 @@ rule plot_head_significance:
         heads=out("analysis/protein/{task}/finetuned/head_statistics.parquet"),
         embedding=out("analysis/protein/{task}/finetuned/embedding_statistics.parquet"),
     output:
-        heads=report(out("figures/{task}_head_significance.png"),
-                     caption="../report/head_significance.rst", category="Attribution",
-                     subcategory="{task}"),
-        embedding=report(out("figures/{task}_embedding_significance.png"),
-                         caption="../report/embedding_significance.rst", category="Attribution",
-                         subcategory="{task}"),
+        heads=report(
+            out("figures/{task}_head_significance.png"),
+            caption="../report/head_significance.rst",
+            category="Attribution",
+            subcategory="{task}",
+        ),
+        embedding=report(
+            out("figures/{task}_embedding_significance.png"),
+            caption="../report/embedding_significance.rst",
+            category="Attribution",
+            subcategory="{task}",
+        ),
     log:
         out("logs/plot_head_significance_{task}.log"),
     benchmark:
         out("benchmarks/plot_head_significance_{task}.tsv")
-    params:
-        alpha=config["analysis"]["alpha"],
-    threads: 1
     conda:
         "../../envs/plots.yaml"
+    threads: 1
+    params:
+        alpha=config["analysis"]["alpha"],
     script:
         "../../scripts/plot_head_significance.py"
 
@@ -30,16 +36,19 @@ rule plot_control_comparison:
     input:
         paired=out("analysis/protein/{task}/paired_r.parquet"),
     output:
-        figure=report(out("figures/{task}_control_comparison.png"),
-                      caption="../report/control_comparison.rst", category="Attribution",
-                      subcategory="{task}"),
+        figure=report(
+            out("figures/{task}_control_comparison.png"),
+            caption="../report/control_comparison.rst",
+            category="Attribution",
+            subcategory="{task}",
+        ),
     log:
         out("logs/plot_control_comparison_{task}.log"),
     benchmark:
         out("benchmarks/plot_control_comparison_{task}.tsv")
-    threads: 1
     conda:
         "../../envs/plots.yaml"
+    threads: 1
     script:
         "../../scripts/plot_control_comparison.py"
 
@@ -50,41 +59,52 @@ rule plot_tracks:
         proteins=out("data/protein/proteins.parquet"),
         annotations=out("data/protein/residue_annotations.parquet"),
     output:
-        tracks=report(out("figures/{task}_tracks.png"), caption="../report/tracks.rst",
-                      category="Attribution", subcategory="{task}"),
+        tracks=report(
+            out("figures/{task}_tracks.png"),
+            caption="../report/tracks.rst",
+            category="Attribution",
+            subcategory="{task}",
+        ),
     log:
         out("logs/plot_tracks_{task}.log"),
     benchmark:
         out("benchmarks/plot_tracks_{task}.tsv")
+    conda:
+        "../../envs/plots.yaml"
+    threads: 1
     params:
         types=config["analysis"]["annotation_types"],
         n_tracks=config["analysis"]["n_tracks"],
-    threads: 1
-    conda:
-        "../../envs/plots.yaml"
     script:
         "../../scripts/plot_tracks.py"
 
 
 rule plot_residue_flipping:
     input:
-        tables=expand(out("analysis/protein/{{task}}/{variant}/residue_flipping.parquet"), variant=VARIANTS),
+        tables=expand(
+            out("analysis/protein/{{task}}/{variant}/residue_flipping.parquet"),
+            variant=VARIANTS,
+        ),
         tests=expand(
-            out("analysis/protein/{{task}}/{variant}/residue_flipping_tests.parquet"), variant=VARIANTS
+            out("analysis/protein/{{task}}/{variant}/residue_flipping_tests.parquet"),
+            variant=VARIANTS,
         ),
     output:
-        figure=report(out("figures/{task}_residue_flipping.png"),
-                      caption="../report/residue_flipping.rst", category="Attribution",
-                      subcategory="{task}"),
+        figure=report(
+            out("figures/{task}_residue_flipping.png"),
+            caption="../report/residue_flipping.rst",
+            category="Attribution",
+            subcategory="{task}",
+        ),
     log:
         out("logs/plot_residue_flipping_{task}.log"),
     benchmark:
         out("benchmarks/plot_residue_flipping_{task}.tsv")
-    params:
-        variants=VARIANTS,
-    threads: 1
     conda:
         "../../envs/plots.yaml"
+    threads: 1
+    params:
+        variants=VARIANTS,
     script:
         "../../scripts/plot_residue_flipping.py"
 
@@ -97,29 +117,45 @@ rule plot_attention_probe:
         contacts=out("analysis/protein/attention/{model}/contact_precision.parquet"),
         summary=out("analysis/protein/attention/{model}/attention_summary.json"),
     output:
-        figure=report(out("figures/attention_{model}.png"), caption="../report/attention.rst",
-                      category="Attention", subcategory="{model}"),
-        top_heads=report(out("figures/attention_{model}_top_heads.png"),
-                         caption="../report/attention_top_heads.rst", category="Attention",
-                         subcategory="{model}"),
-        layer_trend=report(out("figures/attention_{model}_layer_trend.png"),
-                           caption="../report/attention_layer_trend.rst", category="Attention",
-                           subcategory="{model}"),
-        blosum=report(out("figures/attention_{model}_blosum.png"),
-                      caption="../report/attention_blosum.rst", category="Attention",
-                      subcategory="{model}"),
-        contacts=report(out("figures/attention_{model}_contacts.png"),
-                        caption="../report/attention_contacts.rst", category="Attention",
-                        subcategory="{model}"),
+        figure=report(
+            out("figures/attention_{model}.png"),
+            caption="../report/attention.rst",
+            category="Attention",
+            subcategory="{model}",
+        ),
+        top_heads=report(
+            out("figures/attention_{model}_top_heads.png"),
+            caption="../report/attention_top_heads.rst",
+            category="Attention",
+            subcategory="{model}",
+        ),
+        layer_trend=report(
+            out("figures/attention_{model}_layer_trend.png"),
+            caption="../report/attention_layer_trend.rst",
+            category="Attention",
+            subcategory="{model}",
+        ),
+        blosum=report(
+            out("figures/attention_{model}_blosum.png"),
+            caption="../report/attention_blosum.rst",
+            category="Attention",
+            subcategory="{model}",
+        ),
+        contacts=report(
+            out("figures/attention_{model}_contacts.png"),
+            caption="../report/attention_contacts.rst",
+            category="Attention",
+            subcategory="{model}",
+        ),
     log:
         out("logs/plot_attention_probe_{model}.log"),
     benchmark:
         out("benchmarks/plot_attention_probe_{model}.tsv")
-    params:
-        share_denominator=config["analysis"]["vig"]["share_denominator"],
-    threads: 1
     conda:
         "../../envs/plots.yaml"
+    threads: 1
+    params:
+        share_denominator=config["analysis"]["vig"]["share_denominator"],
     script:
         "../../scripts/plot_attention_probe.py"
 
@@ -128,36 +164,44 @@ rule plot_diagnostic_probes:
     input:
         table=out("analysis/protein/attention/{model}/diagnostic_probes.parquet"),
     output:
-        figure=report(out("figures/attention_{model}_diagnostic_probes.png"),
-                      caption="../report/attention_diagnostic_probes.rst", category="Attention",
-                      subcategory="{model}"),
+        figure=report(
+            out("figures/attention_{model}_diagnostic_probes.png"),
+            caption="../report/attention_diagnostic_probes.rst",
+            category="Attention",
+            subcategory="{model}",
+        ),
     log:
         out("logs/plot_diagnostic_probes_{model}.log"),
     benchmark:
         out("benchmarks/plot_diagnostic_probes_{model}.tsv")
-    threads: 1
     conda:
         "../../envs/plots.yaml"
+    threads: 1
     script:
         "../../scripts/plot_diagnostic_probes.py"
 
 
 rule plot_training:
     input:
-        protein=expand(out("models/protein/{task}/finetuned/training_log.tsv"), task=TASKS),
+        protein=expand(
+            out("models/protein/{task}/finetuned/training_log.tsv"), task=TASKS
+        ),
         dna=out("models/dna/training_log.tsv"),
     output:
-        figure=report(out("figures/training_curves.png"), caption="../report/training.rst",
-                      category="Training"),
+        figure=report(
+            out("figures/training_curves.png"),
+            caption="../report/training.rst",
+            category="Training",
+        ),
     log:
         out("logs/plot_training.log"),
     benchmark:
         out("benchmarks/plot_training.tsv")
-    params:
-        tasks=TASKS,
-    threads: 1
     conda:
         "../../envs/plots.yaml"
+    threads: 1
+    params:
+        tasks=TASKS,
     script:
         "../../scripts/plot_training.py"
 
@@ -168,19 +212,25 @@ rule plot_dna:
         head_motifs=out("analysis/dna/head_motifs.parquet"),
         summary=out("analysis/dna/dna_summary.json"),
     output:
-        profiles_png=report(out("figures/dna_tss_profiles.png"), caption="../report/dna_profiles.rst",
-                            category="DNA"),
-        logos_png=report(out("figures/dna_logos.png"), caption="../report/dna_logos.rst",
-                         category="DNA"),
+        profiles_png=report(
+            out("figures/dna_tss_profiles.png"),
+            caption="../report/dna_profiles.rst",
+            category="DNA",
+        ),
+        logos_png=report(
+            out("figures/dna_logos.png"),
+            caption="../report/dna_logos.rst",
+            category="DNA",
+        ),
     log:
         out("logs/plot_dna.log"),
     benchmark:
         out("benchmarks/plot_dna.tsv")
-    params:
-        elements=config["dna"]["elements"],
-    threads: 1
     conda:
         "../../envs/plots.yaml"
+    threads: 1
+    params:
+        elements=config["dna"]["elements"],
     script:
         "../../scripts/plot_dna.py"
 
@@ -192,53 +242,90 @@ rule plot_dna_attribution:
         matches=out("analysis/dna/motif_matches.parquet"),
         head_motifs=out("analysis/dna/head_motifs.parquet"),
     output:
-        profile_png=report(out("figures/dna_ig_profile.png"), caption="../report/dna_ig_profile.rst",
-                           category="DNA"),
-        motifs_png=report(out("figures/dna_motif_sources.png"), caption="../report/dna_motif_sources.rst",
-                          category="DNA"),
+        profile_png=report(
+            out("figures/dna_ig_profile.png"),
+            caption="../report/dna_ig_profile.rst",
+            category="DNA",
+        ),
+        motifs_png=report(
+            out("figures/dna_motif_sources.png"),
+            caption="../report/dna_motif_sources.rst",
+            category="DNA",
+        ),
     log:
         out("logs/plot_dna_attribution.log"),
     benchmark:
         out("benchmarks/plot_dna_attribution.tsv")
+    conda:
+        "../../envs/plots.yaml"
+    threads: 1
     params:
         elements=config["dna"]["elements"],
         n_motifs=6,
-    threads: 1
-    conda:
-        "../../envs/plots.yaml"
     script:
         "../../scripts/plot_dna_attribution.py"
 
 
 rule summarize:
     input:
-        embedding=expand(out("analysis/protein/{task}/finetuned/embedding_statistics.parquet"), task=TASKS),
-        heads=expand(out("analysis/protein/{task}/finetuned/head_statistics.parquet"), task=TASKS),
+        embedding=expand(
+            out("analysis/protein/{task}/finetuned/embedding_statistics.parquet"),
+            task=TASKS,
+        ),
+        heads=expand(
+            out("analysis/protein/{task}/finetuned/head_statistics.parquet"),
+            task=TASKS,
+        ),
         metrics=expand(out("models/protein/{task}/finetuned/metrics.json"), task=TASKS),
-        variant_metrics=expand(out("models/protein/{task}/{variant}/metrics.json"), task=TASKS,
-                               variant=VARIANTS)
-        if len(VARIANTS) > 1 else [],
-        comparison=expand(out("analysis/protein/{task}/variant_comparison.parquet"), task=TASKS)
-        if len(VARIANTS) > 1 else [],
-        paired=expand(out("analysis/protein/{task}/paired_r.parquet"), task=TASKS)
-        if len(VARIANTS) > 1 else [],
+        variant_metrics=(
+            expand(
+                out("models/protein/{task}/{variant}/metrics.json"),
+                task=TASKS,
+                variant=VARIANTS,
+            )
+            if len(VARIANTS) > 1
+            else []
+        ),
+        comparison=(
+            expand(
+                out("analysis/protein/{task}/variant_comparison.parquet"), task=TASKS
+            )
+            if len(VARIANTS) > 1
+            else []
+        ),
+        paired=(
+            expand(out("analysis/protein/{task}/paired_r.parquet"), task=TASKS)
+            if len(VARIANTS) > 1
+            else []
+        ),
         flipping=expand(
             out("analysis/protein/{task}/{variant}/residue_flipping_tests.parquet"),
             task=TASKS,
             variant=VARIANTS,
         ),
-        probes=expand(out("analysis/protein/attention/{model}/vig_probe.parquet"), model=PROBE_MODELS),
-        attention_summary=out("analysis/protein/attention/pretrained/attention_summary.json"),
+        probes=expand(
+            out("analysis/protein/attention/{model}/vig_probe.parquet"),
+            model=PROBE_MODELS,
+        ),
+        attention_summary=out(
+            "analysis/protein/attention/pretrained/attention_summary.json"
+        ),
         dna_metrics=out("models/dna/metrics.json"),
         dna_summary=out("analysis/dna/dna_summary.json"),
         seed_robustness=out("analysis/dna/seed_robustness.json") if DNA_SEEDS else [],
         encoder=pretrained_input(),
     output:
-        summary=report(out("summary.json"), caption="../report/summary.rst", category="Summary"),
+        summary=report(
+            out("summary.json"), caption="../report/summary.rst", category="Summary"
+        ),
     log:
         out("logs/summarize.log"),
     benchmark:
         out("benchmarks/summarize.tsv")
+    conda:
+        # the models' env: summary.json's provenance records its torch/transformers versions
+        "../../envs/torch.yaml"
+    threads: 1
     params:
         tasks=TASKS,
         variants=VARIANTS,
@@ -254,18 +341,18 @@ rule summarize:
             else None
         ),
         controls_max_p=config["analysis"]["variant_comparison"]["max_p"],
-        controls_min_difference=config["analysis"]["variant_comparison"]["min_difference"],
+        controls_min_difference=config["analysis"]["variant_comparison"][
+            "min_difference"
+        ],
         min_high_confidence=config["analysis"]["vig"]["min_high_confidence"],
         encoder=pretrained_encoder,
-    threads: 1
-    conda:
-        # the models' env: summary.json's provenance records its torch/transformers versions
-        "../../envs/torch.yaml"
     script:
         "../../scripts/summarize.py"
 
 
-if config["data"]["source"] != "demo":  # the demo's synthetic proteins have no structure file
+if (
+    config["data"]["source"] != "demo"
+):  # the demo's synthetic proteins have no structure file
 
     rule attention_3d_view:
         input:
@@ -273,17 +360,20 @@ if config["data"]["source"] != "demo":  # the demo's synthetic proteins have no 
             quality=out("data/protein/structure_quality.parquet"),
             viewer_js=local_inputs(viewer_js_file()),
         output:
-            html=report(out("figures/attention_{model}_3d.html"),
-                        caption="../report/attention_3d.rst", category="Attention",
-                        subcategory="{model}"),
+            html=report(
+                out("figures/attention_{model}_3d.html"),
+                caption="../report/attention_3d.rst",
+                category="Attention",
+                subcategory="{model}",
+            ),
         log:
             out("logs/attention_3d_view_{model}.log"),
+        conda:
+            "../../envs/structure_view.yaml"
+        threads: 1
         params:
             folders=STRUCTURE_FOLDERS,
             top=20,
             viewer_js=config["analysis"]["vig"]["viewer_js"],
-        threads: 1
-        conda:
-            "../../envs/structure_view.yaml"
         script:
             "../../scripts/attention_3d_view.py"

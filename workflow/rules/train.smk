@@ -18,6 +18,12 @@ rule pretrain_protein_encoder:
         out("logs/pretrain_protein_encoder.log"),
     benchmark:
         out("benchmarks/pretrain_protein_encoder.tsv")
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        gpu=1,
     params:
         init=ENCODER["pretrained"],
         demo_config=ENCODER["demo_config"],
@@ -26,12 +32,6 @@ rule pretrain_protein_encoder:
         max_length=config["protein"]["max_length"],
         device=config["device"],
         seed=SEED,
-    threads: 1
-    resources:
-        mem_mb=4000,
-        gpu=1,
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../../scripts/pretrain_protein_encoder.py"
 
@@ -50,6 +50,12 @@ rule finetune_protein:
         out("logs/finetune_protein_{task}_{variant}.log"),
     benchmark:
         out("benchmarks/finetune_protein_{task}_{variant}.tsv")
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        gpu=1,
     params:
         encoder=pretrained_encoder(),
         task=lambda wc: {"name": wc.task, **config["protein"]["tasks"][wc.task]},
@@ -59,12 +65,6 @@ rule finetune_protein:
         max_length=config["protein"]["max_length"],
         device=config["device"],
         seed=SEED,
-    threads: 1
-    resources:
-        mem_mb=8000,
-        gpu=1,
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../../scripts/finetune_protein.py"
 
@@ -81,17 +81,17 @@ rule train_dna:
         out("logs/train_dna.log"),
     benchmark:
         out("benchmarks/train_dna.tsv")
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        gpu=1,
     params:
         model=config["dna"]["model"],
         train=config["dna"]["train"],
         split=config["dna"]["split"],
         seed=SEED,
-    threads: 1
-    resources:
-        mem_mb=4000,
-        gpu=1,
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../../scripts/train_dna.py"
 
@@ -112,16 +112,16 @@ rule train_dna_seed:
         out("benchmarks/train_dna_seed{seed}.tsv")
     wildcard_constraints:
         seed=r"\d+",
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        gpu=1,
     params:
         model=config["dna"]["model"],
         train=config["dna"]["train"],
         split=config["dna"]["split"],
         seed=lambda wc: int(wc.seed),
-    threads: 1
-    resources:
-        mem_mb=4000,
-        gpu=1,
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../../scripts/train_dna.py"

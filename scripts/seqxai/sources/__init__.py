@@ -50,7 +50,7 @@ class DropReport:
             # first few of each kind at WARNING with the record named; the total goes to the summary
             log.warning("%s: dropped %s %s: %s", self.source, item, record or "?", reason)
 
-    def merge(self, other: "DropReport") -> "DropReport":
+    def merge(self, other: DropReport) -> DropReport:
         for k, v in other.counts.items():
             self.counts[k] += v
         for k, v in other.examples.items():

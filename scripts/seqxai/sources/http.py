@@ -24,10 +24,10 @@ import logging
 import random
 import time
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Iterator
 
 import requests
 import urllib3
@@ -129,7 +129,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     now = time.time() if now is None else now
     return max(0.0, when.timestamp() - now)
 
@@ -398,7 +398,7 @@ def _meta(url, status, headers, path: Path) -> dict:
     return {
         "url": url,
         "status": status,
-        "retrieved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "retrieved": datetime.now(UTC).isoformat(timespec="seconds"),
         "size": path.stat().st_size if path.exists() else None,
         "md5": hashlib.md5(path.read_bytes()).hexdigest() if path.exists() else None,
         "headers": keep,

@@ -69,7 +69,7 @@ class ContactDefinition:
         return label
 
     @classmethod
-    def from_config(cls, cfg: dict | None) -> "ContactDefinition":
+    def from_config(cls, cfg: dict | None) -> ContactDefinition:
         cfg = dict(cfg or {})
         return cls(**{k: cfg[k] for k in cls.__dataclass_fields__ if k in cfg and cfg[k] is not None})
 
@@ -83,7 +83,7 @@ class StructureRules:
     on_mismatch: str = "skip"  # or "error"
 
     @classmethod
-    def from_config(cls, cfg: dict | None) -> "StructureRules":
+    def from_config(cls, cfg: dict | None) -> StructureRules:
         cfg = dict(cfg or {})
         r = cls(**{k: cfg[k] for k in cls.__dataclass_fields__ if k in cfg})
         if r.on_mismatch not in ("skip", "error"):

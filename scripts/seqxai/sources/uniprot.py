@@ -35,9 +35,9 @@ import io
 import json
 import logging
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import pandas as pd
 
@@ -434,7 +434,7 @@ class ProteinRules:
     go_aspects: list[str] = field(default_factory=lambda: ["F", "P", "C"])
 
     @classmethod
-    def from_config(cls, cfg: dict | None) -> "ProteinRules":
+    def from_config(cls, cfg: dict | None) -> ProteinRules:
         cfg = dict(cfg or {})
         keep = {k: cfg[k] for k in cls.__dataclass_fields__ if k in cfg and cfg[k] is not None}
         rules = cls(**keep)
