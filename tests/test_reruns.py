@@ -1,10 +1,10 @@
 """Workflow behaviour on a tiny demo: reruns, determinism, kill -9 and --rerun-incomplete, and
 the provenance in summary.json and the report.
 
-One full tiny run (A) is shared by the module; two slices of the protein and DNA chains run
-again: B uninterrupted (must equal A bit for bit: same seed, CPU, one thread per job), C killed
-with SIGKILL (the whole Snakemake process group) while the first training job runs, then
-resumed with --rerun-incomplete (must equal A too). Every run works in its own copy of the
+One full tiny run (A) is shared by the module; a slice of the protein and DNA chains runs again
+in a fresh copy, C, killed with SIGKILL (the whole Snakemake process group) while the first
+training job runs, then resumed with --rerun-incomplete: it must equal A bit for bit (same
+seed, CPU, one thread per job). Every run works in its own copy of the
 workflow, so its .snakemake (locks, incomplete markers, metadata) is its own.
 """
 import hashlib
@@ -223,14 +223,10 @@ def test_summary_records_provenance_and_the_report_shows_it(run_a):
 
 
 # ------------------------------------------------- determinism, kill -9 and resumption
-def test_same_seed_gives_identical_results(run_a, tmp_path):
-    wf = _workflow_copy(tmp_path / "b")
-    rc, log = _snakemake(wf, *SLICE)
-    assert rc == 0, log[-4000:]
-    assert_same_results(run_a / "out", wf / "out")
-
-
 def test_kill_9_then_rerun_incomplete_gives_the_uninterrupted_results(run_a, tmp_path):
+    """Also the same-seed check: C generates its own data, trains and resumes in its own copy,
+    and must equal A bit for bit. (An uninterrupted second run of the slice was dropped for CI
+    time: it could fail only where this one fails too.)"""
     wf = _workflow_copy(tmp_path / "c")
     out = wf / "out"
     # Killed while the first training job (MLM pretraining) runs: once it has written a
