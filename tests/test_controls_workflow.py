@@ -7,7 +7,7 @@ import sys
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, WORKFLOW_TIMEOUT
 
 TINY = {
     "data": {"demo": {"protein": {"n_proteins": 80}}},
@@ -28,7 +28,7 @@ def run(tmp_path_factory):
     target = out / "analysis" / "protein" / "ec" / "variant_comparison.parquet"
     res = subprocess.run([sys.executable, "-m", "snakemake", str(target), "--cores", "2",
                           "--configfile", "config/demo.yaml", str(cfg), "--config", f"outdir={out}"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=1200)
+                         cwd=ROOT, capture_output=True, text=True, timeout=WORKFLOW_TIMEOUT)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return out
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import WORKFLOW_TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -91,7 +92,7 @@ def study(tmp_path_factory):
     cfg = tmp / "real_local.yaml"
     cfg.write_text(yaml.safe_dump(real_local_config(tmp)))
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", str(cfg)]
-    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1500)
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=WORKFLOW_TIMEOUT)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
     return tmp / "results"
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, WORKFLOW_TIMEOUT
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 # The demo shrunk until every job takes seconds; the numbers do not show the science.
@@ -57,7 +57,7 @@ def _cmd(*extra, configs=()):
                         *configs, "--config", "outdir=out"]
 
 
-def _snakemake(wf: Path, *extra, configs=(), timeout=900):
+def _snakemake(wf: Path, *extra, configs=(), timeout=WORKFLOW_TIMEOUT):
     res = subprocess.run(_cmd(*extra, configs=configs), cwd=wf, env=ENV, capture_output=True, text=True,
                          timeout=timeout)
     return res.returncode, res.stdout + res.stderr

@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import WORKFLOW_TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "profiles" / "slurm" / "config.yaml"
@@ -229,7 +230,7 @@ def cluster_runs(tmp_path_factory):
     runs = {}
     try:
         for name, proc in procs.items():
-            proc.wait(timeout=900)
+            proc.wait(timeout=WORKFLOW_TIMEOUT)
             log = (tmp / f"{name}.log").read_text()
             assert proc.returncode == 0, f"{name} run failed:\n{log[-6000:]}"
             runs[name] = tmp / name

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import WORKFLOW_TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--configfile", "config/demo.yaml"]
@@ -18,7 +19,7 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake", "--configfile", "config/demo.yam
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "results"
     cmd = SNAKEMAKE + ["--cores", "2", "--config", f"outdir={out}"]
-    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=WORKFLOW_TIMEOUT)
     assert res.returncode == 0, res.stderr[-6000:]
     return out
 
