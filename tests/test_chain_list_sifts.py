@@ -234,3 +234,23 @@ def test_run_chain_list_writes_chain_annotations_or_none(tmp_path):
     cfg["sifts"]["enabled"] = False
     run_chain_list(cfg, None, tmp_path / "cache", *outs, seed=1, features=["active_site", "binding_site", "ptm"])
     assert read_table(outs[1]).empty
+
+
+PINNED = SHARED / "data" / "pisces" / "cullpdb_pc30_res2.0_R0.25_d180607_chains11093.txt"
+
+
+@pytest.mark.skipif(not PINNED.is_file(), reason=f"the pinned PISCES list is not in {PINNED.parent} "
+                    "(it is downloaded by URL on a run; see docs/vig_structures.md)")
+def test_the_pinned_pisces_list_as_the_presets_use_it():
+    import yaml
+
+    from seqxai.sources.chain_list import sha256_of
+
+    root = Path(__file__).resolve().parents[1]
+    st = yaml.safe_load((root / "config" / "paper" / "vig_esm2.yaml").read_text())["data"]["structures"]
+    assert sha256_of(PINNED) == st["chain_list_sha256"] and st["chain_list"].endswith("/" + PINNED.name)
+    df = read_chain_list(PINNED)
+    assert len(df) == 11093 and (df["method"] == "XRAY").all() and df["resolution"].max() <= 2.0
+    rep = DropReport("t")
+    sel = select_chains(df, st["max_chains"], st["max_resolution"], st["min_length"], rep, seed=1)
+    assert len(sel) == 5000 and rep.n("chain", "shorter than 40") == 326
