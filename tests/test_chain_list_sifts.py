@@ -178,21 +178,31 @@ def test_sifts_tsv_uses_seqres_columns(tmp_path):
 
 @needs_shared
 def test_annotate_chains_over_loopback_and_from_local_files(tmp_path):
-    chains = pd.DataFrame([{"accession": "1AKI_A", "pdb_id": "1AKI", "chain": "A"}])
-    proteins = pd.DataFrame([{"accession": "1AKI_A", "sequence": LYSO_CHAIN}])
+    # 1AKI A maps to lysozyme; 9XYZ A to an accession UniProt returns nothing for; 9ZZZ has no mapping
+    chains = pd.DataFrame([{"accession": a, "pdb_id": a[:4], "chain": "A"} for a in ("1AKI_A", "9XYZ_A", "9ZZZ_A")])
+    proteins = pd.DataFrame({"accession": chains["accession"], "sequence": [LYSO_CHAIN, "ACDEFGHIKL", "MKV" * 5]})
     features = ["active_site", "binding_site", "ptm"]
     api = pdbe_answer("1AKI", "P00698", "A", [(1, 129)], [(19, 147)])
     entry = lysozyme_entry(FEATURES)
-    params = {"query": uniprot_query(["P00698"]), "format": "json", "size": "500",
-              "fields": ",".join(return_fields(features))}
+
+    def query(acc):
+        return {"query": uniprot_query([acc]), "format": "json", "size": "500",
+                "fields": ",".join(return_fields(features))}
+
+    js = [("Content-Type", "application/json")]
     with ReplayServer() as srv:
-        srv.add("/pdbe/api/mappings/uniprot/1aki", json.dumps(api), headers=[("Content-Type", "application/json")])
-        srv.add("/uniprotkb/search", json.dumps({"results": [entry]}), query=params,
-                headers=[("Content-Type", "application/json"), ("X-UniProt-Release", "2024_01")])
+        srv.add("/pdbe/api/mappings/uniprot/1aki", json.dumps(api), headers=js)
+        srv.add("/pdbe/api/mappings/uniprot/9xyz", json.dumps(pdbe_answer("9XYZ", "Q99999", "A", [(1, 10)],
+                                                                          [(1, 10)])), headers=js)
+        srv.add("/pdbe/api/mappings/uniprot/9zzz", "{}", status=404, headers=js)
+        srv.add("/uniprotkb/search", json.dumps({"results": [entry]}), query=query("P00698"),
+                headers=js + [("X-UniProt-Release", "2024_01")])
+        srv.add("/uniprotkb/search", json.dumps({"results": []}), query=query("Q99999"), headers=js)
         srv.fault("/pdbe/api/mappings/uniprot/1aki", "truncated")  # retried: the JSON check fails
         f = Fetcher(cache_dir=tmp_path, retry=RetryPolicy(attempts=3, backoff=0.01), sleep=lambda s: None,
                     timeout=(2, 5))
-        cfg = {"url": srv.url("/pdbe/api/mappings/uniprot/{pdb_id}"), "uniprot_url": srv.url("/uniprotkb/search")}
+        cfg = {"url": srv.url("/pdbe/api/mappings/uniprot/{pdb_id}"), "uniprot_url": srv.url("/uniprotkb/search"),
+               "uniprot_batch": 1}
         ann, rep = annotate_chains(chains, proteins, cfg, features, cache_dir=tmp_path, fetcher=f)
     got = {(r.type, r.start, r.end) for r in ann.itertuples()}
     assert got == EXPECTED and set(ann["accession"]) == {"1AKI_A"}
@@ -200,6 +210,10 @@ def test_annotate_chains_over_loopback_and_from_local_files(tmp_path):
     assert LYSO_CHAIN[35 - 1] == "E" == (SIGNAL + LYSO_CHAIN)[53 - 1]
     r = rep.set_index(["source", "item", "reason"])["count"]
     assert r[("structures:sifts", "chain", "kept")] == 1
+    assert r[("structures:sifts", "chain", "mapped UniProt entry not retrieved")] == 1  # 9XYZ_A
+    assert r[("structures:sifts", "entry", "no SIFTS mapping (404)")] == 1  # 9ZZZ
+    assert r[("structures:sifts", "chain", "no UniProt mapping in SIFTS")] == 1
+    chains, proteins = chains.iloc[:1], proteins.iloc[:1]
 
     # the same from local files: a folder of API answers and a UniProt JSON file
     (tmp_path / "local").mkdir()

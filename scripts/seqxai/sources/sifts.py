@@ -233,9 +233,18 @@ def uniprot_entries(accessions, cfg: dict, features, fetcher: Fetcher | None):
         prot = prot[prot["accession"].isin(accessions)]
         return prot, ann[ann["accession"].isin(accessions)], rep
     batch = int(cfg.get("uniprot_batch", 100))
-    parts = [load_proteins(query=uniprot_query(accessions[i:i + batch]), rules=rules, fetcher=fetcher,
-                           base_url=cfg.get("uniprot_url", UNIPROT_SEARCH))
-             for i in range(0, len(accessions), batch)]
+    parts = []
+    for i in range(0, len(accessions), batch):
+        chunk = accessions[i:i + batch]
+        try:
+            parts.append(load_proteins(query=uniprot_query(chunk), rules=rules, fetcher=fetcher,
+                                       base_url=cfg.get("uniprot_url", UNIPROT_SEARCH)))
+        except DataError as exc:  # e.g. every accession of the batch obsolete: its chains get no rows
+            log.warning("sifts: UniProt gave no usable entry for %d accessions (%s ...): %s", len(chunk),
+                        chunk[0], exc)
+    if not parts:
+        return (pd.DataFrame(columns=["accession", "sequence"]), pd.DataFrame(columns=ANNOTATION_COLUMNS),
+                pd.DataFrame(columns=["source", "item", "reason", "count", "example"]))
     return (pd.concat([p[0] for p in parts], ignore_index=True), pd.concat([p[1] for p in parts], ignore_index=True),
             pd.concat([p[3] for p in parts], ignore_index=True))
 
