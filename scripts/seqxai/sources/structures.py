@@ -18,8 +18,8 @@ For one protein (UniProt sequence ``seq``, length L) and one chain:
    stored as 1-based UniProt positions i < j.
 pLDDT (B-factor column of AlphaFold files) is kept per residue in the quality table.
 
-A pinned chain list (``source: pdb_list``, a PISCES ``cullpdb`` file) makes the chains
-themselves the proteins: accession ``<PDB id>_<chain>`` (e.g. ``1AKI_A``), sequence = the
+A pinned chain list (``source: pdb_list``, a PISCES ``cullpdb`` file read by ``chain_list``) makes
+the chains themselves the proteins: accession ``<PDB id>_<chain>`` (e.g. ``1AKI_A``), sequence = the
 chain's entity (SEQRES / ``_entity_poly_seq``) sequence, residue k of the entity = position
 k + 1; residues without coordinates stay in the sequence and are marked "0" in ``resolved``.
 """
