@@ -4,7 +4,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir)))  # noqa: F821
 from seqxai.io import setup_logging  # noqa: E402
-from seqxai.sources.structures import run_chain_list  # noqa: E402
+from seqxai.sources.chain_list import run_chain_list  # noqa: E402
 
 log = setup_logging(snakemake.log[0])  # noqa: F821
 sm = snakemake  # noqa: F821
@@ -17,4 +17,6 @@ run_chain_list(
     sm.output.contacts,
     sm.output.quality,
     sm.output.report,
+    seed=sm.params.seed,
+    features=sm.params.features,
 )

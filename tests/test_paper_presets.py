@@ -64,7 +64,10 @@ def test_vig_presets(name, encoder):
     assert (vig["theta"], vig["min_high_confidence"], vig["max_residues"]) == (0.3, 100, 510)
     # experimental non-redundant chains of the pinned PISCES-format list, C-alpha < 8 A (the paper)
     st = cfg["data"]["structures"]
-    assert st["source"] == "pdb_list" and (ROOT / st["chain_list"]).is_file()
+    # a real PISCES list pinned by URL at a fixed commit and by its digest; a seeded 5,000 (the paper)
+    assert st["source"] == "pdb_list" and re.search(r"/[0-9a-f]{40}/cullpdb_pc30_", st["chain_list"])
+    assert re.fullmatch(r"[0-9a-f]{64}", st["chain_list_sha256"]) and st["max_chains"] == 5000
+    assert st["sifts"]["enabled"]  # binding sites and PTMs of the chains through SIFTS
     assert st["max_resolution"] == 2.5 and st["contact"]["atom"] == "CA" and st["contact"]["cutoff"] == 8.0
     assert "ptm" in cfg["analysis"]["annotation_types"] and "ptm" in cfg["data"]["uniprot"]["features"]
     assert cfg["protein"]["tasks"] == {}  # the pretrained model only

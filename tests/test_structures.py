@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from replay_server import ReplayServer, forbid_network  # noqa: E402
 
 from seqxai.io import DataError  # noqa: E402
+from seqxai.sources.chain_list import read_chain_list, select_chains  # noqa: E402
 from seqxai.sources.http import Fetcher, RetryPolicy  # noqa: E402
 from seqxai.sources.structures import (  # noqa: E402
     ContactDefinition,
@@ -25,9 +26,7 @@ from seqxai.sources.structures import (  # noqa: E402
     contacts_from_coords,
     local_candidates,
     protein_chains,
-    read_chain_list,
     read_structure,
-    select_chains,
 )
 from seqxai.sources.uniprot import load_proteins  # noqa: E402
 
@@ -200,7 +199,7 @@ def test_pisces_list_parsing_and_bad_rows(tmp_path):
         bad.write_text(header + body)
         with pytest.raises(DataError, match=rf"bad.txt, {msg}"):
             read_chain_list(bad)
-    bad.write_text("IDs length Exptl.\n1ABCA 245 XRAY\n")
+    bad.write_text("IDs length Exptl.\n1ABCA 245 XRAY\n")  # a cut header (the full older one is read)
     with pytest.raises(DataError, match=r"bad.txt, line 1: expected the PISCES header"):
         read_chain_list(bad)
 

@@ -431,7 +431,7 @@ def run_attention_probe(encoder_path, proteins_path, splits_path, contacts_path,
     contacts = read_table(contacts_path, "contact_maps").set_index("accession")
     annotations = read_table(annotations_path, "residue_annotations")
     absent = [t for t in types if t not in set(annotations["type"])]
-    if absent:  # e.g. PDB chains (data.structures.source: pdb_list) carry no UniProt features
+    if absent:  # e.g. PDB chains without a SIFTS mapping (data.structures.sifts.enabled: false)
         log.warning("%s has no residue of type %s: the probe has no rows for them (not 0%% shares)",
                     annotations_path, ", ".join(absent))
         types = [t for t in types if t not in absent]

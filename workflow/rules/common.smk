@@ -144,6 +144,13 @@ def _local_source_problems():
             need("data.structures.chain_list", st["chain_list"])
         if st.get("local"):
             need("data.structures.local", st["local"], "folder")
+        sifts = st.get("sifts") or {}
+        if sifts.get("enabled", True) and sifts.get("local"):
+            kind = "folder" if Path(sifts["local"]).is_dir() else "file"
+            need("data.structures.sifts.local", sifts["local"], kind)
+        ul = (sifts.get("uniprot_local") or []) if sifts.get("enabled", True) else []
+        for f in [ul] if isinstance(ul, str) else ul:
+            need("data.structures.sifts.uniprot_local", f)
     return problems
 
 

@@ -147,8 +147,8 @@ rule download_regulondb:
 
 # data.structures.source: pdb_list. The chains of a pinned chain list (PISCES cullpdb) are the
 # proteins: one job fetches their mmCIF files from RCSB (cached) and writes the protein table
-# from the chains' entity sequences, the contact maps, and an empty annotation table (UniProt
-# features of PDB chains need a SIFTS residue mapping, not done here). The ruleorder makes it
+# from the chains' entity sequences, the contact maps, and the annotation table (the UniProt
+# features of each chain's SIFTS-mapped residues; data.structures.sifts). The ruleorder makes it
 # the producer of the tables download_uniprot/download_structures write otherwise.
 if _DATA["structures"].get("source") == "pdb_list":
     _PDB_CHAIN_LIST = _DATA["structures"].get("chain_list")
@@ -164,7 +164,11 @@ if _DATA["structures"].get("source") == "pdb_list":
 
     rule download_pdb_chains:
         input:
-            local=local_inputs(_PDB_CHAIN_LIST),
+            local=local_inputs(
+                _PDB_CHAIN_LIST,
+                _DATA["structures"].get("sifts", {}).get("local"),
+                _DATA["structures"].get("sifts", {}).get("uniprot_local"),
+            ),
         output:
             proteins=out("data/protein/proteins.parquet"),
             annotations=out("data/protein/residue_annotations.parquet"),
@@ -183,6 +187,8 @@ if _DATA["structures"].get("source") == "pdb_list":
             downloads=1,
         params:
             structures=_DATA["structures"],
+            features=_DATA["uniprot"].get("features"),
+            seed=config["seed"],
             http=_HTTP,
             cache_dir=_CACHE,
         script:

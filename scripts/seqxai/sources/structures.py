@@ -18,8 +18,8 @@ For one protein (UniProt sequence ``seq``, length L) and one chain:
    stored as 1-based UniProt positions i < j.
 pLDDT (B-factor column of AlphaFold files) is kept per residue in the quality table.
 
-A pinned chain list (``source: pdb_list``, a PISCES ``cullpdb`` file) makes the chains
-themselves the proteins: accession ``<PDB id>_<chain>`` (e.g. ``1AKI_A``), sequence = the
+A pinned chain list (``source: pdb_list``, a PISCES ``cullpdb`` file read by ``chain_list``) makes
+the chains themselves the proteins: accession ``<PDB id>_<chain>`` (e.g. ``1AKI_A``), sequence = the
 chain's entity (SEQRES / ``_entity_poly_seq``) sequence, residue k of the entity = position
 k + 1; residues without coordinates stay in the sequence and are marked "0" in ``resolved``.
 """
@@ -593,92 +593,6 @@ def find_structure(name: str, folders) -> Path | None:
     return None
 
 
-# ---------------------------------------------------------------- pinned chain lists (PISCES)
-CHAIN_LIST_HEADER = ["PDBchain", "len", "method", "resol", "rfac", "freerfac"]
-CHAIN_LIST_COLUMNS = ["accession", "pdb_id", "chain", "length", "method", "resolution", "r_factor",
-                      "free_r_factor"]
-_PDB_CHAIN = re.compile(r"^([0-9][A-Za-z0-9]{3})([A-Za-z0-9]{1,4})$")
-
-
-def _list_number(value: str, path, line: int, field: str, kind=float):
-    if value.upper() in ("NA", "N/A", "?", "."):
-        return np.nan if kind is float else None
-    try:
-        return kind(value)
-    except ValueError:
-        raise DataError(f"{path}, line {line}: field '{field}' is '{value}', not a number") from None
-
-
-def read_chain_list(path: str | Path) -> pd.DataFrame:
-    """A PISCES ``cullpdb`` chain list -> one row per chain (``CHAIN_LIST_COLUMNS``), file order.
-
-    Format: a header line ``PDBchain len method resol rfac freerfac``, then whitespace-separated
-    rows such as ``1ABCA 245 XRAY 1.80 0.19 0.23`` (PDB id = the first 4 characters, chain = the
-    rest; ``NA`` for a missing number). ``#`` lines and blank lines are skipped. A bad row raises
-    DataError naming the file, the line and the field.
-    """
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise DataError(f"data.structures.chain_list: file not found: {path}") from None
-    rows, seen, header = [], {}, False
-    for n, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        fields = line.split()
-        if not header:
-            if fields[:6] != CHAIN_LIST_HEADER:
-                raise DataError(f"{path}, line {n}: expected the PISCES header "
-                                f"'{' '.join(CHAIN_LIST_HEADER)}', found '{line[:80]}'")
-            header = True
-            continue
-        if len(fields) != 6:
-            raise DataError(f"{path}, line {n}: {len(fields)} fields, need 6 ({' '.join(CHAIN_LIST_HEADER)})")
-        m = _PDB_CHAIN.match(fields[0])
-        if not m:
-            raise DataError(f"{path}, line {n}: field 'PDBchain' is '{fields[0]}', not a PDB id "
-                            f"(4 characters) followed by a chain id")
-        pdb_id, chain = m.group(1).upper(), m.group(2)
-        acc = f"{pdb_id}_{chain}"
-        if acc in seen:
-            raise DataError(f"{path}, line {n}: chain {fields[0]} is listed twice (first on line {seen[acc]})")
-        seen[acc] = n
-        length = _list_number(fields[1], path, n, "len", int)
-        if length is None or length <= 0:
-            raise DataError(f"{path}, line {n}: field 'len' is '{fields[1]}', not a positive length")
-        rows.append({"accession": acc, "pdb_id": pdb_id, "chain": chain, "length": length,
-                     "method": fields[2],
-                     "resolution": _list_number(fields[3], path, n, "resol"),
-                     "r_factor": _list_number(fields[4], path, n, "rfac"),
-                     "free_r_factor": _list_number(fields[5], path, n, "freerfac")})
-    if not header:
-        raise DataError(f"{path}: empty chain list (no PISCES header line)")
-    return pd.DataFrame(rows, columns=CHAIN_LIST_COLUMNS)
-
-
-def select_chains(chains: pd.DataFrame, max_chains: int | None = None, max_resolution: float | None = None,
-                  min_length: int | None = None, report: DropReport | None = None) -> pd.DataFrame:
-    """The first ``max_chains`` chains (file order) with resolution <= ``max_resolution`` (a chain
-    without a resolution, e.g. NMR, is dropped when a maximum is set) and length >= ``min_length``."""
-    keep = np.ones(len(chains), bool)
-    if max_resolution is not None:
-        bad = ~(chains["resolution"].to_numpy(float) <= max_resolution)
-        for acc in chains["accession"][bad & keep]:
-            if report is not None:
-                report.drop("chain", f"resolution > {max_resolution} A or none", acc, warn=False)
-        keep &= ~bad
-    if min_length is not None:
-        bad = chains["length"].to_numpy() < min_length
-        for acc in chains["accession"][bad & keep]:
-            if report is not None:
-                report.drop("chain", f"shorter than {min_length}", acc, warn=False)
-        keep &= ~bad
-    out = chains[keep]
-    return out.head(max_chains) if max_chains else out
-
-
 def entity_sequence(st, chain: str, where: str = "") -> tuple[str, list, list[int]]:
     """(sequence, observed residues, their 0-based positions in the sequence) of one chain.
 
@@ -793,50 +707,3 @@ def build_chain_tables(chains: pd.DataFrame, fetcher: Fetcher | None, cache_dir:
                                             "organism_id", "go_aspects"]),
             pd.DataFrame(rows, columns=CONTACT_COLUMNS), pd.DataFrame(qual, columns=QUALITY_COLUMNS),
             report.to_frame())
-
-
-def chain_list_file(spec: str, fetcher: Fetcher | None, cache_dir: str | Path | None) -> Path:
-    """The chain list: a local path, or a URL downloaded once into ``cache_dir/pisces``."""
-    if str(spec).startswith(("http://", "https://")):
-        if fetcher is None:
-            raise DataError(f"data.structures.chain_list is a URL ({spec}) but no downloader is set up")
-        return fetcher.download(spec, Path(cache_dir) / "pisces" / str(spec).rstrip("/").rsplit("/", 1)[-1])
-    return Path(spec)
-
-
-def run_chain_list(cfg: dict, http_cfg: dict | None, cache_dir, out_proteins, out_annotations,
-                   out_contacts, out_quality, out_report) -> None:
-    """Rule entry point for ``data.structures.source: pdb_list``: the chain list -> proteins (the
-    chains), contact maps, quality, data report, and an empty residue_annotations table (UniProt
-    features of PDB chains would need a SIFTS residue mapping, which this source does not do)."""
-    from ..io import write_table
-    from .http import local_hint, make_fetcher
-
-    cfg = dict(cfg or {})
-    if not cfg.get("chain_list"):
-        raise DataError("data.structures.source is 'pdb_list' but data.structures.chain_list is not set")
-    report = DropReport("structures:pdb_list")
-    fetcher = None if cfg.get("local") else make_fetcher(http_cfg, cache_dir)
-    with local_hint("data.structures.local (with data.structures.source: pdb_list)",
-                    "the mmCIF files of the listed entries (https://files.rcsb.org/download/<ID>.cif) "
-                    "into one folder"):
-        path = chain_list_file(cfg["chain_list"], fetcher or make_fetcher(http_cfg, cache_dir), cache_dir)
-        listed = read_chain_list(path)
-        chains = select_chains(listed, cfg.get("max_chains"), cfg.get("max_resolution"), cfg.get("min_length"),
-                               report)
-        log.info("%s: %d chains listed, %d selected (max_resolution %s, min_length %s, max_chains %s)",
-                 path, len(listed), len(chains), cfg.get("max_resolution"), cfg.get("min_length"),
-                 cfg.get("max_chains"))
-        proteins, cm, quality, rep = build_chain_tables(
-            chains, fetcher, cache_dir, ContactDefinition.from_config(cfg.get("contact")),
-            pdb_url=cfg.get("pdb_url", "https://files.rcsb.org/download/{id}.cif"), local=cfg.get("local"),
-            report=report)
-    if not len(proteins):
-        raise DataError(f"{path}: none of the {len(chains)} selected chains gave a usable structure "
-                        f"(see the log and {out_report})")
-    write_table(out_proteins, proteins, table="proteins")
-    write_table(out_annotations, pd.DataFrame(columns=["accession", "type", "start", "end", "description"]),
-                table="residue_annotations")
-    write_table(out_contacts, cm, table="contact_maps")
-    write_table(out_quality, quality)
-    write_table(out_report, rep)
