@@ -3,6 +3,10 @@
 VENV   ?= .venv
 PYTHON ?= python3
 CORES  ?= 2
+# extra pip options for the requirements, e.g. the CPU-only torch build on Linux (PyPI's Linux
+# wheel of torch 2.13.0 pulls about 3 GB of CUDA libraries):
+#   make demo PIP_ARGS="--extra-index-url https://download.pytorch.org/whl/cpu"
+PIP_ARGS ?=
 PY     := $(VENV)/bin/python
 DEMO   := --configfile config/demo.yaml
 
@@ -26,7 +30,7 @@ $(VENV)/.installed: requirements.txt
 	  echo "$(PYTHON) -m venv $(VENV)"; $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 1; }; \
 	fi
 	$(PY) -m pip install --quiet --upgrade pip && \
-	  $(PY) -m pip install --quiet -r requirements.txt && \
+	  $(PY) -m pip install --quiet $(PIP_ARGS) -r requirements.txt && \
 	  $(PY) scripts/warm_numba_cache.py || \
 	  { test -f $@ || { echo "make: the build of $(VENV) failed; removed it" >&2; rm -rf $(VENV); }; exit 1; }
 	touch $@
