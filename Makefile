@@ -3,6 +3,10 @@
 VENV   ?= .venv
 PYTHON ?= python3
 CORES  ?= 2
+# extra pip options for the requirements, e.g. the CPU-only torch build on Linux (PyPI's Linux
+# wheel of torch 2.13.0 pulls about 3 GB of CUDA libraries):
+#   make demo PIP_ARGS="--extra-index-url https://download.pytorch.org/whl/cpu"
+PIP_ARGS ?=
 PY     := $(VENV)/bin/python
 DEMO   := --configfile config/demo.yaml
 
@@ -10,11 +14,25 @@ DEMO   := --configfile config/demo.yaml
 
 venv: $(VENV)/.installed
 
+# A new .venv needs Python 3.11, 3.12 or 3.13 (pyproject.toml's requires-python; every pin of
+# requirements.txt has a wheel for those three, and numpy/pandas/scipy need 3.11): checked first,
+# in one line, instead of pip failing minutes later on an obscure pin. A .venv without its
+# .installed stamp is an unfinished build (failed or interrupted): it is removed and built
+# again, never reused; a failed build removes it at once. A finished .venv whose stamp is older
+# than requirements.txt is updated in place and keeps its old stamp until the update succeeds.
 $(VENV)/.installed: requirements.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
-	$(PY) scripts/warm_numba_cache.py
+	@if [ ! -f $@ ]; then \
+	  ver=$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null); \
+	  case "$$ver" in 3.11|3.12|3.13) ;; \
+	    *) echo "make: $(VENV) needs Python 3.11, 3.12 or 3.13, and PYTHON=$(PYTHON) is $${ver:-not a working Python}: run make PYTHON=python3.12 (or another of those)" >&2; exit 1;; \
+	  esac; \
+	  rm -rf $(VENV); \
+	  echo "$(PYTHON) -m venv $(VENV)"; $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 1; }; \
+	fi
+	$(PY) -m pip install --quiet --upgrade pip && \
+	  $(PY) -m pip install --quiet $(PIP_ARGS) -r requirements.txt && \
+	  $(PY) scripts/warm_numba_cache.py || \
+	  { test -f $@ || { echo "make: the build of $(VENV) failed; removed it" >&2; rm -rf $(VENV); }; exit 1; }
 	touch $@
 
 demo: venv

@@ -17,7 +17,7 @@ Measured 2026-12-02 on 2 shared CPU cores (load 6-8, so +-20%), hidden 64, 4 hea
 (12 layers); all-layer pass vs the same number of plain forward+backward passes 2.4x / 2.6x
 (vs embedding-only IG 2.6x / 2.7x); peak RSS above the model at batch 10: 179 MiB at 20 steps,
 197 MiB at 200 steps (1.10x; 1.39x and 1.43x in two earlier runs under load); shards of
-25,000 log-normal proteins in 400: 1.002 balanced vs 1.231 round robin. README "Performance".
+25,000 log-normal proteins in 400: 1.002 balanced vs 1.231 round robin. docs/performance.md.
 """
 from __future__ import annotations
 

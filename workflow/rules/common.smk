@@ -37,7 +37,7 @@ DNA_SEEDS = config["dna"]["seed_robustness"][
 TASKS = sorted(config["protein"]["tasks"])
 ENCODER = config["protein"]["encoder"]
 MLM = config["protein"]["mlm"]
-# Model variants per task (METHODS.md section 1): the fine-tuned model and the controls
+# Model variants per task (docs/methods.md section 1): the fine-tuned model and the controls
 # (frozen pretrained encoder, shuffled encoder), each with a trained head. Every variant
 # flows through attribution and head statistics under {variant} in the paths.
 VARIANTS = ["finetuned"] + list(config["protein"]["controls"])

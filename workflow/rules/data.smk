@@ -51,7 +51,7 @@ else:
     include: "download.smk"
 
 
-# GO labels follow the ontology (METHODS.md section 1): a protein is positive for a term when it
+# GO labels follow the ontology (docs/methods.md section 1): a protein is positive for a term when it
 # carries the term or a descendant over is_a and part_of. Every reader of proteins.parquet
 # (label checks, fine-tuning, attribution targets, statistics) sees the propagated terms.
 rule propagate_go:
