@@ -154,18 +154,23 @@ def embedding_significance(table: pd.DataFrame, path, task: str, alpha: float = 
 
 def track_examples(embedding: pd.DataFrame, annotations: pd.DataFrame, types, n_tracks: int) -> pd.DataFrame:
     """The (protein, target) rows of ``embedding`` to draw as tracks: at most ``n_tracks``, one
-    per protein, chosen greedily (attribution order breaks ties) to cover every target and every
-    annotation type of ``types`` that the attributed proteins have, then filled in order. A
-    membrane (transmembrane) example is thus shown whenever an attributed protein has one."""
+    per protein, chosen greedily to cover every target and every annotation type of ``types``
+    that the attributed proteins have, the rarer ones first (a row's gain: the sum of
+    1 / #rows having each target or type it adds; attribution order breaks ties), then filled
+    in attribution order. A membrane (transmembrane) example is thus shown whenever an attributed
+    protein has one, even when every protein has a motif."""
+    from collections import Counter
+
     types = list(types)
     ann = annotations[annotations["type"].isin(types)]
     has = ann.groupby("accession")["type"].agg(lambda t: frozenset(t)).to_dict()
     rows = embedding.reset_index(drop=True)
     keys = [({("target", t)} | {("type", a) for a in has.get(acc, ())})
             for acc, t in zip(rows["accession"], rows["target"])]
+    weight = {k: 1 / n for k, n in Counter(k for ks in keys for k in ks).items()}
     chosen, covered, used = [], set(), set()
     while len(chosen) < n_tracks:
-        gain = [len(k - covered) if acc not in used else -1
+        gain = [sum(weight[x] for x in k - covered) if acc not in used else -1
                 for k, acc in zip(keys, rows["accession"])]
         best = int(np.argmax(gain)) if gain else -1
         if best < 0 or gain[best] <= 0:
