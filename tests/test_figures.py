@@ -174,10 +174,10 @@ def _flipping():
     return {"finetuned": pd.DataFrame(rows)}, {"finetuned": tests}
 
 
-def _dna_profiles():
+def _dna_profiles(n_layers=2, n_heads=4):
     offsets = np.arange(-40, 11)
-    rows = [dict(layer=l, head=h, offset=o, attention=float(np.exp(-((o + 10 + 20 * h) ** 2) / 8)))
-            for l in range(2) for h in range(4) for o in offsets]
+    rows = [dict(layer=l, head=h, offset=o, attention=float(np.exp(-((o + 10 + 5 * h) ** 2) / 8)) / (1 + l))
+            for l in range(n_layers) for h in range(n_heads) for o in offsets]
     return pd.DataFrame(rows)
 
 
@@ -236,6 +236,8 @@ def _all_figures(tmp_path):
         "training": lambda: plots.training_curves({"ec": logs["ec"]}, logs["dna"], "x.png"),
         "residue_flipping": lambda: plots.residue_flipping(curves, tests, "x.png", "ec"),
         "dna_profiles": lambda: dna_plots.plot_profiles(_dna_profiles(), ELEMENTS, "x.png"),
+        # the paper's model: 36 heads, more than there are series colours
+        "dna_profiles_6x6": lambda: dna_plots.plot_profiles(_dna_profiles(6, 6), ELEMENTS, "x.png"),
         "dna_logos": lambda: dna_plots.plot_logos(hm, {}, "x.png", 3),
         "dna_ig_profile": lambda: dna_plots.plot_ig_profile(ig, ELEMENTS, "x.png"),
         "dna_motif_sources": lambda: dna_plots.plot_motif_sources(patterns, matches, hm, "x.png"),
@@ -244,7 +246,7 @@ def _all_figures(tmp_path):
 
 FIGURES = [
     "head_significance", "control_comparison", "embedding_significance", "tracks", "attention", "top_heads",
-    "layer_trend", "blosum", "contacts", "diagnostic_probes", "training", "residue_flipping", "dna_profiles",
+    "layer_trend", "blosum", "contacts", "diagnostic_probes", "training", "residue_flipping", "dna_profiles", "dna_profiles_6x6",
     "dna_logos", "dna_ig_profile", "dna_motif_sources"]
 
 
@@ -315,3 +317,11 @@ def test_blank_cells_are_explained_on_the_heatmaps(figures, tmp_path):
         assert any("not scored" in t for t in texts), (name, texts)
         hatched = [p for ax in fig.axes for p in ax.patches if p.get_hatch()]
         assert hatched, name  # the not-scored head (1, 2) of a target group, or (0, 0) of the probe
+
+
+def test_dna_profile_lines_are_the_highest_heads_when_colours_run_out(figures, tmp_path):
+    _all_figures(tmp_path)["dna_profiles_6x6"]()
+    lines = _series(figures[0].axes[1])
+    heads = [k for k in lines if k.startswith("L")]
+    assert len(heads) == len(palette.SERIES_COLOURS)
+    assert all(k.startswith("L0") for k in heads[:6]) and "L1H0" in heads  # layer 0 peaks highest

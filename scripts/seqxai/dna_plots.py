@@ -58,7 +58,8 @@ def _mark_elements(axes, elements: dict, legend_ax) -> None:
 
 def plot_profiles(profiles: pd.DataFrame, elements: dict, path, summary: dict | None = None) -> None:
     """Heatmap ``profile[layer/head, offset]`` (rows normalised to their max) plus line plots of
-    the raw mean attention; expected -10 and -35 box centres marked; with the probe ``summary``
+    the raw mean attention (the heads with the highest peaks when there are more heads than
+    series colours); expected -10 and -35 box centres marked; with the probe ``summary``
     the title says what a key's offset covers (:func:`key_field_note`)."""
     heads = profiles[["layer", "head"]].drop_duplicates().sort_values(["layer", "head"])
     offsets = np.sort(profiles.offset.unique())
@@ -74,9 +75,16 @@ def plot_profiles(profiles: pd.DataFrame, elements: dict, path, summary: dict | 
     note = key_field_note(summary)
     a1.set_title("Attention of the predicting position (TSS + label offset), per head, normalised to row max"
                  + (f"\n{note}" if note else ""), fontsize=9 if note else None)
-    for (l, h), colour in zip(heads.itertuples(index=False), palette.series_colours(len(heads))):
+    # the lines: every head when each can have a colour of its own, else those with the highest
+    # peaks (the heatmap above shows all)
+    n_lines = min(len(heads), len(palette.SERIES_COLOURS))
+    peak = np.nanmax(mat, axis=1)
+    shown = heads.iloc[np.sort(np.argsort(-peak, kind="stable")[:n_lines])]
+    for (l, h), colour in zip(shown.itertuples(index=False), palette.series_colours(n_lines)):
         row = profiles[(profiles.layer == l) & (profiles["head"] == h)].sort_values("offset")
         a2.plot(row.offset, row.attention, lw=0.8, label=f"L{l}H{h}", color=colour)
+    if n_lines < len(heads):
+        a2.set_title(f"the {n_lines} heads with the highest peaks of {len(heads)}", fontsize=8)
     _mark_elements((a1, a2), elements, a2)
     a2.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
     a2.set_xlabel("offset from TSS (nt, strand orientation; TSS = 0)")

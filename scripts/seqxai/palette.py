@@ -52,13 +52,19 @@ def annotation_colours(names) -> dict[str, str]:
 
 def series_colours(n: int) -> list[str]:
     """``n`` distinct colours for series without a meaning: Tol's muted set, or, for more
-    series than it has, ``n`` evenly spaced colours of the viridis map."""
+    series than it has, ``n`` colours along viridis."""
     return list(SERIES_COLOURS[:n]) if n <= len(SERIES_COLOURS) else _sampled(n)
 
 
-def _sampled(n: int) -> list[str]:
-    import matplotlib
-    from matplotlib.colors import to_hex
+# viridis at 0, 1/4, 1/2, 3/4 and 1: many series are sampled along it (numpy only, so that
+# modules without matplotlib, such as the 3-D view, can use this one)
+_VIRIDIS = ("#440154", "#3b528b", "#21918c", "#5ec962", "#fde725")
 
-    cmap = matplotlib.colormaps["viridis"]
-    return [to_hex(cmap(x)) for x in np.linspace(0, 0.95, max(n, 1))]
+
+def _sampled(n: int) -> list[str]:
+    """``n`` distinct colours along viridis (piecewise linear between its anchors), up to 95%
+    of the way so that the last one is not the pale yellow end."""
+    anchors = np.array([[int(c[k:k + 2], 16) for k in (1, 3, 5)] for c in _VIRIDIS], float)
+    at = np.linspace(0, 0.95, max(n, 1)) * (len(anchors) - 1)
+    rgb = np.stack([np.interp(at, np.arange(len(anchors)), anchors[:, k]) for k in range(3)], axis=1)
+    return ["#" + "".join(f"{round(v):02x}" for v in row) for row in rgb]
