@@ -250,8 +250,17 @@ FIGURES = [
     "dna_logos", "dna_ig_profile", "dna_motif_sources"]
 
 
-def test_every_figure_is_listed(tmp_path):
+def test_every_figure_function_is_drawn(tmp_path):
+    """Every function of the plot modules that saves a figure is called by _all_figures."""
+    import inspect
+
     assert sorted(_all_figures(tmp_path)) == sorted(FIGURES)
+    calls = inspect.getsource(_all_figures)
+    savers = [f"{mod.__name__.split('.')[-1]}.{name}" for mod in (plots, dna_plots)
+              for name, fn in inspect.getmembers(mod, inspect.isfunction)
+              if fn.__module__ == mod.__name__ and not name.startswith("_") and "_save(fig" in inspect.getsource(fn)]
+    assert len(savers) >= 16
+    assert [s for s in savers if s + "(" not in calls] == []
 
 
 @pytest.mark.parametrize("name", FIGURES)
