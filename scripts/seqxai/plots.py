@@ -31,16 +31,20 @@ def _integer_axis(axis) -> None:
     axis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
 
 
-def _hatch_not_scored(ax, not_scored: np.ndarray) -> None:
-    """Hatched grey cells where ``not_scored[layer, head]`` (imshow coordinates, origin lower)."""
+def _hatch_not_scored(ax, not_scored: np.ndarray) -> int:
+    """Hatched grey cells where ``not_scored[layer, head]`` (imshow coordinates, origin lower);
+    returns how many."""
     for layer, head in np.argwhere(not_scored):
         ax.add_patch(Rectangle((head - 0.5, layer - 0.5), 1, 1, facecolor=palette.NOT_SCORED,
                                edgecolor=palette.GREY, hatch="///", lw=0, zorder=0.5))
+    return int(np.count_nonzero(not_scored))
 
 
 def _blank_legend(fig, entries: list[tuple[str, str]]) -> None:
     """A figure legend that says what blank heatmap cells mean: (kind, text), kind "white"
-    (a cell left white) or "hatched" (a cell not scored)."""
+    (a cell left white) or "hatched" (a cell not scored); none without entries."""
+    if not entries:
+        return
     handles = [Patch(facecolor="white", edgecolor=palette.GREY, label=text) if kind == "white" else
                Patch(facecolor=palette.NOT_SCORED, edgecolor=palette.GREY, hatch="///", label=text)
                for kind, text in entries]
@@ -65,7 +69,7 @@ def head_significance(table: pd.DataFrame, path, task: str) -> None:
     vmax = max(float(val[table["significant"]].max()) if table["significant"].any() else 1.0, 1.0)
     fig, axes = plt.subplots(len(anns), len(groups), figsize=(2.2 * len(groups) + 1, 2.0 * len(anns) + 0.8),
                              squeeze=False, sharex=True, sharey=True, layout="constrained")
-    im = None
+    im, n_hatched = None, 0
     for r, ann in enumerate(anns):
         for c, group in enumerate(groups):
             ax = axes[r, c]
@@ -75,7 +79,7 @@ def head_significance(table: pd.DataFrame, path, task: str) -> None:
                 sig = _grid(sub.assign(s=sub["significant"].astype(float)), "s") > 0
                 im = ax.imshow(np.ma.masked_where(~sig, grid), cmap="viridis", aspect="auto",
                                origin="lower", vmin=0, vmax=vmax)
-                _hatch_not_scored(ax, np.isnan(grid))
+                n_hatched += _hatch_not_scored(ax, np.isnan(grid))
                 ax.set_xticks(range(grid.shape[1]))
                 ax.set_yticks(range(grid.shape[0]))
             if r == 0:
@@ -86,8 +90,8 @@ def head_significance(table: pd.DataFrame, path, task: str) -> None:
                 ax.set_xlabel("head", fontsize=9)
     if im is not None:
         fig.colorbar(im, ax=axes, label="-log10 p (BH)", shrink=0.6)
-    _blank_legend(fig, [("white", "white: not significant (BH)"),
-                        ("hatched", "hatched: not scored (no test for this head)")])
+    _blank_legend(fig, [("white", "white: not significant (BH)")]
+                  + [("hatched", "hatched: not scored (no test for this head)")] * bool(n_hatched))
     fig.suptitle(f"{task}: heads whose relevance concentrates on annotations (one-sided Wilcoxon, BH)")
     _save(fig, path)
 
@@ -105,7 +109,7 @@ def control_comparison(table: pd.DataFrame, path, task: str) -> None:
     fig, axes = plt.subplots(len(anns), len(controls),
                              figsize=(2.6 * len(controls) + 1, 2.0 * len(anns) + 0.8),
                              squeeze=False, sharex=True, sharey=True, layout="constrained")
-    im = None
+    im, n_hatched = None, 0
     for r, ann in enumerate(anns):
         for c, control in enumerate(controls):
             ax = axes[r, c]
@@ -115,7 +119,7 @@ def control_comparison(table: pd.DataFrame, path, task: str) -> None:
             if len(sub):
                 grid = _grid(sub, "median_difference")
                 im = ax.imshow(grid, cmap="RdBu_r", aspect="auto", origin="lower", vmin=-vmax, vmax=vmax)
-                _hatch_not_scored(ax, np.isnan(grid))
+                n_hatched += _hatch_not_scored(ax, np.isnan(grid))
                 sig = sub[sub["significant"]]
                 ax.scatter(sig["head"].astype(int), sig["layer"].astype(int), s=8, c=palette.BLACK)
                 ax.set_xticks(range(int(sub["head"].max()) + 1))
@@ -130,7 +134,7 @@ def control_comparison(table: pd.DataFrame, path, task: str) -> None:
                 ax.set_xlabel("head", fontsize=9)
     if im is not None:
         fig.colorbar(im, ax=axes, label="median r_finetuned - r_control", shrink=0.6)
-        _blank_legend(fig, [("hatched", "hatched: not scored (no paired test for this head)")])
+        _blank_legend(fig, [("hatched", "hatched: not scored (no paired test for this head)")] * bool(n_hatched))
     fig.suptitle(f"{task}: fine-tuned r against the controls on the same proteins "
                  "(paired one-sided Wilcoxon; dot: BH q < alpha)", fontsize=9)
     _save(fig, path)
@@ -224,12 +228,13 @@ def attention_probe(table: pd.DataFrame, path, model: str) -> None:
     props = sorted(table["property"].unique(), key=lambda p: (p != "contact", p))
     fig, axes = plt.subplots(1, len(props), figsize=(3.3 * len(props), 3.4), squeeze=False,
                              layout="constrained")
+    n_hatched = 0
     for ax, prop in zip(axes[0], props):
         sub = table[table["property"] == prop]
         share = _grid(sub, "share")
         share[~(_grid(sub.assign(i=sub["included"].astype(float)), "i") > 0)] = np.nan
         im = ax.imshow(share * 100, cmap="magma", aspect="auto", origin="lower", vmin=0)
-        _hatch_not_scored(ax, np.isnan(share))
+        n_hatched += _hatch_not_scored(ax, np.isnan(share))
         bg = float(sub["background"].iloc[0]) * 100
         ax.set_title(f"{prop}\nbackground {bg:.2f}%", fontsize=9)
         ax.set_xlabel("head")
@@ -237,7 +242,8 @@ def attention_probe(table: pd.DataFrame, path, model: str) -> None:
         ax.set_xticks(range(share.shape[1]))
         ax.set_yticks(range(share.shape[0]))
         fig.colorbar(im, ax=ax, label="% of high-confidence attention", shrink=0.8)
-    _blank_legend(fig, [("hatched", "hatched: not scored (too few high-confidence attention weights)")])
+    _blank_legend(fig, [("hatched", "hatched: not scored (too few high-confidence attention weights)")]
+                  * bool(n_hatched))
     fig.suptitle(f"{model}: where high-confidence attention goes (Vig et al.)")
     _save(fig, path)
 
