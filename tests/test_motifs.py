@@ -68,3 +68,27 @@ def test_tomtom_matches_tataat_to_minus10_reference():
     assert best.target == "sigma70_minus10"
     assert best.orientation == "+"
     assert (res.e >= res.p).all()
+
+
+def test_tomtom_in_chunks_gives_the_one_call_table_and_logs_progress(monkeypatch, caplog):
+    """Tomtom's p of a query depends on the targets only: the chunked run (a progress line per
+    chunk, with counts) returns what one memelite call over all queries returns."""
+    import logging
+
+    from memelite import tomtom as memelite_tomtom
+
+    from seqxai import motifs
+
+    rng = np.random.default_rng(0)
+    queries = {f"q{k}": rng.dirichlet(np.ones(4), size=10) for k in range(7)}
+    targets = {f"t{k}": rng.dirichlet(np.ones(4), size=int(rng.integers(6, 15))) for k in range(30)}
+    monkeypatch.setattr(motifs, "TOMTOM_CHUNK", 3)
+    with caplog.at_level(logging.INFO, logger="seqxai.motifs"):
+        rows = motifs.tomtom(queries, targets, every=0.0)
+    done = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Tomtom query matrices")]
+    assert [m.split(" (")[0] for m in done] == [f"Tomtom query matrices: {n}/7" for n in (3, 6, 7)]
+    Q = [np.asfortranarray(motifs.frequencies(q, 0.01).T) for q in queries.values()]
+    T = [np.ascontiguousarray(motifs.frequencies(t, 0.01).T) for t in targets.values()]
+    p = np.clip(np.asarray(memelite_tomtom(Q, T, n_jobs=1)[0], float), 0, 1)
+    np.testing.assert_array_equal(rows["p"].to_numpy(), p.ravel())
+    assert rows["query"].tolist()[:31] == ["q0"] * 30 + ["q1"]

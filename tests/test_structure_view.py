@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from seqxai import palette
 from seqxai.structure_view import attention_view_html, strongest_pairs
 
 pytest.importorskip("py3Dmol")
@@ -42,7 +43,7 @@ def test_html_draws_lines_between_the_attended_c_alphas(tmp_path):
     assert "3Dmol" in html and "addCylinder" in html and "test head" in html
     x1 = f"{2.3 * np.cos(1.745):.3f}"
     z10 = f"{1.5 * 10:.1f}"
-    assert x1.rstrip("0") in html and z10 in html and '"green"' in html
+    assert x1.rstrip("0") in html and z10 in html and f"\"{palette.CONTACT_PAIR}\"" in html
 
 
 def test_viewer_js_inline_url_or_cdn(tmp_path):
@@ -108,6 +109,6 @@ def test_run_attention_view_finds_the_file_or_says_why(tmp_path):
     write_table(tmp_path / "q.parquet", pd.DataFrame({"accession": ["P1"], "file": ["helix.pdb"], "chain": ["A"]}))
     run_attention_view(tmp_path / "s.json", tmp_path / "q.parquet", [None, folder], tmp_path / "v.html", top=1)
     html = (tmp_path / "v.html").read_text()
-    assert "addCylinder" in html and '"green"' in html and "layer 1 head 2" in html
+    assert "addCylinder" in html and f"\"{palette.CONTACT_PAIR}\"" in html and "layer 1 head 2" in html
     run_attention_view(tmp_path / "s.json", tmp_path / "q.parquet", [tmp_path / "none"], tmp_path / "w.html")
     assert "not found" in (tmp_path / "w.html").read_text()

@@ -1,6 +1,8 @@
 """Figures of the TSS attention probe (matplotlib Agg, PNG).
 
 Offsets are TSS-relative in strand orientation (TSS = 0), as in :mod:`seqxai.tss_probe`.
+Colours come from :mod:`seqxai.palette`: heads and window kinds from its series colours, the
+promoter elements' lines from colours no series uses.
 """
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from . import palette  # noqa: E402
 from .io import atomic_path  # noqa: E402
 from .motifs import draw_logo  # noqa: E402
 
@@ -40,9 +44,22 @@ def key_field_note(summary: dict | None) -> str:
     return note
 
 
+def _mark_elements(axes, elements: dict, legend_ax) -> None:
+    """Dashed lines at the expected -10 and -35 box centres (labelled on ``legend_ax``) and a
+    thin line at the TSS, in the palette's element colours."""
+    for ax in axes:
+        for name in ("minus10", "minus35"):
+            if name in elements:
+                ax.axvline(elements[name]["centre"], color=palette.ELEMENT_COLOURS[name],
+                           ls="--" if name == "minus10" else "-.", lw=1,
+                           label=f"{name} centre" if ax is legend_ax else None)
+        ax.axvline(0, color=palette.TSS_LINE, lw=0.8, label="TSS" if ax is legend_ax else None)
+
+
 def plot_profiles(profiles: pd.DataFrame, elements: dict, path, summary: dict | None = None) -> None:
     """Heatmap ``profile[layer/head, offset]`` (rows normalised to their max) plus line plots of
-    the raw mean attention; expected -10 and -35 box centres marked; with the probe ``summary``
+    the raw mean attention (the heads with the highest peaks when there are more heads than
+    series colours); expected -10 and -35 box centres marked; with the probe ``summary``
     the title says what a key's offset covers (:func:`key_field_note`)."""
     heads = profiles[["layer", "head"]].drop_duplicates().sort_values(["layer", "head"])
     offsets = np.sort(profiles.offset.unique())
@@ -58,15 +75,18 @@ def plot_profiles(profiles: pd.DataFrame, elements: dict, path, summary: dict | 
     note = key_field_note(summary)
     a1.set_title("Attention of the predicting position (TSS + label offset), per head, normalised to row max"
                  + (f"\n{note}" if note else ""), fontsize=9 if note else None)
-    for l, h in heads.itertuples(index=False):
+    # the lines: every head when each can have a colour of its own, else those with the highest
+    # peaks (the heatmap above shows all)
+    n_lines = min(len(heads), len(palette.SERIES_COLOURS))
+    peak = np.nanmax(mat, axis=1)
+    shown = heads.iloc[np.sort(np.argsort(-peak, kind="stable")[:n_lines])]
+    for (l, h), colour in zip(shown.itertuples(index=False), palette.series_colours(n_lines)):
         row = profiles[(profiles.layer == l) & (profiles["head"] == h)].sort_values("offset")
-        a2.plot(row.offset, row.attention, lw=0.8, label=f"L{l}H{h}")
-    for ax in (a1, a2):
-        for name, colour in (("minus10", "red"), ("minus35", "orange")):
-            if name in elements:
-                ax.axvline(elements[name]["centre"], color=colour, ls="--", lw=1,
-                           label=f"{name} centre" if ax is a2 else None)
-        ax.axvline(0, color="grey", lw=0.6)
+        a2.plot(row.offset, row.attention, lw=0.8, label=f"L{l}H{h}", color=colour)
+    if n_lines < len(heads):
+        a2.set_title(f"the {n_lines} heads with the highest peaks of {len(heads)}", fontsize=8)
+    _mark_elements((a1, a2), elements, a2)
+    a2.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
     a2.set_xlabel("offset from TSS (nt, strand orientation; TSS = 0)")
     a2.set_ylabel("mean attention")
     a2.legend(fontsize=6, ncol=6, loc="upper left")
@@ -120,18 +140,16 @@ def plot_ig_profile(profile: pd.DataFrame, elements: dict, path) -> None:
     """Mean signed and mean absolute IG contribution per TSS-relative offset (one line per
     window kind: tss, background); expected -10 and -35 box centres marked."""
     fig, axes = plt.subplots(2, 1, figsize=(9, 5), sharex=True)
-    for kind, df in profile.groupby("kind", sort=True):
+    kinds = profile.groupby("kind", sort=True)
+    for (kind, df), colour in zip(kinds, palette.series_colours(kinds.ngroups)):
         df = df.sort_values("offset")
         n = int(df.n_windows.iloc[0])
-        axes[0].plot(df.offset, df.mean_contribution, lw=0.9, label=f"{kind} (n={n})")
-        axes[1].plot(df.offset, df.mean_abs_contribution, lw=0.9, label=f"{kind} (n={n})")
+        axes[0].plot(df.offset, df.mean_contribution, lw=0.9, label=f"{kind} (n={n})", color=colour)
+        axes[1].plot(df.offset, df.mean_abs_contribution, lw=0.9, label=f"{kind} (n={n})", color=colour)
+    _mark_elements(axes, elements, axes[0])
     for ax in axes:
-        for name, colour in (("minus10", "red"), ("minus35", "orange")):
-            if name in elements:
-                ax.axvline(elements[name]["centre"], color=colour, ls="--", lw=1,
-                           label=f"{name} centre" if ax is axes[0] else None)
-        ax.axvline(0, color="grey", lw=0.6)
-        ax.axhline(0, color="grey", lw=0.4)
+        ax.axhline(0, color=palette.TSS_LINE, lw=0.4)
+    axes[1].xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
     axes[0].set_ylabel("mean IG")
     axes[1].set_ylabel("mean |IG|")
     axes[0].set_title("Integrated gradients of the TSS logit per offset (one-hot input)")

@@ -5,14 +5,19 @@ positions, 0-based). memelite wants ``(4, width)``; :func:`tomtom` transposes at
 """
 from __future__ import annotations
 
+import logging
 import warnings
 
 import numpy as np
 import pandas as pd
 
-from .io import DataError, atomic_path
+from .io import DataError, Progress, atomic_path
 
 ALPHABET = "ACGT"
+log = logging.getLogger("seqxai.motifs")
+# queries per memelite call: Tomtom's p of a query depends on the targets only, so a chunked
+# run gives the same table and a progress line per chunk (real runs: minutes in total)
+TOMTOM_CHUNK = 8
 
 def counts_from_sequences(seqs, alphabet: str = ALPHABET) -> np.ndarray:
     """Count matrix ``counts[position, letter]`` of equal-length aligned sequences;
@@ -116,7 +121,7 @@ def read_meme(path) -> dict[str, np.ndarray]:
     return out
 
 
-def tomtom(queries: dict, targets: dict, pseudocount: float = 0.01) -> pd.DataFrame:
+def tomtom(queries: dict, targets: dict, pseudocount: float = 0.01, every: float = 10.0) -> pd.DataFrame:
     """Tomtom (memelite, complete score, both target strands) of every query against every
     target. Inputs are ``{name: pfm[position, ACGT]}``; rows are normalised with a small
     pseudocount. Returns one row per (query, target): ``query, target, p, e, q, score,
@@ -125,6 +130,8 @@ def tomtom(queries: dict, targets: dict, pseudocount: float = 0.01) -> pd.DataFr
 
     Note: memelite's background is built from the target columns, so with a handful of
     targets (demo) the p-values are indicative only (memelite warns below 25 targets).
+    Queries run in chunks of ``TOMTOM_CHUNK`` (the p of a query does not depend on the other
+    queries), with a progress line (count, rate, eta) at most every ``every`` seconds.
     """
     from memelite import tomtom as _tomtom
     from statsmodels.stats.multitest import multipletests
@@ -135,9 +142,15 @@ def tomtom(queries: dict, targets: dict, pseudocount: float = 0.01) -> pd.DataFr
     qn, tn = list(queries), list(targets)
     Q = [np.asfortranarray(frequencies(queries[k], pseudocount).T) for k in qn]
     T = [np.ascontiguousarray(frequencies(targets[k], pseudocount).T) for k in tn]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # few-target warning; documented above
-        p, score, offset, overlap, strand = _tomtom(Q, T, n_jobs=1)
+    log.info("Tomtom: %d query matrices against %d targets (%d pairs)", len(Q), len(T), len(Q) * len(T))
+    prog = Progress(len(Q), "Tomtom query matrices", every=every, logger=log)
+    parts = []
+    for k in range(0, len(Q), TOMTOM_CHUNK):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # few-target warning; documented above
+            parts.append([np.asarray(x) for x in _tomtom(Q[k:k + TOMTOM_CHUNK], T, n_jobs=1)])
+        prog.update(len(Q[k:k + TOMTOM_CHUNK]))
+    p, score, offset, overlap, strand = (np.concatenate([part[i] for part in parts]) for i in range(5))
     p = np.clip(np.asarray(p, float), 0.0, 1.0)
     rows = pd.DataFrame({
         "query": np.repeat(qn, len(tn)),

@@ -1,6 +1,9 @@
 """Figures of the protein analyses (matplotlib, Agg backend, PNG written atomically).
 
-Layers are drawn in numeric order on every axis (the original code string-sorted them).
+Layers are drawn in numeric order on every axis (the original code string-sorted them); axes
+of layers, heads, epochs and residues carry integer ticks only. Colours come from
+:mod:`seqxai.palette`. Heatmap cells without a value say why on the figure (not significant:
+white; not scored: hatched grey).
 """
 from __future__ import annotations
 
@@ -10,17 +13,42 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.patches import Patch, Rectangle
+from matplotlib.ticker import MaxNLocator
 
+from . import palette
 from .io import atomic_path
-
-ANNOTATION_COLOURS = {"active_site": "tab:red", "binding_site": "tab:blue", "motif": "tab:green",
-                      "transmembrane": "tab:orange"}
 
 
 def _save(fig, path) -> None:
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
     plt.close(fig)
+
+
+def _integer_axis(axis) -> None:
+    """Ticks at integers only (layers, epochs, residues): no 0.2, 0.4 ... between two layers."""
+    axis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
+
+
+def _hatch_not_scored(ax, not_scored: np.ndarray) -> int:
+    """Hatched grey cells where ``not_scored[layer, head]`` (imshow coordinates, origin lower);
+    returns how many."""
+    for layer, head in np.argwhere(not_scored):
+        ax.add_patch(Rectangle((head - 0.5, layer - 0.5), 1, 1, facecolor=palette.NOT_SCORED,
+                               edgecolor=palette.GREY, hatch="///", lw=0, zorder=0.5))
+    return int(np.count_nonzero(not_scored))
+
+
+def _blank_legend(fig, entries: list[tuple[str, str]]) -> None:
+    """A figure legend that says what blank heatmap cells mean: (kind, text), kind "white"
+    (a cell left white) or "hatched" (a cell not scored); none without entries."""
+    if not entries:
+        return
+    handles = [Patch(facecolor="white", edgecolor=palette.GREY, label=text) if kind == "white" else
+               Patch(facecolor=palette.NOT_SCORED, edgecolor=palette.GREY, hatch="///", label=text)
+               for kind, text in entries]
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
 
 
 def _grid(df: pd.DataFrame, value: str) -> np.ndarray:
@@ -33,14 +61,15 @@ def _grid(df: pd.DataFrame, value: str) -> np.ndarray:
 
 def head_significance(table: pd.DataFrame, path, task: str) -> None:
     """Layers x heads heatmaps of -log10(p_BH): rows annotation types, columns target groups
-    ("all" first); non-significant heads are blank; one colour scale for all panels."""
+    ("all" first); non-significant heads are white, heads without a test (no p) hatched;
+    one colour scale for all panels."""
     anns = sorted(table["annotation"].unique())
     groups = ["all"] + sorted(g for g in table["group"].unique() if g != "all")
     val = -np.log10(table["p_bh"].astype(float).clip(1e-300, 1))
     vmax = max(float(val[table["significant"]].max()) if table["significant"].any() else 1.0, 1.0)
     fig, axes = plt.subplots(len(anns), len(groups), figsize=(2.2 * len(groups) + 1, 2.0 * len(anns) + 0.8),
                              squeeze=False, sharex=True, sharey=True, layout="constrained")
-    im = None
+    im, n_hatched = None, 0
     for r, ann in enumerate(anns):
         for c, group in enumerate(groups):
             ax = axes[r, c]
@@ -50,6 +79,7 @@ def head_significance(table: pd.DataFrame, path, task: str) -> None:
                 sig = _grid(sub.assign(s=sub["significant"].astype(float)), "s") > 0
                 im = ax.imshow(np.ma.masked_where(~sig, grid), cmap="viridis", aspect="auto",
                                origin="lower", vmin=0, vmax=vmax)
+                n_hatched += _hatch_not_scored(ax, np.isnan(grid))
                 ax.set_xticks(range(grid.shape[1]))
                 ax.set_yticks(range(grid.shape[0]))
             if r == 0:
@@ -60,6 +90,8 @@ def head_significance(table: pd.DataFrame, path, task: str) -> None:
                 ax.set_xlabel("head", fontsize=9)
     if im is not None:
         fig.colorbar(im, ax=axes, label="-log10 p (BH)", shrink=0.6)
+    _blank_legend(fig, [("white", "white: not significant (BH)")]
+                  + [("hatched", "hatched: not scored (no test for this head)")] * bool(n_hatched))
     fig.suptitle(f"{task}: heads whose relevance concentrates on annotations (one-sided Wilcoxon, BH)")
     _save(fig, path)
 
@@ -77,7 +109,7 @@ def control_comparison(table: pd.DataFrame, path, task: str) -> None:
     fig, axes = plt.subplots(len(anns), len(controls),
                              figsize=(2.6 * len(controls) + 1, 2.0 * len(anns) + 0.8),
                              squeeze=False, sharex=True, sharey=True, layout="constrained")
-    im = None
+    im, n_hatched = None, 0
     for r, ann in enumerate(anns):
         for c, control in enumerate(controls):
             ax = axes[r, c]
@@ -85,10 +117,11 @@ def control_comparison(table: pd.DataFrame, path, task: str) -> None:
             sub = table[sel & (table["level"] == "head")]
             emb = table[sel & (table["level"] == "embedding")]
             if len(sub):
-                im = ax.imshow(_grid(sub, "median_difference"), cmap="RdBu_r", aspect="auto",
-                               origin="lower", vmin=-vmax, vmax=vmax)
+                grid = _grid(sub, "median_difference")
+                im = ax.imshow(grid, cmap="RdBu_r", aspect="auto", origin="lower", vmin=-vmax, vmax=vmax)
+                n_hatched += _hatch_not_scored(ax, np.isnan(grid))
                 sig = sub[sub["significant"]]
-                ax.scatter(sig["head"].astype(int), sig["layer"].astype(int), s=8, c="black")
+                ax.scatter(sig["head"].astype(int), sig["layer"].astype(int), s=8, c=palette.BLACK)
                 ax.set_xticks(range(int(sub["head"].max()) + 1))
                 ax.set_yticks(range(int(sub["layer"].max()) + 1))
             if len(emb):
@@ -101,6 +134,7 @@ def control_comparison(table: pd.DataFrame, path, task: str) -> None:
                 ax.set_xlabel("head", fontsize=9)
     if im is not None:
         fig.colorbar(im, ax=axes, label="median r_finetuned - r_control", shrink=0.6)
+        _blank_legend(fig, [("hatched", "hatched: not scored (no paired test for this head)")] * bool(n_hatched))
     fig.suptitle(f"{task}: fine-tuned r against the controls on the same proteins "
                  "(paired one-sided Wilcoxon; dot: BH q < alpha)", fontsize=9)
     _save(fig, path)
@@ -112,9 +146,9 @@ def embedding_significance(table: pd.DataFrame, path, task: str, alpha: float = 
     t["label"] = t["annotation"] + " [" + t["group"] + "]"
     t["score"] = -np.log10(t["p"].astype(float).clip(1e-300, 1)).fillna(0)
     fig, ax = plt.subplots(figsize=(max(4, 0.5 * len(t)), 3.5))
-    ax.bar(range(len(t)), t["score"],
-           color=[ANNOTATION_COLOURS.get(a, "grey") for a in t["annotation"]])
-    ax.axhline(-np.log10(alpha), color="black", ls="--", lw=1, label=f"p = {alpha}")
+    colours = palette.annotation_colours(t["annotation"])
+    ax.bar(range(len(t)), t["score"], color=[colours[a] for a in t["annotation"]])
+    ax.axhline(-np.log10(alpha), color=palette.BLACK, ls="--", lw=1, label=f"p = {alpha}")
     ax.set_xticks(range(len(t)), t["label"], rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("-log10 p (one-sided Wilcoxon)")
     ax.set_title(f"{task}: embedding-level relevance inside annotations")
@@ -122,25 +156,66 @@ def embedding_significance(table: pd.DataFrame, path, task: str, alpha: float = 
     _save(fig, path)
 
 
+def track_examples(embedding: pd.DataFrame, annotations: pd.DataFrame, types, n_tracks: int) -> pd.DataFrame:
+    """The (protein, target) rows of ``embedding`` to draw as tracks: at most ``n_tracks``, one
+    per protein, chosen greedily to cover every target and every annotation type of ``types``
+    that the attributed proteins have, the rarer ones first (a row's gain: the sum of
+    1 / #rows having each target or type it adds; attribution order breaks ties), then filled
+    in attribution order. A membrane (transmembrane) example is thus shown whenever an attributed
+    protein has one, even when every protein has a motif."""
+    from collections import Counter
+
+    types = list(types)
+    ann = annotations[annotations["type"].isin(types)]
+    has = ann.groupby("accession")["type"].agg(lambda t: frozenset(t)).to_dict()
+    rows = embedding.reset_index(drop=True)
+    keys = [({("target", t)} | {("type", a) for a in has.get(acc, ())})
+            for acc, t in zip(rows["accession"], rows["target"])]
+    weight = {k: 1 / n for k, n in Counter(k for ks in keys for k in ks).items()}
+    chosen, covered, used = [], set(), set()
+    while len(chosen) < n_tracks:
+        gain = [sum(weight[x] for x in k - covered) if acc not in used else -1
+                for k, acc in zip(keys, rows["accession"])]
+        best = int(np.argmax(gain)) if gain else -1
+        if best < 0 or gain[best] <= 0:
+            break
+        chosen.append(best)
+        covered |= keys[best]
+        used.add(rows["accession"].iat[best])
+    for i, acc in enumerate(rows["accession"]):  # fill in attribution order, one row per protein
+        if len(chosen) >= n_tracks:
+            break
+        if acc not in used:
+            chosen.append(i)
+            used.add(acc)
+    return rows.iloc[sorted(chosen)]
+
+
 def attribution_tracks(embedding: pd.DataFrame, proteins: pd.DataFrame, annotations: pd.DataFrame,
                        types, n_tracks: int, path, task: str) -> None:
-    """Embedding-level relevance along the first ``n_tracks`` attributed proteins, with annotations."""
-    rows = embedding.drop_duplicates("accession").head(n_tracks)
+    """Embedding-level relevance along ``n_tracks`` attributed proteins (:func:`track_examples`:
+    every target and annotation type shown when possible), annotations shaded; IG bars in greys
+    that no shading uses."""
+    rows = track_examples(embedding, annotations, types, n_tracks)
+    colours = palette.annotation_colours(types)
     fig, axes = plt.subplots(len(rows), 1, figsize=(10, 1.8 * max(len(rows), 1)), squeeze=False)
     for ax, r in zip(axes[:, 0], rows.itertuples(index=False)):
         rel = np.asarray(r.relevance)
         pos = np.arange(1, len(rel) + 1)
-        ax.bar(pos, rel, width=1.0, color=np.where(rel >= 0, "tab:red", "tab:blue"))
+        for sign, colour, label in ((rel >= 0, palette.IG_POSITIVE, "IG > 0"),
+                                    (rel < 0, palette.IG_NEGATIVE, "IG < 0")):
+            if sign.any():
+                ax.bar(pos[sign], rel[sign], width=1.0, color=colour, label=label)
         for a in annotations[annotations["accession"] == r.accession].itertuples(index=False):
-            if a.type in types:
-                ax.axvspan(a.start - 0.5, a.end + 0.5, alpha=0.25,
-                           color=ANNOTATION_COLOURS.get(a.type, "grey"), label=a.type)
+            if a.type in colours:
+                ax.axvspan(a.start - 0.5, a.end + 0.5, alpha=0.3, color=colours[a.type], label=a.type, lw=0)
         handles, labels = ax.get_legend_handles_labels()
         uniq = dict(zip(labels, handles))
-        ax.legend(uniq.values(), uniq.keys(), fontsize=7, loc="upper right", ncol=4)
+        ax.legend(uniq.values(), uniq.keys(), fontsize=7, loc="upper right", ncol=6)
         ax.set_ylabel("IG", fontsize=8)
         ax.set_title(f"{r.accession} target {r.target}", fontsize=9)
         ax.set_xlim(0.5, len(rel) + 0.5)
+        _integer_axis(ax.xaxis)
     axes[-1, 0].set_xlabel("residue (1-based)")
     fig.suptitle(f"{task}: embedding-level integrated gradients")
     fig.tight_layout()
@@ -148,14 +223,18 @@ def attribution_tracks(embedding: pd.DataFrame, proteins: pd.DataFrame, annotati
 
 
 def attention_probe(table: pd.DataFrame, path, model: str) -> None:
-    """Per property: layers x heads share of high-confidence attention, with its background."""
+    """Per property: layers x heads share of high-confidence attention, with its background;
+    heads with too few high-confidence weights to be scored are hatched."""
     props = sorted(table["property"].unique(), key=lambda p: (p != "contact", p))
-    fig, axes = plt.subplots(1, len(props), figsize=(3.3 * len(props), 3), squeeze=False)
+    fig, axes = plt.subplots(1, len(props), figsize=(3.3 * len(props), 3.4), squeeze=False,
+                             layout="constrained")
+    n_hatched = 0
     for ax, prop in zip(axes[0], props):
         sub = table[table["property"] == prop]
         share = _grid(sub, "share")
         share[~(_grid(sub.assign(i=sub["included"].astype(float)), "i") > 0)] = np.nan
         im = ax.imshow(share * 100, cmap="magma", aspect="auto", origin="lower", vmin=0)
+        n_hatched += _hatch_not_scored(ax, np.isnan(share))
         bg = float(sub["background"].iloc[0]) * 100
         ax.set_title(f"{prop}\nbackground {bg:.2f}%", fontsize=9)
         ax.set_xlabel("head")
@@ -163,8 +242,9 @@ def attention_probe(table: pd.DataFrame, path, model: str) -> None:
         ax.set_xticks(range(share.shape[1]))
         ax.set_yticks(range(share.shape[0]))
         fig.colorbar(im, ax=ax, label="% of high-confidence attention", shrink=0.8)
+    _blank_legend(fig, [("hatched", "hatched: not scored (too few high-confidence attention weights)")]
+                  * bool(n_hatched))
     fig.suptitle(f"{model}: where high-confidence attention goes (Vig et al.)")
-    fig.tight_layout()
     _save(fig, path)
 
 
@@ -175,10 +255,12 @@ def training_curves(protein_logs: dict, dna_log, path) -> None:
     fig, axes = plt.subplots(1, len(logs), figsize=(3.5 * len(logs), 3), squeeze=False)
     for ax, (name, df) in zip(axes[0], logs.items()):
         x = "epoch" if "epoch" in df else df.columns[0]
-        for col in [c for c in df.columns if c.endswith("loss")]:
+        cols = [c for c in df.columns if c.endswith("loss")]
+        for col, colour in zip(cols, palette.series_colours(len(cols))):
             g = df.groupby(x)[col].mean()
-            ax.plot(g.index, g.values, marker="o", ms=3, label=col)
+            ax.plot(g.index, g.values, marker="o", ms=3, label=col, color=colour)
         ax.set_xlabel(x)
+        _integer_axis(ax.xaxis)
         ax.set_ylabel("loss")
         ax.set_title(name)
         ax.legend(fontsize=7)
@@ -186,9 +268,9 @@ def training_curves(protein_logs: dict, dna_log, path) -> None:
     _save(fig, path)
 
 
-FLIP_STYLE = {"most_relevant": ("tab:red", "most relevant first (MoRF)"),
-              "least_relevant": ("tab:blue", "least relevant first (LeRF)"),
-              "random": ("grey", "random residues")}
+FLIP_STYLE = {"most_relevant": (palette.FLIP_COLOURS["most_relevant"], "most relevant first (MoRF)"),
+              "least_relevant": (palette.FLIP_COLOURS["least_relevant"], "least relevant first (LeRF)"),
+              "random": (palette.FLIP_COLOURS["random"], "random residues")}
 
 
 def _p_text(p) -> str:
@@ -255,6 +337,7 @@ def attention_top_heads(table: pd.DataFrame, path, model: str, k: int = 10) -> N
     lo, hi, kind = ("share_ci_low", "share_ci_high", "protein-bootstrap") if boot else ("share_low", "share_high",
                                                                                    "Wilson")
     fig, axes = plt.subplots(1, len(props), figsize=(3.6 * len(props), 3.2), squeeze=False)
+    colours = palette.annotation_colours(props)
     for ax, prop in zip(axes[0], props):
         sub = table[(table["property"] == prop) & table["included"]]
         top = sub.sort_values("share", ascending=False).head(k)
@@ -262,12 +345,12 @@ def attention_top_heads(table: pd.DataFrame, path, model: str, k: int = 10) -> N
         share = top["share"].to_numpy(float) * 100
         err = np.vstack([share - top[lo].to_numpy(float) * 100,
                          top[hi].to_numpy(float) * 100 - share]).clip(0)  # rounding at 0 and 1
-        ax.bar(x, share, color=ANNOTATION_COLOURS.get(prop, "tab:purple"), yerr=err, capsize=2)
+        ax.bar(x, share, color=colours[prop], yerr=err, capsize=2, label=f"share ({prop})")
         for xi, (s, sig) in enumerate(zip(share, top["significant"])):
             if sig:
                 ax.text(xi, s, "*", ha="center", va="bottom")
         bg = float(table.loc[table["property"] == prop, "background"].iloc[0]) * 100
-        ax.axhline(bg, color="black", ls="--", lw=1, label=f"background {bg:.2f}%")
+        ax.axhline(bg, color=palette.BLACK, ls="--", lw=1, label=f"background {bg:.2f}%")
         ax.set_xticks(x, [f"{l}-{h}" for l, h in zip(top["layer"], top["head"])], rotation=60, fontsize=7)
         ax.set_xlabel("layer-head")
         ax.set_ylabel("% of high-confidence attention")
@@ -282,19 +365,20 @@ def attention_layer_trend(trend: pd.DataFrame, table: pd.DataFrame, path, model:
     """Mean share per layer relative to the background, one curve per property, with the
     centre of gravity marked on each curve."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
+    colours = palette.annotation_colours(_vig_properties(trend))
     for prop in _vig_properties(trend):
         sub = trend[trend["property"] == prop].sort_values("layer")
         bg = float(table.loc[table["property"] == prop, "background"].iloc[0])
         if not bg > 0:
             continue
         y = sub["mean_share"].to_numpy(float) / bg
-        line, = ax.plot(sub["layer"], y, marker="o", ms=3, label=prop,
-                        color=ANNOTATION_COLOURS.get(prop))
+        line, = ax.plot(sub["layer"], y, marker="o", ms=3, label=prop, color=colours[prop])
         cog = float(sub["centre_of_gravity"].iloc[0])
         if np.isfinite(cog):
             ax.plot([cog], [np.interp(cog, sub["layer"], y)], marker="v", ms=9, color=line.get_color())
-    ax.axhline(1, color="black", ls="--", lw=1)
+    ax.axhline(1, color=palette.BLACK, ls="--", lw=1, label="background")
     ax.set_xlabel("layer")
+    _integer_axis(ax.xaxis)
     ax.set_ylabel("mean share / background")
     ax.set_title(f"{model}: attention by layer (triangle: centre of gravity)", fontsize=9)
     ax.legend(fontsize=7)
@@ -305,13 +389,14 @@ def attention_layer_trend(trend: pd.DataFrame, table: pd.DataFrame, path, model:
 def blosum_scatter(pairs: pd.DataFrame, path, model: str) -> None:
     """Correlation across heads of amino-acid attention profiles vs BLOSUM62 (190 pairs)."""
     fig, ax = plt.subplots(figsize=(4.2, 3.8))
-    ax.scatter(pairs["blosum62"], pairs["attention_corr"], s=10, alpha=0.7)
+    ax.scatter(pairs["blosum62"], pairs["attention_corr"], s=10, alpha=0.7, color=palette.BLUE)
     for r in pairs.itertuples(index=False):
         if np.isfinite(r.attention_corr) and (r.blosum62 >= 2 or r.attention_corr > 0.8):
             ax.annotate(r.aa1 + r.aa2, (r.blosum62, r.attention_corr), fontsize=6)
     rb = float(pairs["r_blosum"].iloc[0]) if len(pairs) else np.nan
     n = int(pairs["n_heads"].iloc[0]) if len(pairs) else 0
     ax.set_xlabel("BLOSUM62 score")
+    _integer_axis(ax.xaxis)
     ax.set_ylabel("correlation of attention profiles across heads")
     ax.set_title(f"{model}: r = {rb:.2f} over {len(pairs)} pairs, {n} heads", fontsize=9)
     fig.tight_layout()
@@ -320,15 +405,18 @@ def blosum_scatter(pairs: pd.DataFrame, path, model: str) -> None:
 
 def contact_example(example: dict | None, precision: pd.DataFrame, path, model: str) -> None:
     """Contact map of one held-out protein beside the best contact head's attention and the
-    regression's contact probabilities."""
+    regression's contact probabilities, each with its colour bar; the true long-range contacts
+    (|i - j| >= 6) are circled on the attention and regression panels."""
     panels = 3 if example and "regression" in example else 2
-    fig, axes = plt.subplots(1, panels, figsize=(3.6 * panels, 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.8), squeeze=False, layout="constrained")
     if not example:
         for ax in axes[0]:
             ax.set_axis_off()
         axes[0, 0].text(0.5, 0.5, "no protein with a contact map", ha="center")
         _save(fig, path)
         return
+    from matplotlib.colors import ListedColormap
+
     n = example["length"]
     cm = np.zeros((n, n))
     ci, cj = np.asarray(example["contact_i"], int) - 1, np.asarray(example["contact_j"], int) - 1
@@ -336,26 +424,40 @@ def contact_example(example: dict | None, precision: pd.DataFrame, path, model: 
     sep = np.abs(np.arange(n)[:, None] - np.arange(n)[None, :])
     cm[sep < 6] = 0
     unresolved = np.array([c != "1" for c in example["resolved"]])
-    cm[unresolved, :] = cm[:, unresolved] = 0.3
-    axes[0, 0].imshow(cm, cmap="Greys", vmin=0, vmax=1, origin="upper")
+    cm[unresolved, :] = cm[:, unresolved] = 0.5
+    # three states, three colours: no contact, unresolved residue, contact
+    states = ListedColormap(["white", palette.LIGHT_GREY, palette.BLACK])
+    im = axes[0, 0].imshow(cm, cmap=states, vmin=-0.25, vmax=1.25, origin="upper", interpolation="nearest")
+    bar = fig.colorbar(im, ax=axes[0, 0], ticks=[0, 0.5, 1], shrink=0.8)
+    bar.ax.set_yticklabels(["no contact", "unresolved", "contact\n(|i-j| >= 6)"], fontsize=7)
     axes[0, 0].set_title(f"{example['accession']}: contacts", fontsize=9)
     attn = np.asarray(example["attention"])
+    long_i, long_j = np.nonzero((cm == 1) & (sep >= 6))
     # a few weights near 1 would hide the rest: the colour scale stops at the 99.5th percentile
-    axes[0, 1].imshow(attn, cmap="viridis", origin="upper", vmin=0,
-                      vmax=max(float(np.quantile(attn, 0.995)), 1e-6))
+    im = axes[0, 1].imshow(attn, cmap="viridis", origin="upper", vmin=0,
+                           vmax=max(float(np.quantile(attn, 0.995)), 1e-6))
+    fig.colorbar(im, ax=axes[0, 1], shrink=0.8, extend="max",
+                 label="attention weight (scale ends at the 99.5th percentile)")
     axes[0, 1].set_title(f"attention layer {example['layer']} head {example['head']}", fontsize=9)
     if panels == 3:
         row = precision[precision["accession"] == example["accession"]]
         if "method" in row:  # the ESM contact head has rows of its own
             row = row[row["method"] == "attention_regression"]
         p5 = float(row["long P@L/5"].iloc[0]) if len(row) else np.nan
-        axes[0, 2].imshow(np.asarray(example["regression"]), cmap="viridis", origin="upper")
+        im = axes[0, 2].imshow(np.asarray(example["regression"]), cmap="viridis", origin="upper",
+                               vmin=0, vmax=1)
+        fig.colorbar(im, ax=axes[0, 2], shrink=0.8, label="contact probability")
         axes[0, 2].set_title(f"regression over heads: long P@L/5 {p5:.2f}", fontsize=9)
+    for ax in axes[0, 1:]:
+        ax.scatter(long_j, long_i, s=9, facecolors="none", edgecolors=palette.REDDISH_PURPLE, linewidths=0.6,
+                   label="true contact (|i-j| >= 6)")
+        ax.legend(fontsize=7, loc="lower left", framealpha=0.8)
     for ax in axes[0]:
-        ax.set_xlabel("residue j (key)")
-        ax.set_ylabel("residue i (query)")
+        ax.set_xlabel("residue j (key, 0-based)")
+        ax.set_ylabel("residue i (query, 0-based)")
+        _integer_axis(ax.xaxis)
+        _integer_axis(ax.yaxis)
     fig.suptitle(f"{model}: contacts from attention")
-    fig.tight_layout()
     _save(fig, path)
 
 
@@ -370,13 +472,14 @@ def diagnostic_probes(table: pd.DataFrame, path, model: str) -> None:
               ("attention", "contacts from attention", lambda d: d["property"] == "contact",
                ["AP", "long P@L/5"])]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), squeeze=False)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colours = palette.annotation_colours(table["property"].unique() if len(table) else [])
     for ax, (kind, title, pick, metrics) in zip(axes[0], panels):
         sub = table[(table["input"] == kind) & pick(table) & table["metric"].isin(metrics)]
         lines = sorted(sub.groupby(["property", "metric"]).groups)
-        for k, (prop, metric) in enumerate(lines):
+        for prop, metric in lines:
             rows = sub[(sub["property"] == prop) & (sub["metric"] == metric)].sort_values("layer")
-            colour = ANNOTATION_COLOURS.get(prop, colours[k % len(colours)])
+            # a second metric of the same property (contacts: long-range P@L/5) gets its own colour
+            colour = colours[prop] if metric == metrics[0] else palette.SKY_BLUE
             label = prop if len(metrics) == 1 else f"{prop} {metric}"
             style = "-" if metric == "AP" else ":"
             ax.plot(rows["layer"], rows["value"], marker="o", ms=3, ls=style, color=colour, label=label)

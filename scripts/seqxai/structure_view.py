@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import palette
 from .io import write_text
 from .sources.structures import find_structure  # noqa: F401 (re-exported for callers)
 
@@ -56,8 +57,9 @@ def attention_view_html(structure_path, attn: np.ndarray, path, sequence: str | 
                         title: str = "", viewer_js: str | None = None) -> list[tuple[int, int, float]]:
     """Write the HTML view; returns the drawn pairs (0-based sequence positions).
 
-    Without ``sequence`` the chain's observed residues are the positions. Lines are green
-    where ``contact[i, j]``, red otherwise; their radius grows with the attention weight.
+    Without ``sequence`` the chain's observed residues are the positions. Lines are blue
+    where ``contact[i, j]``, vermillion otherwise (:mod:`seqxai.palette`, colour-blind safe);
+    their radius grows with the attention weight.
     """
     import py3Dmol
 
@@ -92,7 +94,7 @@ def attention_view_html(structure_path, attn: np.ndarray, path, sequence: str | 
     view.setStyle({"cartoon": {"color": "lightgrey"}})
     wmax = max((w for _, _, w in pairs), default=1.0) or 1.0
     for i, j, w in pairs:
-        colour = "green" if contact is not None and contact[i, j] else "red"
+        colour = palette.CONTACT_PAIR if contact is not None and contact[i, j] else palette.NON_CONTACT_PAIR
         view.addCylinder({"start": dict(zip("xyz", map(float, ca[i]))),
                           "end": dict(zip("xyz", map(float, ca[j]))),
                           "radius": 0.1 + 0.4 * w / wmax, "color": colour, "fromCap": 1, "toCap": 1})
@@ -134,7 +136,7 @@ def run_attention_view(summary_path, quality_path, folders, out_path, top: int =
     ci, cj = np.asarray(example["contact_i"], int) - 1, np.asarray(example["contact_j"], int) - 1
     contact[ci, cj] = contact[cj, ci] = True
     title = (f"{example['accession']}: the {top} strongest attention pairs (|i-j| >= 6) of layer "
-             f"{example['layer']} head {example['head']}; green = contact, red = no contact")
+             f"{example['layer']} head {example['head']}; blue = contact, vermillion = no contact")
     attention_view_html(path, np.asarray(example["attention"]), out_path, sequence=example["sequence"],
                         chain=str(q["chain"].iloc[0]), top=top, contact=contact, title=_html.escape(title),
                         viewer_js=viewer_js)

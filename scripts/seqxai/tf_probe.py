@@ -16,10 +16,15 @@ Conventions (as :mod:`seqxai.tss_probe`)
 """
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 
+from .io import Progress
 from .motifs import frequencies, information_content
+
+log = logging.getLogger("seqxai.tf_probe")
 
 #: columns of :func:`tf_mass_enrichment` (documented there)
 MASS_COLUMNS = ["layer", "head", "tf", "n_with_site", "n_without_site", "n_site_keys", "mass_site",
@@ -77,7 +82,9 @@ def tf_mass_enrichment(attn_rows: np.ndarray, key_offset: np.ndarray, intervals:
 
     _, nl, nh, _ = attn_rows.shape
     rows = []
+    prog = Progress(len(intervals), "TF-site attention mass, TFs", logger=log)  # real runs: ~200 TFs
     for tf, per in intervals.items():
+        prog.update()
         S, B, ctrl = control_intervals(per, seed)
         if len(S) == 0 or len(B) == 0:
             continue

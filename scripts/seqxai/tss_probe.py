@@ -525,6 +525,8 @@ def probe_tss_attention(model, genome: dict, tss: pd.DataFrame, tf_sites: pd.Dat
                            "pfm": [pfm[l, h].tolist() for l, h in zip(li.ravel(), hi.ravel())]})
     # TF sites: the attention mass in the site (tf_probe), the top-1 key test as secondary columns
     intervals = site_intervals(tss, tf_sites, L, omin, omax)
+    log.info("TF sites: attention mass of %d heads in the sites of %d TFs around %d TSSs", nl * nh,
+             len(intervals), len(tss))
     field = key_receptive_field(cfg).iloc[0]
     enrich = with_top1(tf_mass_enrichment(rows, key_offset, intervals, int(field.lo - field.centre),
                                           int(field.hi - field.centre), seed, pcfg["alpha"]),
@@ -536,6 +538,8 @@ def probe_tss_attention(model, genome: dict, tss: pd.DataFrame, tf_sites: pd.Dat
     # the sigma-70 references: the -10/-35 boxes aligned over every sigma-70 promoter of the table
     reference, reference_info = sigma70_reference(seq, tss_all)
     targets = {**tf_motifs, **reference}
+    log.info("Tomtom: %d head matrices against %d targets and %d column-shuffled decoys of each",
+             len(names), len(targets), int(pcfg["n_decoys"]))
     tt = tomtom_with_decoys({n: pfm[l, h] for n, (l, h) in names.items()}, targets,
                             int(pcfg["n_decoys"]), seed)
     # a match is reported only for a matrix with information above the null's floor that also

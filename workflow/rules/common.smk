@@ -396,7 +396,7 @@ def seed_robustness_runs(wildcards=None):
 
 
 def final_targets():
-    targets = [out("summary.json")]
+    targets = [out("summary.json"), out("summary.html")]
     targets += expand(
         out("figures/{task}_{fig}.png"),
         task=TASKS,
