@@ -384,9 +384,13 @@ def _source_file(part: dict, name: str, cache_dir, fetcher_factory) -> Path:
         raise DataError(f"regulondb.{name}: set 'local' (a file) or 'url'")
     from .http import local_hint
 
+    from . import validate as formats
+
     url = part["url"]
+    check = formats.transfac if name == "matrices" else formats.regulondb_table
     with local_hint(f"data.regulondb.{name}.local", f"{url}"):
-        return fetcher_factory().download(url, Path(cache_dir) / "regulondb" / url.rsplit("/", 1)[-1])
+        return fetcher_factory().download(url, Path(cache_dir) / "regulondb" / url.rsplit("/", 1)[-1],
+                                          validate=check)
 
 
 def run_regulondb(cfg: dict, http_cfg: dict | None, cache_dir, genome_path, out_tss, out_sites, out_meme,

@@ -36,6 +36,7 @@ import pandas as pd
 
 from ..io import DataError
 from . import DropReport
+from . import validate as formats
 from .http import DownloadError, Fetcher
 
 log = logging.getLogger("seqxai")
@@ -414,22 +415,20 @@ def fetch_alphafold(
     url = entry["cifUrl"] if file_format == "cif" else entry["pdbUrl"]
     if file_base:
         url = file_base.rstrip("/") + "/" + url.rsplit("/", 1)[-1]
-    path = fetcher.download(url, cache_dir / url.rsplit("/", 1)[-1])
+    name = url.rsplit("/", 1)[-1]
+    path = fetcher.download(url, cache_dir / name, validate=formats.structure_for(name))
     return path, entry
 
 
 def _json_list(path: Path) -> None:
-    import json
-
-    obj = json.loads(path.read_text())
-    if not isinstance(obj, (list, dict)):
-        raise ValueError("unexpected AlphaFold API answer")
+    formats.json_body(path)
 
 
 def fetch_pdb(fetcher: Fetcher, pdb_id: str, cache_dir: str | Path, url: str = "https://files.rcsb.org/download/{id}.cif") -> Path:
     pdb_id = pdb_id.upper()
     u = url.format(id=pdb_id)
-    return fetcher.download(u, Path(cache_dir) / "pdb" / u.rsplit("/", 1)[-1])
+    name = u.rsplit("/", 1)[-1]
+    return fetcher.download(u, Path(cache_dir) / "pdb" / name, validate=formats.structure_for(name))
 
 
 def _pdb_chain(chains: str) -> str | None:
@@ -800,7 +799,8 @@ def chain_list_file(spec: str, fetcher: Fetcher | None, cache_dir: str | Path | 
     if str(spec).startswith(("http://", "https://")):
         if fetcher is None:
             raise DataError(f"data.structures.chain_list is a URL ({spec}) but no downloader is set up")
-        return fetcher.download(spec, Path(cache_dir) / "pisces" / str(spec).rstrip("/").rsplit("/", 1)[-1])
+        return fetcher.download(spec, Path(cache_dir) / "pisces" / str(spec).rstrip("/").rsplit("/", 1)[-1],
+                                validate=formats.chain_list)
     return Path(spec)
 
 
