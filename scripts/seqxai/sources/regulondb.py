@@ -382,9 +382,8 @@ def _source_file(part: dict, name: str, cache_dir, fetcher_factory) -> Path:
         return Path(part["local"])
     if not part.get("url"):
         raise DataError(f"regulondb.{name}: set 'local' (a file) or 'url'")
-    from .http import local_hint
-
     from . import validate as formats
+    from .http import local_hint
 
     url = part["url"]
     check = formats.transfac if name == "matrices" else formats.regulondb_table
