@@ -399,6 +399,20 @@ def read_text(path: Path) -> str:
                         f"a truncated download? fetch it again") from exc
 
 
+def check_tsv_rows(text: str, path) -> None:
+    """DataError for a local TSV cut short (no newline at its end) or a row whose number of
+    cells differs from the header's, naming the file, line and record."""
+    lines = text.splitlines()
+    ncell = lines[0].count("\t") + 1 if lines else 0
+    for n, line in enumerate(lines[1:], 2):
+        if line.strip() and line.count("\t") + 1 != ncell:
+            raise DataError(f"{path}: line {n} (record {line.split(chr(9))[0]}) has {line.count(chr(9)) + 1} "
+                            f"tab-separated cells, the header has {ncell}")
+    if not text.endswith("\n") and len(lines) > 1:
+        raise DataError(f"{path}: line {len(lines)} (record {lines[-1].split(chr(9))[0]}) is cut: the file does "
+                        f"not end with a newline (a truncated copy?); fetch or export it again")
+
+
 def entries_from_file(path, report: DropReport, fmt: str = "auto") -> Iterator[Entry]:
     path = Path(path)
     if not path.exists():
@@ -416,6 +430,7 @@ def entries_from_file(path, report: DropReport, fmt: str = "auto") -> Iterator[E
         for e in iter_json_entries(obj):
             yield entry_from_json(e)
     elif fmt == "tsv":
+        check_tsv_rows(text, path)
         yield from entries_from_tsv(text, str(path))
     elif fmt == "flat":
         yield from entries_from_flat(text, report, str(path))
