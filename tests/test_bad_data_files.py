@@ -235,10 +235,16 @@ def test_model_folder_without_vocabulary_names_folder_and_files(tmp_path, tiny_e
         load_tokenizer(enc)
 
 
-def test_hub_id_offline_names_the_id_and_the_local_folder_option(monkeypatch):
+def test_hub_id_offline_names_the_id_and_the_local_folder_option(monkeypatch, tmp_path):
+    """Was: transformers' OSError three rules in, without the hint the download rules give."""
+    import huggingface_hub.constants
+    from replay_server import forbid_network
+
     from seqxai.protein_model import load_encoder, load_tokenizer
 
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    forbid_network(monkeypatch)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     for load in (load_tokenizer, load_encoder):
         with pytest.raises(DataError, match=r"'facebook/esm2_t6_8M_UR5OD' is not a local folder and cannot be "
                                             r"loaded from the Hugging Face hub.*set protein\.encoder\.pretrained "
