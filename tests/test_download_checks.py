@@ -87,6 +87,18 @@ def test_file_cut_at_a_line_boundary_fails(tmp_path, check, path):
         check(cut)
 
 
+@pytest.mark.parametrize("page", [HTML, b"\n  <!-- proxy -->\n<HTML><BODY>Bad gateway</BODY></HTML>\n",
+                                  b"<html>\n<head><title>502</title></head></html>"])
+def test_html_pages_are_recognised_in_their_usual_shapes(tmp_path, page):
+    p = tmp_path / "page"
+    p.write_bytes(page)
+    for check in (formats.fasta, formats.pdb, formats.obo, formats.regulondb_table, formats.json_body):
+        with pytest.raises(ValueError, match="an HTML page"):
+            check(p)
+    with pytest.raises(ValueError, match="an HTML page"):
+        formats.uniprot_tsv_text(page.decode())
+
+
 def test_structure_check_by_name():
     assert formats.structure_for("AF-P1-F1-model_v4.cif.gz") is formats.mmcif
     assert formats.structure_for("1abc.pdb") is formats.pdb

@@ -19,7 +19,7 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-_HTML = re.compile(rb"^\s*(<!doctype\s+html|<html|<head|<body|<\?xml[^>]*>\s*<html)", re.I)
+_HTML = re.compile(rb"<(!doctype\s+html|html|head|body)\b", re.I)
 
 
 def read_bytes(path: str | Path) -> bytes:
@@ -35,7 +35,8 @@ def read_bytes(path: str | Path) -> bytes:
 
 def not_html(data: bytes, what: str) -> None:
     """ValueError for an HTML page (a maintenance or error page served with status 200)."""
-    if _HTML.match(data[:2048]):
+    # none of the formats starts with '<': a body that does and holds an HTML tag is a web page
+    if data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<") and _HTML.search(data[:4096]):
         title = re.search(rb"<title>(.*?)</title>", data[:4096], re.I | re.S)
         shown = title.group(1).decode("utf-8", "replace").strip() if title else data[:80].decode("utf-8", "replace")
         raise ValueError(f"an HTML page ({shown!r}), not {what}")
