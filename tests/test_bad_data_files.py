@@ -250,3 +250,36 @@ def test_hub_id_offline_names_the_id_and_the_local_folder_option(monkeypatch, tm
                                             r"loaded from the Hugging Face hub.*set protein\.encoder\.pretrained "
                                             r"to that local folder"):
             load("facebook/esm2_t6_8M_UR5OD")
+
+
+@needs_shared
+@pytest.mark.parametrize("case", ["missing file", "missing chain", "no contact atoms"])
+def test_structure_rule_entry_point_stops_and_writes_nothing(tmp_path, case):
+    """run_structures (rule download_structures): the mapping TSV is named by path and line, the
+    threshold comes from data.structures.max_unusable_share, and no output is left behind."""
+    from seqxai.io import write_table
+    from seqxai.sources.structures import run_structures
+
+    folder = tmp_path / "structs"
+    folder.mkdir()
+    if case == "no contact atoms":
+        _pdb_copy(tmp_path, "1aki.pdb", lambda ls: [x for x in ls if not (x.startswith("ATOM") and
+                                                                         x[12:16] in (" CA ", " CB "))])
+    else:
+        (folder / "1aki.pdb").symlink_to(STRUCT / "1aki.pdb")
+    proteins = tmp_path / "proteins.parquet"
+    write_table(proteins, pd.DataFrame({
+        "accession": ["P00698"], "sequence": [_chain_seq("1aki.pdb")], "length": [129], "ec": [""],
+        "ec_class": [""], "go_terms": [[]], "organism_id": [9031]}), table="proteins")
+    mapping = tmp_path / "map.tsv"
+    file, chain = ("1akj.pdb", "A") if case == "missing file" else ("1aki.pdb", "Z" if case == "missing chain" else "A")
+    mapping.write_text(f"accession\tfile\tchain\nP00698\t{file}\t{chain}\n")
+    outs = _outputs(tmp_path, "contacts.parquet", "quality.parquet", "report.parquet")
+    want = {"missing file": rf"{re.escape(str(mapping))}, line 2: field 'file' is '1akj\.pdb'",
+            "missing chain": rf"{re.escape(str(mapping))}, line 2: field 'chain' is 'Z'",
+            "no contact atoms": r"1 of 1 proteins \(100%\).*max_unusable_share 0\.5; first: P00698: 1aki\.pdb chain A "
+                                r"has no contact atoms"}[case]
+    with pytest.raises(DataError, match=want):
+        run_structures({"source": "local", "local": str(folder), "mapping": str(mapping), "max_unusable_share": 0.5},
+                       None, tmp_path / "cache", proteins, None, *outs)
+    _nothing_written(outs)
