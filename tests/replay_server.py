@@ -10,6 +10,11 @@ request, then the recorded response:
                   at the HTTP level; only the payload check can tell)
 - ``"429"``       ``429 Too Many Requests`` with ``Retry-After`` (seconds)
 - ``"503"``       ``503 Service Unavailable`` (optionally with ``Retry-After``)
+- ``"500"``, ``"502"``, ``"504"``  that server error
+- ``"html"``      ``200 OK`` with an HTML maintenance page instead of the recorded body
+- ``"rows"``      the body cut after the last newline of its first half, no Content-Length,
+                  ``Connection: close``: a table that ends cleanly on a row boundary
+- ``"stall"``     headers sent, then ``stall`` seconds of silence before the body (a read timeout)
 
 Recorded fixtures keep ``Content-Encoding: gzip`` but store the decoded body; the server
 re-gzips such bodies (deterministically) and sets a fresh Content-Length, or serves the exact
@@ -18,6 +23,7 @@ this server so that pagination stays on the loopback interface.
 """
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import re
@@ -54,6 +60,7 @@ class ReplayServer:
     def __init__(self):
         self.routes: dict[tuple, Route] = {}
         self.log: list[str] = []
+        self.stall = 1.0  # seconds a "stall" fault keeps silent
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -129,6 +136,14 @@ class ReplayServer:
         route.hits += 1
         fault = route.faults.pop(0) if route.faults else None
         kind = fault["kind"] if fault else None
+        if kind in ("500", "502", "504"):
+            self._send(h, int(kind), [("Content-Type", "text/plain")], b"injected fault", head)
+            return
+        if kind == "html":
+            page = (b"<!DOCTYPE html>\n<html><head><title>Service temporarily unavailable</title></head>"
+                    b"<body><h1>Down for maintenance</h1></body></html>\n")
+            self._send(h, 200, [("Content-Type", "text/html; charset=utf-8")], page, head)
+            return
         if kind in ("429", "503"):
             hdrs = [("Content-Type", "text/plain")]
             if fault["retry_after"] is not None:
@@ -168,6 +183,24 @@ class ReplayServer:
             h.end_headers()
             h.wfile.write(payload[: len(payload) // 2])
             h.wfile.flush()
+            h.close_connection = True
+            return
+        if kind == "stall":
+            import time
+
+            h.send_header("Content-Length", str(len(payload)))
+            h.end_headers()
+            h.wfile.flush()
+            time.sleep(self.stall)
+            with contextlib.suppress(OSError):
+                h.wfile.write(payload)
+            h.close_connection = True
+            return
+        if kind == "rows":
+            h.send_header("Connection", "close")
+            h.end_headers()
+            cut = payload[: len(payload) // 2]
+            h.wfile.write(cut[: cut.rfind(b"\n") + 1])
             h.close_connection = True
             return
         if kind == "truncated":

@@ -56,6 +56,18 @@ def test_encoder_folder_without_a_saved_model_fails_at_parse_time(tmp_path):
     assert f"folder '{enc}' is not a saved model (no config.json, no weights" in msg
 
 
+def test_encoder_folder_without_its_vocabulary_fails_at_parse_time(tmp_path, tiny_encoder):
+    """Was: a TypeError in the tokenizer loader, several rules in."""
+    import shutil
+
+    enc = tmp_path / "enc"
+    shutil.copytree(tiny_encoder, enc)
+    (enc / "vocab.txt").unlink()
+    rc, msg = _dry_run(tmp_path, {"protein": {"encoder": {"pretrained": str(enc)}}})
+    assert rc != 0
+    assert f"folder '{enc}' is not a saved model (no tokenizer vocabulary (vocab.txt, tokenizer.json" in msg
+
+
 def test_misspelt_demo_encoder_key_is_rejected(tmp_path):
     rc, msg = _dry_run(tmp_path, {"protein": {"encoder": {"demo_config": {
         "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128,

@@ -27,6 +27,7 @@ from torch import nn
 from .devices import pick_device
 from .io import non_finite_values
 from .micro_batches import chunks, micro_batch_for
+from .model_files import check_vocabulary, loading
 from .protein_tasks import SPLITS
 
 log = logging.getLogger("seqxai.protein_model")
@@ -56,7 +57,9 @@ def seed_everything(seed: int) -> None:
 def load_tokenizer(path: str):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(path))
+    check_vocabulary(path)
+    with loading(path, "tokenizer"):
+        return AutoTokenizer.from_pretrained(str(path))
 
 
 def _spaced(tokenizer) -> bool:
@@ -134,7 +137,9 @@ def pretrain_mlm(sequences: list[str], init_dir: str | Path, out_dir: str | Path
     seed_everything(seed)
     dev = pick_device(device)
     tok = load_tokenizer(init_dir)
-    model = AutoModelForMaskedLM.from_pretrained(str(init_dir)).to(dev)
+    with loading(init_dir, "weights"):
+        model = AutoModelForMaskedLM.from_pretrained(str(init_dir))
+    model = model.to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / max(1, steps // 10)) * max(0.05, 1 - s / steps))
@@ -276,9 +281,10 @@ def load_encoder(path: str | Path, attn_implementation: str = "eager", loading_i
     also transformers' loading report (``missing_keys``: weights initialised, not loaded)."""
     from transformers import AutoModel
 
-    return AutoModel.from_pretrained(str(path), add_pooling_layer=False,
-                                     attn_implementation=attn_implementation,
-                                     output_loading_info=loading_info)
+    with loading(path, "weights"):
+        return AutoModel.from_pretrained(str(path), add_pooling_layer=False,
+                                         attn_implementation=attn_implementation,
+                                         output_loading_info=loading_info)
 
 
 def make_classifier(encoder_path: str | Path, n_outputs: int, dropout: float = 0.1):

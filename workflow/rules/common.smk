@@ -50,6 +50,15 @@ MODEL_WEIGHTS = (
     "model.safetensors.index.json",
     "pytorch_model.bin.index.json",
 )
+# ... and its tokenizer's vocabulary (one of these; seqxai.model_files.VOCAB_FILES).
+VOCAB_FILES = (
+    "vocab.txt",
+    "tokenizer.json",
+    "vocab.json",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "tokenizer.model",
+)
 
 
 def looks_local(name):
@@ -90,6 +99,8 @@ def _encoder_problems(name):
         missing.append("config.json")
     if not any((path / w).is_file() for w in MODEL_WEIGHTS):
         missing.append("weights (" + " or ".join(MODEL_WEIGHTS[:2]) + ")")
+    if not any((path / v).is_file() for v in VOCAB_FILES):
+        missing.append("tokenizer vocabulary (" + ", ".join(VOCAB_FILES) + ")")
     if missing:
         return [
             f"{key}: folder '{name}' is not a saved model (no {', no '.join(missing)}); "

@@ -22,6 +22,7 @@ import pandas as pd
 
 from ..io import DataError
 from . import DropReport
+from . import validate as formats
 from .http import Fetcher
 
 log = logging.getLogger("seqxai")
@@ -147,7 +148,8 @@ def chain_list_file(spec: str, fetcher: Fetcher | None, cache_dir: str | Path | 
     if str(spec).startswith(("http://", "https://")):
         if fetcher is None:
             raise DataError(f"data.structures.chain_list is a URL ({spec}) but no downloader is set up")
-        path = fetcher.download(spec, Path(cache_dir) / "pisces" / str(spec).rstrip("/").rsplit("/", 1)[-1])
+        path = fetcher.download(spec, Path(cache_dir) / "pisces" / str(spec).rstrip("/").rsplit("/", 1)[-1],
+                                validate=formats.chain_list)
     else:
         path = Path(spec)
     if sha256:

@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from ..io import DataError, atomic_path
+from . import validate as formats
 from .http import Fetcher
 
 log = logging.getLogger("seqxai")
@@ -62,7 +63,7 @@ def fetch_go_basic(fetcher: Fetcher, release: str, cache_dir: str | Path, url: s
         raise DataError(f"data.go.url must contain '{{release}}', got {url!r}")
     dest = Path(cache_dir) / "go" / str(release) / "go-basic.obo"
     return fetcher.download(url.format(release=release), dest,
-                            validate=lambda p: check_obo_release(p, release))
+                            validate=lambda p: (formats.obo(p), check_obo_release(p, release)))
 
 
 def run_go(cfg: dict, http_cfg: dict | None, cache_dir, out_obo) -> None:

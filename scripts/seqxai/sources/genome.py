@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from ..io import DataError, read_fasta
+from . import validate as formats
 from .http import Fetcher
 
 log = logging.getLogger("seqxai")
@@ -68,17 +69,17 @@ def fetch_genome(
     expected_length: int | None = None,
 ) -> Path:
     """Download the genome FASTA with efetch (cached; verified before it is renamed into place)."""
+    dest = Path(cache_dir) / "genome" / f"{accession}.fasta"
 
     def validate(path: Path) -> None:
-        text = path.read_text()
-        if not text.startswith(">"):
-            raise ValueError(f"efetch answer is not FASTA: {text[:80]!r}")
-        if expected_length:
+        check_format = formats.genbank if dest.name.endswith((".gb", ".gbk", ".gbff")) else formats.fasta
+        check_format(path)
+        if expected_length and check_format is formats.fasta:
+            text = path.read_text()
             n = sum(len(x.strip()) for x in text.splitlines()[1:] if not x.startswith(">"))
             if n != expected_length:
                 raise ValueError(f"{n} bp received, {expected_length} expected")
 
-    dest = Path(cache_dir) / "genome" / f"{accession}.fasta"
     return fetcher.download(url, dest, params=efetch_params(accession, email, api_key), validate=validate)
 
 

@@ -8,8 +8,10 @@
 - Bodies are read raw (still content-encoded) so that Content-Length and the service's md5
   (``x-goog-hash: md5=...`` on AlphaFold files, ``Content-MD5``) are checked on the bytes that
   travelled; gzip/deflate bodies are decoded afterwards.
-- :meth:`Fetcher.download` writes to a temporary name, verifies, then renames: a file at the
-  target path is always complete, so a cached file is never fetched again.
+- :meth:`Fetcher.download` writes to a temporary name, verifies (size, md5, the caller's format
+  check of :mod:`.validate`), then renames: a file at the target path passed the checks. A
+  cached file is checked again when reused; one that fails (cached before a check existed, or
+  damaged since) is removed, logged and fetched once more.
 - ``min_interval`` spaces requests (UniProt and NCBI ask for a few requests per second at most).
 """
 from __future__ import annotations
@@ -323,8 +325,14 @@ class Fetcher:
         """
         dest = Path(dest)
         if dest.exists():
-            log.info("cached: %s (not fetched again)", dest)
-            return dest
+            bad = _cached_problem(dest, md5, size, validate)
+            if bad is None:
+                log.info("cached: %s (not fetched again)", dest)
+                return dest
+            # a file cached by an older version without this check, or damaged since: fetch again
+            log.warning("cached %s fails its check (%s); removed, fetching %s again", dest, bad, url)
+            dest.unlink()
+            dest.with_name(dest.name + ".meta.json").unlink(missing_ok=True)
 
         def attempt():
             with atomic_path(dest, suffix=".part") as tmp:
@@ -380,12 +388,27 @@ class Fetcher:
             resp = None
             if page_dir is not None:
                 resp = _load_page(page_dir, i)
+            if resp is not None and validate is not None:
+                try:
+                    validate(resp)
+                except ValueError as exc:  # a page cached before the check existed: fetch again
+                    log.warning("cached page %d of %s fails its check (%s); fetching it again", i, url, exc)
+                    resp = None
             if resp is None:
                 resp = self.get(next_url, params=next_params, validate=validate)
                 if page_dir is not None:
                     _store_page(page_dir, i, resp)
             yield resp
             next_url, next_params = resp.next_url, None
+
+
+def _cached_problem(path: Path, md5, size, validate) -> str | None:
+    """Why a cached file fails the checks a fresh download must pass, or None."""
+    try:
+        Fetcher._verify_file(path, md5, size, validate)
+    except _Retryable as exc:
+        return str(exc)
+    return None
 
 
 def _meta(url, status, headers, path: Path) -> dict:

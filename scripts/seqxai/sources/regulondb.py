@@ -172,6 +172,9 @@ def read_layout(path: str | Path, kind: str | None = None, release: str | None =
         )
     if release and found_release and str(release) != found_release:
         raise DataError(f"{path}: RegulonDB release {found_release} in the file, but the config pins {release}")
+    if not rows:
+        raise DataError(f"{path}: the RegulonDB {layout.kind} file has no rows (layout {layout.name}, only "
+                        f"comments/header): a failed download or an emptied file? fetch it again")
     ncol = len(layout.header) if layout.header else len(layout.comments)
     for i, r in enumerate(rows):
         if len(r) < max(layout.columns.values()) + 1:
@@ -210,15 +213,39 @@ def evidence_rank(level: str) -> int:
     return EVIDENCE_RANK.get((level or "").strip().lower(), 0)
 
 
+#: default of ``data.regulondb.max_outside_genome``: the share of rows with coordinates that may
+#: lie beyond the genome's end before the run stops (a genome shorter than the coordinates or
+#: another assembly moves many rows out; a handful is a release quirk, dropped and counted)
+MAX_OUTSIDE_GENOME = 0.01
+
+
+def check_outside_genome(rep: DropReport, item: str, kept_reasons: int, path, chrom: str, genome_length,
+                         max_share: float | None) -> None:
+    """DataError when more than ``max_share`` of the rows with coordinates lie outside the genome."""
+    n_out = rep.n(item, "outside genome")
+    if not n_out or max_share is None or not genome_length:
+        return
+    share = n_out / max(kept_reasons, 1)
+    if share > max_share:
+        what = "promoters" if item == "promoter" else "site rows"
+        raise DataError(
+            f"{path}: {n_out} of {kept_reasons} {what} ({share:.0%}) lie outside the genome ({chrom}, "
+            f"{genome_length:,} bp), more than data.regulondb.max_outside_genome ({max_share}); a genome "
+            f"shorter than the coordinates (set data.genome.expected_length) or another assembly? First: "
+            f"{rep.examples.get((item, 'outside genome'), '?')}")
+
+
 def read_promoters(
     path, chrom: str = "NC_000913.3", release: str | None = None, genome_length: int | None = None,
-    evidence: str = "all",
+    evidence: str = "all", max_outside_genome: float | None = MAX_OUTSIDE_GENOME,
 ) -> tuple[pd.DataFrame, pd.DataFrame, DropReport]:
     """tss table, promoter sequences (tss_id, sequence -60..+20) and the drop report.
 
     ``evidence`` filters on RegulonDB's evidence confidence level: ``strong`` keeps Confirmed
     and Strong promoters, ``weak`` also Weak ones, ``all`` every row (also without a level).
-    Rows below the level are dropped and counted ("evidence below <level>")."""
+    Rows below the level are dropped and counted ("evidence below <level>"). Rows beyond
+    ``genome_length`` are dropped and counted; more than ``max_outside_genome`` of the rows with
+    coordinates is a DataError (:func:`check_outside_genome`)."""
     if evidence not in EVIDENCE_MIN:
         raise DataError(f"regulondb.evidence: '{evidence}' (expected one of {sorted(EVIDENCE_MIN)})")
     pf = read_layout(path, "promoters", release)
@@ -249,13 +276,15 @@ def read_promoters(
         tss.append({"tss_id": rid, "chrom": chrom, "position": pos, "strand": strand, "sigma": _sigma(r[c["sigma"]])})
         seqs.append({"tss_id": rid, "name": r[c["name"]], "sequence": r[c["sequence"]] if len(r) > c["sequence"] else ""})
         rep.keep("promoter")
+    located = sum(n for (item, reason), n in rep.counts.items() if item == "promoter" and reason != "no TSS coordinate")
+    check_outside_genome(rep, "promoter", located, path, chrom, genome_length, max_outside_genome)
     rep.log_summary()
     return pd.DataFrame(tss, columns=["tss_id", "chrom", "position", "strand", "sigma"]), pd.DataFrame(seqs), rep
 
 
 def read_sites(
     path, chrom: str = "NC_000913.3", release: str | None = None, genome_length: int | None = None,
-    evidence: str = "all",
+    evidence: str = "all", max_outside_genome: float | None = MAX_OUTSIDE_GENOME,
 ) -> tuple[pd.DataFrame, DropReport]:
     """tf_sites table from a BindingSiteSet / RISet / TF-RISet file, and the drop report.
     ``evidence``: the confidence filter of :func:`read_promoters`, on the site rows' level."""
@@ -290,6 +319,9 @@ def read_sites(
         rows.append({"site_id": sid, "tf": tf, "chrom": chrom, "start": left, "end": right,
                      "strand": _STRAND.get(r[c["strand"]].lower(), ".")})
         rep.keep("site")
+    located = sum(n for (item, reason), n in rep.counts.items()
+                  if item == "site row" and reason not in ("no site id", "no coordinates"))
+    check_outside_genome(rep, "site row", located, path, chrom, genome_length, max_outside_genome)
     df = pd.DataFrame(rows, columns=["site_id", "tf", "chrom", "start", "end", "strand"])
     shared = df["site_id"].duplicated(keep=False)
     df.loc[shared, "site_id"] = df.loc[shared, "site_id"] + ":" + df.loc[shared, "tf"]
@@ -311,7 +343,7 @@ def read_transfac(path) -> list[Motif]:
     path = Path(path)
     if not path.exists():
         raise DataError(f"TF matrix file not found: {path}")
-    motifs, cur, order, rows, nsites = [], {}, None, [], None
+    motifs, cur, order, rows, nsites, header_line = [], {}, None, [], None, 0
     for n, line in enumerate(path.read_text().splitlines(), 1):
         tag = line[:2]
         if tag == "AC":
@@ -320,6 +352,7 @@ def read_transfac(path) -> list[Motif]:
             cur["id"] = line[2:].strip()
         elif tag in ("P0", "PO"):
             order = line.split()[1:]
+            header_line = n
             if sorted(b.upper() for b in order) != ["A", "C", "G", "T"]:
                 raise DataError(f"{path}:{n}: matrix header {order} is not A C G T")
         elif order is not None and re.match(r"^\d+\s", line):
@@ -338,6 +371,10 @@ def read_transfac(path) -> list[Motif]:
                 name = cur.get("id") or cur.get("ac") or f"motif{len(motifs) + 1}"
                 motifs.append(Motif(cur.get("ac") or name, name, counts, nsites or int(round(counts[0].sum()))))
             cur, order, rows, nsites = {}, None, [], None
+    if order is not None or rows:
+        name = cur.get("id") or cur.get("ac") or f"motif{len(motifs) + 1}"
+        raise DataError(f"{path}:{header_line}: matrix '{name}' is not closed by '//' (the file ends inside it: "
+                        f"cut short?); {len(motifs)} complete matrices before it. Fetch the file again")
     if not motifs:
         raise DataError(f"{path}: no matrices found (expected TRANSFAC-like AC/ID/P0 ... // blocks)")
     return motifs
@@ -382,11 +419,14 @@ def _source_file(part: dict, name: str, cache_dir, fetcher_factory) -> Path:
         return Path(part["local"])
     if not part.get("url"):
         raise DataError(f"regulondb.{name}: set 'local' (a file) or 'url'")
+    from . import validate as formats
     from .http import local_hint
 
     url = part["url"]
+    check = formats.transfac if name == "matrices" else formats.regulondb_table
     with local_hint(f"data.regulondb.{name}.local", f"{url}"):
-        return fetcher_factory().download(url, Path(cache_dir) / "regulondb" / url.rsplit("/", 1)[-1])
+        return fetcher_factory().download(url, Path(cache_dir) / "regulondb" / url.rsplit("/", 1)[-1],
+                                          validate=check)
 
 
 def run_regulondb(cfg: dict, http_cfg: dict | None, cache_dir, genome_path, out_tss, out_sites, out_meme,
@@ -410,12 +450,13 @@ def run_regulondb(cfg: dict, http_cfg: dict | None, cache_dir, genome_path, out_
 
     parts = {k: dict(cfg.get(k) or {}) for k in ("promoters", "sites", "matrices")}
     release = cfg.get("release")
+    max_out = cfg.get("max_outside_genome", MAX_OUTSIDE_GENOME)
     tss, _seqs, rep_p = read_promoters(_source_file(parts["promoters"], "promoters", cache_dir, factory), chrom,
                                        parts["promoters"].get("release") or release, glen,
-                                       evidence=cfg.get("evidence") or "all")
+                                       evidence=cfg.get("evidence") or "all", max_outside_genome=max_out)
     sites, rep_s = read_sites(_source_file(parts["sites"], "sites", cache_dir, factory), chrom,
                               parts["sites"].get("release") or release, glen,
-                              evidence=cfg.get("site_evidence") or "all")
+                              evidence=cfg.get("site_evidence") or "all", max_outside_genome=max_out)
     motifs = read_transfac(_source_file(parts["matrices"], "matrices", cache_dir, factory))
     bg = genome_background(genome[chrom]) if cfg.get("background", "genome") == "genome" else (0.25,) * 4
     write_table(out_tss, tss, table="tss")

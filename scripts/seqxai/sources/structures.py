@@ -36,6 +36,7 @@ import pandas as pd
 
 from ..io import DataError
 from . import DropReport
+from . import validate as formats
 from .http import DownloadError, Fetcher
 
 log = logging.getLogger("seqxai")
@@ -50,6 +51,18 @@ QUALITY_COLUMNS = [
 
 class StructureMismatch(DataError):
     """The structure's sequence does not match the UniProt sequence."""
+
+
+class MissingChain(StructureMismatch):
+    """The structure has no protein chain of the requested name (``has``: the ones it has)."""
+
+    def __init__(self, message: str, has: list[str]):
+        super().__init__(message)
+        self.has = has
+
+
+#: drop reasons of a protein whose candidate files were all unusable (data.structures.max_unusable_share)
+UNUSABLE_REASONS = ("unusable structure", "no contact atoms")
 
 
 @dataclass
@@ -97,6 +110,11 @@ def read_structure(path: str | Path):
     import gemmi
 
     path = Path(path)
+    if path.name.lower().removesuffix(".gz").endswith((".pdb", ".ent")):
+        try:  # gemmi reads a PDB cut at a line boundary without a word: half a chain
+            formats.pdb(path)
+        except (ValueError, OSError) as exc:
+            raise DataError(f"{path}: {exc}") from exc
     try:
         st = gemmi.read_structure(str(path))
     except Exception as exc:  # gemmi raises RuntimeError/ValueError with a message
@@ -277,7 +295,8 @@ def contact_map(
         raise StructureMismatch(f"{accession}: {path.name} has no protein chain")
     if chain is not None:
         if chain not in chains:
-            raise StructureMismatch(f"{accession}: {path.name} has no protein chain '{chain}' (has {sorted(chains)})")
+            raise MissingChain(f"{accession}: {path.name} has no protein chain '{chain}' (has {sorted(chains)})",
+                               sorted(chains))
         candidates = [chain]
     else:
         candidates = list(chains)
@@ -295,6 +314,9 @@ def contact_map(
     seq, residues = chains[c]
     predicted = is_alphafold(st, path) if predicted is None else predicted
     xyz_chain, b_chain = contact_atoms(residues, definition)
+    if not np.isfinite(xyz_chain[mapping >= 0]).all(axis=1).any():
+        raise DataError(f"{accession}: {path.name} chain {c} has no contact atoms "
+                        f"({definition.atom}/{definition.glycine_atom}) on its {n} aligned residues")
     L = len(uniprot_seq)
     xyz = np.full((L, 3), np.nan)
     plddt = np.full(L, np.nan)
@@ -352,14 +374,19 @@ def _structure_files(folder: Path) -> list[Path]:
 def local_candidates(folder: str | Path, accessions: set[str], mapping: pd.DataFrame | None = None):
     """{accession: [(path, chain or None), ...]} for a local folder, best guess first:
     mapping table rows, then file names (``AF-<acc>-F1-model_vN.*``, ``<acc>.*``), then the
-    files' own UniProt references (DBREF / _struct_ref)."""
+    files' own UniProt references (DBREF / _struct_ref). An accession with mapping rows gets
+    those rows only: the mapping is an explicit choice, never silently replaced by a guess."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"structures: local folder not found: {folder}")
     out: dict[str, list] = {}
+    mapped: set[str] = set(mapping["accession"]) if mapping is not None else set()
     if mapping is not None:
-        for r in mapping.itertuples(index=False):
+        where = mapping.attrs.get("path", "data.structures.mapping")
+        for line, r in enumerate(mapping.itertuples(index=False), 2):
             p = Path(r.file) if Path(r.file).is_absolute() else folder / r.file
+            if not p.is_file():  # an explicit choice: no silent fallback to another file
+                raise DataError(f"{where}, line {line}: field 'file' is '{r.file}': not found in {folder}")
             chain = getattr(r, "chain", None) or None
             out.setdefault(r.accession, []).append((p, chain if isinstance(chain, str) else None))
     files = _structure_files(folder)
@@ -367,11 +394,11 @@ def local_candidates(folder: str | Path, accessions: set[str], mapping: pd.DataF
         stem = p.name.split(".")[0]
         af = AF_NAME.search(p.name)
         acc = af.group(1) if af else stem.upper()
-        if acc in accessions:
+        if acc in accessions and acc not in mapped:
             out.setdefault(acc, []).append((p, None))
     for p in files:
         for acc, chains in uniprot_refs(p).items():
-            if acc in accessions:
+            if acc in accessions and acc not in mapped:
                 out.setdefault(acc, []).append((p, chains[0] if chains else None))
     return out
 
@@ -414,22 +441,20 @@ def fetch_alphafold(
     url = entry["cifUrl"] if file_format == "cif" else entry["pdbUrl"]
     if file_base:
         url = file_base.rstrip("/") + "/" + url.rsplit("/", 1)[-1]
-    path = fetcher.download(url, cache_dir / url.rsplit("/", 1)[-1])
+    name = url.rsplit("/", 1)[-1]
+    path = fetcher.download(url, cache_dir / name, validate=formats.structure_for(name))
     return path, entry
 
 
 def _json_list(path: Path) -> None:
-    import json
-
-    obj = json.loads(path.read_text())
-    if not isinstance(obj, (list, dict)):
-        raise ValueError("unexpected AlphaFold API answer")
+    formats.json_body(path)
 
 
 def fetch_pdb(fetcher: Fetcher, pdb_id: str, cache_dir: str | Path, url: str = "https://files.rcsb.org/download/{id}.cif") -> Path:
     pdb_id = pdb_id.upper()
     u = url.format(id=pdb_id)
-    return fetcher.download(u, Path(cache_dir) / "pdb" / u.rsplit("/", 1)[-1])
+    name = u.rsplit("/", 1)[-1]
+    return fetcher.download(u, Path(cache_dir) / "pdb" / name, validate=formats.structure_for(name))
 
 
 def _pdb_chain(chains: str) -> str | None:
@@ -454,17 +479,22 @@ def build_contact_maps(
     alphafold_file_base: str | None = None,
     pdb_url: str = "https://files.rcsb.org/download/{id}.cif",
     pdb_per_protein: int = 3,
+    max_unusable_share: float | None = 0.2,
 ):
     """contact_maps, quality and data-report frames for ``proteins`` (accession, sequence).
 
     ``source``: "alphafold" (download by accession), "pdb" (RCSB entries from ``xrefs``, rows
     database == "PDB") or "local" (folder ``local``). Proteins without a usable structure are
-    counted in the report, not silently dropped.
+    counted in the report, not silently dropped. A mapping row is an explicit choice: a file or
+    chain it names that does not exist is a DataError naming the row, never a fallback. More than
+    ``max_unusable_share`` of the proteins with a candidate having only unusable files (unreadable,
+    cut short, no protein chain, no contact atoms) is a DataError.
     """
     definition = definition or ContactDefinition()
     rules = rules or StructureRules()
     report = DropReport(f"structures:{source}")
     rows, qual = [], []
+    explicit: dict[tuple, int] = {}  # (accession, file, chain) of a mapping row -> its line
     seqs = dict(zip(proteins["accession"], proteins["sequence"]))
     accs = list(seqs)[: max_proteins] if max_proteins else list(seqs)
     cands: dict[str, list] = {}
@@ -472,6 +502,13 @@ def build_contact_maps(
         if not local:
             raise DataError("structures.source is 'local' but structures.local (a folder) is not set")
         cands = local_candidates(local, set(accs), mapping)
+        if mapping is not None:
+            folder = Path(local)
+            for line, r in enumerate(mapping.itertuples(index=False), 2):
+                chain = getattr(r, "chain", None)
+                if isinstance(chain, str) and chain:
+                    p = Path(r.file) if Path(r.file).is_absolute() else folder / r.file
+                    explicit[(r.accession, str(p), chain)] = line
     elif source == "pdb":
         if xrefs is None:
             raise DataError("structures.source 'pdb' needs the UniProt PDB cross-references")
@@ -503,6 +540,14 @@ def build_contact_maps(
                     row, q = contact_map(seqs[acc], path, acc, chain, definition, rules, source=f"pdb:{pdb_id}:{chain}")
                 else:
                     row, q = contact_map(seqs[acc], kind, acc, what, definition, rules)
+            except MissingChain as exc:
+                line = explicit.get((acc, str(kind), what))
+                if line is not None:
+                    raise DataError(f"{mapping.attrs.get('path', 'data.structures.mapping')}, line {line}: field "
+                                    f"'chain' is '{what}', but {Path(kind).name} has no protein chain '{what}' "
+                                    f"(has {exc.has})") from exc
+                last = str(exc)
+                continue
             except StructureMismatch as exc:
                 last = str(exc)
                 continue
@@ -523,10 +568,19 @@ def build_contact_maps(
             if rules.on_mismatch == "error" and "does not match" in last:
                 raise StructureMismatch(last)
             reason = "sequence mismatch" if "does not match" in last else (
-                "low pLDDT" if "pLDDT" in last else ("not found" if "not found" in last else "unusable structure")
+                "low pLDDT" if "pLDDT" in last else ("not found" if "not found" in last else (
+                    "no contact atoms" if "no contact atoms" in last else "unusable structure"))
             )
             report.drop("protein", reason, last)
     report.log_summary()
+    tried = sum(n for (item, reason), n in report.counts.items() if item == "protein" and reason != "no structure")
+    unusable = sum(report.n("protein", r) for r in UNUSABLE_REASONS)
+    if unusable and max_unusable_share is not None and unusable / max(tried, 1) > max_unusable_share:
+        first = next(report.examples[("protein", r)] for r in UNUSABLE_REASONS if ("protein", r) in report.examples)
+        raise DataError(
+            f"structures: {unusable} of {tried} proteins ({unusable / tried:.0%}) had only unusable structure "
+            f"files (unreadable, cut short, no protein chain or no contact atoms), more than "
+            f"data.structures.max_unusable_share {max_unusable_share}; first: {first}")
     cm = pd.DataFrame(rows, columns=CONTACT_COLUMNS)
     qf = pd.DataFrame(qual, columns=QUALITY_COLUMNS)
     return cm, qf, report.to_frame()
@@ -553,6 +607,7 @@ def run_structures(cfg: dict, http_cfg: dict | None, cache_dir, proteins_path, x
                             f"it needs a header line: accession, file[, chain]") from exc
         if not {"accession", "file"} <= set(mapping.columns):
             raise DataError(f"{cfg['mapping']}: structure mapping needs columns accession, file[, chain]")
+        mapping.attrs["path"] = str(cfg["mapping"])
     source = cfg.get("source", "alphafold")
     fetcher = None if source == "local" else make_fetcher(http_cfg, cache_dir)
     with local_hint("data.structures.local (with data.structures.source: local)",
@@ -574,6 +629,7 @@ def run_structures(cfg: dict, http_cfg: dict | None, cache_dir, proteins_path, x
             alphafold_file_base=cfg.get("alphafold_file_base"),
             pdb_url=cfg.get("pdb_url", "https://files.rcsb.org/download/{id}.cif"),
             pdb_per_protein=int(cfg.get("pdb_per_protein", 3)),
+            max_unusable_share=cfg.get("max_unusable_share", 0.2),
         )
     write_table(out_contacts, cm, table="contact_maps")
     write_table(out_quality, quality)

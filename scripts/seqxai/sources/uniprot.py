@@ -35,6 +35,7 @@ import io
 import json
 import logging
 import re
+import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ import pandas as pd
 from ..io import DataError
 from ..tables import STANDARD_AMINO_ACIDS
 from . import DropReport
+from . import validate as formats
 from .http import Fetcher, Response, cache_key
 
 log = logging.getLogger("seqxai")
@@ -397,6 +399,20 @@ def read_text(path: Path) -> str:
                         f"a truncated download? fetch it again") from exc
 
 
+def check_tsv_rows(text: str, path) -> None:
+    """DataError for a local TSV cut short (no newline at its end) or a row whose number of
+    cells differs from the header's, naming the file, line and record."""
+    lines = text.splitlines()
+    ncell = lines[0].count("\t") + 1 if lines else 0
+    for n, line in enumerate(lines[1:], 2):
+        if line.strip() and line.count("\t") + 1 != ncell:
+            raise DataError(f"{path}: line {n} (record {line.split(chr(9))[0]}) has {line.count(chr(9)) + 1} "
+                            f"tab-separated cells, the header has {ncell}")
+    if not text.endswith("\n") and len(lines) > 1:
+        raise DataError(f"{path}: line {len(lines)} (record {lines[-1].split(chr(9))[0]}) is cut: the file does "
+                        f"not end with a newline (a truncated copy?); fetch or export it again")
+
+
 def entries_from_file(path, report: DropReport, fmt: str = "auto") -> Iterator[Entry]:
     path = Path(path)
     if not path.exists():
@@ -414,6 +430,7 @@ def entries_from_file(path, report: DropReport, fmt: str = "auto") -> Iterator[E
         for e in iter_json_entries(obj):
             yield entry_from_json(e)
     elif fmt == "tsv":
+        check_tsv_rows(text, path)
         yield from entries_from_tsv(text, str(path))
     elif fmt == "flat":
         yield from entries_from_flat(text, report, str(path))
@@ -515,21 +532,11 @@ UNIPROT_SEARCH = "https://rest.uniprot.org/uniprotkb/search"
 
 
 def _validate_json_page(resp: Response) -> None:
-    obj = json.loads(resp.content)  # ValueError (JSONDecodeError) on a truncated page
-    if not isinstance(obj, dict) or "results" not in obj:
-        raise ValueError("JSON page without 'results'")
+    formats.uniprot_json_text(resp.content)
 
 
 def _validate_tsv_page(resp: Response) -> None:
-    text = resp.text
-    if text and not text.endswith("\n"):
-        raise ValueError("TSV page does not end with a newline (truncated)")
-    lines = text.splitlines()
-    if lines:
-        n = lines[0].count("\t")
-        bad = next((i for i, x in enumerate(lines) if x.count("\t") != n), None)
-        if bad is not None:
-            raise ValueError(f"TSV page line {bad + 1} has a different number of columns")
+    formats.uniprot_tsv_text(resp.text)
 
 
 def search_pages(
@@ -541,7 +548,11 @@ def search_pages(
     base_url: str = UNIPROT_SEARCH,
     extra_params: dict | None = None,
 ) -> Iterator[Response]:
-    """Walk the cursor pages of a UniProtKB search (``size`` is capped at UniProt's 500)."""
+    """Walk the cursor pages of a UniProtKB search (``size`` is capped at UniProt's 500).
+
+    After the last page the entries are counted against the first page's ``X-Total-Results``:
+    fewer (a page cut at a row boundary, a cursor that ended early) is a DataError naming the
+    query, and the query's cached pages are removed so that a rerun fetches them again."""
     if fmt not in ("json", "tsv"):
         raise DataError(f"UniProt format must be json or tsv, not '{fmt}'")
     params = {"query": query, "format": fmt, "size": str(max(1, min(int(size), 500)))}
@@ -549,7 +560,21 @@ def search_pages(
         params["fields"] = ",".join(fields)
     params.update({k: str(v) for k, v in (extra_params or {}).items()})
     validate = _validate_json_page if fmt == "json" else _validate_tsv_page
-    yield from fetcher.pages(base_url, params, validate=validate, cache_key="uniprot-" + cache_key(base_url, params))
+    key = "uniprot-" + cache_key(base_url, params)
+    total, seen, n_pages = None, 0, 0
+    for resp in fetcher.pages(base_url, params, validate=validate, cache_key=key):
+        n_pages += 1
+        if total is None:
+            stated = str(resp.headers.get("X-Total-Results") or "").strip()
+            total = int(stated) if stated.isdigit() else -1
+        seen += formats.uniprot_json_text(resp.content) if fmt == "json" else formats.uniprot_tsv_text(resp.text)
+        yield resp
+    if total is not None and seen < total:
+        if fetcher.cache_dir is not None:
+            shutil.rmtree(fetcher.cache_dir / "pages" / key, ignore_errors=True)
+        raise DataError(
+            f"UniProt query '{query}': {n_pages} page(s) hold {seen} entries, X-Total-Results states {total}; "
+            f"a page was cut short or the search ended early. Its cached pages were removed: run again.")
 
 
 def entries_from_pages(pages: Iterable[Response], fmt: str, provenance: dict) -> Iterator[Entry]:
