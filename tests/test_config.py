@@ -28,22 +28,39 @@ def test_demo_and_study_configs_validate_and_build_a_dag():
         assert "finetune_protein" in res.stdout and "attribute_proteins" in res.stdout
 
 
-def test_wrong_key_fails_before_any_job_naming_the_key(tmp_path):
+def _problem_lines(res):
+    """The lines of the config error (seqxai.config_check.format_problems), and all lines."""
+    lines = (res.stdout + res.stderr).splitlines()
+    return [x.strip() for x in lines if x.startswith("  ") and not x.strip().startswith("File ")], lines
+
+
+def test_wrong_key_fails_before_any_job_naming_the_key_file_and_spelling(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("attribution:\n  shardz: 3\n")
     res = _dry_run("--configfile", str(bad))
-    msg = res.stdout + res.stderr
+    problems, lines = _problem_lines(res)
     assert res.returncode != 0
-    assert "'shardz' was unexpected" in msg and "['attribution']" in msg
+    assert problems == [f"attribution.shardz: unknown key ({bad}); did you mean 'shards'?"]
+    assert len(lines) < 10, lines  # one screen, not the schema (93 lines before)
+
+
+def test_top_level_typo_is_one_line(tmp_path):
+    """A misspelled top-level key printed the whole schema and config (4,314 lines)."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("atribution:\n  shards: 3\n")
+    res = _dry_run("--configfile", str(bad))
+    problems, lines = _problem_lines(res)
+    assert res.returncode != 0 and len(lines) < 10, lines
+    assert problems == [f"atribution: unknown key ({bad}); did you mean 'attribution'?"]
 
 
 def test_wrong_type_fails_naming_the_key(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("attribution:\n  n_steps: many\n")
     res = _dry_run("--configfile", str(bad))
-    msg = res.stdout + res.stderr
+    problems, _ = _problem_lines(res)
     assert res.returncode != 0
-    assert "'many' is not of type 'integer'" in msg and "['n_steps']" in msg
+    assert problems == [f"attribution.n_steps: 'many' is not of type integer ({bad})"]
 
 
 def test_inconsistent_config_is_explained(tmp_path):
@@ -51,6 +68,24 @@ def test_inconsistent_config_is_explained(tmp_path):
     bad.write_text("split:\n  fractions: {train: 0.9, valid: 0.1, test: 0.1}\n")
     res = _dry_run("--configfile", str(bad))
     assert res.returncode != 0 and "split.fractions must sum to 1" in res.stdout + res.stderr
+
+
+def test_cross_key_mistakes_stop_at_parse_time_naming_keys_and_files(tmp_path):
+    """Issue 19.4: values valid alone that failed late (an IndexError in torch.embedding, an
+    argmax of an empty window after training) stop the parse, one line each."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({
+        "protein": {"encoder": {"demo_config": {"position_embedding_type": "absolute",
+                                                "max_position_embeddings": 200}}},
+        "dna": {"probe": {"offset_min": 50}}}))
+    res = _dry_run("--configfile", "config/demo.yaml", str(bad))
+    problems, _ = _problem_lines(res)
+    assert res.returncode != 0 and len(problems) == 2, problems
+    mpe, offs = problems
+    assert mpe.startswith(f"protein.encoder.demo_config.max_position_embeddings = 200 ({bad}) < "
+                          "protein.max_length = 256 (config/demo.yaml) + 2")
+    assert offs.startswith(f"dna.probe.offset_min = 50 ({bad}) > dna.probe.offset_max = 20 "
+                           "(config/demo.yaml)")
 
 
 @pytest.mark.parametrize("configfile", ["config/demo.yaml", "config/config.yaml"])
