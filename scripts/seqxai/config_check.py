@@ -95,12 +95,12 @@ def config_problems(config: Mapping, schema: Mapping, sources: Sequence[tuple[st
 
     cls = validator_for(schema)
     lines: list[str] = []
-    for error in sorted(cls(schema).iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path]):
+    for error in cls(schema).iter_errors(config):
         if error.validator == "additionalProperties" and error.validator_value is False:
             lines += _unknown_key_lines(error, sources)
         else:
             lines.append(_error_line(error, sources))
-    return lines
+    return sorted(lines)  # by key path
 
 
 def format_problems(lines: Sequence[str], header: str = "invalid config") -> str:
