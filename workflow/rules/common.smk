@@ -20,7 +20,8 @@ from seqxai.config_check import (  # noqa: E402
 
 def _config_sources():
     """(label, mapping) of each file and --config the config was merged from, lowest
-    precedence first: the Snakefile's config/config.yaml, each --configfile, --config."""
+    precedence first: the Snakefile's config/config.yaml, each --configfile, --config.
+    """
     from snakemake.common.configfile import load_configfile
 
     given = [Path(f).absolute() for f in workflow.overwrite_configfiles]
