@@ -439,7 +439,7 @@ def seed_robustness_runs(wildcards=None):
 
 
 def final_targets():
-    """What `rule all` asks for: summary.json and the figures of the studies that run."""
+    """The targets of the default rule: summary.json and the figures of the studies that run."""
     targets = [out("summary.json")]
     if WENZEL:
         targets += expand(
