@@ -11,21 +11,26 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
-def _dry_run(*extra, configfile="config/demo.yaml"):
+def _dry_run(*extra, configfile="config/demo.yaml", cores=1):
     """A dry run into a fresh output folder, so earlier results do not hide jobs."""
     import tempfile
 
     outdir = tempfile.mkdtemp(prefix="seqxai-dry-")
-    return subprocess.run(SNAKEMAKE + ["-n", "--cores", "1", "--configfile", configfile, *extra,
+    return subprocess.run(SNAKEMAKE + ["-n", "--cores", str(cores), "--configfile", configfile, *extra,
                                        "--config", f"outdir={outdir}"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
 def test_demo_and_study_configs_validate_and_build_a_dag():
-    for cfg in ("config/demo.yaml", "config/config.yaml"):
-        res = _dry_run(configfile=cfg)
+    """Both build the whole DAG; on 2 cores a job asks for 2 threads only where it uses them:
+    MMseqs2 in split_proteins (split.method homology), not the demo's family split."""
+    for cfg, multi in (("config/demo.yaml", set()), ("config/config.yaml", {"split_proteins"})):
+        res = _dry_run(configfile=cfg, cores=2)
         assert res.returncode == 0, res.stderr[-3000:]
         assert "finetune_protein" in res.stdout and "attribute_proteins" in res.stdout
+        threads = {m.group(1): int(m.group(2)) for m in re.finditer(
+            r"^(?:local)?rule (\w+):\n(?:    .*\n)*?    threads: (\d+)$", res.stdout, flags=re.M)}
+        assert {r for r, n in threads.items() if n > 1} == multi, threads
 
 
 def _problem_lines(res):
