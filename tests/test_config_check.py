@@ -136,3 +136,24 @@ def test_studies_default_to_all_three():
     cfg = {}
     validate(cfg, str(SCHEMA_PATH))
     assert cfg["studies"] == ["wenzel", "vig", "clauwaert"]
+
+
+def test_summary_leaves_out_the_studies_that_did_not_run(tmp_path):
+    """summary.json of a Clauwaert-only run: the DNA section and control, no protein or
+    attention control (whose inputs were never made), and `studies` saying what ran."""
+    import json
+
+    from seqxai.summary import build_summary
+
+    (tmp_path / "m.json").write_text(json.dumps({"splits": {"test": {"roc_auc": 0.9}}}))
+    (tmp_path / "s.json").write_text(json.dumps({"positive_control": {
+        "minus10_head_found": True, "minus10": {"layer": 0, "head": 1, "sequence_driven": True}}}))
+    s = build_summary(tasks=[], models=[], embedding=[], heads=[], metrics=[], probes=[],
+                      dna_metrics=tmp_path / "m.json", dna_summary=tmp_path / "s.json",
+                      studies=["clauwaert"], expect=[], expect_max_p=1e-3, min_high_confidence=100)
+    assert s["studies"] == {"wenzel": False, "vig": False, "clauwaert": True}
+    assert set(s["positive_controls"]) == {"dna_minus10_head", "checked", "all_pass"}
+    assert s["positive_controls"]["all_pass"] is True and s["dna"]["metrics"]["splits"]["test"]["roc_auc"] == 0.9
+    s = build_summary(tasks=[], models=[], embedding=[], heads=[], metrics=[], probes=[],
+                      studies=["wenzel"], expect=[], expect_max_p=1e-3, min_high_confidence=100)
+    assert "dna" not in s and set(s["positive_controls"]) == {"embedding_enrichment", "checked", "all_pass"}
