@@ -92,6 +92,14 @@ def test_cross_key_checks_name_both_keys_and_their_files():
                     "dna.split.test_fraction"]
     assert lines[0].startswith("dna.probe.offset_min = 30 (u.yaml) > dna.probe.offset_max = 20 "
                                "(config/config.yaml)")
+    # an empty protein split that the run reads
+    user = {"split": {"fractions": {"train": 0.9, "valid": 0.1, "test": 0}}}
+    sources = [("config/config.yaml", DEFAULTS), ("u.yaml", user)]
+    (line,) = cross_key_problems(_with_defaults(*sources), sources)
+    assert line == ("split.fractions.test = 0 (u.yaml): no protein in the test split, but "
+                    "attribution.split reads it")
+    user["studies"] = ["vig", "clauwaert"]  # no attribution; the Vig probe reads all proteins
+    assert cross_key_problems(_with_defaults(*sources), sources) == []
     # equal bounds are a one-offset window, not a mistake
     user = {"dna": {"probe": {"offset_min": 20}}}
     sources = [("config/config.yaml", DEFAULTS), ("u.yaml", user)]

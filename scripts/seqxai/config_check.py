@@ -156,6 +156,19 @@ def cross_key_problems(config: Mapping, sources: Sequence[tuple[str, Mapping]] =
                         ("data.demo.protein.contact_density", "a range of densities"),
                         ("data.demo.dna.spacer", "a range of spacer lengths")):
         pair(dotted, why)
+    # a protein split the run reads must receive proteins
+    studies = studies_on(config)
+    fractions = (config.get("split") or {}).get("fractions") or {}
+    readers = []
+    if studies & {"wenzel", "vig"}:
+        readers.append(("train", "the models and the contact regression are fitted on it"))
+    if "wenzel" in studies:
+        readers.append((_get(config, "attribution.split"), "attribution.split reads it"))
+    if "vig" in studies:
+        readers.append((_get(config, "analysis.vig.split"), "analysis.vig.split reads it"))
+    for name, why in readers:
+        if name in fractions and not fractions[name] > 0:
+            lines.append(f"{at(f'split.fractions.{name}')}: no protein in the {name} split, but {why}")
     split = (config.get("dna") or {}).get("split") or {}
     if split.get("test_fraction") is not None and split.get("valid_fraction") is not None:
         if split["test_fraction"] + split["valid_fraction"] >= 1:

@@ -14,6 +14,7 @@ from seqxai.config_check import (  # noqa: E402
     config_problems,
     cross_key_problems,
     format_problems,
+    source_of,
     studies_on,
 )
 
@@ -243,7 +244,10 @@ def _check_config():
             )
     fr = config["split"]["fractions"]
     if abs(sum(fr.values()) - 1) > 1e-6:
-        problems.append(f"split.fractions must sum to 1, got {fr}")
+        problems.append(
+            f"split.fractions must sum to 1, got {fr} "
+            f"({source_of(['split', 'fractions'], CONFIG_SOURCES)})"
+        )
     for e in config["analysis"]["expect_embedding_enrichment"] if WENZEL else []:
         if e["task"] not in TASKS:
             problems.append(
