@@ -10,4 +10,5 @@ sm = snakemake  # noqa: F821
 
 from seqxai import plots  # noqa: E402
 
-plots.training_curves(dict(zip(sm.params.tasks, sm.input.protein)), sm.input.dna, sm.output.figure)
+plots.training_curves(dict(zip(sm.params.tasks, sm.input.protein)), sm.input.get("dna") or None,
+                      sm.output.figure)

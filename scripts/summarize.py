@@ -15,7 +15,8 @@ from seqxai.summary import build_provenance, build_summary  # noqa: E402
 summary = build_summary(
     tasks=sm.params.tasks, models=sm.params.models, embedding=sm.input.embedding,
     heads=sm.input.heads, metrics=sm.input.metrics, probes=sm.input.probes,
-    dna_metrics=sm.input.dna_metrics, dna_summary=sm.input.dna_summary,
+    dna_metrics=sm.input.get("dna_metrics") or None, dna_summary=sm.input.get("dna_summary") or None,
+    studies=sm.params.studies,
     check=sm.params.check, expect=sm.params.expect, expect_max_p=sm.params.expect_max_p,
     composition_max_p=sm.params.composition_max_p,
     contact_share=sm.params.contact_share, contact_enrichment=sm.params.contact_enrichment,
@@ -26,9 +27,11 @@ summary = build_summary(
 # Provenance from the resolved config (not params: a changed setting does not rerun this rule
 # by itself; the record is of the run that wrote summary.json).
 summary["provenance"] = build_provenance(sm.config, sm.params.encoder)
-# the papers' published numbers beside the pretrained encoder's (docs/differences.md)
-summary["paper_numbers"] = paper_numbers(summary["attention"].get("pretrained"),
-                                         read_json(sm.input.attention_summary), sm.params.encoder)
+# the papers' published numbers beside the pretrained encoder's (docs/differences.md); the
+# probe of the pretrained encoder runs in the Vig study only (config `studies`)
+if "vig" in sm.params.studies:
+    summary["paper_numbers"] = paper_numbers(summary["attention"].get("pretrained"),
+                                             read_json(sm.input.attention_summary), sm.params.encoder)
 # the DNA study over training seeds (dna.seed_robustness): the fractions of seeds
 if getattr(sm.input, "seed_robustness", None):
     summary["dna_seed_robustness"] = read_json(sm.input.seed_robustness)

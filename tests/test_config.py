@@ -11,39 +11,53 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
-def _dry_run(*extra, configfile="config/demo.yaml"):
+def _dry_run(*extra, configfile="config/demo.yaml", cores=1):
     """A dry run into a fresh output folder, so earlier results do not hide jobs."""
     import tempfile
 
     outdir = tempfile.mkdtemp(prefix="seqxai-dry-")
-    return subprocess.run(SNAKEMAKE + ["-n", "--cores", "1", "--configfile", configfile, *extra,
+    return subprocess.run(SNAKEMAKE + ["-n", "--cores", str(cores), "--configfile", configfile, *extra,
                                        "--config", f"outdir={outdir}"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
 def test_demo_and_study_configs_validate_and_build_a_dag():
-    for cfg in ("config/demo.yaml", "config/config.yaml"):
-        res = _dry_run(configfile=cfg)
+    """Both build the whole DAG; on 2 cores a job asks for 2 threads only where it uses them:
+    MMseqs2 in split_proteins (split.method homology), not the demo's family split."""
+    for cfg, multi in (("config/demo.yaml", set()), ("config/config.yaml", {"split_proteins"})):
+        res = _dry_run(configfile=cfg, cores=2)
         assert res.returncode == 0, res.stderr[-3000:]
         assert "finetune_protein" in res.stdout and "attribute_proteins" in res.stdout
+        threads = {m.group(1): int(m.group(2)) for m in re.finditer(
+            r"^(?:local)?rule (\w+):\n(?:    .*\n)*?    threads: (\d+)$", res.stdout, flags=re.M)}
+        assert {r for r, n in threads.items() if n > 1} == multi, threads
 
 
-def test_wrong_key_fails_before_any_job_naming_the_key(tmp_path):
+def _problem_lines(res):
+    """The lines of the config error (seqxai.config_check.format_problems), and all lines."""
+    lines = (res.stdout + res.stderr).splitlines()
+    return [x.strip() for x in lines if x.startswith("  ") and not x.strip().startswith("File ")], lines
+
+
+def test_wrong_keys_fail_before_any_job_in_one_screen_naming_file_and_spelling(tmp_path):
+    """A misspelled top-level key printed the whole schema and config (4,314 lines), a nested
+    one 93 lines; now one line each."""
     bad = tmp_path / "bad.yaml"
-    bad.write_text("attribution:\n  shardz: 3\n")
+    bad.write_text("atribution:\n  shards: 3\nsplit:\n  metod: random\n")
     res = _dry_run("--configfile", str(bad))
-    msg = res.stdout + res.stderr
-    assert res.returncode != 0
-    assert "'shardz' was unexpected" in msg and "['attribution']" in msg
+    problems, lines = _problem_lines(res)
+    assert res.returncode != 0 and len(lines) < 10, lines
+    assert problems == [f"atribution: unknown key ({bad}); did you mean 'attribution'?",
+                        f"split.metod: unknown key ({bad}); did you mean 'method'?"]
 
 
 def test_wrong_type_fails_naming_the_key(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("attribution:\n  n_steps: many\n")
     res = _dry_run("--configfile", str(bad))
-    msg = res.stdout + res.stderr
+    problems, _ = _problem_lines(res)
     assert res.returncode != 0
-    assert "'many' is not of type 'integer'" in msg and "['n_steps']" in msg
+    assert problems == [f"attribution.n_steps: 'many' is not of type integer ({bad})"]
 
 
 def test_inconsistent_config_is_explained(tmp_path):
@@ -51,6 +65,24 @@ def test_inconsistent_config_is_explained(tmp_path):
     bad.write_text("split:\n  fractions: {train: 0.9, valid: 0.1, test: 0.1}\n")
     res = _dry_run("--configfile", str(bad))
     assert res.returncode != 0 and "split.fractions must sum to 1" in res.stdout + res.stderr
+
+
+def test_cross_key_mistakes_stop_at_parse_time_naming_keys_and_files(tmp_path):
+    """Issue 19.4: values valid alone that failed late (an IndexError in torch.embedding, an
+    argmax of an empty window after training) stop the parse, one line each."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({
+        "protein": {"encoder": {"demo_config": {"position_embedding_type": "absolute",
+                                                "max_position_embeddings": 200}}},
+        "dna": {"probe": {"offset_min": 50}}}))
+    res = _dry_run("--configfile", "config/demo.yaml", str(bad))
+    problems, _ = _problem_lines(res)
+    assert res.returncode != 0 and len(problems) == 2, problems
+    mpe, offs = problems
+    assert mpe.startswith(f"protein.encoder.demo_config.max_position_embeddings = 200 ({bad}) < "
+                          "protein.max_length = 256 (config/demo.yaml) + 2")
+    assert offs.startswith(f"dna.probe.offset_min = 50 ({bad}) > dna.probe.offset_max = 20 "
+                           "(config/demo.yaml)")
 
 
 @pytest.mark.parametrize("configfile", ["config/demo.yaml", "config/config.yaml"])

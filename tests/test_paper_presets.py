@@ -88,22 +88,78 @@ def test_clauwaert_preset_is_the_paper_model():
     assert (cfg["dna"]["split"]["test_fraction"], cfg["dna"]["split"]["valid_fraction"]) == (0.2, 0.1)
 
 
-@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
-def test_preset_dry_run_builds_the_dag_offline(preset, tmp_path):
-    cmd = [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", str(preset),
-           "--config", f"outdir={tmp_path}/results", f"cache_dir={tmp_path}/cache"]
+# The rules of each study (config `studies`); protein data serve Wenzel and Vig. A study that is
+# off must leave all of its rules out of the DAG, its downloads included.
+STUDY_RULES = {
+    "wenzel": {"check_protein_tasks", "finetune_protein", "attribute_proteins", "gather_attributions",
+               "head_statistics", "residue_flipping", "plot_head_significance", "plot_tracks",
+               "plot_residue_flipping"},
+    "vig": {"attention_probe", "plot_attention_probe", "diagnostic_probes", "plot_diagnostic_probes"},
+    "clauwaert": {"train_dna", "tss_attention", "attribute_dna", "dna_modisco", "plot_dna",
+                  "plot_dna_attribution"},
+}
+PROTEIN_DATA = {"propagate_go", "split_proteins"}
+REAL_DATA = {"wenzel": {"download_uniprot", "download_go"},
+             "vig": {"download_structures", "secondary_structure", "attention_3d_view"},
+             "clauwaert": {"download_genome", "download_regulondb"}}
+PRESET_STUDY = {"wenzel_ec": "wenzel", "wenzel_go": "wenzel", "vig_esm2": "vig",
+                "vig_protbert_bfd": "vig", "clauwaert_tss": "clauwaert"}
+
+
+def planned_rules(configfile, tmp_path, *config) -> set[str]:
+    """Rule names of a dry run's job table, offline (a download attempted fails the run)."""
+    cmd = [sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "--cores", "1",
+           "--configfile", str(configfile),
+           "--config", f"outdir={tmp_path}/results", f"cache_dir={tmp_path}/cache", *config]
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
                          env={**os.environ, **NO_NETWORK})
     assert res.returncode == 0, res.stderr[-3000:]
     # rule names from the job-count table ("rule   count" lines), not from file paths
-    # (library modules such as seqxai/head_statistics.py are inputs of other rules)
-    planned = set(re.findall(r"^(\w+)\s+\d+$", res.stdout, flags=re.M))
-    # the Vig presets' proteins are the chains of their pinned chain list, not a UniProt query
-    data_rule = "download_pdb_chains" if preset.stem.startswith("vig") else "download_uniprot"
-    for rule in (data_rule, "attention_probe", "train_dna", "tss_attention", "summarize"):
-        assert rule in planned, rule
-    assert ("download_uniprot" in planned) != preset.stem.startswith("vig")
-    # Wenzel fine-tunes and attributes; Vig and Clauwaert probe pretrained / DNA models only
-    wenzel = preset.stem.startswith("wenzel")
-    for rule in ("finetune_protein", "attribute_proteins", "head_statistics"):
-        assert (rule in planned) == wenzel, rule
+    return set(re.findall(r"^(\w+)\s+\d+$", res.stdout, flags=re.M))
+
+
+def test_every_preset_names_its_study():
+    for preset in PRESETS:
+        assert yaml.safe_load(preset.read_text())["studies"] == [PRESET_STUDY[preset.stem]], preset.stem
+    assert merged(ROOT / "config" / "paper" / "wenzel_ec.yaml")["studies"] == ["wenzel"]
+    assert yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["studies"] == [
+        "wenzel", "vig", "clauwaert"]
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
+def test_preset_dry_run_runs_only_its_study_offline(preset, tmp_path):
+    planned = planned_rules(preset, tmp_path)
+    study = PRESET_STUDY[preset.stem]
+    assert "summarize" in planned
+    for name, rules in STUDY_RULES.items():
+        if name == study:
+            assert rules <= planned, rules - planned
+        else:
+            assert not rules & planned, (name, rules & planned)
+    # protein splits for Wenzel and Vig; GO propagation only where UniProt gives the proteins
+    assert ("split_proteins" in planned) == (study != "clauwaert")
+    assert ("propagate_go" in planned) == (study == "wenzel")
+    # the Vig presets' proteins are the chains of their pinned chain list, not a UniProt query;
+    # their structures come with them (download_pdb_chains), so download_structures does not run
+    expected_downloads = {"wenzel": REAL_DATA["wenzel"],
+                          "vig": {"download_pdb_chains", "secondary_structure", "attention_3d_view"},
+                          "clauwaert": REAL_DATA["clauwaert"]}[study]
+    every_download = set().union(*REAL_DATA.values(), {"download_pdb_chains"})
+    assert planned & every_download == expected_downloads
+    # the training curves show the protein classifiers and the DNA model: none in the Vig study
+    assert ("plot_training" in planned) == (study != "vig")
+    assert "pretrain_protein_encoder" not in planned  # every preset starts from a hub encoder
+
+
+@pytest.mark.parametrize("studies", [["wenzel"], ["vig"], ["vig", "clauwaert"]],
+                         ids="+".join)
+def test_demo_dry_run_runs_the_studies_it_names(studies, tmp_path):
+    planned = planned_rules(ROOT / "config" / "demo.yaml", tmp_path,
+                            f"studies=[{','.join(studies)}]")
+    for name, rules in STUDY_RULES.items():
+        assert (rules <= planned) == (name in studies), name
+        assert (not rules & planned) == (name not in studies), name
+    protein = "wenzel" in studies or "vig" in studies
+    assert ({"demo_proteins", "pretrain_protein_encoder"} | PROTEIN_DATA <= planned) == protein
+    assert ("demo_genome" in planned) == ("clauwaert" in studies)
+    assert not any(r.startswith("download") for r in planned)

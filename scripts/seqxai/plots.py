@@ -249,9 +249,13 @@ def attention_probe(table: pd.DataFrame, path, model: str) -> None:
 
 
 def training_curves(protein_logs: dict, dna_log, path) -> None:
-    """Train/validation loss per epoch of each protein task and of the DNA model."""
+    """Train/validation loss per epoch of each protein task and of the DNA model (``dna_log``
+    None: the run makes no DNA model, config ``studies``)."""
     logs = {f"protein {k}": pd.read_csv(v, sep="\t") for k, v in protein_logs.items()}
-    logs["DNA TSS"] = pd.read_csv(dna_log, sep="\t")
+    if dna_log:
+        logs["DNA TSS"] = pd.read_csv(dna_log, sep="\t")
+    if not logs:
+        raise ValueError("training_curves: no training log given")
     fig, axes = plt.subplots(1, len(logs), figsize=(3.5 * len(logs), 3), squeeze=False)
     for ax, (name, df) in zip(axes[0], logs.items()):
         x = "epoch" if "epoch" in df else df.columns[0]

@@ -36,13 +36,15 @@ def _finite(x):
     return None if x is None or not np.isfinite(x) else float(x)
 
 
-def build_summary(*, tasks, models, embedding, heads, metrics, probes, dna_metrics, dna_summary,
-                  check: bool = True, expect=(), expect_max_p, composition_max_p=None,
+def build_summary(*, tasks, models, embedding, heads, metrics, probes, dna_metrics=None,
+                  dna_summary=None, studies=("wenzel", "vig", "clauwaert"), check: bool = True, expect=(), expect_max_p, composition_max_p=None,
                   min_high_confidence, contact_share=0.10,
                   contact_enrichment=5.0, variants=("finetuned",), variant_metrics=(),
                   comparison=(), flipping=(), paired=(), controls_max_p=0.01,
                   controls_min_difference=0.0) -> dict:
-    out: dict = {"protein": {}, "attention": {}, "positive_controls": {}}
+    # config `studies`: sections and positive controls of a study that is off are left out
+    out: dict = {"studies": {s: s in studies for s in ("wenzel", "vig", "clauwaert")},
+                 "protein": {}, "attention": {}, "positive_controls": {}}
     emb_tables = {t: read_table(p) for t, p in zip(tasks, embedding)}
     for t, hp, mp in zip(tasks, heads, metrics):
         h = read_table(hp)
@@ -70,9 +72,10 @@ def build_summary(*, tasks, models, embedding, heads, metrics, probes, dna_metri
             for (a, g, c), s in heads_tab.groupby(["annotation", "group", "control"])}
     for t, per_variant in residue_flipping_summary(tasks, variants, flipping).items():
         out["protein"][t]["residue_flipping"] = per_variant
-    out["positive_controls"]["embedding_enrichment"] = embedding_enrichment(
-        expect, emb_tables, paired_tables, expect_max_p, composition_max_p, controls_max_p,
-        controls_min_difference)
+    if "wenzel" in studies:
+        out["positive_controls"]["embedding_enrichment"] = embedding_enrichment(
+            expect, emb_tables, paired_tables, expect_max_p, composition_max_p, controls_max_p,
+            controls_min_difference)
     best = None
     for m, pp in zip(models, probes):
         tab = read_table(pp)
@@ -83,19 +86,22 @@ def build_summary(*, tasks, models, embedding, heads, metrics, probes, dna_metri
         c = per_prop.get("contact")
         if c and (best is None or c["share"] > best["share"]):
             best = {"model": m, **c}
-    out["positive_controls"]["contact_attention"] = {
-        "required_share": contact_share, "required_enrichment": contact_enrichment,
-        "best": best, "pass": contact_control_passes(best, contact_share, contact_enrichment),
-    }
-    dna = read_json(dna_summary)
-    out["dna"] = {"metrics": read_json(dna_metrics), "probe": dna}
-    pc = dna["positive_control"]
-    # the -10 head must be there and be sequence-driven: its peak must fall around random
-    # non-TSS positions (a purely positional head reads a fixed distance whatever the sequence)
-    out["positive_controls"]["dna_minus10_head"] = {
-        **pc["minus10"], "pass": bool(pc["minus10_head_found"] and pc["minus10"].get("sequence_driven", False))}
-    if "tf_control" in dna:
-        out["positive_controls"]["dna_tf_head"] = dict(dna["tf_control"])
+    if "vig" in studies:
+        out["positive_controls"]["contact_attention"] = {
+            "required_share": contact_share, "required_enrichment": contact_enrichment,
+            "best": best, "pass": contact_control_passes(best, contact_share, contact_enrichment),
+        }
+    if "clauwaert" in studies:
+        dna = read_json(dna_summary)
+        out["dna"] = {"metrics": read_json(dna_metrics), "probe": dna}
+        pc = dna["positive_control"]
+        # the -10 head must be there and be sequence-driven: its peak must fall around random
+        # non-TSS positions (a purely positional head reads a fixed distance whatever the sequence)
+        out["positive_controls"]["dna_minus10_head"] = {
+            **pc["minus10"],
+            "pass": bool(pc["minus10_head_found"] and pc["minus10"].get("sequence_driven", False))}
+        if "tf_control" in dna:
+            out["positive_controls"]["dna_tf_head"] = dict(dna["tf_control"])
     verdicts = [v["pass"] for v in out["positive_controls"].values() if isinstance(v, dict)]
     # On real data the controls are numbers to read, not verdicts: nothing was planted.
     out["positive_controls"]["checked"] = bool(check)

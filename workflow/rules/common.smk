@@ -3,11 +3,49 @@ import os
 import sys
 from pathlib import Path
 
+import yaml
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 # The library's import graph (stdlib only), for library_inputs() below.
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 from seqxai._deps import script_dependencies, write_fingerprint  # noqa: E402
+from seqxai.config_check import (  # noqa: E402
+    config_problems,
+    cross_key_problems,
+    format_problems,
+    source_of,
+    studies_on,
+)
+
+
+def _config_sources():
+    """(label, mapping) of each file and --config the config was merged from, lowest
+    precedence first: the Snakefile's config/config.yaml, each --configfile, --config.
+    """
+    from snakemake.common.configfile import load_configfile
+
+    given = [Path(f).absolute() for f in workflow.overwrite_configfiles]
+    defaults = [f for f in workflow.configfiles if Path(f).absolute() not in given]
+
+    def label(f):
+        rel = os.path.relpath(f)
+        return rel if not rel.startswith("..") else str(f)
+
+    sources = [(label(f), load_configfile(f)) for f in [*defaults, *given]]
+    if workflow.config_settings.config:
+        sources.append(("--config", dict(workflow.config_settings.config)))
+    return sources
+
+
+# One line per mistake (key path, the file it came from, the allowed keys or the nearest
+# spelling) before Snakemake's validate, whose message prints the whole schema and config;
+# validate then sets the schema defaults.
+CONFIG_SOURCES = _config_sources()
+with open(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml") as _f:
+    _problems = config_problems(config, yaml.safe_load(_f), CONFIG_SOURCES)
+if _problems:
+    raise WorkflowError(format_problems(_problems))
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -34,15 +72,20 @@ SEED = config["seed"]
 DNA_SEEDS = config["dna"]["seed_robustness"][
     "seeds"
 ]  # extra training seeds of the DNA study
-TASKS = sorted(config["protein"]["tasks"])
+# The studies this run makes (config `studies`): rules of a study that is off are requested by
+# no target, so they are not in the DAG and their data are not downloaded.
+STUDIES = studies_on(config)
+WENZEL, VIG, CLAUWAERT = ("wenzel" in STUDIES, "vig" in STUDIES, "clauwaert" in STUDIES)
+PROTEIN = WENZEL or VIG  # protein data and, with protein.mlm, the MLM encoder
+TASKS = sorted(config["protein"]["tasks"]) if WENZEL else []
 ENCODER = config["protein"]["encoder"]
 MLM = config["protein"]["mlm"]
 # Model variants per task (docs/methods.md section 1): the fine-tuned model and the controls
 # (frozen pretrained encoder, shuffled encoder), each with a trained head. Every variant
 # flows through attribution and head statistics under {variant} in the paths.
 VARIANTS = ["finetuned"] + list(config["protein"]["controls"])
-# Attention probes run on the pretrained encoder and on every fine-tuned model.
-PROBE_MODELS = ["pretrained"] + TASKS
+# Attention probes (Vig) run on the pretrained encoder and on every fine-tuned model.
+PROBE_MODELS = ["pretrained"] + TASKS if VIG else []
 # A saved model folder has config.json and weights (one file or a sharded index).
 MODEL_WEIGHTS = (
     "model.safetensors",
@@ -114,6 +157,7 @@ def _local_source_problems():
     if config["data"]["source"] != "real":
         return []
     data, problems = config["data"], []
+    st = data["structures"]
 
     def need(key, path, kind="file"):
         ok = Path(path).is_dir() if kind == "folder" else Path(path).is_file()
@@ -124,17 +168,22 @@ def _local_source_problems():
                 f"{key}: file is empty (0 bytes; a failed download?): {path}"
             )
 
-    for f in data["uniprot"].get("local") or []:
-        need("data.uniprot.local", f)
-    if data["genome"].get("local"):
-        need("data.genome.local", data["genome"]["local"])
-    if data["go"].get("local"):
-        need("data.go.local", data["go"]["local"])
-    for k in ("promoters", "sites", "matrices"):
-        f = (data["regulondb"].get(k) or {}).get("local")
-        if f:
-            need(f"data.regulondb.{k}.local", f)
-    st = data["structures"]
+    # only the sources of the studies that run (config `studies`); the Vig presets' proteins
+    # are the chains of data.structures
+    if WENZEL or (VIG and st.get("source") != "pdb_list"):
+        for f in data["uniprot"].get("local") or []:
+            need("data.uniprot.local", f)
+        if data["go"].get("local"):
+            need("data.go.local", data["go"]["local"])
+    if CLAUWAERT:
+        if data["genome"].get("local"):
+            need("data.genome.local", data["genome"]["local"])
+        for k in ("promoters", "sites", "matrices"):
+            f = (data["regulondb"].get(k) or {}).get("local")
+            if f:
+                need(f"data.regulondb.{k}.local", f)
+    if not VIG:
+        return problems
     if st.get("source") == "local":
         if not st.get("local"):
             problems.append(
@@ -166,8 +215,9 @@ def _local_source_problems():
 
 
 def _check_config():
-    problems = []
-    if ENCODER["pretrained"] is not None:
+    """Problems of values that are valid alone but not together, one line each."""
+    problems = cross_key_problems(config, CONFIG_SOURCES)
+    if PROTEIN and ENCODER["pretrained"] is not None:
         problems += _encoder_problems(ENCODER["pretrained"])
     dc = ENCODER["demo_config"]
     if dc["hidden_size"] % dc["num_attention_heads"]:
@@ -176,7 +226,7 @@ def _check_config():
             f"multiple of num_attention_heads {dc['num_attention_heads']}"
         )
     problems += _local_source_problems()
-    if ENCODER["pretrained"] is None and not MLM["enabled"]:
+    if PROTEIN and ENCODER["pretrained"] is None and not MLM["enabled"]:
         problems.append(
             "protein.encoder.pretrained is null (build the demo encoder) but protein.mlm.enabled "
             "is false: a randomly initialised encoder must be pretrained; set protein.mlm.enabled: true"
@@ -212,8 +262,11 @@ def _check_config():
             )
     fr = config["split"]["fractions"]
     if abs(sum(fr.values()) - 1) > 1e-6:
-        problems.append(f"split.fractions must sum to 1, got {fr}")
-    for e in config["analysis"]["expect_embedding_enrichment"]:
+        problems.append(
+            f"split.fractions must sum to 1, got {fr} "
+            f"({source_of(['split', 'fractions'], CONFIG_SOURCES)})"
+        )
+    for e in config["analysis"]["expect_embedding_enrichment"] if WENZEL else []:
         if e["task"] not in TASKS:
             problems.append(
                 f"analysis.expect_embedding_enrichment: unknown task '{e['task']}'"
@@ -223,11 +276,12 @@ def _check_config():
             f"dna.seed_robustness.seeds: {SEED} is the run's own seed (listed already); "
             "list only the extra training seeds"
         )
-    if problems:
-        raise ValueError("invalid config:\n  - " + "\n  - ".join(problems))
+    return problems
 
 
-_check_config()
+_problems = _check_config()
+if _problems:
+    raise WorkflowError(format_problems(_problems))
 
 
 wildcard_constraints:
@@ -407,40 +461,48 @@ def seed_robustness_runs(wildcards=None):
 
 
 def final_targets():
+    """The targets of the default rule: summary.json and the figures of the studies that run."""
     targets = [out("summary.json"), out("summary.html")]
-    targets += expand(
-        out("figures/{task}_{fig}.png"),
-        task=TASKS,
-        fig=[
-            "head_significance",
-            "embedding_significance",
-            "tracks",
-            "residue_flipping",
-        ],
-    )
-    targets += expand(
-        out("figures/attention_{model}{fig}.png"),
-        model=PROBE_MODELS,
-        fig=["", "_top_heads", "_layer_trend", "_blosum", "_contacts"],
-    )
-    if config["analysis"]["vig"]["diagnostic"]["enabled"]:
+    if WENZEL:
         targets += expand(
-            out("figures/attention_{model}_diagnostic_probes.png"), model=PROBE_MODELS
+            out("figures/{task}_{fig}.png"),
+            task=TASKS,
+            fig=[
+                "head_significance",
+                "embedding_significance",
+                "tracks",
+                "residue_flipping",
+            ],
         )
-    if config["data"]["source"] != "demo":
-        targets += expand(out("figures/attention_{model}_3d.html"), model=PROBE_MODELS)
-    if len(VARIANTS) > 1:
+        if len(VARIANTS) > 1:
+            targets += expand(
+                out("analysis/protein/{task}/variant_comparison.parquet"), task=TASKS
+            )
+            targets += expand(out("figures/{task}_control_comparison.png"), task=TASKS)
+    if VIG:
         targets += expand(
-            out("analysis/protein/{task}/variant_comparison.parquet"), task=TASKS
+            out("figures/attention_{model}{fig}.png"),
+            model=PROBE_MODELS,
+            fig=["", "_top_heads", "_layer_trend", "_blosum", "_contacts"],
         )
-        targets += expand(out("figures/{task}_control_comparison.png"), task=TASKS)
-    if DNA_SEEDS:
-        targets += [out("analysis/dna/seed_robustness.parquet")]
-    targets += [
-        out("figures/training_curves.png"),
-        out("figures/dna_tss_profiles.png"),
-        out("figures/dna_logos.png"),
-        out("figures/dna_ig_profile.png"),
-        out("figures/dna_motif_sources.png"),
-    ]
+        if config["analysis"]["vig"]["diagnostic"]["enabled"]:
+            targets += expand(
+                out("figures/attention_{model}_diagnostic_probes.png"),
+                model=PROBE_MODELS,
+            )
+        if config["data"]["source"] != "demo":
+            targets += expand(
+                out("figures/attention_{model}_3d.html"), model=PROBE_MODELS
+            )
+    if TASKS or CLAUWAERT:
+        targets += [out("figures/training_curves.png")]
+    if CLAUWAERT:
+        if DNA_SEEDS:
+            targets += [out("analysis/dna/seed_robustness.parquet")]
+        targets += [
+            out("figures/dna_tss_profiles.png"),
+            out("figures/dna_logos.png"),
+            out("figures/dna_ig_profile.png"),
+            out("figures/dna_motif_sources.png"),
+        ]
     return targets

@@ -90,7 +90,9 @@ rule split_proteins:
         out("benchmarks/split_proteins.tsv")
     conda:
         "../../envs/data.yaml"
-    threads: 2
+    # MMseqs2 (split.method: homology) is the only multi-threaded step; random and family
+    # splits run in one thread and leave the other cores to the jobs beside them
+    threads: 2 if config["split"]["method"] == "homology" else 1
     resources:
         mem_mb=2000,
     params:

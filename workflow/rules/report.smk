@@ -187,7 +187,7 @@ rule plot_training:
         protein=expand(
             out("models/protein/{task}/finetuned/training_log.tsv"), task=TASKS
         ),
-        dna=out("models/dna/training_log.tsv"),
+        dna=out("models/dna/training_log.tsv") if CLAUWAERT else [],
     output:
         figure=report(
             out("figures/training_curves.png"),
@@ -308,13 +308,17 @@ rule summarize:
             out("analysis/protein/attention/{model}/vig_probe.parquet"),
             model=PROBE_MODELS,
         ),
-        attention_summary=out(
-            "analysis/protein/attention/pretrained/attention_summary.json"
+        attention_summary=(
+            out("analysis/protein/attention/pretrained/attention_summary.json")
+            if VIG
+            else []
         ),
-        dna_metrics=out("models/dna/metrics.json"),
-        dna_summary=out("analysis/dna/dna_summary.json"),
-        seed_robustness=out("analysis/dna/seed_robustness.json") if DNA_SEEDS else [],
-        encoder=pretrained_input(),
+        dna_metrics=out("models/dna/metrics.json") if CLAUWAERT else [],
+        dna_summary=out("analysis/dna/dna_summary.json") if CLAUWAERT else [],
+        seed_robustness=(
+            out("analysis/dna/seed_robustness.json") if CLAUWAERT and DNA_SEEDS else []
+        ),
+        encoder=pretrained_input() if PROTEIN else [],
     output:
         # "Abstract": the report lists categories alphabetically; this one comes first
         summary=report(
@@ -329,6 +333,7 @@ rule summarize:
         "../../envs/torch.yaml"
     threads: 1
     params:
+        studies=sorted(STUDIES),
         tasks=TASKS,
         variants=VARIANTS,
         models=PROBE_MODELS,
