@@ -180,7 +180,7 @@ def test_touching_a_library_module_reruns_exactly_the_rules_that_import_it(tmp_p
     assert fingerprints(stdout) == {"head_statistics", "attention_probe", "diagnostic_probes"}
     assert set(jobs) == {"library_fingerprint", "head_statistics", "attention_probe", "plot_head_significance",
                          "plot_attention_probe", "diagnostic_probes", "plot_diagnostic_probes", "summarize",
-                         "all"}
+                         "summary_page", "all"}
 
 
 def test_local_encoder_and_structure_files_are_inputs(tmp_path):

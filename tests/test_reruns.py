@@ -139,11 +139,13 @@ def test_seed_robustness_table_has_a_row_per_training_seed(run_a):
 
 def test_a_changed_alpha_reruns_exactly_the_rules_that_use_it(run_a, tmp_path):
     """analysis.alpha is a param of head_statistics and plot_head_significance (one job per
-    task each); summarize reads the head tables. Nothing upstream (training, attribution)."""
+    task each); summarize reads the head tables and summary_page the summary. Nothing upstream
+    (training, attribution)."""
     extra = tmp_path / "alpha.yaml"
     extra.write_text("analysis: {alpha: 0.01}\n")
     counts = _job_counts(run_a, configs=[str(extra)])
-    assert counts == {"head_statistics": 2, "plot_head_significance": 2, "summarize": 1, "all": 1}
+    assert counts == {"head_statistics": 2, "plot_head_significance": 2, "summarize": 1, "summary_page": 1,
+                      "all": 1}
 
 
 def test_a_changed_task_setting_reruns_that_task_only(run_a, tmp_path):
