@@ -166,3 +166,31 @@ def test_digests_see_values_not_only_names():
     assert ck.array_digest(torch.tensor([1, 2])) != ck.array_digest(torch.tensor([1, 2], dtype=torch.int32))
     assert ck.array_digest(torch.tensor([[1, 2]])) != ck.array_digest(torch.tensor([1, 2]))
     assert ck.value_digest({"a": 1, "b": 2}) == ck.value_digest({"b": 2, "a": 1})
+
+
+def test_a_killed_runs_markers_bring_the_recovery_steps(tmp_path):
+    """After kill -9 the next run fails on Snakemake's lock or incomplete markers; the workflow
+    says the whole recovery there (--unlock, then --rerun-incomplete). (That a run without
+    markers prints nothing, and a real kill -9 prints it: tests/test_reruns.py.)"""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    for name in ("Snakefile", "workflow", "scripts", "config", "envs"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    cmd = [sys.executable, "-m", "snakemake", "--list-rules", "--configfile", "config/demo.yaml"]
+
+    def hint():
+        res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr[-2000:]
+        return [line for line in res.stderr.splitlines() if line.startswith("seqxai: .snakemake holds")]
+
+    (tmp_path / ".snakemake" / "locks").mkdir(parents=True)
+    (tmp_path / ".snakemake" / "locks" / "0.input.lock").write_text("x")
+    (tmp_path / ".snakemake" / "incomplete").mkdir()
+    (tmp_path / ".snakemake" / "incomplete" / "b3V0").write_text("{}")
+    [line] = hint()
+    assert "holds locks and 1 incomplete-job marker(s)" in line
+    assert line.index("--unlock") < line.index("--rerun-incomplete")
