@@ -14,7 +14,7 @@ from seqxai.protein_model import run_finetuning  # noqa: E402
 run_finetuning(sm.input.proteins, sm.input.splits, sm.params.encoder, sm.params.task,
                sm.params.finetune, sm.output.model, sm.output.metrics, sm.output.training_log,
                max_length=sm.params.max_length, seed=sm.params.seed, variant=sm.params.variant,
-               checkpoint_dir=sm.params.checkpoint_dir, device=sm.params.device,
+               checkpoint_dir=sm.params.checkpoint_dir, device=sm.config["device"],
                threads=sm.threads,
                # speed only: read from the config, not params, so changing it reruns nothing
                max_memory_gb=sm.config["protein"]["finetune"].get("max_memory_gb"))

@@ -16,7 +16,7 @@ from seqxai.protein_tasks import check_tasks  # noqa: E402
 check_tasks(sm.input.proteins, sm.input.splits, sm.config["protein"]["tasks"])
 run_pretraining(sm.input.proteins, sm.input.splits, sm.output.encoder, sm.output.training_log,
                 init=sm.params.init, demo_config=sm.params.demo_config, mlm=sm.params.mlm,
-                max_length=sm.params.max_length, seed=sm.params.seed, device=sm.params.device,
+                max_length=sm.params.max_length, seed=sm.params.seed, device=sm.config["device"],
                 threads=sm.threads, checkpoint_dir=sm.params.checkpoint_dir,
                 # speed only: read from the config, not params, so changing it reruns nothing
                 max_memory_gb=sm.config["protein"]["mlm"].get("max_memory_gb"))

@@ -6,7 +6,12 @@ RegulonDB files, and a local ESM-2 8M checkpoint as the encoder. The main Snakef
 every stage with no code change; the test checks the science that real data must show.
 Sizes are cut down (few proteins, short training) so that it runs in a few minutes.
 """
+import contextlib
+import gzip
 import json
+import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,9 +38,13 @@ def real_local_config(tmp: Path) -> dict:
     subset.to_csv(tmp / "clean_subset.csv", sep="\t", index=False)
     structs = tmp / "structures"
     structs.mkdir()
+    # copies, not links, and a copy of the genome: the rerun tests below edit them
     for src in (FIX / "alphafold" / "AF-P05067-F1-model_v6.pdb", SHARED / "data" / "structures" / "7gsa.cif",
                 SHARED / "data" / "structures" / "1aki.pdb"):
-        (structs / src.name).symlink_to(src)
+        shutil.copyfile(src, structs / src.name)
+    shutil.copyfile(ECOLI / "GCF_000005845.2_ASM584v2_genomic.fna.gz", tmp / "genome.fna.gz")
+    # the mapping table names what the file's own DBREF says (the rerun test adds a row)
+    (tmp / "mapping.tsv").write_text("accession\tfile\nP18031\t7gsa.cif\n")
     return {
         "outdir": str(tmp / "results"),
         "cache_dir": str(tmp / "cache"),
@@ -48,8 +57,8 @@ def real_local_config(tmp: Path) -> dict:
                                   str(FIX / "uniprot" / "rest_json" /
                                       "enzsrp_uniprotkb_accession_A1L3X0_OR_accession_2024_07_27.json")],
                         "max_length": 1000},
-            "structures": {"source": "local", "local": str(structs)},
-            "genome": {"local": str(ECOLI / "GCF_000005845.2_ASM584v2_genomic.fna.gz")},
+            "structures": {"source": "local", "local": str(structs), "mapping": str(tmp / "mapping.tsv")},
+            "genome": {"local": str(tmp / "genome.fna.gz")},
             # offline: an excerpt of go-basic with the task's terms (the others count as unknown)
             "go": {"local": str(ROOT / "tests" / "data" / "go_membrane_excerpt.obo")},
             "regulondb": {"promoters": {"local": str(ECOLI / "PromoterSet_RegulonDB_10.9.txt")},
@@ -138,3 +147,94 @@ def test_real_dna_model_and_probe(study):
     assert summary["positive_controls"]["checked"] is False
     assert summary["positive_controls"]["all_pass"] is None
     assert summary["dna"]["probe"]["n_tss_probed"] > 500
+
+
+# ------------------------------------------------------------------ what a change reruns
+# (issue 19.3, docs/reruns.md) Each test edits a local source file of the finished study, asks a
+# dry run for the jobs, and puts the file back (bytes and time stamp), so the next test starts
+# from the finished run again.
+def _job_counts(study: Path) -> dict:
+    """{rule: count} of a dry run of the study ({} when nothing is to be done)."""
+    cmd = [sys.executable, "-m", "snakemake", "-n", "--cores", "2", "--configfile",
+           str(study.parent / "real_local.yaml")]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    log = res.stdout + res.stderr
+    assert res.returncode == 0, log[-3000:]
+    if "Nothing to be done" in log:
+        return {}
+    table = log.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    counts = {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M)}
+    total = counts.pop("total")
+    assert sum(counts.values()) == total
+    return counts
+
+
+@contextlib.contextmanager
+def _edited(path: Path, new: bytes | None):
+    """``path`` with the bytes ``new`` (None: a new file is removed again), then restored with
+    its old bytes and time stamps."""
+    old = path.read_bytes() if path.exists() else None
+    st = path.stat() if old is not None else None
+    if new is None:
+        new = old
+    path.write_bytes(new)
+    try:
+        yield
+    finally:
+        if old is None:
+            path.unlink()
+        else:
+            path.write_bytes(old)
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+# download_structures and what reads its tables (contact maps: the attention and diagnostic
+# probes of the 3 models and their figures; quality: DSSP, the 3D views; the summary), never the
+# UniProt step, fine-tuning or attribution (22 jobs with them before issue 19.3)
+STRUCTURE_RERUN = {"download_structures": 1, "attention_probe": 3, "plot_attention_probe": 3,
+                   "diagnostic_probes": 3, "plot_diagnostic_probes": 3, "secondary_structure": 1,
+                   "attention_3d_view": 3, "summarize": 1, "all": 1}
+# a changed genome sequence: the genome step and the whole DNA chain after it, nothing else
+GENOME_RERUN = {"download_genome": 1, "download_regulondb": 1, "train_dna": 1, "tss_attention": 1,
+                "attribute_dna": 1, "dna_modisco": 1, "plot_dna": 1, "plot_dna_attribution": 1,
+                "plot_training": 1, "summarize": 1, "all": 1}
+
+
+def test_a_finished_study_has_nothing_to_do(study):
+    assert _job_counts(study) == {}
+
+
+def test_a_changed_structure_file_reruns_the_structure_tables_and_their_readers(study):
+    f = study.parent / "structures" / "1aki.pdb"
+    with _edited(f, f.read_bytes().replace(b"\nEND", b"\nREMARK 999 EDITED\nEND", 1)):
+        assert _job_counts(study) == STRUCTURE_RERUN
+
+
+def test_a_structure_file_added_reruns_the_structure_tables_and_their_readers(study):
+    folder = study.parent / "structures"
+    with _edited(folder / "1aki_copy.pdb", (folder / "1aki.pdb").read_bytes()):
+        assert _job_counts(study) == STRUCTURE_RERUN
+
+
+def test_a_mapping_row_added_reruns_the_structure_tables_and_their_readers(study):
+    f = study.parent / "mapping.tsv"
+    with _edited(f, f.read_bytes() + b"P05067\tAF-P05067-F1-model_v6.pdb\n"):
+        assert _job_counts(study) == STRUCTURE_RERUN
+
+
+def test_the_genome_is_tracked_by_its_sequence_not_its_file(study):
+    """Gzipped again (other bytes, same text) or copied without its time stamp: nothing reruns.
+    One base changed: the genome step and the DNA chain after it."""
+    f = study.parent / "genome.fna.gz"
+    text = gzip.decompress(f.read_bytes())
+    regzipped = gzip.compress(text, compresslevel=1, mtime=12345)
+    assert regzipped != f.read_bytes()
+    with _edited(f, regzipped):
+        assert _job_counts(study) == {}
+    with _edited(f, None):  # the same bytes, a new time stamp
+        assert _job_counts(study) == {}
+    i = text.index(b"\n") + 20  # a base of the first sequence line after the header
+    assert text[i:i + 1] in (b"A", b"C", b"G", b"T")
+    changed = text[:i] + (b"A" if text[i:i + 1] != b"A" else b"C") + text[i + 1:]
+    with _edited(f, gzip.compress(changed)):
+        assert _job_counts(study) == GENOME_RERUN

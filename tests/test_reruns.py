@@ -171,11 +171,18 @@ def test_a_changed_task_setting_reruns_that_task_only(run_a, tmp_path):
 
 
 def test_speed_only_settings_rerun_nothing(run_a, tmp_path):
-    """Micro-batch memory budgets and the attribution batch size change speed, not results."""
+    """Micro-batch memory budgets, batch sizes of forward passes, the DNA attention chunk and
+    the device change speed, not results (issue 19.3): the scripts read them from the config,
+    not from params (docs/reruns.md). The DNA training batch size is a setting: it retrains."""
     extra = tmp_path / "speed.yaml"
     extra.write_text("protein: {finetune: {max_memory_gb: 4}, mlm: {max_memory_gb: auto}}\n"
-                     "attribution: {batch_size: 7}\n")
+                     "attribution: {batch_size: 7}\n"
+                     "device: cpu\n"
+                     "dna: {probe: {batch_size: 5}, model: {attn_chunk: 16}, attribution: {batch_size: 3}}\n")
     assert _job_counts(run_a, configs=[str(extra)]) == {}
+    extra.write_text("dna: {train: {batch_size: 3}}\n")
+    counts = _job_counts(run_a, configs=[str(extra)])
+    assert counts.get("train_dna") == 1 and counts.get("tss_attention") == 1, counts
 
 
 def test_a_deleted_gathered_table_is_rebuilt_from_its_shards_on_request(run_a):
@@ -250,12 +257,17 @@ def test_kill_9_then_rerun_incomplete_gives_the_uninterrupted_results(run_a, tmp
 
     rc, log = _snakemake(wf, *SLICE)  # a plain rerun refuses: the lock and the incomplete job
     assert rc != 0 and ("cannot be locked" in log or "Incomplete" in log or "incomplete" in log), log[-3000:]
+    # ... and the workflow names the whole recovery where that error appears
+    hint = log[log.index("seqxai: .snakemake holds"):]
+    assert hint.index("--unlock") < hint.index("--rerun-incomplete"), log[-3000:]
     rc, log = _snakemake(wf, "--unlock", *SLICE)
     assert rc == 0, log[-3000:]
     rc, log = _snakemake(wf, "--rerun-incomplete", *SLICE)
     assert rc == 0, log[-4000:]
     assert_same_results(run_a / "out", out)
     assert _job_counts(wf, *SLICE) == {}
+    rc, log = _snakemake(wf, "-n", *SLICE)  # the markers are gone: no recovery hint any more
+    assert rc == 0 and "seqxai: .snakemake holds" not in log, log[-3000:]
 
 
 def test_real_data_provenance_names_sources_files_and_releases(tmp_path):

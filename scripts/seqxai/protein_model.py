@@ -9,7 +9,6 @@ tokens follow in order, then the end token; residue r (1-based) sits at token r.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import logging
@@ -24,6 +23,17 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .checkpoints import (  # noqa: F401  (CHECKPOINT_FILE: the file name callers look for)
+    CHECKPOINT_FILE,
+    array_digest,
+    drop_checkpoint,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    value_digest,
+    weights_digest,
+)
 from .devices import pick_device
 from .io import non_finite_values
 from .micro_batches import chunks, micro_batch_for
@@ -155,16 +165,21 @@ def pretrain_mlm(sequences: list[str], init_dir: str | Path, out_dir: str | Path
     order, pos = None, 0  # the current pass over the data (a seeded permutation) and where in it
     every = checkpoint_every or max(1, steps // 10)
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
-    signature = _signature(init=str(init_dir), init_weights=_weights_digest(model), steps=steps,
-                           batch_size=batch_size, lr=lr, mask_prob=mask_prob,
-                           max_length=max_length, seed=seed, data=sequences)
+    # by content: the initial weights as loaded (a path may hold other weights, and the demo
+    # encoder is built in a fresh temporary folder), the token ids trained on, the settings
+    signature = {
+        "initial weights": weights_digest(model),
+        "token ids": array_digest(enc["input_ids"], enc["attention_mask"]),
+        "settings": value_digest({"steps": steps, "batch_size": batch_size, "lr": lr,
+                                  "mask_prob": mask_prob, "max_length": max_length, "seed": seed}),
+    }
     state = load_checkpoint(ckpt_path, signature) if ckpt_path is not None else None
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         step, rows, order, pos = state["step"], state["rows"], state["order"], state["pos"]
-        _set_rng_state(state["rng"], rng)
+        set_rng_state(state["rng"], rng)
         gen.set_state(state["mask_rng"])
         log.info("resuming MLM pretraining from %s at step %d", ckpt_path, step)
     model.train()
@@ -209,23 +224,12 @@ def pretrain_mlm(sequences: list[str], init_dir: str | Path, out_dir: str | Path
             save_checkpoint(ckpt_path, {
                 "signature": signature, "step": step, "model": model.state_dict(),
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rows": rows,
-                "order": order, "pos": pos, "rng": _rng_state(rng), "mask_rng": gen.get_state()})
+                "order": order, "pos": pos, "rng": rng_state(rng), "mask_rng": gen.get_state()})
             if on_checkpoint is not None:
                 on_checkpoint(step)
     model.save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
     return pd.DataFrame(rows)
-
-
-def _weights_digest(model: nn.Module) -> str:
-    """sha256 of all parameters: a checkpoint resumes only onto the same initial weights."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for k, v in model.state_dict().items():
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 class SequenceClassifier(nn.Module):
@@ -428,7 +432,6 @@ def predict(model, enc: dict, batch_size: int = 32, device=None, bf16: bool = Fa
 
 
 VARIANTS = ("finetuned", "frozen", "shuffled")
-CHECKPOINT_FILE = "checkpoint.pt"
 
 
 class EarlyStopping:
@@ -481,64 +484,6 @@ def shuffle_linear_rows(module: nn.Module, seed: int) -> nn.Module:
     return module
 
 
-def _rng_state(batch_rng: np.random.Generator) -> dict:
-    import random
-
-    return {"python": random.getstate(), "numpy": np.random.get_state(),
-            "torch": torch.get_rng_state(), "batch": batch_rng.bit_generator.state,
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-
-
-def _set_rng_state(state: dict, batch_rng: np.random.Generator) -> None:
-    import random
-
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    batch_rng.bit_generator.state = state["batch"]
-    if state["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def save_checkpoint(path: str | Path, state: dict) -> None:
-    """torch.save to a temporary name, then rename: a kill never leaves half a checkpoint."""
-    from .io import atomic_path
-
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def load_checkpoint(path: str | Path, signature: str) -> dict | None:
-    """The checkpoint at ``path`` if it exists and was written for ``signature``, else None."""
-    path = Path(path)
-    if not path.exists():
-        return None
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if state.get("signature") != signature:
-        log.warning("checkpoint %s belongs to other inputs or settings; starting afresh", path)
-        return None
-    return state
-
-
-def drop_checkpoint(checkpoint_dir) -> None:
-    """Remove a finished job's checkpoint: it exists to resume interrupted jobs only, and a
-    later rerun (changed code, forced) must train afresh rather than reload old weights."""
-    if checkpoint_dir is None:
-        return
-    path = Path(checkpoint_dir) / CHECKPOINT_FILE
-    if path.exists():
-        path.unlink()
-        log.info("training finished; removed its checkpoint %s", path)
-    with contextlib.suppress(OSError):
-        Path(checkpoint_dir).rmdir()
-
-
-def _signature(**parts) -> str:
-    import hashlib
-
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
-
-
 def finetune(proteins: pd.DataFrame, splits: pd.DataFrame, task: dict, encoder_path: str | Path,
              out_dir: str | Path, *, epochs: int, batch_size: int, accumulation: int, head_lr: float,
              encoder_lr: float, freeze_encoder_epochs: int, patience: int, max_length: int,
@@ -587,6 +532,7 @@ def finetune(proteins: pd.DataFrame, splits: pd.DataFrame, task: dict, encoder_p
         loss_fn = nn.BCEWithLogitsLoss()
         to_t = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
     model, tok = make_classifier(encoder_path, len(labels), dropout)
+    encoder_digest = weights_digest(model.encoder)  # the encoder as read, before any shuffle
     if variant == "shuffled":
         shuffle_linear_rows(model.encoder, seed)
     model.to(dev)
@@ -609,18 +555,29 @@ def finetune(proteins: pd.DataFrame, splits: pd.DataFrame, task: dict, encoder_p
     best, rows, t0, start = copy.deepcopy(model.state_dict()), [], time.monotonic(), 1
 
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
-    signature = _signature(
-        task=task, variant=variant, encoder=str(encoder_path), seed=seed, max_length=max_length,
-        epochs=epochs, batch_size=batch_size, accumulation=accumulation, head_lr=head_lr,
-        encoder_lr=encoder_lr, freeze_encoder_epochs=freeze_encoder_epochs, patience=patience,
-        dropout=dropout, bf16=bf16, data=[df["accession"].tolist(), df["split"].tolist(), y.tolist()])
+    # by content, one digest per thing the training reads: the encoder's weights (not its path:
+    # a rerun of MLM pretraining writes new weights to the same folder), the proteins as token
+    # ids (sequences, tokenizer, max_length), the labels, the split of every protein, and the
+    # settings; a mismatch is logged by name and trains afresh (seqxai.checkpoints)
+    signature = {
+        "encoder weights": encoder_digest,
+        "token ids": array_digest(enc["input_ids"], enc["attention_mask"]),
+        "labels": array_digest(y) + value_digest(labels),
+        "splits": value_digest([df["accession"].tolist(), df["split"].tolist()]),
+        "settings": value_digest({
+            "task": task, "variant": variant, "seed": seed, "max_length": max_length,
+            "epochs": epochs, "batch_size": batch_size, "accumulation": accumulation,
+            "head_lr": head_lr, "encoder_lr": encoder_lr,
+            "freeze_encoder_epochs": freeze_encoder_epochs, "patience": patience,
+            "dropout": dropout, "bf16": bf16}),
+    }
     state = load_checkpoint(ckpt_path, signature) if ckpt_path is not None else None
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         stopper.load_state_dict(state["early_stopping"])
         best, rows, start = state["best_model"], state["rows"], state["epoch"] + 1
-        _set_rng_state(state["rng"], rng)
+        set_rng_state(state["rng"], rng)
         if state["done"]:
             start = epochs + 1
         log.info("resuming task %s (%s) from %s after epoch %d", task["name"], variant,
@@ -674,7 +631,7 @@ def finetune(proteins: pd.DataFrame, splits: pd.DataFrame, task: dict, encoder_p
                 "signature": signature, "epoch": epoch, "done": done, "model": model.state_dict(),
                 "optimizer": opt.state_dict(), "scheduler": None,
                 "early_stopping": stopper.state_dict(), "best_model": best, "rows": rows,
-                "rng": _rng_state(rng)})
+                "rng": rng_state(rng)})
         if on_epoch_end is not None:
             on_epoch_end(epoch)
         if stopper.stop:

@@ -192,7 +192,7 @@ rule tss_attention:
         mem_mb=4000,
         gpu=1,
     params:
-        probe=config["dna"]["probe"],
+        probe=tracked(config["dna"]["probe"], ["batch_size"]),  # batch_size: config
         elements=config["dna"]["elements"],
         seed=SEED,
     script:
@@ -228,7 +228,7 @@ rule tss_attention_seed:
         mem_mb=4000,
         gpu=1,
     params:
-        probe=config["dna"]["probe"],
+        probe=tracked(config["dna"]["probe"], ["batch_size"]),  # batch_size: config
         elements=config["dna"]["elements"],
         seed=lambda wc: int(wc.seed),
     script:

@@ -301,19 +301,48 @@ def shard_index(scatteritem):
     return int(k), int(n)
 
 
-# Speed-only keys of config sections passed as params: the scripts read them from the config,
-# so that changing them reruns nothing (batch sizes, devices; see STYLE.md).
+# Speed-only keys of config sections passed as params: the scripts read them from the config
+# (snakemake.config is not a rerun trigger), so that changing them reruns nothing (docs/reruns.md).
+# max_memory_gb everywhere; per section the keys that are speed-only there only (a batch_size
+# of training is a setting, the probe's batch of forward passes is not).
 SPEED_KEYS = ("max_memory_gb",)
 
 
-def tracked(section):
-    """A config section as a tracked param: without its speed-only keys."""
-    return {k: v for k, v in section.items() if k not in SPEED_KEYS}
+def tracked(section, speed=()):
+    """A config section as a tracked param: without its speed-only keys (SPEED_KEYS, ``speed``)."""
+    return {k: v for k, v in section.items() if k not in SPEED_KEYS + tuple(speed)}
 
 
 def out(path):
     """A path under the run's output folder."""
     return f"{OUT}/{path}"
+
+
+def killed_run_hint(snakemake_dir=".snakemake"):
+    """The recovery after a killed run, printed where the next run fails: a `kill -9` (or a
+    lost node) leaves Snakemake's locks and incomplete markers, and its own errors name one
+    step each. Printed once, by the main process, whenever markers are there."""
+    if not workflow.is_main_process:
+        return
+    sm = Path(snakemake_dir)
+    incomplete = (
+        list((sm / "incomplete").glob("*")) if (sm / "incomplete").is_dir() else []
+    )
+    locked = any((sm / "locks").glob("*.lock")) if (sm / "locks").is_dir() else False
+    if not incomplete and not locked:
+        return
+    print(
+        f"seqxai: {sm} holds {'locks and ' if locked else ''}{len(incomplete)} incomplete-job "
+        "marker(s): a run was killed (kill -9, a lost node) or another Snakemake still runs "
+        "in this folder. If none runs, recover with the same options as the run: first "
+        "`snakemake --unlock ...`, then `snakemake --rerun-incomplete ...`; interrupted "
+        f"training jobs resume from {out('checkpoints')} when their inputs are unchanged "
+        "(README, Troubleshooting).",
+        file=sys.stderr,
+    )
+
+
+killed_run_hint()
 
 
 def pretrained_encoder(wildcards=None):
@@ -372,6 +401,24 @@ def local_inputs(*paths):
         elif p:
             out.append(str(p))
     return out
+
+
+def content_digest(path):
+    """SHA-256 of a local file's text, decompressed when gzipped (None without a file): as a
+    param it reruns a job when the content changes, whatever the file's time stamp or
+    compression (with the file as an ancient() input)."""
+    if not path or not Path(path).is_file():
+        return None
+    import gzip
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as raw:
+        gzipped = raw.read(2) == b"\x1f\x8b"
+    with (gzip.open if gzipped else open)(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def viewer_js_file():

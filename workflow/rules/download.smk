@@ -18,7 +18,9 @@ rule download_uniprot:
         proteins=out("data/protein/proteins_unpropagated.parquet"),
         annotations=out("data/protein/residue_annotations.parquet"),
         xrefs=out("data/protein/uniprot_xrefs.parquet"),
-        report=temp(out("data/protein/uniprot_report.parquet")),
+        # not temp(): download_structures reads it, and a rerun of download_structures (a
+        # changed structure file) must not need download_uniprot and all after it again
+        report=out("data/protein/uniprot_report.parquet"),
     log:
         out("logs/download_uniprot.log"),
     benchmark:
@@ -90,9 +92,12 @@ rule download_structures:
         "../../scripts/download_structures.py"
 
 
+# The local genome by content, not by time stamp: ancient() makes its mtime irrelevant and the
+# param local_sha256 (of the decompressed text) reruns the job when the sequence changes. A
+# copy without its time stamp or the same FASTA gzipped again retrains nothing (docs/reruns.md).
 rule download_genome:
     input:
-        local=local_inputs(_DATA["genome"].get("local")),
+        local=ancient(local_inputs(_DATA["genome"].get("local"))),
     output:
         genome=out("data/dna/genome.fasta"),
     log:
@@ -107,6 +112,7 @@ rule download_genome:
         downloads=1,
     params:
         genome=_DATA["genome"],
+        local_sha256=content_digest(_DATA["genome"].get("local")),
         http=_HTTP,
         cache_dir=_CACHE,
     script:

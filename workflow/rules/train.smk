@@ -27,10 +27,9 @@ rule pretrain_protein_encoder:
     params:
         init=ENCODER["pretrained"],
         demo_config=ENCODER["demo_config"],
-        mlm=tracked(MLM),  # max_memory_gb (speed only) is read from the config
+        mlm=tracked(MLM),  # max_memory_gb and device (speed only): read from the config
         checkpoint_dir=out("checkpoints/protein/pretrained"),
         max_length=config["protein"]["max_length"],
-        device=config["device"],
         seed=SEED,
     script:
         "../../scripts/pretrain_protein_encoder.py"
@@ -61,9 +60,8 @@ rule finetune_protein:
         task=lambda wc: {"name": wc.task, **config["protein"]["tasks"][wc.task]},
         variant=lambda wc: wc.variant,
         checkpoint_dir=lambda wc: out(f"checkpoints/protein/{wc.task}/{wc.variant}"),
-        finetune=tracked(config["protein"]["finetune"]),  # max_memory_gb: from the config
+        finetune=tracked(config["protein"]["finetune"]),  # max_memory_gb, device: config
         max_length=config["protein"]["max_length"],
-        device=config["device"],
         seed=SEED,
     script:
         "../../scripts/finetune_protein.py"
@@ -88,7 +86,7 @@ rule train_dna:
         mem_mb=4000,
         gpu=1,
     params:
-        model=config["dna"]["model"],
+        model=tracked(config["dna"]["model"], ["attn_chunk"]),  # attn_chunk: config
         train=config["dna"]["train"],
         split=config["dna"]["split"],
         seed=SEED,
@@ -119,7 +117,7 @@ rule train_dna_seed:
         mem_mb=4000,
         gpu=1,
     params:
-        model=config["dna"]["model"],
+        model=tracked(config["dna"]["model"], ["attn_chunk"]),  # attn_chunk: config
         train=config["dna"]["train"],
         split=config["dna"]["split"],
         seed=lambda wc: int(wc.seed),
