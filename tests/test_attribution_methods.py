@@ -240,3 +240,26 @@ def test_shard_tables_per_method(method, tmp_path):
         assert len(heads) == 0 and list(heads.columns) == HEAD_COLUMNS
     else:
         assert len(heads) == 3 * 3 * 4 and list(heads.columns) == HEAD_COLUMNS
+
+
+def test_dag_has_one_shard_job_per_task_shard_and_method(tmp_path):
+    """attribution.methods adds its shard and gather jobs beside integrated gradients', whose
+    jobs and paths stay as they are."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    extra = tmp_path / "methods.yaml"
+    extra.write_text("attribution:\n  methods: [ig, attnlrp, grad_x_input]\n")
+    res = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile",
+                          "config/demo.yaml", str(extra), "--config", f"outdir={tmp_path / 'out'}"],
+                         cwd=root, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", res.stdout, re.M))
+    # demo: 2 tasks x 2 shards; one variant (finetuned)
+    assert counts["attribute_proteins"] == "4" and counts["gather_attributions"] == "2"
+    assert counts["attribute_proteins_method"] == "8" and counts["gather_attributions_method"] == "4"
+    assert "attribution/ec/attnlrp/finetuned/heads.parquet" in res.stdout
+    assert "attribution/go/grad_x_input/shards/2-of-2" in res.stdout

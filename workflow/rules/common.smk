@@ -41,6 +41,10 @@ MLM = config["protein"]["mlm"]
 # (frozen pretrained encoder, shuffled encoder), each with a trained head. Every variant
 # flows through attribution and head statistics under {variant} in the paths.
 VARIANTS = ["finetuned"] + list(config["protein"]["controls"])
+# Attribution methods besides integrated gradients (attribution.methods): their tables go
+# under attribution/{task}/{method}/ (attribution_dir), integrated gradients' stay where the
+# head statistics and figures read them.
+OTHER_METHODS = [m for m in config["attribution"]["methods"] if m != "ig"]
 # Attention probes run on the pretrained encoder and on every fine-tuned model.
 PROBE_MODELS = ["pretrained"] + TASKS
 # A saved model folder has config.json and weights (one file or a sharded index).
@@ -216,6 +220,7 @@ wildcard_constraints:
     task="|".join(TASKS),
     model="|".join(PROBE_MODELS),
     variant="|".join(VARIANTS),
+    method="|".join(OTHER_METHODS) or "(?!)",
     scatteritem=r"\d+-of-\d+",
 
 
@@ -388,8 +393,22 @@ def seed_robustness_runs(wildcards=None):
     return runs
 
 
+def attribution_dir(method):
+    """The folder pattern ({task}, {variant} left as wildcards) of one method's gathered tables."""
+    if method == "ig":
+        return out("attribution/{task}/{variant}")
+    return out(f"attribution/{{task}}/{method}/{{variant}}")
+
+
 def final_targets():
     targets = [out("summary.json")]
+    for method in OTHER_METHODS:
+        targets += expand(
+            attribution_dir(method) + "/{table}.parquet",
+            task=TASKS,
+            variant=VARIANTS,
+            table=["embedding", "heads", "convergence"],
+        )
     targets += expand(
         out("figures/{task}_{fig}.png"),
         task=TASKS,
