@@ -263,3 +263,19 @@ def test_dag_has_one_shard_job_per_task_shard_and_method(tmp_path):
     assert counts["attribute_proteins_method"] == "8" and counts["gather_attributions_method"] == "4"
     assert "attribution/ec/attnlrp/finetuned/heads.parquet" in res.stdout
     assert "attribution/go/grad_x_input/shards/2-of-2" in res.stdout
+
+
+def test_attnlrp_counts_frozen_biases_and_leaves_them_frozen(model_input):
+    """A frozen encoder (the frozen control) gets the same relevance and keeps requires_grad off."""
+    model, tok, ids, att, _ = model_input
+    ref = attnlrp(model, ids, att, 0)
+    for p in model.encoder.parameters():
+        p.requires_grad_(False)
+    try:
+        r = attnlrp(model, ids, att, 0)
+        assert not any(p.requires_grad for p in model.encoder.parameters())
+    finally:
+        for p in model.encoder.parameters():
+            p.requires_grad_(True)
+    assert r["f_baseline"] == pytest.approx(ref["f_baseline"], rel=1e-6)
+    np.testing.assert_allclose(r["embedding"], ref["embedding"], rtol=1e-6)

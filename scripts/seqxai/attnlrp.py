@@ -130,14 +130,21 @@ def attnlrp(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, target
         return leaf["emb"]
 
     ctx, outs = {}, {}
-    with torch.enable_grad(), attnlrp_rules(model.encoder), _hooks(
-            model, grab, ctx.__setitem__ if layers else lambda l, o: None,
-            outs.__setitem__ if layers else None, layer_ids):
-        logit = model(ids, att, **fwd)[0, target]
-        wrt = [leaf["emb"]] + [p for _, p in biases]
-        if layers:
-            wrt += [ctx[l] for l in layer_ids] + [outs[l] for l in layer_ids]
-        grads = torch.autograd.grad(logit, wrt, allow_unused=True)
+    frozen = [p for _, p in biases if not p.requires_grad]  # e.g. a frozen encoder: b * grad(b) still counts
+    try:
+        for p in frozen:
+            p.requires_grad_(True)
+        with torch.enable_grad(), attnlrp_rules(model.encoder), _hooks(
+                model, grab, ctx.__setitem__ if layers else lambda l, o: None,
+                outs.__setitem__ if layers else None, layer_ids):
+            logit = model(ids, att, **fwd)[0, target]
+            wrt = [leaf["emb"]] + [p for _, p in biases]
+            if layers:
+                wrt += [ctx[l] for l in layer_ids] + [outs[l] for l in layer_ids]
+            grads = torch.autograd.grad(logit, wrt, allow_unused=True)
+    finally:
+        for p in frozen:
+            p.requires_grad_(False)
     e = leaf["emb"].detach()
     emb = (e * grads[0]).sum(-1)[0]
     n_b = len(biases)
