@@ -134,12 +134,13 @@ def main() -> None:
         for n_layers in args.layers:
             model, tok = build(n_layers, Path(tmp), args.hidden, args.heads)
             secs, flops = {}, {}
-            for seq in seqs:
+            for i, seq in enumerate(seqs):
                 fns = runs(model, tok, seq)
-                for name, fn in fns.items():  # warm-up and FLOPs (the same every repeat)
-                    with matmul_flops() as fc:
-                        fn()
-                    flops[name] = flops.get(name, 0) + fc.total
+                if i == 0:  # warm-up and FLOPs (proteins of equal length: the same for each)
+                    for name, fn in fns.items():
+                        with matmul_flops() as fc:
+                            fn()
+                        flops[name] = fc.total * len(seqs)
                 for _ in range(args.repeats):
                     for name, fn in fns.items():
                         t0 = time.perf_counter()
