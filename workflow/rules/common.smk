@@ -42,7 +42,7 @@ MLM = config["protein"]["mlm"]
 # flows through attribution and head statistics under {variant} in the paths.
 VARIANTS = ["finetuned"] + list(config["protein"]["controls"])
 # Attribution methods besides integrated gradients (attribution.methods): their tables go
-# under attribution/{task}/{method}/ (attribution_dir), integrated gradients' stay where the
+# under attribution/{task}/{method}/ (attribution_table), integrated gradients' stay where the
 # head statistics and figures read them.
 OTHER_METHODS = [m for m in config["attribution"]["methods"] if m != "ig"]
 # Attention probes run on the pretrained encoder and on every fine-tuned model.
@@ -393,22 +393,22 @@ def seed_robustness_runs(wildcards=None):
     return runs
 
 
-def attribution_dir(method):
-    """The folder pattern ({task}, {variant} left as wildcards) of one method's gathered tables."""
+def attribution_table(method, table):
+    """The path pattern ({task}, {variant} left as wildcards) of one method's gathered table
+    (embedding, heads or convergence): integrated gradients keep attribution/{task}/{variant}/,
+    the other methods go under attribution/{task}/{method}/{variant}/."""
     if method == "ig":
-        return out("attribution/{task}/{variant}")
-    return out(f"attribution/{{task}}/{method}/{{variant}}")
+        return out(f"attribution/{{task}}/{{variant}}/{table}.parquet")
+    return out(f"attribution/{{task}}/{method}/{{variant}}/{table}.parquet")
 
 
 def final_targets():
     targets = [out("summary.json")]
     for method in OTHER_METHODS:
-        targets += expand(
-            attribution_dir(method) + "/{table}.parquet",
-            task=TASKS,
-            variant=VARIANTS,
-            table=["embedding", "heads", "convergence"],
-        )
+        for table in ("embedding", "heads", "convergence"):
+            targets += expand(
+                attribution_table(method, table), task=TASKS, variant=VARIANTS
+            )
     targets += expand(
         out("figures/{task}_{fig}.png"),
         task=TASKS,
