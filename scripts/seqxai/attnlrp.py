@@ -3,7 +3,8 @@
 The rules are gradient modifications, so that gradient x input at any tensor is its LRP
 relevance (lxt's "efficient" formulation; docs/attribution_methods.md). Inside
 :func:`attnlrp_rules` forward hooks (undone on exit, weights untouched) change the backward
-pass only; every forward value is unchanged bit for bit (``y.detach() + (lin - lin.detach())``):
+pass only; every forward value is unchanged bit for bit (autograd Functions that return their
+input, or ``y.detach() + (lin - lin.detach())``):
 
 - LayerNorm, identity rule on the normalisation: y = (x - mean(x)) / std(x) * w + b with std
   treated as a constant, so the centring passes relevance like a linear layer.
@@ -36,9 +37,37 @@ import torch
 from .attribution import _hooks, _prepare, encoder_layers
 
 
+class _ScaledGradient(torch.autograd.Function):
+    """y in the forward pass, gradient / factor in the backward pass (lxt ``divide_gradient``)."""
+
+    @staticmethod
+    def forward(ctx, y, factor):
+        ctx.factor = factor
+        return y.view_as(y)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad / ctx.factor, None
+
+
+class _IdentityRule(torch.autograd.Function):
+    """a = f(z) in the forward pass (computed by the model, passed in), gradient f(z) / z to z
+    in the backward pass, so z * grad(z) = a * grad(a) (lxt ``identity_rule_implicit``).
+    f(z) / z at z = 0 is taken as 1/2, GELU's limit; no exact zero occurs in practice."""
+
+    @staticmethod
+    def forward(ctx, z, a):
+        ratio = a / torch.where(z == 0, torch.ones_like(z), z)
+        ctx.save_for_backward(torch.where(z == 0, torch.full_like(z, 0.5), ratio))
+        return a.view_as(a)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.saved_tensors[0], None
+
+
 def _scaled_gradient(y: torch.Tensor, factor: float) -> torch.Tensor:
-    """y in the forward pass, gradient / ``factor`` in the backward pass."""
-    return y.detach() + (y - y.detach()) / factor
+    return _ScaledGradient.apply(y, factor)
 
 
 def _same_value(y: torch.Tensor, linear: torch.Tensor) -> torch.Tensor:
@@ -59,13 +88,9 @@ def _layer_norm_identity(module, inputs, output):
 
 
 def _activation_identity(pre_activation: dict, key):
-    """Forward hook of an ``intermediate`` block (a = f(dense(x))): gradient f(z)/z to z."""
+    """Forward hook of an ``intermediate`` block (a = f(dense(x))): the identity rule on f."""
     def hook(module, inputs, output):
-        z = pre_activation.pop(key)
-        safe = torch.where(z == 0, torch.ones_like(z), z)
-        # f(z) / z at z = 0 is f'(0) for f(0) = 0 (GELU: 1/2); no exact zero occurs in practice
-        ratio = torch.where(z == 0, torch.full_like(z, 0.5), output / safe).detach()
-        return _same_value(output, z * ratio)
+        return _IdentityRule.apply(pre_activation.pop(key), output.detach())
     return hook
 
 
