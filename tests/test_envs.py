@@ -104,7 +104,9 @@ def all_rules() -> dict:
 def rule_names_in_smk() -> list:
     names = []
     for smk in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
-        names += re.findall(r"^\s*rule\s+(\w+)\s*:", smk.read_text(), flags=re.M)
+        # `rule name:` and `use rule other as name with:` (a rule inherited from another)
+        names += [a or b for a, b in re.findall(r"^\s*(?:rule\s+(\w+)\s*:|use\s+rule\s+\w+\s+as\s+(\w+)\s+with\s*:)",
+                                                smk.read_text(), flags=re.M)]
     return names
 
 

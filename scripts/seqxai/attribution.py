@@ -382,8 +382,10 @@ def shard_targets(targets, shard: int, n_shards: int, max_length: int, n_steps: 
 
 
 def attribute_shard(model_dir: str, targets, shard: int, n_shards: int, n_steps: int,
-                    batch_size: int, device: str = "auto", layers: bool = True, conductance: str = "jvp"):
-    """Attribute the targets of shard ``shard`` (0-based) of ``n_shards`` (:func:`shard_targets`).
+                    batch_size: int, device: str = "auto", layers: bool = True, conductance: str = "jvp",
+                    method: str = "ig"):
+    """Attribute the targets of shard ``shard`` (0-based) of ``n_shards`` (:func:`shard_targets`)
+    by ``method`` (seqxai.attribution_methods.METHODS; ``attention_rollout`` writes no head rows).
 
     Returns two DataFrames: embedding relevance (one row per protein and target, a list
     over residues 1..L, the convergence deltas of the embedding and of every layer output)
@@ -396,6 +398,7 @@ def attribute_shard(model_dir: str, targets, shard: int, n_shards: int, n_steps:
     """
     import pandas as pd
 
+    from .attribution_methods import attribute
     from .attribution_tables import EMBEDDING_COLUMNS, HEAD_COLUMNS
     from .io import Progress
     from .protein_model import encode, load_classifier
@@ -408,14 +411,14 @@ def attribute_shard(model_dir: str, targets, shard: int, n_shards: int, n_steps:
              "(tokens x steps)", shard + 1, n_shards, len(mine), cost, total / n_shards)
     special = set(tok.all_special_ids)
     emb_rows, head_rows = [], []
-    progress = Progress(len(mine), f"IG shard {shard + 1}/{n_shards}", logger=log)
+    progress = Progress(len(mine), f"{method} shard {shard + 1}/{n_shards}", logger=log)
     for r in mine.itertuples(index=False):
         enc = encode(tok, [r.sequence], meta["max_length"])
         ids, att = enc["input_ids"][0], enc["attention_mask"][0]
         n_res = int(att.sum()) - 2
-        res = integrated_gradients(model, ids, att, int(r.target_index),
-                                   baseline_ids(ids, special, tok.pad_token_id), n_steps,
-                                   batch_size, layers, conductance=conductance)
+        res = attribute(method, model, ids, att, int(r.target_index),
+                        baseline_ids(ids, special, tok.pad_token_id), n_steps, batch_size, layers,
+                        conductance)
         emb_all = res["embedding"].astype(np.float32)
         emb_rows.append({"accession": r.accession, "target": r.target_label, "n_residues": n_res,
                          "relevance": emb_all[1 : n_res + 1].copy(),  # list<float32>
@@ -424,7 +427,7 @@ def attribute_shard(model_dir: str, targets, shard: int, n_shards: int, n_steps:
                          "f_input": res["f_input"], "f_baseline": res["f_baseline"],
                          "delta": res["delta"],
                          "layer_delta": [float(x) for x in res.get("layer_delta", [])]})
-        if layers:
+        if layers and "heads" in res:
             heads = res["heads"].astype(np.float32)
             for l in range(heads.shape[0]):
                 for h in range(heads.shape[1]):
@@ -449,7 +452,8 @@ def run_attribution_shard(model_dirs, proteins_path, splits_path, params: dict, 
     path stands for ``{"finetuned": path}``. One job for all variants of a task keeps a
     10,000-shard run with two controls at 10,000 jobs rather than 30,000 (Snakemake's DAG
     costs about 1.8 ms per job); the variants see exactly the same proteins.
-    ``params`` holds what defines the result (n_steps, split, max_proteins, layers);
+    ``params`` holds what defines the result (n_steps, split, max_proteins, layers and the
+    attribution ``method``, default ``ig``);
     ``device``, ``threads`` and ``batch_size`` (path nodes per pass) only set the speed.
     """
     import json
@@ -479,7 +483,8 @@ def run_attribution_shard(model_dirs, proteins_path, splits_path, params: dict, 
     tables = {}
     for variant, targets in chosen.items():
         emb, heads = attribute_shard(str(model_dirs[variant]), targets, shard, n_shards, params["n_steps"],
-                                     batch_size, device, params["layers"], params.get("conductance", "jvp"))
+                                     batch_size, device, params["layers"], params.get("conductance", "jvp"),
+                                     params.get("method", "ig"))
         if len(emb):
             for r in convergence_summary(emb, tolerance=np.inf).itertuples(index=False):
                 log.info("%s completeness at %s: |delta| median %.3g max %.3g; |delta| / |F(x)-F(x')| "

@@ -64,6 +64,47 @@ rule gather_attributions:
         "../../scripts/gather_attributions.py"
 
 
+# The other attribution methods of attribution.methods (attnlrp, grad_x_input,
+# attention_rollout; docs/attribution_methods.md): the same shard and gathered tables, by the
+# same script, under attribution/{task}/{method}/ (integrated gradients keeps the paths above,
+# which the head statistics, figures and summary read). One forward and one backward pass
+# per protein, so n_steps and conductance are not in their params: changing the IG settings
+# reruns no other method (shards are dealt by tokens alone; n_steps only scales the cost).
+use rule attribute_proteins as attribute_proteins_method with:
+    output:
+        shard=temp(directory(out("attribution/{task}/{method}/shards/{scatteritem}"))),
+    log:
+        out("logs/attribute_{task}_{method}_{scatteritem}.log"),
+    benchmark:
+        out("benchmarks/attribute_{task}_{method}_{scatteritem}.tsv")
+    params:
+        variants=VARIANTS,
+        attribution=lambda wc: {
+            "method": wc.method,
+            "n_steps": 1,
+            **{
+                k: config["attribution"][k]
+                for k in ("split", "max_proteins", "layers")
+            },
+        },
+        shard=lambda wc: shard_index(wc.scatteritem),
+
+
+use rule gather_attributions as gather_attributions_method with:
+    input:
+        shards=gather.attribution(
+            out("attribution/{{task}}/{{method}}/shards/{scatteritem}")
+        ),
+    output:
+        embedding=out("attribution/{task}/{method}/{variant}/embedding.parquet"),
+        heads=out("attribution/{task}/{method}/{variant}/heads.parquet"),
+        convergence=out("attribution/{task}/{method}/{variant}/convergence.parquet"),
+    log:
+        out("logs/gather_attributions_{task}_{method}_{variant}.log"),
+    benchmark:
+        out("benchmarks/gather_attributions_{task}_{method}_{variant}.tsv")
+
+
 # Integrated gradients of the DNA TSS model (seqxai.dna_attribution): the logit at each TSS's
 # predicting position w.r.t. the one-hot input, per offset around the TSS, with the
 # hypothetical contributions TF-MoDISco takes. dna.attribution.batch_size and device are

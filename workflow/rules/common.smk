@@ -84,6 +84,10 @@ MLM = config["protein"]["mlm"]
 # (frozen pretrained encoder, shuffled encoder), each with a trained head. Every variant
 # flows through attribution and head statistics under {variant} in the paths.
 VARIANTS = ["finetuned"] + list(config["protein"]["controls"])
+# Attribution methods besides integrated gradients (attribution.methods): their tables go
+# under attribution/{task}/{method}/ (attribution_table), integrated gradients' stay where the
+# head statistics and figures read them.
+OTHER_METHODS = [m for m in config["attribution"]["methods"] if m != "ig"]
 # Attention probes (Vig) run on the pretrained encoder and on every fine-tuned model.
 PROBE_MODELS = ["pretrained"] + TASKS if VIG else []
 # A saved model folder has config.json and weights (one file or a sharded index).
@@ -288,6 +292,7 @@ wildcard_constraints:
     task="|".join(TASKS),
     model="|".join(PROBE_MODELS),
     variant="|".join(VARIANTS),
+    method="|".join(OTHER_METHODS) or "(?!)",
     scatteritem=r"\d+-of-\d+",
 
 
@@ -507,10 +512,24 @@ def seed_robustness_runs(wildcards=None):
     return runs
 
 
+def attribution_table(method, table):
+    """The path pattern ({task}, {variant} left as wildcards) of one method's gathered table
+    (embedding, heads or convergence): integrated gradients keep attribution/{task}/{variant}/,
+    the other methods go under attribution/{task}/{method}/{variant}/."""
+    if method == "ig":
+        return out(f"attribution/{{task}}/{{variant}}/{table}.parquet")
+    return out(f"attribution/{{task}}/{method}/{{variant}}/{table}.parquet")
+
+
 def final_targets():
     """The targets of the default rule: summary.json and the figures of the studies that run."""
     targets = [out("summary.json"), out("summary.html")]
     if WENZEL:
+        for method in OTHER_METHODS:
+            for table in ("embedding", "heads", "convergence"):
+                targets += expand(
+                    attribution_table(method, table), task=TASKS, variant=VARIANTS
+                )
         targets += expand(
             out("figures/{task}_{fig}.png"),
             task=TASKS,
