@@ -23,12 +23,14 @@ path once per layer).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.autograd.forward_ad as fwAD
+import torch.nn.functional as F
 
 log = logging.getLogger("seqxai.attribution")
 
@@ -133,6 +135,75 @@ def _prepare(model, input_ids, attention_mask, base_ids, layer_ids):
 CONDUCTANCE = ("jvp", "difference")
 
 
+def _linear_jvp(module, x):
+    """``module(x)`` for an ``nn.Linear`` whose weights are constants, with the tangent of a
+    dual ``x`` computed as W t: PyTorch's forward-mode rule for ``addmm`` also multiplies the
+    input by a zero weight tangent (3 matmuls where 2 do, benchmarks/attribution_benchmark.py)."""
+    primal, tangent = fwAD.unpack_dual(x)
+    if tangent is None:
+        return F.linear(x, module.weight, module.bias)
+    return fwAD.make_dual(F.linear(primal, module.weight, module.bias),
+                          F.linear(tangent, module.weight))
+
+
+@contextlib.contextmanager
+def constant_weights(model):
+    """The model's weights as constants while attributing: no parameter requires a gradient
+    (autograd then keeps no layer inputs for weight gradients, and computes none), and every
+    ``nn.Linear`` propagates a forward-mode tangent with one matmul (:func:`_linear_jvp`).
+    Both are restored on exit."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and "forward" not in vars(m)]
+    for p in params:
+        p.requires_grad_(False)
+    for m in linears:
+        m.forward = functools.partial(_linear_jvp, m)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+        for m in linears:
+            del m.forward
+
+
+def _jvp_batch(model, ids, att, fwd, target, e0, diff, a, w, layers, layer_ids,
+               emb_grad, head_rel, layer_total):
+    """Add one batch of Gauss-Legendre nodes ``a`` (weights ``w``) to the sums ``emb_grad``,
+    ``head_rel`` and ``layer_total`` (in place).
+
+    One forward pass carries both the path point e(alpha) (recorded for the reverse pass) and,
+    when ``layers``, its tangent de/dalpha = e - e' (forward-mode AD), so dh_l/dalpha of every
+    layer comes out of the same forward as the values whose gradients follow: 3 model passes'
+    worth of matmuls per node (primal, tangent, backward) where a separate JVP pass would cost 4.
+    Leaving the dual level frees every tangent but the kept ones before the backward pass.
+    """
+    m, n_layers = len(a), len(layer_ids)
+    leaf = (e0 + a[:, None, None] * diff).requires_grad_(True)  # [m, T, H]
+    ids_m, att_m = ids.expand(m, -1), att.expand(m, -1)
+    fwd_m = {k: None if v is None else v.expand(m, -1) for k, v in fwd.items()}
+    ctx, outs = {}, {}
+    with torch.enable_grad(), contextlib.ExitStack() as stack:
+        point = leaf
+        if layers:
+            stack.enter_context(fwAD.dual_level())
+            point = fwAD.make_dual(leaf, diff.expand(m, -1, -1))
+        with _hooks(model, lambda o: point, ctx.__setitem__ if layers else lambda l, o: None,
+                    outs.__setitem__ if layers else None, layer_ids):
+            out = model(ids_m, att_m, **fwd_m)[:, target].sum()
+        tangents = ([fwAD.unpack_dual(v[l]).tangent.detach() for v in (ctx, outs) for l in layer_ids]
+                    if layers else [])
+    # reverse pass: dF/de, dF/dh_l and dF/d(layer output) at each node; autograd.grad
+    # computes only these (the weights are constants) and leaves nothing in any .grad
+    wrt = [leaf] + ([ctx[l] for l in layer_ids] + [outs[l] for l in layer_ids] if layers else [])
+    grads = torch.autograd.grad(out, wrt)
+    emb_grad += (w[:, None, None] * grads[0]).sum(0)
+    for i in range(n_layers if layers else 0):
+        g_ctx, g_out = grads[1 + i], grads[1 + n_layers + i]
+        head_rel[i] += (w[:, None, None] * g_ctx * tangents[i]).sum(0)
+        layer_total[i] += (w[:, None, None] * g_out * tangents[n_layers + i]).sum().double()
+
+
 def integrated_gradients(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, target: int,
                          base_ids: torch.Tensor, n_steps: int = 50, batch_size: int = 16,
                          layers: bool = True, layer_ids=None,
@@ -180,43 +251,14 @@ def integrated_gradients(model, input_ids: torch.Tensor, attention_mask: torch.T
     emb_grad = torch.zeros_like(e[0])
     head_rel = torch.zeros(n_layers, T, cfg.hidden_size, device=dev)
     layer_total = torch.zeros(n_layers, dtype=torch.float64, device=dev)
-    for start in range(0, n_steps, batch_size):
-        a = torch.as_tensor(alphas[start : start + batch_size], dtype=e.dtype, device=dev)
-        w = torch.as_tensor(weights[start : start + batch_size], dtype=e.dtype, device=dev)
-        m = len(a)
-        path = e0 + a[:, None, None] * diff  # [m, T, H]
-        ids_m, att_m = ids.expand(m, -1), att.expand(m, -1)
-        fwd_m = {k: None if v is None else v.expand(m, -1) for k, v in fwd.items()}
-        tangents, out_tangents = {}, {}
-        if layers:  # forward-mode pass: dh_l/dalpha for all layers at once
-            with torch.no_grad(), fwAD.dual_level():
-                dual = fwAD.make_dual(path, diff.expand(m, -1, -1))
-                ctx_store, out_store = {}, {}
-                with _hooks(model, lambda o: dual, lambda l, o: ctx_store.__setitem__(l, o),  # noqa: B023
-                            lambda l, o: out_store.__setitem__(l, o), layer_ids):  # noqa: B023
-                    model(ids_m, att_m, **fwd_m)
-                for l, o in ctx_store.items():
-                    tangents[l] = fwAD.unpack_dual(o).tangent.detach()
-                for l, o in out_store.items():
-                    out_tangents[l] = fwAD.unpack_dual(o).tangent.detach()
-        # reverse pass: dF/de, dF/dh_l and dF/d(layer output) at each node. autograd.grad
-        # computes only these: no weight gradients (about a tenth of the pass) and nothing
-        # left accumulated in the model's .grad.
-        leaf = path.clone().requires_grad_(True)
-        ctx, outs = {}, {}
-        with torch.enable_grad(), _hooks(model, lambda o: leaf,  # noqa: B023
-                                         ctx.__setitem__ if layers else lambda l, o: None,
-                                         outs.__setitem__ if layers else None, layer_ids):
-            out = model(ids_m, att_m, **fwd_m)[:, target].sum()
-            wrt = [leaf] + ([ctx[l] for l in layer_ids] + [outs[l] for l in layer_ids]
-                            if layers else [])
-            grads = torch.autograd.grad(out, wrt)
-        emb_grad += (w[:, None, None] * grads[0]).sum(0)
-        if layers:
-            for i, l in enumerate(layer_ids):
-                g_ctx, g_out = grads[1 + i], grads[1 + n_layers + i]
-                head_rel[i] += (w[:, None, None] * g_ctx * tangents[l]).sum(0)
-                layer_total[i] += (w[:, None, None] * g_out * out_tangents[l]).sum().double()
+    with constant_weights(model):
+        for start in range(0, n_steps, batch_size):
+            a = torch.as_tensor(alphas[start : start + batch_size], dtype=e.dtype, device=dev)
+            w = torch.as_tensor(weights[start : start + batch_size], dtype=e.dtype, device=dev)
+            # one function call per batch: its tensors (graph, tangents, gradients) are freed
+            # on return, before the next batch allocates its own
+            _jvp_batch(model, ids, att, fwd, target, e0, diff, a, w, layers, layer_ids,
+                       emb_grad, head_rel, layer_total)
     emb_attr = (emb_grad * diff[0]).sum(-1)  # [T]
     gap = f_in - f_base
     result = {
@@ -261,27 +303,12 @@ def _ig_difference(model, input_ids, attention_mask, target, base_ids, n_steps, 
         head_rel[i] += g_ctx * (h_next - h_ctx)
         layer_total[i] += (g_out * (o_next - o)).sum().double()
 
-    for start in range(0, n_steps, batch_size):
-        m = min(batch_size, n_steps - start)
-        a = torch.as_tensor(alphas[start : start + m], dtype=e.dtype, device=dev)
-        leaf = (e0 + a[:, None, None] * diff).requires_grad_(True)
-        ids_m, att_m = ids.expand(m, -1), att.expand(m, -1)
-        fwd_m = {k: None if v is None else v.expand(m, -1) for k, v in fwd.items()}
-        ctx, outs = {}, {}
-        with torch.enable_grad(), _hooks(model, lambda o: leaf, ctx.__setitem__, outs.__setitem__, layer_ids):  # noqa: B023
-            out = model(ids_m, att_m, **fwd_m)[:, target].sum()
-            grads = torch.autograd.grad(out, [leaf] + [ctx[l] for l in layer_ids] + [outs[l] for l in layer_ids])
-        emb_grad += grads[0].sum(0) / n_steps
-        nxt = []
-        for i, l in enumerate(layer_ids):
-            h, o = ctx[l].detach(), outs[l].detach()
-            g_h, g_o = grads[1 + i], grads[1 + n_layers + i]
-            if pending is not None:
-                settle(i, *pending[i], h[0], o[0])
-            head_rel[i] += (g_h[:-1] * (h[1:] - h[:-1])).sum(0)
-            layer_total[i] += (g_o[:-1] * (o[1:] - o[:-1])).sum().double()
-            nxt.append((g_h[-1], h[-1], g_o[-1], o[-1]))
-        pending = nxt
+    with constant_weights(model):
+        for start in range(0, n_steps, batch_size):
+            m = min(batch_size, n_steps - start)
+            a = torch.as_tensor(alphas[start : start + m], dtype=e.dtype, device=dev)
+            pending = _difference_batch(model, ids, att, fwd, target, e0, diff, a, layer_ids, n_steps,
+                                        pending, settle, emb_grad, head_rel, layer_total)
     for i, l in enumerate(layer_ids):
         settle(i, *pending[i], end_ctx[l][0], end_out[l][0])
     emb_attr = (emb_grad * diff[0]).sum(-1)
@@ -290,6 +317,32 @@ def _ig_difference(model, input_ids, attention_mask, target, base_ids, n_steps, 
     return {"embedding": emb_attr.detach().cpu().numpy(), "f_input": f_in, "f_baseline": f_base,
             "delta": float(emb_attr.sum()) - gap, "heads": heads.detach().cpu().numpy(),
             "layer_delta": layer_total.cpu().numpy() - gap}
+
+
+def _difference_batch(model, ids, att, fwd, target, e0, diff, a, layer_ids, n_steps, pending, settle,
+                      emb_grad, head_rel, layer_total):
+    """Add one batch of evenly spaced points ``a`` to the sums (in place) and return what the
+    next batch settles: per layer the gradients and activations of this batch's last point,
+    copied, so that nothing else of this batch outlives the call."""
+    m, n_layers = len(a), len(layer_ids)
+    leaf = (e0 + a[:, None, None] * diff).requires_grad_(True)
+    ids_m, att_m = ids.expand(m, -1), att.expand(m, -1)
+    fwd_m = {k: None if v is None else v.expand(m, -1) for k, v in fwd.items()}
+    ctx, outs = {}, {}
+    with torch.enable_grad(), _hooks(model, lambda o: leaf, ctx.__setitem__, outs.__setitem__, layer_ids):
+        out = model(ids_m, att_m, **fwd_m)[:, target].sum()
+    grads = torch.autograd.grad(out, [leaf] + [ctx[l] for l in layer_ids] + [outs[l] for l in layer_ids])
+    emb_grad += grads[0].sum(0) / n_steps
+    nxt = []
+    for i, l in enumerate(layer_ids):
+        h, o = ctx[l].detach(), outs[l].detach()
+        g_h, g_o = grads[1 + i], grads[1 + n_layers + i]
+        if pending is not None:
+            settle(i, *pending[i], h[0], o[0])
+        head_rel[i] += (g_h[:-1] * (h[1:] - h[:-1])).sum(0)
+        layer_total[i] += (g_o[:-1] * (o[1:] - o[:-1])).sum().double()
+        nxt.append((g_h[-1].clone(), h[-1].clone(), g_o[-1].clone(), o[-1].clone()))
+    return nxt
 
 
 def attribution_targets(proteins, splits, meta: dict, split: str = "test",
