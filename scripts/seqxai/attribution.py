@@ -23,14 +23,14 @@ path once per layer).
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.autograd.forward_ad as fwAD
-import torch.nn.functional as F
+
+from .forward_tangents import constant_weights, tangents_without_graph
 
 log = logging.getLogger("seqxai.attribution")
 
@@ -135,70 +135,6 @@ def _prepare(model, input_ids, attention_mask, base_ids, layer_ids):
 CONDUCTANCE = ("jvp", "difference")
 
 
-def _linear_jvp(module, x):
-    """``module(x)`` for an ``nn.Linear`` whose weights are constants, with the tangent of a
-    dual ``x`` computed as W t: PyTorch's forward-mode rule for ``addmm`` also multiplies the
-    input by a zero weight tangent (3 matmuls where 2 do, benchmarks/attribution_benchmark.py)."""
-    primal, tangent = fwAD.unpack_dual(x)
-    if tangent is None:
-        return F.linear(x, module.weight, module.bias)
-    return fwAD.make_dual(F.linear(primal, module.weight, module.bias),
-                          F.linear(tangent, module.weight))
-
-
-@contextlib.contextmanager
-def constant_weights(model):
-    """The model's weights as constants while attributing: no parameter requires a gradient
-    (autograd then keeps no layer inputs for weight gradients, and computes none), and every
-    ``nn.Linear`` propagates a forward-mode tangent with one matmul (:func:`_linear_jvp`).
-    Both are restored on exit."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and "forward" not in vars(m)]
-    for p in params:
-        p.requires_grad_(False)
-    for m in linears:
-        m.forward = functools.partial(_linear_jvp, m)
-    try:
-        yield
-    finally:
-        for p in params:
-            p.requires_grad_(True)
-        for m in linears:
-            del m.forward
-
-
-def _cut(o):
-    """``o`` with its forward-mode tangent detached (tuples: every element)."""
-    if isinstance(o, tuple):
-        return tuple(_cut(x) for x in o)
-    if not isinstance(o, torch.Tensor):
-        return o
-    primal, tangent = fwAD.unpack_dual(o)
-    if tangent is None or not tangent.requires_grad:
-        return o
-    return fwAD.make_dual(primal, tangent.detach())
-
-
-@contextlib.contextmanager
-def _tangents_without_graph(model):
-    """Keep the forward pass that carries tangents as lean as the plain one.
-
-    Under grad mode PyTorch records the tangent computations too (their formulas use the
-    primal values, which require gradients), and every tensor saved for the backward pass
-    keeps its tangent: a second graph that the backward pass never uses. Tangents are detached
-    at every module's output and tensors are saved for backward without their tangents. Only
-    partly effective (a module output's primal view keeps its base, and so the base's tangent,
-    alive): ESM-2 8M, 202 tokens, 20 nodes: 4.7 GiB above the model without, 4.1 GiB with, the
-    backward pass alone 1.3 GiB (docs/performance.md)."""
-    handles = [m.register_forward_hook(lambda mod, i, o: _cut(o)) for m in model.modules()]
-    try:
-        with torch.autograd.graph.saved_tensors_hooks(lambda t: t.detach(), lambda t: t):
-            yield
-    finally:
-        for h in handles:
-            h.remove()
-
-
 def _jvp_batch(model, ids, att, fwd, target, e0, diff, a, w, layers, layer_ids,
                emb_grad, head_rel, layer_total):
     """Add one batch of Gauss-Legendre nodes ``a`` (weights ``w``) to the sums ``emb_grad``,
@@ -219,7 +155,7 @@ def _jvp_batch(model, ids, att, fwd, target, e0, diff, a, w, layers, layer_ids,
         point = leaf
         if layers:
             stack.enter_context(fwAD.dual_level())
-            stack.enter_context(_tangents_without_graph(model))
+            stack.enter_context(tangents_without_graph(model))
             point = fwAD.make_dual(leaf, diff.expand(m, -1, -1))
         with _hooks(model, lambda o: point, ctx.__setitem__ if layers else lambda l, o: None,
                     outs.__setitem__ if layers else None, layer_ids):
@@ -246,7 +182,8 @@ def integrated_gradients(model, input_ids: torch.Tensor, attention_mask: torch.T
     ``conductance`` is how dh/dalpha along the path is obtained:
 
     - ``jvp`` (default): exactly, by forward-mode AD at the ``n_steps`` Gauss-Legendre nodes
-      (one extra forward-mode pass per batch of nodes, about 2.3x a plain forward+backward);
+      (the tangents ride along the forward pass whose gradients follow: 1.5x the matmul FLOPs
+      of embedding-only IG, about 3x its memory per node; docs/performance.md);
     - ``difference``: Captum's ``LayerConductance`` scheme with ``method="riemann_trapezoid"``:
       ``n_steps + 1`` evenly spaced points ``alpha_j = j / n_steps``, the gradients at the first
       ``n_steps`` and the differences ``h(alpha_j+1) - h(alpha_j)`` of the captured activations,
@@ -468,8 +405,12 @@ def shard_targets(targets, shard: int, n_shards: int, max_length: int, n_steps: 
 
 
 def attribute_shard(model_dir: str, targets, shard: int, n_shards: int, n_steps: int,
-                    batch_size: int, device: str = "auto", layers: bool = True, conductance: str = "jvp"):
+                    batch_size: int, device: str = "auto", layers: bool = True, conductance: str = "jvp",
+                    max_memory_gb=None):
     """Attribute the targets of shard ``shard`` (0-based) of ``n_shards`` (:func:`shard_targets`).
+
+    Path nodes go through the model ``batch_size`` at a time, or, with ``max_memory_gb`` (GiB or
+    "auto"), as many as the estimate of :mod:`seqxai.micro_batches` fits for each protein's length.
 
     Returns two DataFrames: embedding relevance (one row per protein and target, a list
     over residues 1..L, the convergence deltas of the embedding and of every layer output)
@@ -484,9 +425,13 @@ def attribute_shard(model_dir: str, targets, shard: int, n_shards: int, n_steps:
 
     from .attribution_tables import EMBEDDING_COLUMNS, HEAD_COLUMNS
     from .io import Progress
+    from .micro_batches import GIB, budget_bytes, path_batch_for
     from .protein_model import encode, load_classifier
 
     model, tok, meta = load_classifier(model_dir, device=device)
+    budget = budget_bytes(max_memory_gb, next(model.parameters()).device)
+    if budget is not None:
+        log.info("attribution.max_memory_gb %s: %.2f GiB for the path batches", max_memory_gb, budget / GIB)
     mine = shard_targets(targets, shard, n_shards, meta["max_length"], n_steps)
     cost = estimated_cost(mine["sequence"], meta["max_length"], n_steps).sum()
     total = estimated_cost(targets["sequence"], meta["max_length"], n_steps).sum()
@@ -499,9 +444,12 @@ def attribute_shard(model_dir: str, targets, shard: int, n_shards: int, n_steps:
         enc = encode(tok, [r.sequence], meta["max_length"])
         ids, att = enc["input_ids"][0], enc["attention_mask"][0]
         n_res = int(att.sum()) - 2
+        batch = batch_size if budget is None else path_batch_for(
+            model, len(ids), n_steps, batch_size, None, None, layers=layers, conductance=conductance,
+            budget=budget)
         res = integrated_gradients(model, ids, att, int(r.target_index),
                                    baseline_ids(ids, special, tok.pad_token_id), n_steps,
-                                   batch_size, layers, conductance=conductance)
+                                   batch, layers, conductance=conductance)
         emb_all = res["embedding"].astype(np.float32)
         emb_rows.append({"accession": r.accession, "target": r.target_label, "n_residues": n_res,
                          "relevance": emb_all[1 : n_res + 1].copy(),  # list<float32>
@@ -526,7 +474,7 @@ def attribute_shard(model_dir: str, targets, shard: int, n_shards: int, n_steps:
 
 def run_attribution_shard(model_dirs, proteins_path, splits_path, params: dict, shard: int,
                           n_shards: int, out_dir, device: str = "auto",
-                          threads: int = 1, batch_size: int = 16) -> None:
+                          threads: int = 1, batch_size: int = 16, max_memory_gb=None) -> None:
     """Select the targets, attribute this shard's share under every model variant and write
     both tables per variant into the folder ``out_dir``: ``<variant>/embedding.parquet`` and
     ``<variant>/heads.parquet`` (:data:`SHARD_FILES`).
@@ -536,7 +484,8 @@ def run_attribution_shard(model_dirs, proteins_path, splits_path, params: dict, 
     10,000-shard run with two controls at 10,000 jobs rather than 30,000 (Snakemake's DAG
     costs about 1.8 ms per job); the variants see exactly the same proteins.
     ``params`` holds what defines the result (n_steps, split, max_proteins, layers);
-    ``device``, ``threads`` and ``batch_size`` (path nodes per pass) only set the speed.
+    ``device``, ``threads``, ``batch_size`` (path nodes per pass) and ``max_memory_gb`` (the
+    budget that sizes the path batches instead) only set the speed.
     """
     import json
 
@@ -565,7 +514,8 @@ def run_attribution_shard(model_dirs, proteins_path, splits_path, params: dict, 
     tables = {}
     for variant, targets in chosen.items():
         emb, heads = attribute_shard(str(model_dirs[variant]), targets, shard, n_shards, params["n_steps"],
-                                     batch_size, device, params["layers"], params.get("conductance", "jvp"))
+                                     batch_size, device, params["layers"], params.get("conductance", "jvp"),
+                                     max_memory_gb)
         if len(emb):
             for r in convergence_summary(emb, tolerance=np.inf).itertuples(index=False):
                 log.info("%s completeness at %s: |delta| median %.3g max %.3g; |delta| / |F(x)-F(x')| "
