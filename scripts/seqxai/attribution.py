@@ -425,7 +425,7 @@ def attribute_shard(model_dir: str, targets, shard: int, n_shards: int, n_steps:
 
     from .attribution_tables import EMBEDDING_COLUMNS, HEAD_COLUMNS
     from .io import Progress
-    from .micro_batches import GIB, budget_bytes, path_batch_for
+    from .micro_batches import GIB, attribution_row_bytes, budget_bytes, path_batch_for
     from .protein_model import encode, load_classifier
 
     model, tok, meta = load_classifier(model_dir, device=device)
@@ -437,6 +437,14 @@ def attribute_shard(model_dir: str, targets, shard: int, n_shards: int, n_steps:
     total = estimated_cost(targets["sequence"], meta["max_length"], n_steps).sum()
     log.info("shard %d/%d: %d targets, estimated cost %.3g of the mean shard's %.3g "
              "(tokens x steps)", shard + 1, n_shards, len(mine), cost, total / n_shards)
+    if len(mine):  # what the longest protein of the shard asks (seqxai.micro_batches)
+        tokens = min(int(mine["sequence"].str.len().max()), meta["max_length"] - 2) + 2
+        row = attribution_row_bytes(model.encoder.config, tokens, layers, conductance)
+        batch = batch_size if budget is None else path_batch_for(
+            model, tokens, n_steps, batch_size, None, None, layers=layers, conductance=conductance,
+            budget=budget)
+        log.info("longest protein, %d tokens: path batches of %d nodes, estimated %.2f GiB of "
+                 "activations (%.3f GiB per node)", tokens, batch, batch * row / GIB, row / GIB)
     special = set(tok.all_special_ids)
     emb_rows, head_rows = [], []
     progress = Progress(len(mine), f"IG shard {shard + 1}/{n_shards}", logger=log)
