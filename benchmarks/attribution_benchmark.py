@@ -1,23 +1,24 @@
 """Integrated gradients at every layer: what the one-pass design saves and what it costs.
 
-Measured side by side in one run, on randomly initialised ESM-style classifiers (CPU):
-1. all layers in one pass along the IG path vs one full path per layer (the original code's
-   one-job-per-layer design), on a 6- and a 12-layer model: speed-up;
-2. the all-layer pass (forward-mode JVP + backward per batch of nodes) vs the same number of
-   plain forward+backward passes of the model: overhead ratio; and vs embedding-only IG;
-3. peak memory (RSS above the loaded model, each in a fresh process) at n_steps 20 vs 200 with
-   the same batch size: path nodes are processed in batches and accumulated, so memory should
-   not grow with the number of steps;
+Measured side by side in one run, on randomly initialised ESM-style classifiers (CPU), with
+matmul FLOPs (torch.utils.flop_counter formulas, MatmulFlops below) beside the times, so that
+the ratios do not move with the machine's load:
+1. all layers in one pass along the IG path vs one full path per layer (our own code) and vs
+   Captum's LayerConductance run once per layer (the original study's one job per layer), on
+   6-, 12- and 30-layer models (hidden 64);
+2. the exact all-layer pass (tangents carried by the forward pass, then backward) vs
+   embedding-only IG and vs plain forward+backward passes; the difference mode likewise;
+3. peak memory (RSS above the loaded model, each in a fresh process): the real ESM-2 8M over a
+   202-token protein at one, two and eight path batches against the estimate of
+   seqxai.micro_batches.attribution_row_bytes (where /work/shared is present), and a small
+   model at n_steps 20 vs 200 (memory must not grow with the steps);
 4. shard balance: most expensive / mean shard of the cost-balanced assignment vs round robin.
 Timings are medians of interleaved repeats. Usage:
-    OMP_NUM_THREADS=1 python benchmarks/attribution_benchmark.py [--quick]
+    OMP_NUM_THREADS=1 python benchmarks/attribution_benchmark.py [--quick] [--only speed|memory]
 
-Measured 2026-12-02 on 2 shared CPU cores (load 6-8, so +-20%), hidden 64, 4 heads, 166 tokens,
-32 steps in batches of 16: one pass vs per-layer recomputation 5.7x (6 layers) and 13.4x
-(12 layers); all-layer pass vs the same number of plain forward+backward passes 2.4x / 2.6x
-(vs embedding-only IG 2.6x / 2.7x); peak RSS above the model at batch 10: 179 MiB at 20 steps,
-197 MiB at 200 steps (1.10x; 1.39x and 1.43x in two earlier runs under load); shards of
-25,000 log-normal proteins in 400: 1.002 balanced vs 1.231 round robin. README "Performance".
+Results and their reading: docs/performance.md (2026-12-04: exact pass 1.50-1.57x the matmul
+FLOPs of embedding-only IG, was 2.38x; Captum per layer vs one pass 0.73 n_layers (difference)
+and 0.47 n_layers (exact) in FLOPs).
 """
 from __future__ import annotations
 
