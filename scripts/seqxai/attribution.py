@@ -30,6 +30,8 @@ import numpy as np
 import torch
 import torch.autograd.forward_ad as fwAD
 
+from .forward_tangents import constant_weights, tangents_without_graph
+
 log = logging.getLogger("seqxai.attribution")
 
 
@@ -133,6 +135,44 @@ def _prepare(model, input_ids, attention_mask, base_ids, layer_ids):
 CONDUCTANCE = ("jvp", "difference")
 
 
+def _jvp_batch(model, ids, att, fwd, target, e0, diff, a, w, layers, layer_ids,
+               emb_grad, head_rel, layer_total):
+    """Add one batch of Gauss-Legendre nodes ``a`` (weights ``w``) to the sums ``emb_grad``,
+    ``head_rel`` and ``layer_total`` (in place).
+
+    One forward pass carries both the path point e(alpha) (recorded for the reverse pass) and,
+    when ``layers``, its tangent de/dalpha = e - e' (forward-mode AD), so dh_l/dalpha of every
+    layer comes out of the same forward as the values whose gradients follow: 3 model passes'
+    worth of matmuls per node (primal, tangent, backward) where a separate JVP pass would cost 4.
+    Leaving the dual level frees every tangent but the kept ones before the backward pass.
+    """
+    m, n_layers = len(a), len(layer_ids)
+    leaf = (e0 + a[:, None, None] * diff).requires_grad_(True)  # [m, T, H]
+    ids_m, att_m = ids.expand(m, -1), att.expand(m, -1)
+    fwd_m = {k: None if v is None else v.expand(m, -1) for k, v in fwd.items()}
+    ctx, outs = {}, {}
+    with torch.enable_grad(), contextlib.ExitStack() as stack:
+        point = leaf
+        if layers:
+            stack.enter_context(fwAD.dual_level())
+            stack.enter_context(tangents_without_graph(model))
+            point = fwAD.make_dual(leaf, diff.expand(m, -1, -1))
+        with _hooks(model, lambda o: point, ctx.__setitem__ if layers else lambda l, o: None,
+                    outs.__setitem__ if layers else None, layer_ids):
+            out = model(ids_m, att_m, **fwd_m)[:, target].sum()
+        tangents = ([fwAD.unpack_dual(v[l]).tangent.detach() for v in (ctx, outs) for l in layer_ids]
+                    if layers else [])
+    # reverse pass: dF/de, dF/dh_l and dF/d(layer output) at each node; autograd.grad
+    # computes only these (the weights are constants) and leaves nothing in any .grad
+    wrt = [leaf] + ([ctx[l] for l in layer_ids] + [outs[l] for l in layer_ids] if layers else [])
+    grads = torch.autograd.grad(out, wrt)
+    emb_grad += (w[:, None, None] * grads[0]).sum(0)
+    for i in range(n_layers if layers else 0):
+        g_ctx, g_out = grads[1 + i], grads[1 + n_layers + i]
+        head_rel[i] += (w[:, None, None] * g_ctx * tangents[i]).sum(0)
+        layer_total[i] += (w[:, None, None] * g_out * tangents[n_layers + i]).sum().double()
+
+
 def integrated_gradients(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, target: int,
                          base_ids: torch.Tensor, n_steps: int = 50, batch_size: int = 16,
                          layers: bool = True, layer_ids=None,
@@ -142,7 +182,8 @@ def integrated_gradients(model, input_ids: torch.Tensor, attention_mask: torch.T
     ``conductance`` is how dh/dalpha along the path is obtained:
 
     - ``jvp`` (default): exactly, by forward-mode AD at the ``n_steps`` Gauss-Legendre nodes
-      (one extra forward-mode pass per batch of nodes, about 2.3x a plain forward+backward);
+      (the tangents ride along the forward pass whose gradients follow: 1.5x the matmul FLOPs
+      of embedding-only IG, about 3x its memory per node; docs/performance.md);
     - ``difference``: Captum's ``LayerConductance`` scheme with ``method="riemann_trapezoid"``:
       ``n_steps + 1`` evenly spaced points ``alpha_j = j / n_steps``, the gradients at the first
       ``n_steps`` and the differences ``h(alpha_j+1) - h(alpha_j)`` of the captured activations,
@@ -180,43 +221,14 @@ def integrated_gradients(model, input_ids: torch.Tensor, attention_mask: torch.T
     emb_grad = torch.zeros_like(e[0])
     head_rel = torch.zeros(n_layers, T, cfg.hidden_size, device=dev)
     layer_total = torch.zeros(n_layers, dtype=torch.float64, device=dev)
-    for start in range(0, n_steps, batch_size):
-        a = torch.as_tensor(alphas[start : start + batch_size], dtype=e.dtype, device=dev)
-        w = torch.as_tensor(weights[start : start + batch_size], dtype=e.dtype, device=dev)
-        m = len(a)
-        path = e0 + a[:, None, None] * diff  # [m, T, H]
-        ids_m, att_m = ids.expand(m, -1), att.expand(m, -1)
-        fwd_m = {k: None if v is None else v.expand(m, -1) for k, v in fwd.items()}
-        tangents, out_tangents = {}, {}
-        if layers:  # forward-mode pass: dh_l/dalpha for all layers at once
-            with torch.no_grad(), fwAD.dual_level():
-                dual = fwAD.make_dual(path, diff.expand(m, -1, -1))
-                ctx_store, out_store = {}, {}
-                with _hooks(model, lambda o: dual, lambda l, o: ctx_store.__setitem__(l, o),  # noqa: B023
-                            lambda l, o: out_store.__setitem__(l, o), layer_ids):  # noqa: B023
-                    model(ids_m, att_m, **fwd_m)
-                for l, o in ctx_store.items():
-                    tangents[l] = fwAD.unpack_dual(o).tangent.detach()
-                for l, o in out_store.items():
-                    out_tangents[l] = fwAD.unpack_dual(o).tangent.detach()
-        # reverse pass: dF/de, dF/dh_l and dF/d(layer output) at each node. autograd.grad
-        # computes only these: no weight gradients (about a tenth of the pass) and nothing
-        # left accumulated in the model's .grad.
-        leaf = path.clone().requires_grad_(True)
-        ctx, outs = {}, {}
-        with torch.enable_grad(), _hooks(model, lambda o: leaf,  # noqa: B023
-                                         ctx.__setitem__ if layers else lambda l, o: None,
-                                         outs.__setitem__ if layers else None, layer_ids):
-            out = model(ids_m, att_m, **fwd_m)[:, target].sum()
-            wrt = [leaf] + ([ctx[l] for l in layer_ids] + [outs[l] for l in layer_ids]
-                            if layers else [])
-            grads = torch.autograd.grad(out, wrt)
-        emb_grad += (w[:, None, None] * grads[0]).sum(0)
-        if layers:
-            for i, l in enumerate(layer_ids):
-                g_ctx, g_out = grads[1 + i], grads[1 + n_layers + i]
-                head_rel[i] += (w[:, None, None] * g_ctx * tangents[l]).sum(0)
-                layer_total[i] += (w[:, None, None] * g_out * out_tangents[l]).sum().double()
+    with constant_weights(model):
+        for start in range(0, n_steps, batch_size):
+            a = torch.as_tensor(alphas[start : start + batch_size], dtype=e.dtype, device=dev)
+            w = torch.as_tensor(weights[start : start + batch_size], dtype=e.dtype, device=dev)
+            # one function call per batch: its tensors (graph, tangents, gradients) are freed
+            # on return, before the next batch allocates its own
+            _jvp_batch(model, ids, att, fwd, target, e0, diff, a, w, layers, layer_ids,
+                       emb_grad, head_rel, layer_total)
     emb_attr = (emb_grad * diff[0]).sum(-1)  # [T]
     gap = f_in - f_base
     result = {
@@ -261,27 +273,12 @@ def _ig_difference(model, input_ids, attention_mask, target, base_ids, n_steps, 
         head_rel[i] += g_ctx * (h_next - h_ctx)
         layer_total[i] += (g_out * (o_next - o)).sum().double()
 
-    for start in range(0, n_steps, batch_size):
-        m = min(batch_size, n_steps - start)
-        a = torch.as_tensor(alphas[start : start + m], dtype=e.dtype, device=dev)
-        leaf = (e0 + a[:, None, None] * diff).requires_grad_(True)
-        ids_m, att_m = ids.expand(m, -1), att.expand(m, -1)
-        fwd_m = {k: None if v is None else v.expand(m, -1) for k, v in fwd.items()}
-        ctx, outs = {}, {}
-        with torch.enable_grad(), _hooks(model, lambda o: leaf, ctx.__setitem__, outs.__setitem__, layer_ids):  # noqa: B023
-            out = model(ids_m, att_m, **fwd_m)[:, target].sum()
-            grads = torch.autograd.grad(out, [leaf] + [ctx[l] for l in layer_ids] + [outs[l] for l in layer_ids])
-        emb_grad += grads[0].sum(0) / n_steps
-        nxt = []
-        for i, l in enumerate(layer_ids):
-            h, o = ctx[l].detach(), outs[l].detach()
-            g_h, g_o = grads[1 + i], grads[1 + n_layers + i]
-            if pending is not None:
-                settle(i, *pending[i], h[0], o[0])
-            head_rel[i] += (g_h[:-1] * (h[1:] - h[:-1])).sum(0)
-            layer_total[i] += (g_o[:-1] * (o[1:] - o[:-1])).sum().double()
-            nxt.append((g_h[-1], h[-1], g_o[-1], o[-1]))
-        pending = nxt
+    with constant_weights(model):
+        for start in range(0, n_steps, batch_size):
+            m = min(batch_size, n_steps - start)
+            a = torch.as_tensor(alphas[start : start + m], dtype=e.dtype, device=dev)
+            pending = _difference_batch(model, ids, att, fwd, target, e0, diff, a, layer_ids, n_steps,
+                                        pending, settle, emb_grad, head_rel, layer_total)
     for i, l in enumerate(layer_ids):
         settle(i, *pending[i], end_ctx[l][0], end_out[l][0])
     emb_attr = (emb_grad * diff[0]).sum(-1)
@@ -290,6 +287,32 @@ def _ig_difference(model, input_ids, attention_mask, target, base_ids, n_steps, 
     return {"embedding": emb_attr.detach().cpu().numpy(), "f_input": f_in, "f_baseline": f_base,
             "delta": float(emb_attr.sum()) - gap, "heads": heads.detach().cpu().numpy(),
             "layer_delta": layer_total.cpu().numpy() - gap}
+
+
+def _difference_batch(model, ids, att, fwd, target, e0, diff, a, layer_ids, n_steps, pending, settle,
+                      emb_grad, head_rel, layer_total):
+    """Add one batch of evenly spaced points ``a`` to the sums (in place) and return what the
+    next batch settles: per layer the gradients and activations of this batch's last point,
+    copied, so that nothing else of this batch outlives the call."""
+    m, n_layers = len(a), len(layer_ids)
+    leaf = (e0 + a[:, None, None] * diff).requires_grad_(True)
+    ids_m, att_m = ids.expand(m, -1), att.expand(m, -1)
+    fwd_m = {k: None if v is None else v.expand(m, -1) for k, v in fwd.items()}
+    ctx, outs = {}, {}
+    with torch.enable_grad(), _hooks(model, lambda o: leaf, ctx.__setitem__, outs.__setitem__, layer_ids):
+        out = model(ids_m, att_m, **fwd_m)[:, target].sum()
+    grads = torch.autograd.grad(out, [leaf] + [ctx[l] for l in layer_ids] + [outs[l] for l in layer_ids])
+    emb_grad += grads[0].sum(0) / n_steps
+    nxt = []
+    for i, l in enumerate(layer_ids):
+        h, o = ctx[l].detach(), outs[l].detach()
+        g_h, g_o = grads[1 + i], grads[1 + n_layers + i]
+        if pending is not None:
+            settle(i, *pending[i], h[0], o[0])
+        head_rel[i] += (g_h[:-1] * (h[1:] - h[:-1])).sum(0)
+        layer_total[i] += (g_o[:-1] * (o[1:] - o[:-1])).sum().double()
+        nxt.append((g_h[-1].clone(), h[-1].clone(), g_o[-1].clone(), o[-1].clone()))
+    return nxt
 
 
 def attribution_targets(proteins, splits, meta: dict, split: str = "test",
@@ -383,9 +406,12 @@ def shard_targets(targets, shard: int, n_shards: int, max_length: int, n_steps: 
 
 def attribute_shard(model_dir: str, targets, shard: int, n_shards: int, n_steps: int,
                     batch_size: int, device: str = "auto", layers: bool = True, conductance: str = "jvp",
-                    method: str = "ig"):
+                    method: str = "ig", max_memory_gb=None):
     """Attribute the targets of shard ``shard`` (0-based) of ``n_shards`` (:func:`shard_targets`)
     by ``method`` (seqxai.attribution_methods.METHODS; ``attention_rollout`` writes no head rows).
+
+    Path nodes go through the model ``batch_size`` at a time, or, with ``max_memory_gb`` (GiB or
+    "auto"), as many as the estimate of :mod:`seqxai.micro_batches` fits for each protein's length.
 
     Returns two DataFrames: embedding relevance (one row per protein and target, a list
     over residues 1..L, the convergence deltas of the embedding and of every layer output)
@@ -401,14 +427,26 @@ def attribute_shard(model_dir: str, targets, shard: int, n_shards: int, n_steps:
     from .attribution_methods import attribute
     from .attribution_tables import EMBEDDING_COLUMNS, HEAD_COLUMNS
     from .io import Progress
+    from .micro_batches import GIB, attribution_row_bytes, budget_bytes, path_batch_for
     from .protein_model import encode, load_classifier
 
     model, tok, meta = load_classifier(model_dir, device=device)
+    budget = budget_bytes(max_memory_gb, next(model.parameters()).device)
+    if budget is not None:
+        log.info("attribution.max_memory_gb %s: %.2f GiB for the path batches", max_memory_gb, budget / GIB)
     mine = shard_targets(targets, shard, n_shards, meta["max_length"], n_steps)
     cost = estimated_cost(mine["sequence"], meta["max_length"], n_steps).sum()
     total = estimated_cost(targets["sequence"], meta["max_length"], n_steps).sum()
     log.info("shard %d/%d: %d targets, estimated cost %.3g of the mean shard's %.3g "
              "(tokens x steps)", shard + 1, n_shards, len(mine), cost, total / n_shards)
+    if len(mine):  # what the longest protein of the shard asks (seqxai.micro_batches)
+        tokens = min(int(mine["sequence"].str.len().max()), meta["max_length"] - 2) + 2
+        row = attribution_row_bytes(model.encoder.config, tokens, layers, conductance)
+        batch = batch_size if budget is None else path_batch_for(
+            model, tokens, n_steps, batch_size, None, None, layers=layers, conductance=conductance,
+            budget=budget)
+        log.info("longest protein, %d tokens: path batches of %d nodes, estimated %.2f GiB of "
+                 "activations (%.3f GiB per node)", tokens, batch, batch * row / GIB, row / GIB)
     special = set(tok.all_special_ids)
     emb_rows, head_rows = [], []
     progress = Progress(len(mine), f"{method} shard {shard + 1}/{n_shards}", logger=log)
@@ -416,8 +454,11 @@ def attribute_shard(model_dir: str, targets, shard: int, n_shards: int, n_steps:
         enc = encode(tok, [r.sequence], meta["max_length"])
         ids, att = enc["input_ids"][0], enc["attention_mask"][0]
         n_res = int(att.sum()) - 2
+        batch = batch_size if budget is None else path_batch_for(
+            model, len(ids), n_steps, batch_size, None, None, layers=layers, conductance=conductance,
+            budget=budget)
         res = attribute(method, model, ids, att, int(r.target_index),
-                        baseline_ids(ids, special, tok.pad_token_id), n_steps, batch_size, layers,
+                        baseline_ids(ids, special, tok.pad_token_id), n_steps, batch, layers,
                         conductance)
         emb_all = res["embedding"].astype(np.float32)
         emb_rows.append({"accession": r.accession, "target": r.target_label, "n_residues": n_res,
@@ -443,7 +484,7 @@ def attribute_shard(model_dir: str, targets, shard: int, n_shards: int, n_steps:
 
 def run_attribution_shard(model_dirs, proteins_path, splits_path, params: dict, shard: int,
                           n_shards: int, out_dir, device: str = "auto",
-                          threads: int = 1, batch_size: int = 16) -> None:
+                          threads: int = 1, batch_size: int = 16, max_memory_gb=None) -> None:
     """Select the targets, attribute this shard's share under every model variant and write
     both tables per variant into the folder ``out_dir``: ``<variant>/embedding.parquet`` and
     ``<variant>/heads.parquet`` (:data:`SHARD_FILES`).
@@ -454,7 +495,8 @@ def run_attribution_shard(model_dirs, proteins_path, splits_path, params: dict, 
     costs about 1.8 ms per job); the variants see exactly the same proteins.
     ``params`` holds what defines the result (n_steps, split, max_proteins, layers and the
     attribution ``method``, default ``ig``);
-    ``device``, ``threads`` and ``batch_size`` (path nodes per pass) only set the speed.
+    ``device``, ``threads``, ``batch_size`` (path nodes per pass) and ``max_memory_gb`` (the
+    budget that sizes the path batches instead) only set the speed.
     """
     import json
 
@@ -484,7 +526,7 @@ def run_attribution_shard(model_dirs, proteins_path, splits_path, params: dict, 
     for variant, targets in chosen.items():
         emb, heads = attribute_shard(str(model_dirs[variant]), targets, shard, n_shards, params["n_steps"],
                                      batch_size, device, params["layers"], params.get("conductance", "jvp"),
-                                     params.get("method", "ig"))
+                                     params.get("method", "ig"), max_memory_gb)
         if len(emb):
             for r in convergence_summary(emb, tolerance=np.inf).itertuples(index=False):
                 log.info("%s completeness at %s: |delta| median %.3g max %.3g; |delta| / |F(x)-F(x')| "

@@ -139,3 +139,71 @@ def chunks(n: int, size: int):
     """Consecutive slices of ``range(n)`` of ``size`` (the last one shorter)."""
     for i in range(0, n, size):
         yield slice(i, min(i + size, n))
+
+
+# Attribution (seqxai.attribution.integrated_gradients) runs fp32 with the weights held
+# constant, one batch of path nodes ("rows") at a time, each row a copy of the protein. Per row:
+# - embedding-only IG and conductance "difference": one forward+backward pass, which keeps the
+#   training activations of every layer (the estimate above at e = q = 4; without weight
+#   gradients it keeps less, measured 0.89x);
+# - conductance "jvp": the same forward carries the tangents (forward-mode AD), and PyTorch
+#   keeps a tangent, and the graph of its computation, beside most kept activations: measured
+#   3.0x the estimate above (ESM-2 8M, 202 tokens, batches of 20 and 25, CPU); planned as 3.5x,
+#   so that the measured peak is 0.84x the plan.
+# - both keep, per attributed layer, the context and the layer output's tangent (or activation)
+#   and their gradients: 4 s h fp32 values.
+# Measured against this estimate in benchmarks/attribution_benchmark.py (docs/performance.md).
+JVP_ACTIVATION_FACTOR = 3.5
+
+
+def attribution_row_bytes(encoder_config, tokens: int, layers: bool = True,
+                          conductance: str = "jvp") -> int:
+    """Memory of one path row of integrated gradients over ``tokens`` tokens (above)."""
+    c = encoder_config
+    acts = sequence_bytes(c, tokens, act_bytes=4)
+    factor = JVP_ACTIVATION_FACTOR if layers and conductance == "jvp" else 1
+    kept = 4 * 4 * tokens * c.hidden_size * c.num_hidden_layers if layers else 0
+    return int(factor * acts) + kept
+
+
+def path_batch_for(model, tokens: int, n_steps: int, batch_size: int, max_memory_gb, device, *,
+                   layers: bool = True, conductance: str = "jvp", budget: int | None = None) -> int:
+    """Path nodes per pass for a protein of ``tokens`` tokens: the largest batch whose estimate
+    (weights + rows x :func:`attribution_row_bytes`) fits 90% of the budget (``max_memory_gb``
+    GiB, "auto", or ``budget`` bytes when given), else ``batch_size``; never above ``n_steps``."""
+    if budget is None:
+        budget = budget_bytes(max_memory_gb, device)
+    encoder = getattr(model, "encoder", model)
+    per_row = attribution_row_bytes(encoder.config, tokens, layers, conductance)
+    fixed = 4 * sum(p.numel() for p in model.parameters())
+    return plan(n_steps, per_row, fixed, budget, batch_size)[0]
+
+
+HOST_OVERHEAD_MB = 1500  # Python, torch, tokenizer and the tables of one shard
+WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pt"}
+
+
+def attribution_job_mb(model_dirs, n_steps: int, batch_size: int, max_memory_gb, device: str,
+                       layers: bool = True, conductance: str = "jvp", floor_mb: int = 4000) -> int:
+    """Host memory (MB) of one attribution job over the model folders ``model_dirs`` (written by
+    fine-tuning: ``seqxai_model.json``, ``encoder/config.json``, weight files), for its rule's
+    ``mem_mb``: the overhead, the weights twice (loading), and when the path batches run on the
+    CPU (``device`` cpu, or auto without a GPU budget "auto") the planned batch of
+    :func:`path_batch_for` at the model's ``max_length`` tokens; at least ``floor_mb``."""
+    import json
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    need = floor_mb
+    on_cpu = device == "cpu" or (device == "auto" and max_memory_gb != "auto")
+    for d in map(Path, [model_dirs] if isinstance(model_dirs, (str, Path)) else model_dirs):
+        weights = sum(f.stat().st_size for f in d.rglob("*") if f.suffix in WEIGHT_SUFFIXES)
+        total = HOST_OVERHEAD_MB * 2 ** 20 + 2 * weights
+        if on_cpu:
+            cfg = SimpleNamespace(**json.loads((d / "encoder" / "config.json").read_text()))
+            tokens = json.loads((d / "seqxai_model.json").read_text())["max_length"]
+            per_row = attribution_row_bytes(cfg, tokens, layers, conductance)
+            budget = None if max_memory_gb in (None, "auto") else int(float(max_memory_gb) * GIB)
+            total += plan(n_steps, per_row, weights, budget, batch_size)[0] * per_row
+        need = max(need, math.ceil(total / 2 ** 20))
+    return need

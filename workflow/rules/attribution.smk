@@ -9,8 +9,8 @@
 # time (benchmarks/dag_benchmark.py). The price: retraining one variant reruns the shards, and
 # so the gathers, of all variants of that task.
 # Only what defines the result is in params (tracked by Snakemake); speed-only settings
-# (attribution.batch_size, device) are read from the config inside the script, so changing
-# them does not rerun the attributions.
+# (attribution.batch_size, attribution.max_memory_gb, device) are read from the config inside the
+# script, so changing them does not rerun the attributions.
 
 
 rule attribute_proteins:
@@ -29,7 +29,8 @@ rule attribute_proteins:
         "../../envs/torch.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
+        # host memory: weights, and the path batches when they run on the CPU (common.smk)
+        mem_mb=attribution_mem_mb,
         gpu=1,
     params:
         variants=VARIANTS,

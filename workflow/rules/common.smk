@@ -313,6 +313,26 @@ def shard_index(scatteritem):
 SPEED_KEYS = ("max_memory_gb",)
 
 
+def attribution_mem_mb(wildcards, input):
+    """mem_mb of an attribute_proteins job: the memory estimate of seqxai.micro_batches for its
+    model folders (read when the job is scheduled, after fine-tuning wrote them)."""
+    from seqxai.micro_batches import attribution_job_mb
+
+    for model in input.models:  # not there yet: Snakemake shows <TBD> and asks again later
+        if not os.path.isdir(model):
+            raise FileNotFoundError(2, "model folder not written yet", model)
+    a = config["attribution"]
+    return attribution_job_mb(
+        input.models,
+        a["n_steps"],
+        a["batch_size"],
+        a.get("max_memory_gb"),
+        config["device"],
+        a["layers"],
+        a["conductance"],
+    )
+
+
 def tracked(section, speed=()):
     """A config section as a tracked param: without its speed-only keys (SPEED_KEYS, ``speed``)."""
     return {k: v for k, v in section.items() if k not in SPEED_KEYS + tuple(speed)}
