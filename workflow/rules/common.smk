@@ -318,7 +318,9 @@ def attribution_mem_mb(wildcards, input):
     model folders (read when the job is scheduled, after fine-tuning wrote them)."""
     from seqxai.micro_batches import attribution_job_mb
 
-    for model in input.models:  # not there yet: Snakemake shows <TBD> and asks again later
+    for (
+        model
+    ) in input.models:  # not there yet: Snakemake shows <TBD> and asks again later
         if not os.path.isdir(model):
             raise FileNotFoundError(2, "model folder not written yet", model)
     a = config["attribution"]
