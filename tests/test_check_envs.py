@@ -11,7 +11,6 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 import check_envs  # noqa: E402
-
 from seqxai.summary import package_versions  # noqa: E402
 
 
