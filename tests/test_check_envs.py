@@ -1,6 +1,8 @@
 """scripts/check_envs.py: one small env built for real and imported isolated, a defect found, and
 the summary's package versions independent of the launcher's sys.path (Snakemake's fallback)."""
+import json
 import re
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -75,11 +77,30 @@ def test_plots_env_built_from_its_pins_imports_every_rule(demo_rules):
     assert check_envs.foreign_paths(out) == []
 
 
+def test_provenance_in_an_env_run_the_way_snakemake_runs_a_script(demo_rules):
+    """As Snakemake's preamble does: the launcher's sys.path appended, snakemake imported from
+    it. The plots env has no torch: the launcher's torch must not be recorded as the job's."""
+    import snakemake
+
+    r = _check(ROOT / "envs" / "plots.yaml", demo_rules, check_envs.DEFAULT_CACHE)
+    code = (f"import sys, json; sys.path.extend({sys.path!r}); import snakemake; "
+            f"sys.path.insert(0, {str(ROOT / 'scripts')!r}); "
+            "from seqxai.summary import package_versions; print(json.dumps(package_versions()))")
+    res = subprocess.run([str(Path(r["venv"]) / "bin" / "python"), "-I", "-c", code],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    got = json.loads(res.stdout.splitlines()[-1])
+    _, pins = check_envs.env_pins(ROOT / "envs" / "plots.yaml")
+    assert got["torch"] is None and got["transformers"] is None  # .venv has both
+    assert got["numpy"] == pins["numpy"] and got["pandas"] == pins["pandas"]
+    assert got["snakemake"] == snakemake.__version__
+
+
 def test_a_package_missing_from_an_env_fails_naming_the_rule_and_module(demo_rules, tmp_path, capsys,
                                                                          monkeypatch):
     spec = yaml.safe_load((ROOT / "envs" / "plots.yaml").read_text())
     spec["dependencies"] = [d for d in spec["dependencies"] if d != "pyarrow=26.0.1"]
-    assert len(spec["dependencies"]) == len(yaml.safe_load((ROOT / "envs" / "plots.yaml").read_text())["dependencies"]) - 1
+    assert "pyarrow=26.0.1" in yaml.safe_load((ROOT / "envs" / "plots.yaml").read_text())["dependencies"]
     broken = tmp_path / "envs" / "plots.yaml"
     broken.parent.mkdir()
     broken.write_text(yaml.safe_dump(spec))
@@ -88,7 +109,7 @@ def test_a_package_missing_from_an_env_fails_naming_the_rule_and_module(demo_rul
     bad = r["rules"]["plot_training"]
     assert any(b.startswith("import pyarrow: ModuleNotFoundError") for b in bad), bad
     assert any(b.startswith("parquet: ") for b in bad), bad
-    # the CLI names the rule and the module and exits 1
+    # the command line (the venv just built, reused) names the rule and the module, exits 1
     monkeypatch.setattr(check_envs, "workflow_rules", lambda configs: demo_rules)
     rc = check_envs.main(["--envs-dir", str(broken.parent), "--cache", str(tmp_path / "cache")])
     assert rc == 1
