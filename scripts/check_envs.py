@@ -168,8 +168,12 @@ def build_env(env_file: Path, cache: Path = DEFAULT_CACHE, rebuild: bool = False
         shutil.copy(req, target / "seqxai-requirements.txt")
         (target / ".complete").write_text(f"{env_file.name}\n")
         if venv.exists():
-            shutil.rmtree(venv)
-        os.replace(target, venv)
+            shutil.rmtree(venv, ignore_errors=True)
+        try:
+            os.replace(target, venv)
+        except OSError:
+            if not (venv / ".complete").is_file():  # else a check running at once built it
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return venv, time.monotonic() - t0, False
