@@ -10,7 +10,7 @@ PIP_ARGS ?=
 PY     := $(VENV)/bin/python
 DEMO   := --configfile config/demo.yaml
 
-.PHONY: demo test report lint clean-demo venv
+.PHONY: demo test report lint clean-demo venv check-envs
 
 venv: $(VENV)/.installed
 
@@ -56,6 +56,12 @@ lint: venv $(VENV)/.installed-dev
 	$(PY) -m ruff check .
 	$(PY) -m snakefmt --check Snakefile workflow
 	$(PY) -m snakemake --lint $(DEMO)
+
+# Each conda env of envs/ built for real from its pins (PyPI spellings, uv) as a venv cached in
+# ~/.cache/seqxai/envs (SEQXAI_ENV_CACHE), and every module of each of its rules imported there in
+# isolation (docs/development.md, "Environments checked for real").
+check-envs: venv $(VENV)/.installed-dev
+	$(PY) scripts/check_envs.py
 
 clean-demo:
 	rm -rf results/demo

@@ -13,14 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from check_envs import CONDA_TO_PYPI, NOT_ON_PYPI  # scripts/check_envs.py: one spelling map
 from seqxai._deps import package_of, script_dependencies
 
 ROOT = Path(__file__).resolve().parents[1]
 ENVS = sorted((ROOT / "envs").glob("*.yaml"))
-# Conda package name -> the PyPI name requirements.txt uses.
-CONDA_TO_PYPI = {"matplotlib-base": "matplotlib", "pytorch": "torch"}
-# Env entries that are no Python package on PyPI, so requirements.txt does not list them.
-NOT_ON_PYPI = {"python", "pip", "mmseqs2"}
 def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 

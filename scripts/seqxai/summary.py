@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -220,14 +221,27 @@ def config_hash(config: dict) -> str:
 
 
 def package_versions(names=PROVENANCE_PACKAGES) -> dict:
-    from importlib.metadata import PackageNotFoundError, version
+    """{package: version or None} of the environment this process runs in, and its Python.
 
+    Looked up in this interpreter's own site-packages only: Snakemake's script preamble
+    appends the launching process's sys.path, where importlib.metadata.version() would find
+    the launcher's copy of a package the job's env lacks. `snakemake` is not in the job's env
+    (envs/torch.yaml): its version is that of the Snakemake running the job, whose module the
+    preamble imported to unpickle the job's `snakemake` object; outside a job, the installed one."""
+    import site
+    from importlib.metadata import distributions
+
+    own = site.getsitepackages() + ([site.getusersitepackages()] if site.ENABLE_USER_SITE else [])
+    installed = {}
+    for dist in distributions(path=[p for p in own if os.path.isdir(p)]):
+        name = re.sub(r"[-_.]+", "-", dist.metadata["Name"] or "").lower()
+        installed.setdefault(name, dist.version)  # the first on the path wins, as for imports
     out = {"python": platform.python_version()}
     for n in names:
-        try:
-            out[n] = version(n)
-        except PackageNotFoundError:
-            out[n] = None
+        out[n] = installed.get(re.sub(r"[-_.]+", "-", n).lower())
+    running = sys.modules.get("snakemake")
+    if "snakemake" in names and getattr(running, "__version__", None):
+        out["snakemake"] = running.__version__
     return out
 
 
