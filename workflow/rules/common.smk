@@ -234,7 +234,12 @@ def _check_config():
             "published shape as it is; set protein.encoder.pretrained: null and "
             "protein.mlm.enabled: false"
         )
-    elif PROTEIN and ENCODER["pretrained"] is None and not MLM["enabled"] and not REHEARSAL:
+    elif (
+        PROTEIN
+        and ENCODER["pretrained"] is None
+        and not MLM["enabled"]
+        and not REHEARSAL
+    ):
         problems.append(
             "protein.encoder.pretrained is null (build the demo encoder) but protein.mlm.enabled "
             "is false: a randomly initialised encoder must be pretrained; set protein.mlm.enabled: "
