@@ -80,7 +80,7 @@ PROTEIN = WENZEL or VIG  # protein data and, with protein.mlm, the MLM encoder
 TASKS = sorted(config["protein"]["tasks"]) if WENZEL else []
 ENCODER = config["protein"]["encoder"]
 MLM = config["protein"]["mlm"]
-# A scale rehearsal (config/paper/scale_rehearsal.yaml): a random encoder of a published shape.
+# A scale rehearsal (config/scale_rehearsal.yaml): a random encoder of a published shape.
 REHEARSAL = ENCODER["rehearsal"]
 # Model variants per task (docs/methods.md section 1): the fine-tuned model and the controls
 # (frozen pretrained encoder, shuffled encoder), each with a trained head. Every variant

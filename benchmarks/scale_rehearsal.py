@@ -1,0 +1,173 @@
+"""The paper-scale rehearsal: the real rules on a random encoder of a published shape, each
+job's measured peak memory beside the estimate of ``seqxai.micro_batches``, and the measured
+seconds per protein that the projections of docs/performance.md multiply by each preset's counts.
+
+It writes a config layered on config/scale_rehearsal.yaml (shape, layers, n_steps, the
+proteins' length) into ``--outdir``, runs Snakemake on it (one core: the job costs are 1-thread
+CPU costs) up to the head figure, and reads every job's ``benchmark:`` file (``max_rss``, MB;
+``cpu_time``, s). The fine-tuning job's peak RSS is set beside the estimate for its micro-batch
+(fp32 on the CPU) plus the RSS of a bare interpreter that imported the same libraries (measured
+here, the estimate counts tensors only). On a CUDA device the fine-tuning log also holds the
+peak CUDA memory (``peak CUDA memory``), printed here when present.
+
+    python benchmarks/scale_rehearsal.py --shape esm2_650M --out scale_esm2_650M.json
+    python benchmarks/scale_rehearsal.py --shape protbert_bfd --n-steps 4
+    python benchmarks/scale_rehearsal.py --shape esm2_650M --num-hidden-layers 2 --length 60 120
+
+tests/test_scale_rehearsal.py runs the reduced version (2 layers, short proteins) in CI.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+PRESET = ROOT / "config" / "scale_rehearsal.yaml"
+MB = 2 ** 20  # Snakemake's benchmark files give max_rss in MiB (psutil bytes / 1024**2)
+
+
+def overrides(shape: str, num_hidden_layers: int | None, n_steps: int, length: tuple[int, int],
+              max_length: int) -> dict:
+    """The config layered on the preset."""
+    return {"data": {"demo": {"protein": {"length_range": list(length)}}},
+            "protein": {"encoder": {"rehearsal": {"shape": shape,
+                                                  "num_hidden_layers": num_hidden_layers}},
+                        "max_length": max_length},
+            "attribution": {"n_steps": n_steps}}
+
+
+def run_workflow(outdir: Path, extra: dict, cores: int = 1, timeout: float | None = None) -> Path:
+    """Snakemake on the preset + ``extra`` up to the head figure; returns the results folder."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    cfg = outdir / "rehearsal.yaml"
+    cfg.write_text(yaml.safe_dump(extra))
+    results = outdir / "results"
+    target = results / "figures" / "ec_head_significance.png"
+    cmd = [sys.executable, "-m", "snakemake", str(target), "--cores", str(cores),
+           "--configfile", str(PRESET), str(cfg), "--config", f"outdir={results}"]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                         env={**os.environ, "OMP_NUM_THREADS": str(cores)})
+    if res.returncode != 0:
+        raise RuntimeError("the rehearsal failed:\n" + res.stdout[-3000:] + res.stderr[-3000:])
+    return results
+
+
+def baseline_rss_mb() -> float:
+    """Peak RSS (MiB) of an interpreter that imported what the fine-tuning job imports."""
+    code = ("import resource, sys; sys.path.insert(0, 'scripts'); import torch, transformers, "
+            "pandas; import seqxai.protein_model; "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         check=True)
+    return float(out.stdout.split()[-1])
+
+
+def finetune_estimate(results: Path, max_length: int) -> dict:
+    """The micro_batches estimate (bytes) of the fine-tuning job as it ran on the CPU: fp32,
+    the configured micro-batch, the tokens the job padded to (the longest protein, capped)."""
+    from seqxai.micro_batches import fixed_bytes, sequence_bytes
+    from seqxai.protein_model import load_encoder
+
+    enc = load_encoder(results / "models" / "protein" / "rehearsal_encoder")
+    # the job tokenises every protein of the task at once: padded to the longest, capped
+    proteins = pd.read_parquet(results / "data" / "protein" / "proteins.parquet")
+    tokens = min(max_length, int(proteins["sequence"].str.len().max()) + 2)
+    n_params = sum(p.numel() for p in enc.parameters())
+    fixed = fixed_bytes(n_params, n_params, best_copy=True)
+    per_seq = sequence_bytes(enc.config, tokens, 4, 0, True)
+    return {"n_params": n_params, "tokens": tokens, "fixed": fixed, "per_sequence": per_seq,
+            "total": fixed + per_seq}
+
+
+def job_table(results: Path) -> pd.DataFrame:
+    """One row per job with a benchmark file: seconds, CPU seconds, peak RSS (MiB)."""
+    rows = []
+    for f in sorted((results / "benchmarks").glob("*.tsv")):
+        b = pd.read_csv(f, sep="\t")
+        rows.append({"job": f.stem, "s": float(b["s"].iloc[0]),
+                     "cpu_s": float(b["cpu_time"].iloc[0]),
+                     "max_rss_mb": float(b["max_rss"].iloc[0])})
+    return pd.DataFrame(rows)
+
+
+def per_protein(results: Path, jobs: pd.DataFrame, n_steps: int, task: str = "ec") -> dict:
+    """Seconds per protein: fine-tuning (the epoch's seconds over its train proteins plus a
+    third of a pass per validation protein), attribution (shard CPU seconds over the proteins
+    attributed) and per IG step."""
+    splits = pd.read_parquet(results / "data" / "protein" / "splits.parquet")
+    n = splits["split"].value_counts()
+    log = pd.read_csv(results / "models" / "protein" / task / "finetuned" / "training_log.tsv",
+                      sep="\t")
+    epoch_s = float(log["seconds"].iloc[0])
+    train_pass = epoch_s / (n.get("train", 0) + n.get("valid", 0) / 3)
+    emb = pd.read_parquet(results / "attribution" / task / "finetuned" / "embedding.parquet")
+    n_attr = int(emb["accession"].nunique()) if "accession" in emb else 0
+    attr = jobs[jobs["job"].str.startswith(f"attribute_{task}_")]
+    attr_cpu = float(attr["cpu_s"].sum())
+    return {"n_train": int(n.get("train", 0)), "n_valid": int(n.get("valid", 0)),
+            "finetune_epoch_s": epoch_s, "finetune_s_per_protein": train_pass,
+            "n_attributed": n_attr, "attribution_cpu_s": attr_cpu,
+            "attribution_s_per_protein": attr_cpu / max(n_attr, 1),
+            "attribution_s_per_protein_step": attr_cpu / max(n_attr, 1) / n_steps}
+
+
+def logged_peak(results: Path, what: str, task: str = "ec") -> float | None:
+    """The fine-tuning job's own peak, GiB: ``what`` "CUDA memory" (max_memory_allocated) or
+    "RSS" (ru_maxrss, exact, where Snakemake's benchmark samples every 0.5 s, then 30 s)."""
+    text = (results / "logs" / f"finetune_protein_{task}_finetuned.log").read_text()
+    m = re.findall(rf"peak {what} ([0-9.]+) GiB", text)
+    return float(m[-1]) if m else None
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shape", default="esm2_650M")
+    ap.add_argument("--num-hidden-layers", type=int, default=None)
+    ap.add_argument("--n-steps", type=int, default=50)
+    ap.add_argument("--length", type=int, nargs=2, default=[400, 510],
+                    help="residues of the demo proteins (min max)")
+    ap.add_argument("--max-length", type=int, default=512)
+    ap.add_argument("--outdir", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=None, help="JSON of the results")
+    args = ap.parse_args(argv)
+    outdir = args.outdir or ROOT / "results" / "benchmarks" / f"scale_rehearsal_{args.shape}"
+    results = run_workflow(outdir, overrides(args.shape, args.num_hidden_layers, args.n_steps,
+                                             tuple(args.length), args.max_length))
+    jobs = job_table(results)
+    est = finetune_estimate(results, args.max_length)
+    base = baseline_rss_mb()
+    jobs["estimate_mb"] = float("nan")
+    ft = jobs["job"] == "finetune_protein_ec_finetuned"
+    jobs.loc[ft, "estimate_mb"] = est["total"] / MB + base
+    rss = logged_peak(results, "RSS")
+    jobs["peak_rss_mb"] = float("nan")
+    if rss is not None:
+        jobs.loc[ft, "peak_rss_mb"] = rss * 1024
+    jobs["ratio"] = jobs["peak_rss_mb"].fillna(jobs["max_rss_mb"]) / jobs["estimate_mb"]
+    pp = per_protein(results, jobs, args.n_steps)
+    report = {"shape": args.shape, "num_hidden_layers": args.num_hidden_layers,
+              "n_steps": args.n_steps, "length": args.length, "baseline_rss_mb": base,
+              "finetune_estimate": est, "cuda_peak_gib": logged_peak(results, "CUDA memory"), "finetune_peak_rss_gib": rss,
+              "per_protein": pp, "jobs": jobs.to_dict("records")}
+    pd.set_option("display.width", 140)
+    print(jobs.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    print(f"baseline RSS (interpreter + torch + transformers) {base:.0f} MiB; fine-tuning "
+          f"estimate {est['fixed'] / MB:.0f} MiB fixed + {est['per_sequence'] / MB:.0f} MiB per "
+          f"sequence of {est['tokens']} tokens ({est['n_params'] / 1e6:.1f} M parameters)")
+    print(json.dumps(pp, indent=1))
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=1, default=float))
+    return report
+
+
+if __name__ == "__main__":
+    main()
