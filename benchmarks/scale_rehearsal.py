@@ -36,12 +36,14 @@ MB = 2 ** 20  # Snakemake's benchmark files give max_rss in MiB (psutil bytes / 
 
 
 def overrides(shape: str, num_hidden_layers: int | None, n_steps: int, length: tuple[int, int],
-              max_length: int) -> dict:
-    """The config layered on the preset."""
+              max_length: int, frozen_encoder: bool = False) -> dict:
+    """The config layered on the preset. ``frozen_encoder``: the one epoch trains the head
+    only (the paper recipe's first epoch), where the whole fine-tuning does not fit memory."""
     return {"data": {"demo": {"protein": {"length_range": list(length)}}},
             "protein": {"encoder": {"rehearsal": {"shape": shape,
                                                   "num_hidden_layers": num_hidden_layers}},
-                        "max_length": max_length},
+                        "max_length": max_length,
+                        "finetune": {"freeze_encoder_epochs": int(frozen_encoder)}},
             "attribution": {"n_steps": n_steps}}
 
 
@@ -71,7 +73,7 @@ def baseline_rss_mb() -> float:
     return float(out.stdout.split()[-1])
 
 
-def finetune_estimate(results: Path, max_length: int) -> dict:
+def finetune_estimate(results: Path, max_length: int, frozen_encoder: bool = False) -> dict:
     """The micro_batches estimate (bytes) of the fine-tuning job as it ran on the CPU: fp32,
     the configured micro-batch, the tokens the job padded to (the longest protein, capped)."""
     from seqxai.micro_batches import fixed_bytes, sequence_bytes
@@ -82,8 +84,10 @@ def finetune_estimate(results: Path, max_length: int) -> dict:
     proteins = pd.read_parquet(results / "data" / "protein" / "proteins.parquet")
     tokens = min(max_length, int(proteins["sequence"].str.len().max()) + 2)
     n_params = sum(p.numel() for p in enc.parameters())
-    fixed = fixed_bytes(n_params, n_params, best_copy=True)
-    per_seq = sequence_bytes(enc.config, tokens, 4, 0, True)
+    # a frozen encoder: no gradients or Adam moments (the head's are negligible), one layer
+    # of activations in flight
+    fixed = fixed_bytes(n_params, 0 if frozen_encoder else n_params, best_copy=True)
+    per_seq = sequence_bytes(enc.config, tokens, 4, 0, not frozen_encoder)
     return {"n_params": n_params, "tokens": tokens, "fixed": fixed, "per_sequence": per_seq,
             "total": fixed + per_seq}
 
@@ -100,21 +104,28 @@ def job_table(results: Path) -> pd.DataFrame:
 
 
 def per_protein(results: Path, jobs: pd.DataFrame, n_steps: int, task: str = "ec") -> dict:
-    """Seconds per protein: fine-tuning (the epoch's seconds over its train proteins plus a
-    third of a pass per validation protein), attribution (shard CPU seconds over the proteins
-    attributed) and per IG step."""
+    """Seconds per protein: fine-tuning (the epoch's seconds, and the job's CPU seconds, per
+    training pass of one protein: train proteins plus a third per validation and test
+    protein), attribution (shard CPU seconds over the proteins attributed) and per IG step."""
     splits = pd.read_parquet(results / "data" / "protein" / "splits.parquet")
     n = splits["split"].value_counts()
     log = pd.read_csv(results / "models" / "protein" / task / "finetuned" / "training_log.tsv",
                       sep="\t")
     epoch_s = float(log["seconds"].iloc[0])
-    train_pass = epoch_s / (n.get("train", 0) + n.get("valid", 0) / 3)
+    # a training step is a forward and a backward (3 forwards); the job also predicts the
+    # validation split after the epoch and the test split at the end (1 forward each)
+    passes = n.get("train", 0) + (n.get("valid", 0) + n.get("test", 0)) / 3
+    ft_cpu = float(jobs.loc[jobs["job"] == f"finetune_protein_{task}_finetuned", "cpu_s"].iloc[0])
     emb = pd.read_parquet(results / "attribution" / task / "finetuned" / "embedding.parquet")
     n_attr = int(emb["accession"].nunique()) if "accession" in emb else 0
     attr = jobs[jobs["job"].str.startswith(f"attribute_{task}_")]
     attr_cpu = float(attr["cpu_s"].sum())
     return {"n_train": int(n.get("train", 0)), "n_valid": int(n.get("valid", 0)),
-            "finetune_epoch_s": epoch_s, "finetune_s_per_protein": train_pass,
+            "n_test": int(n.get("test", 0)),
+            "finetune_epoch_s": epoch_s,  # the epoch: train steps and the validation split
+            "finetune_s_per_protein": epoch_s / (n.get("train", 0) + n.get("valid", 0) / 3),
+            # the job's CPU seconds (loading and saving included): robust to a loaded machine
+            "finetune_cpu_s_per_protein": ft_cpu / passes,
             "n_attributed": n_attr, "attribution_cpu_s": attr_cpu,
             "attribution_s_per_protein": attr_cpu / max(n_attr, 1),
             "attribution_s_per_protein_step": attr_cpu / max(n_attr, 1) / n_steps}
@@ -138,12 +149,21 @@ def main(argv=None) -> dict:
     ap.add_argument("--max-length", type=int, default=512)
     ap.add_argument("--outdir", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=None, help="JSON of the results")
+    ap.add_argument("--frozen-encoder", action="store_true",
+                    help="the epoch trains the head only (no gradients or Adam state for the "
+                         "encoder): the full shape where its fine-tuning does not fit memory")
+    ap.add_argument("--results", type=Path, default=None,
+                    help="the results folder of a finished rehearsal: analyse, do not run")
     args = ap.parse_args(argv)
     outdir = args.outdir or ROOT / "results" / "benchmarks" / f"scale_rehearsal_{args.shape}"
-    results = run_workflow(outdir, overrides(args.shape, args.num_hidden_layers, args.n_steps,
-                                             tuple(args.length), args.max_length))
+    if args.results is not None:  # analyse a finished run again
+        results = args.results
+    else:
+        results = run_workflow(outdir, overrides(args.shape, args.num_hidden_layers,
+                                                 args.n_steps, tuple(args.length),
+                                                 args.max_length, args.frozen_encoder))
     jobs = job_table(results)
-    est = finetune_estimate(results, args.max_length)
+    est = finetune_estimate(results, args.max_length, args.frozen_encoder)
     base = baseline_rss_mb()
     jobs["estimate_mb"] = float("nan")
     ft = jobs["job"] == "finetune_protein_ec_finetuned"
@@ -155,6 +175,7 @@ def main(argv=None) -> dict:
     jobs["ratio"] = jobs["peak_rss_mb"].fillna(jobs["max_rss_mb"]) / jobs["estimate_mb"]
     pp = per_protein(results, jobs, args.n_steps)
     report = {"shape": args.shape, "num_hidden_layers": args.num_hidden_layers,
+              "frozen_encoder": args.frozen_encoder,
               "n_steps": args.n_steps, "length": args.length, "baseline_rss_mb": base,
               "finetune_estimate": est, "cuda_peak_gib": logged_peak(results, "CUDA memory"), "finetune_peak_rss_gib": rss,
               "per_protein": pp, "jobs": jobs.to_dict("records")}
