@@ -139,6 +139,62 @@ def logged_peak(results: Path, what: str, task: str = "ec") -> float | None:
     return float(m[-1]) if m else None
 
 
+def forward_flops(dims: dict, tokens: int) -> float:
+    """Matmul FLOPs of one forward pass of ``tokens`` tokens (2 per multiply-add): Q, K, V, O,
+    the two MLP maps and QK^T, AV per layer."""
+    h, i, n = dims["hidden_size"], dims["intermediate_size"], dims["num_hidden_layers"]
+    return n * (2 * tokens * 4 * h * h + 4 * tokens * h * i + 4 * tokens ** 2 * h)
+
+
+# Assumptions of the projection, not measurements: proteins the Wenzel queries return (UniProt
+# is not reachable here; about half of Swiss-Prot's ~570,000 entries carry an EC number, and
+# the four GO terms of wenzel_go include membrane and cytoplasm), and the sustained share of an
+# H100 SXM's dense peak (bf16 989 TFLOP/s for fine-tuning, which runs under bf16 autocast;
+# fp32 67 TFLOP/s for attribution, which runs in fp32).
+ASSUMED_PROTEINS = {"wenzel_ec": 270_000, "wenzel_go": 340_000}
+H100 = {"bf16": 989e12, "fp32": 67e12}
+UTILISATION = {"bf16": 0.3, "fp32": 0.5}
+
+
+def projection(pp: dict, dims: dict, tokens: int, presets: Path = ROOT / "config" / "paper"):
+    """CPU hours (1 thread) and GPU hours (H100, assumed utilisation) of each paper preset at
+    full size: the measured CPU seconds per training pass (forward + backward of one protein)
+    and per IG node times the preset's counts (epochs, frozen epochs, controls, n_steps, the
+    split fractions, max_chains), at the rehearsal's protein length."""
+    base = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    pass_s, node_s = pp["finetune_cpu_s_per_protein"], pp["attribution_s_per_protein_step"]
+    pass_flops = 3 * forward_flops(dims, tokens)
+    node_flops = pass_flops * node_s / pass_s  # an IG node costs what the CPU says, in passes
+    rows = []
+    for name, n in ASSUMED_PROTEINS.items():
+        cfg = yaml.safe_load((presets / f"{name}.yaml").read_text())
+        ft, fr = cfg["protein"]["finetune"], cfg["split"]["fractions"]
+        controls = cfg["protein"].get("controls", base["protein"]["controls"])
+        tr, va, te = (n * fr[k] for k in ("train", "valid", "test"))
+        e, frozen = ft["epochs"], ft["freeze_encoder_epochs"]
+        # passes (units of forward + backward): the fine-tuned model trains the encoder after
+        # the frozen epochs; a frozen epoch, a control's epoch, validation and test: forwards
+        passes = (tr * (e - frozen) + tr * frozen / 3 + (e * va + te) / 3
+                  + len(controls) * (e * (tr + va) + te) / 3)
+        nodes = (1 + len(controls)) * te * cfg["attribution"]["n_steps"]
+        rows.append({"preset": name, "proteins (assumed)": n, "training passes": passes,
+                     "IG nodes": nodes, "CPU h fine-tuning": passes * pass_s / 3600,
+                     "CPU h attribution": nodes * node_s / 3600,
+                     "GPU h fine-tuning": passes * pass_flops
+                     / (H100["bf16"] * UTILISATION["bf16"]) / 3600,
+                     "GPU h attribution": nodes * node_flops
+                     / (H100["fp32"] * UTILISATION["fp32"]) / 3600})
+    for name in ("vig_protbert_bfd",):  # forwards only: the attention probe and the probes
+        cfg = yaml.safe_load((presets / f"{name}.yaml").read_text())
+        chains = cfg["data"]["structures"]["max_chains"]
+        rows.append({"preset": name, "proteins (assumed)": chains, "training passes": 2 * chains / 3,
+                     "IG nodes": 0, "CPU h fine-tuning": 2 * chains / 3 * pass_s / 3600,
+                     "CPU h attribution": 0.0,
+                     "GPU h fine-tuning": 2 * chains * pass_flops / 3
+                     / (H100["fp32"] * UTILISATION["fp32"]) / 3600, "GPU h attribution": 0.0})
+    return pd.DataFrame(rows)
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shape", default="esm2_650M")
@@ -185,6 +241,15 @@ def main(argv=None) -> dict:
           f"estimate {est['fixed'] / MB:.0f} MiB fixed + {est['per_sequence'] / MB:.0f} MiB per "
           f"sequence of {est['tokens']} tokens ({est['n_params'] / 1e6:.1f} M parameters)")
     print(json.dumps(pp, indent=1))
+    if args.shape == "protbert_bfd" and args.num_hidden_layers is None and not args.frozen_encoder:
+        from seqxai.model_shapes import shape_dims
+
+        mean_tokens = int(pd.read_parquet(results / "data" / "protein" / "proteins.parquet")
+                          ["sequence"].str.len().mean()) + 2
+        proj = projection(pp, shape_dims(args.shape)[1], mean_tokens)
+        print(f"projection at {mean_tokens} tokens per protein (docs/performance.md):")
+        print(proj.to_string(index=False, float_format=lambda v: f"{v:,.0f}"))
+        report["projection"] = proj.to_dict("records")
     if args.out:
         args.out.write_text(json.dumps(report, indent=1, default=float))
     return report

@@ -59,13 +59,14 @@ def test_rules_ran_and_heads_are_layers_by_heads(rehearsal):
                       sep="\t")
     assert len(log) == 1 and not log["encoder_frozen"].iloc[0]  # one epoch, encoder trained
     pp = report["per_protein"]
+    # two shards of one protein each (max_proteins 2), gathered
     assert pp["n_attributed"] == 2 and pp["n_train"] >= 1 and pp["finetune_s_per_protein"] > 0
 
 
 def test_every_job_has_memory_and_finetuning_has_an_estimate(rehearsal):
     _results, report = rehearsal
     jobs = pd.DataFrame(report["jobs"])
-    for job in ("build_random_encoder", "finetune_protein_ec_finetuned", "attribute_ec_1-of-1",
+    for job in ("build_random_encoder", "finetune_protein_ec_finetuned", "attribute_ec_1-of-2",
                 "gather_attributions_ec_finetuned", "head_statistics_ec_finetuned"):
         assert job in set(jobs["job"]), job
     assert (jobs["max_rss_mb"] > 0).all()
