@@ -107,3 +107,22 @@ def test_esm_shape_and_vocabulary(tmp_path):
         "num_hidden_layers"]
     with pytest.raises(ValueError, match="unknown model shape"):
         shape_dims("esm2_3B")
+
+
+def test_paper_size_head_grids_get_readable_ticks():
+    """33 x 20 (ESM-2 650M) and 30 x 16 (ProtBert-BFD) grids label every k-th layer and head;
+    the demo's small grids keep every one."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from seqxai.plots import _layer_head_ticks
+
+    fig, ax = plt.subplots()
+    for (layers, heads), (y, x) in {(33, 20): (range(0, 33, 3), range(0, 20, 4)),
+                                    (30, 16): (range(0, 30, 3), range(0, 16, 3)),
+                                    (2, 4): (range(2), range(4))}.items():
+        _layer_head_ticks(ax, layers, heads)
+        assert list(ax.get_yticks()) == list(y) and list(ax.get_xticks()) == list(x)
+    plt.close(fig)
