@@ -14,7 +14,7 @@ training memory, in bytes:
 - fixed: p parameters in fp32 (4 B each); for trainable ones also the gradient (4 B) and
   Adam's two moments (8 B); under bf16 autocast a bf16 copy of the weights (2 B); in
   fine-tuning the best epoch's weights, kept for early stopping (4 B; a ProtBert-BFD-shaped
-  fine-tuning on the CPU peaked 10 % above the estimate without them, 6 % below it with
+  fine-tuning on the CPU peaked 11 % above the estimate without them, 6 % below it with
   them: docs/performance.md "Scale rehearsal").
 - per sequence of s tokens, for an encoder of L layers, hidden size h, a heads and MLP width
   I: the activations each layer keeps for the backward pass, after Korthikanti et al. 2022
