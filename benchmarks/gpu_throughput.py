@@ -33,18 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-# The published checkpoints' dimensions (config.json of facebook/esm2_* and Rostlab/prot_bert_bfd).
-SHAPES = {
-    "tiny": ("esm", dict(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, intermediate_size=64)),
-    "esm2_35M": ("esm", dict(num_hidden_layers=12, hidden_size=480, num_attention_heads=20,
-                             intermediate_size=1920)),
-    "esm2_150M": ("esm", dict(num_hidden_layers=30, hidden_size=640, num_attention_heads=20,
-                              intermediate_size=2560)),
-    "esm2_650M": ("esm", dict(num_hidden_layers=33, hidden_size=1280, num_attention_heads=20,
-                              intermediate_size=5120)),
-    "protbert_bfd": ("bert", dict(num_hidden_layers=30, hidden_size=1024, num_attention_heads=16,
-                                  intermediate_size=4096)),
-}
+from seqxai.model_shapes import SHAPES  # noqa: E402  (the published checkpoints' dimensions)
+
 DEFAULT_SHAPES = ["esm2_35M", "esm2_150M", "esm2_650M", "protbert_bfd"]
 AA = "ACDEFGHIKLMNPQRSTVWY"
 

@@ -26,6 +26,7 @@ def test_sequence_and_fixed_bytes_by_hand():
     assert mb.sequence_bytes(cfg, 10, 4, vocab=33) == 3 * 3800 + 10 * (64 + 264)
     assert mb.sequence_bytes(cfg, 10, 4, train_encoder=False) == 3800 + 10 * 64
     assert mb.fixed_bytes(1000, 1000) == 16_000 and mb.fixed_bytes(1000, 10, bf16_copy=True) == 6120
+    assert mb.fixed_bytes(1000, 1000, best_copy=True) == 20_000  # fine-tuning's best weights
 
 
 def test_plan_keeps_the_effective_batch():

@@ -134,7 +134,7 @@ def cross_key_problems(config: Mapping, sources: Sequence[tuple[str, Mapping]] =
     protein = config.get("protein") or {}
     enc = protein.get("encoder") or {}
     demo_cfg = enc.get("demo_config") or {}
-    if enc.get("pretrained") is None and demo_cfg:
+    if enc.get("pretrained") is None and demo_cfg and not enc.get("rehearsal"):
         # ESM numbers positions from pad_token_id + 1 = 2 (create_position_ids_from_input_ids):
         # a max_length-token input reads position max_length + 1 of the learned table
         if demo_cfg.get("position_embedding_type", "absolute") == "absolute":

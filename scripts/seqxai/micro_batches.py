@@ -12,7 +12,10 @@ memory of the CUDA device; null keeps the configured ``batch_size``) and this es
 training memory, in bytes:
 
 - fixed: p parameters in fp32 (4 B each); for trainable ones also the gradient (4 B) and
-  Adam's two moments (8 B); under bf16 autocast a bf16 copy of the weights (2 B).
+  Adam's two moments (8 B); under bf16 autocast a bf16 copy of the weights (2 B); in
+  fine-tuning the best epoch's weights, kept for early stopping (4 B; a ProtBert-BFD-shaped
+  fine-tuning on the CPU peaked 11 % above the estimate without them, 6 % below it with
+  them: docs/performance.md "Scale rehearsal").
 - per sequence of s tokens, for an encoder of L layers, hidden size h, a heads and MLP width
   I: the activations each layer keeps for the backward pass, after Korthikanti et al. 2022
   ("Reducing activation recomputation in large transformer models", section 4.1, without
@@ -64,9 +67,12 @@ def sequence_bytes(encoder_config, tokens: int, act_bytes: int, vocab: int = 0,
     return layers * per_layer + tokens * (4 * act_bytes * c.hidden_size + 8 * vocab)
 
 
-def fixed_bytes(n_params: int, n_trainable: int, bf16_copy: bool = False) -> int:
-    """Weights (fp32), gradients and Adam moments of the trainable ones, autocast's bf16 copy."""
-    return 4 * n_params + 12 * n_trainable + (2 * n_params if bf16_copy else 0)
+def fixed_bytes(n_params: int, n_trainable: int, bf16_copy: bool = False,
+                best_copy: bool = False) -> int:
+    """Weights (fp32), gradients and Adam moments of the trainable ones, autocast's bf16 copy,
+    the best weights kept in fp32 (``best_copy``: fine-tuning's early stopping)."""
+    return (4 * n_params + 12 * n_trainable + (2 * n_params if bf16_copy else 0)
+            + (4 * n_params if best_copy else 0))
 
 
 def plan(effective: int, per_sequence: int, fixed: int, budget: int | None,
@@ -108,10 +114,10 @@ def budget_bytes(max_memory_gb, device) -> int | None:
 
 def micro_batch_for(model, tokens: int, effective: int, batch_size: int, max_memory_gb, device,
                     *, bf16: bool, vocab: int = 0, train_encoder: bool = True,
-                    micro_batch: int | None = None) -> tuple[int, int]:
+                    micro_batch: int | None = None, best_copy: bool = False) -> tuple[int, int]:
     """Plan the micro-batch of ``model`` (an encoder or a module with ``.encoder``) on
-    ``device``, or take ``micro_batch`` when given, and log it. Returns (micro-batch,
-    accumulation steps)."""
+    ``device``, or take ``micro_batch`` when given, and log it; ``best_copy``: the caller keeps
+    a copy of the weights. Returns (micro-batch, accumulation steps)."""
     if micro_batch is not None:
         if micro_batch < 1:
             raise ValueError(f"micro_batch must be >= 1, not {micro_batch}")
@@ -126,7 +132,7 @@ def micro_batch_for(model, tokens: int, effective: int, batch_size: int, max_mem
     params = list(model.parameters())
     n_params = sum(p.numel() for p in params)
     n_train = n_params if train_encoder else n_params - sum(p.numel() for p in encoder.parameters())
-    fixed = fixed_bytes(n_params, n_train, cuda_bf16)
+    fixed = fixed_bytes(n_params, n_train, cuda_bf16, best_copy)
     micro, steps = plan(effective, per_seq, fixed, budget, batch_size)
     log.info("effective batch %d = micro-batch %d x %d accumulation steps (budget %s; estimate "
              "%.3f GiB fixed + %.4f GiB per sequence of %d tokens)", effective, micro, steps,
@@ -207,3 +213,11 @@ def attribution_job_mb(model_dirs, n_steps: int, batch_size: int, max_memory_gb,
             total += plan(n_steps, per_row, weights, budget, batch_size)[0] * per_row
         need = max(need, math.ceil(total / 2 ** 20))
     return need
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory (Linux ``ru_maxrss``, KiB), in bytes: on the CPU the
+    measured counterpart of the estimate, interpreter and libraries included."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -51,6 +51,14 @@ def _blank_legend(fig, entries: list[tuple[str, str]]) -> None:
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
 
 
+def _layer_head_ticks(ax, n_layers: int, n_heads: int) -> None:
+    """Integer ticks on a layer x head grid, every k-th where all would crowd: at most 12
+    layers and 6 heads labelled (panels are ~2 inches wide; the paper models' 30 x 16 and
+    33 x 20 grids get every 3rd layer and every 3rd or 4th head)."""
+    ax.set_yticks(range(0, n_layers, -(-n_layers // 12)))
+    ax.set_xticks(range(0, n_heads, -(-n_heads // 6)))
+
+
 def _grid(df: pd.DataFrame, value: str) -> np.ndarray:
     """value[layer, head] from a long table, layers and heads in numeric order."""
     n_l, n_h = int(df["layer"].max()) + 1, int(df["head"].max()) + 1
@@ -80,8 +88,7 @@ def head_significance(table: pd.DataFrame, path, task: str) -> None:
                 im = ax.imshow(np.ma.masked_where(~sig, grid), cmap="viridis", aspect="auto",
                                origin="lower", vmin=0, vmax=vmax)
                 n_hatched += _hatch_not_scored(ax, np.isnan(grid))
-                ax.set_xticks(range(grid.shape[1]))
-                ax.set_yticks(range(grid.shape[0]))
+                _layer_head_ticks(ax, grid.shape[0], grid.shape[1])
             if r == 0:
                 ax.set_title(f"target {group}", fontsize=9)
             if c == 0:
@@ -122,8 +129,7 @@ def control_comparison(table: pd.DataFrame, path, task: str) -> None:
                 n_hatched += _hatch_not_scored(ax, np.isnan(grid))
                 sig = sub[sub["significant"]]
                 ax.scatter(sig["head"].astype(int), sig["layer"].astype(int), s=8, c=palette.BLACK)
-                ax.set_xticks(range(int(sub["head"].max()) + 1))
-                ax.set_yticks(range(int(sub["layer"].max()) + 1))
+                _layer_head_ticks(ax, int(sub["layer"].max()) + 1, int(sub["head"].max()) + 1)
             if len(emb):
                 e = emb.iloc[0]
                 ax.set_title(f"vs {control}\nembedding: {e['median_difference']:+.3f}, "
@@ -239,8 +245,7 @@ def attention_probe(table: pd.DataFrame, path, model: str) -> None:
         ax.set_title(f"{prop}\nbackground {bg:.2f}%", fontsize=9)
         ax.set_xlabel("head")
         ax.set_ylabel("layer")
-        ax.set_xticks(range(share.shape[1]))
-        ax.set_yticks(range(share.shape[0]))
+        _layer_head_ticks(ax, share.shape[0], share.shape[1])
         fig.colorbar(im, ax=ax, label="% of high-confidence attention", shrink=0.8)
     _blank_legend(fig, [("hatched", "hatched: not scored (too few high-confidence attention weights)")]
                   * bool(n_hatched))

@@ -36,7 +36,7 @@ from .checkpoints import (  # noqa: F401  (CHECKPOINT_FILE: the file name caller
 )
 from .devices import pick_device
 from .io import non_finite_values
-from .micro_batches import chunks, micro_batch_for
+from .micro_batches import chunks, micro_batch_for, peak_rss_bytes
 from .model_files import check_vocabulary, loading
 from .protein_tasks import SPLITS
 
@@ -545,7 +545,7 @@ def finetune(proteins: pd.DataFrame, splits: pd.DataFrame, task: dict, encoder_p
     effective = batch_size * accumulation
     micro_batch, _ = micro_batch_for(model, enc["input_ids"].shape[1], effective, batch_size,
                                      max_memory_gb, dev, bf16=bf16, train_encoder=train_encoder,
-                                     micro_batch=micro_batch)
+                                     micro_batch=micro_batch, best_copy=True)
     groups = [{"params": model.head.parameters(), "lr": head_lr}]
     if train_encoder:
         groups.append({"params": model.encoder.parameters(), "lr": encoder_lr})
@@ -611,6 +611,8 @@ def finetune(proteins: pd.DataFrame, splits: pd.DataFrame, task: dict, encoder_p
         if dev.type == "cuda":  # to check the micro-batch memory estimate
             log.info("epoch %d: peak CUDA memory %.2f GiB", epoch,
                      torch.cuda.max_memory_allocated(dev) / 2 ** 30)
+        else:  # the process's exact high-water mark (Snakemake's benchmark samples it)
+            log.info("epoch %d: peak RSS %.3f GiB", epoch, peak_rss_bytes() / 2 ** 30)
         v_loss, v_logits = split_loss("valid")
         row = {"epoch": epoch, "train_loss": loss_sum / len(parts["train"]), "valid_loss": v_loss,
                "encoder_frozen": frozen, "seconds": time.monotonic() - t0}

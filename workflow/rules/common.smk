@@ -80,6 +80,8 @@ PROTEIN = WENZEL or VIG  # protein data and, with protein.mlm, the MLM encoder
 TASKS = sorted(config["protein"]["tasks"]) if WENZEL else []
 ENCODER = config["protein"]["encoder"]
 MLM = config["protein"]["mlm"]
+# A scale rehearsal (config/scale_rehearsal.yaml): a random encoder of a published shape.
+REHEARSAL = ENCODER["rehearsal"]
 # Model variants per task (docs/methods.md section 1): the fine-tuned model and the controls
 # (frozen pretrained encoder, shuffled encoder), each with a trained head. Every variant
 # flows through attribution and head statistics under {variant} in the paths.
@@ -230,10 +232,22 @@ def _check_config():
             f"multiple of num_attention_heads {dc['num_attention_heads']}"
         )
     problems += _local_source_problems()
-    if PROTEIN and ENCODER["pretrained"] is None and not MLM["enabled"]:
+    if REHEARSAL and (ENCODER["pretrained"] is not None or MLM["enabled"]):
+        problems.append(
+            "protein.encoder.rehearsal: a scale rehearsal fine-tunes a random encoder of the "
+            "published shape as it is; set protein.encoder.pretrained: null and "
+            "protein.mlm.enabled: false"
+        )
+    elif (
+        PROTEIN
+        and ENCODER["pretrained"] is None
+        and not MLM["enabled"]
+        and not REHEARSAL
+    ):
         problems.append(
             "protein.encoder.pretrained is null (build the demo encoder) but protein.mlm.enabled "
-            "is false: a randomly initialised encoder must be pretrained; set protein.mlm.enabled: true"
+            "is false: a randomly initialised encoder must be pretrained; set protein.mlm.enabled: "
+            "true (protein.encoder.rehearsal skips this for a scale rehearsal only)"
         )
     for name, task in config["protein"]["tasks"].items():
         if (
@@ -373,9 +387,12 @@ killed_run_hint()
 
 
 def pretrained_encoder(wildcards=None):
-    """The encoder fine-tuning starts from: MLM output, or the configured hub id / folder."""
+    """The encoder fine-tuning starts from: MLM output, the rehearsal's random encoder, or the
+    configured hub id / folder."""
     if MLM["enabled"]:
         return out("models/protein/pretrained")
+    if REHEARSAL:
+        return out("models/protein/rehearsal_encoder")
     return ENCODER["pretrained"]
 
 
@@ -389,7 +406,11 @@ def pretrained_input(wildcards=None):
     """The encoder as an input: the MLM output when the workflow builds it, else the files of
     a local encoder folder (so that a changed local encoder reruns fine-tuning and probes).
     """
-    return [out("models/protein/pretrained")] if MLM["enabled"] else encoder_files()
+    if MLM["enabled"]:
+        return [out("models/protein/pretrained")]
+    if REHEARSAL:
+        return [out("models/protein/rehearsal_encoder")]
+    return encoder_files()
 
 
 def probe_model_input(wildcards):

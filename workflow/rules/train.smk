@@ -35,6 +35,28 @@ rule pretrain_protein_encoder:
         "../../scripts/pretrain_protein_encoder.py"
 
 
+# A scale rehearsal only (protein.encoder.rehearsal): a randomly initialised encoder of a
+# published model's exact shape, written with save_pretrained (nothing downloaded); fine-tuning
+# starts from it without MLM. Its results mean nothing; its costs are the paper's.
+rule build_random_encoder:
+    output:
+        encoder=directory(out("models/protein/rehearsal_encoder")),
+    log:
+        out("logs/build_random_encoder.log"),
+    benchmark:
+        out("benchmarks/build_random_encoder.tsv")
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+    params:
+        rehearsal=REHEARSAL,
+        seed=SEED,
+    script:
+        "../../scripts/build_random_encoder.py"
+
+
 rule finetune_protein:
     input:
         pretrained_input,
