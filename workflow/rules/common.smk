@@ -329,14 +329,20 @@ SPEED_KEYS = ("max_memory_gb",)
 
 def attribution_mem_mb(wildcards, input):
     """mem_mb of an attribute_proteins job: the memory estimate of seqxai.micro_batches for its
-    model folders (read when the job is scheduled, after fine-tuning wrote them)."""
+    model folders (read when the job is scheduled, after fine-tuning wrote them). A folder not
+    written yet raises FileNotFoundError: Snakemake shows <TBD> and asks again when the job is
+    scheduled. A folder without the model's files (made by hand, or a test's stand-in) gets the
+    floor, 4000 MB."""
     from seqxai.micro_batches import attribution_job_mb
 
-    for (
-        model
-    ) in input.models:  # not there yet: Snakemake shows <TBD> and asks again later
+    for model in input.models:
         if not os.path.isdir(model):
             raise FileNotFoundError(2, "model folder not written yet", model)
+    needed = ("seqxai_model.json", "encoder/config.json")
+    if not all(
+        os.path.isfile(os.path.join(m, f)) for m in input.models for f in needed
+    ):
+        return 4000
     a = config["attribution"]
     return attribution_job_mb(
         input.models,
