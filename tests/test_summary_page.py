@@ -114,3 +114,17 @@ def test_the_page_in_a_headless_browser(tmp_path):
         finally:
             browser.close()
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+
+
+def test_paper_numbers_show_one_published_value_or_a_range():
+    """paper_numbers holds a range for the papers' models and one number when the probed
+    encoder is the paper's own (a real ESM-2 run: a float, which once crashed the page)."""
+    s = _summary()
+    s["paper_numbers"] = [
+        {"quantity": "top contact head share", "run": 0.31, "published": 0.44, "published_for": "ESM-2 8M"},
+        {"quantity": "BLOSUM62 r", "run": 0.2, "published": [0.6, 0.74], "published_for": "TapeBert"},
+        {"quantity": "long-range P@L", "run": None, "published": None, "published_for": "-"},
+    ]
+    page = summary_html(s)
+    assert re.search(r"<td>ESM-2 8M</td>", page) and ">0.44<" in page
+    assert "0.6, 0.74" in page and "n/a" in page

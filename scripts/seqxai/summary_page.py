@@ -176,8 +176,13 @@ def _metrics_section(s: dict) -> str:
                               numeric={1, 2}))
     papers = s.get("paper_numbers") or []
     if papers:
-        rows = [[p.get("quantity"), p.get("run"), ", ".join(fmt(x) for x in p.get("published") or []) or "n/a",
-                 p.get("published_for")] for p in papers]
+        def published(value):  # one number (the probed encoder is the paper's) or a range
+            if value is None:
+                return "n/a"
+            return ", ".join(fmt(x) for x in value) if isinstance(value, (list, tuple)) else fmt(value)
+
+        rows = [[p.get("quantity"), p.get("run"), published(p.get("published")), p.get("published_for")]
+                for p in papers]
         parts.append("<h3>Beside the papers' numbers</h3>" + _table(
             ["quantity", "this run", "published", "published for"], rows, numeric={1}))
     return "\n".join(parts)
