@@ -40,12 +40,14 @@ demo: venv
 	$(PY) -m snakemake --cores 1 $(DEMO) --report results/demo/report.html
 	@echo "demo done: results/demo/summary.json, results/demo/figures/, results/demo/report.html"
 
-# Two workers, one test file each at a time (module fixtures stay shared within a file); the
+# Three workers, one test file each at a time (module fixtures stay shared within a file); the
 # long workflow tests go first (conftest.py; --no-loadscope-reorder keeps that order instead of
-# xdist's most-tests-first) so that they overlap. One OpenMP thread per in-process test: two
-# workers on two cores, no spinning thread pools (rule jobs set their own threads).
+# xdist's most-tests-first) so that they overlap. Three on two cores: the workflow fixtures spend
+# part of their time in single-threaded rule chains and Snakemake's own waits, and with two
+# workers the last long fixture ran alone at the end (72 % of two cores used over the suite).
+# One OpenMP thread per in-process test: no spinning thread pools (rule jobs set their own threads).
 test: venv
-	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 3 --dist loadfile --no-loadscope-reorder
 
 $(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
 	$(PY) -m pip install --quiet -r requirements-dev.txt

@@ -333,7 +333,9 @@ def test_device_setting_reaches_both_rule_scripts(tmp_path):
 
     def sm(device, **kw):
         return SimpleNamespace(scriptdir=str(scripts), log=[str(tmp_path / "log.txt")], threads=1,
-                               config={"device": device}, **kw)
+                               config={"device": device,  # speed-only settings come from the config
+                                       "dna": {"model": {"attn_chunk": 64}, "probe": {"batch_size": 32}}},
+                               **kw)
 
     train = dict(input=SimpleNamespace(genome=str(tmp_path / "g.fasta"), tss=str(tmp_path / "tss.parquet")),
                  output=SimpleNamespace(model=str(tmp_path / "m.pt"), metrics=str(tmp_path / "metrics.json"),
