@@ -39,7 +39,7 @@ def shared_dir():
 # A hung run still ends, after WORKFLOW_TIMEOUT seconds (env SEQXAI_WORKFLOW_TIMEOUT).
 WORKFLOW_TIMEOUT = int(os.environ.get("SEQXAI_WORKFLOW_TIMEOUT", 3600))
 SLOW_FIRST = ["test_workflow_demo.py", "test_real_local_workflow.py", "test_reruns.py", "test_slurm.py",
-              "test_controls_workflow.py", "test_real_finetune.py"]
+              "test_controls_workflow.py", "test_real_finetune.py", "test_scale_rehearsal.py"]
 
 
 def pytest_collection_modifyitems(config, items):
