@@ -193,11 +193,11 @@ def _edited(path: Path, new: bytes | None):
 # UniProt step, fine-tuning or attribution (22 jobs with them before issue 19.3)
 STRUCTURE_RERUN = {"download_structures": 1, "attention_probe": 3, "plot_attention_probe": 3,
                    "diagnostic_probes": 3, "plot_diagnostic_probes": 3, "secondary_structure": 1,
-                   "attention_3d_view": 3, "summarize": 1, "all": 1}
+                   "attention_3d_view": 3, "summarize": 1, "summary_page": 1, "all": 1}
 # a changed genome sequence: the genome step and the whole DNA chain after it, nothing else
 GENOME_RERUN = {"download_genome": 1, "download_regulondb": 1, "train_dna": 1, "tss_attention": 1,
                 "attribute_dna": 1, "dna_modisco": 1, "plot_dna": 1, "plot_dna_attribution": 1,
-                "plot_training": 1, "summarize": 1, "all": 1}
+                "plot_training": 1, "summarize": 1, "summary_page": 1, "all": 1}
 
 
 def test_a_finished_study_has_nothing_to_do(study):
