@@ -48,3 +48,22 @@ def pytest_collection_modifyitems(config, items):
     for item in items:  # pytest-timeout counts fixture set-up too: the whole workflow run
         if item.path.name in rank:
             item.add_marker(pytest.mark.timeout(WORKFLOW_TIMEOUT))
+
+
+def tiny_bert(path):
+    """A randomly initialised 3-layer, 4-head BERT with a ProtBert-style vocabulary and tokenizer,
+    saved to ``path`` (tests of attribution and attribution methods)."""
+    import torch
+
+    """A randomly initialised 3-layer, 4-head BERT with a ProtBert-style vocabulary and tokenizer."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list("LAGVESIKRDTPNQFYMHCWXUBZO")
+    path.mkdir(parents=True)
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=3,
+                         num_attention_heads=4, intermediate_size=64, max_position_embeddings=128),
+              add_pooling_layer=False).save_pretrained(path)
+    BertTokenizer(str(path / "vocab.txt"), do_lower_case=False).save_pretrained(path)
+    return path

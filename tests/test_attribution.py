@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_bert
 
 from seqxai import attribution as at
 from seqxai import protein_model as pm
@@ -23,28 +24,13 @@ def clf(tiny_encoder):
     return model, tok, ids, att, base
 
 
-def _tiny_bert(path):
-    """A randomly initialised 3-layer, 4-head BERT with a ProtBert-style vocabulary and tokenizer."""
-    from transformers import BertConfig, BertModel, BertTokenizer
-
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list("LAGVESIKRDTPNQFYMHCWXUBZO")
-    path.mkdir(parents=True)
-    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=3,
-                         num_attention_heads=4, intermediate_size=64, max_position_embeddings=128),
-              add_pooling_layer=False).save_pretrained(path)
-    BertTokenizer(str(path / "vocab.txt"), do_lower_case=False).save_pretrained(path)
-    return path
-
-
 @pytest.fixture(scope="module", params=["esm", "bert"])
 def family_clf(request, clf, tmp_path_factory):
     """(family, model, tok, ids, att, base) for a tiny ESM (the ``clf`` fixture) and a tiny BERT."""
     if request.param == "esm":
         return ("esm", *clf)
     torch.manual_seed(1)
-    model, tok = pm.make_classifier(_tiny_bert(tmp_path_factory.mktemp("bert") / "enc"), 3,
+    model, tok = pm.make_classifier(tiny_bert(tmp_path_factory.mktemp("bert") / "enc"), 3,
                                     dropout=0.0)
     torch.nn.init.normal_(model.head.weight, std=0.5)
     model.eval()

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_bert
 
 from seqxai import attribution as at
 from seqxai import attribution_methods as am
@@ -12,20 +13,6 @@ SEQ = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEV"
 #: |F(x) - (R_emb + R_bias + R_softmax)| <= CONSERVATION_TOL * (|R_emb| + |R_bias| + |R_softmax|)
 #: (float32 rounding of a sum of ~10^3 terms; a wrong rule factor misses by > 1e-2)
 CONSERVATION_TOL = 1e-4
-
-
-def _tiny_bert(path):
-    from transformers import BertConfig, BertModel, BertTokenizer
-
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list("LAGVESIKRDTPNQFYMHCWXUBZO")
-    path.mkdir(parents=True)
-    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=3,
-                         num_attention_heads=4, intermediate_size=64, max_position_embeddings=128),
-              add_pooling_layer=False).save_pretrained(path)
-    BertTokenizer(str(path / "vocab.txt"), do_lower_case=False).save_pretrained(path)
-    return path
 
 
 def _esm(path, **spec):
@@ -40,7 +27,7 @@ ENCODERS = {
     "demo": lambda p: _esm(p, hidden_size=64, num_hidden_layers=2, intermediate_size=128,
                            position_embedding_type="rotary"),
     "esm": lambda p: _esm(p, position_embedding_type="absolute"),  # ESM-1b style positions
-    "bert": _tiny_bert,
+    "bert": tiny_bert,
 }
 
 
