@@ -54,8 +54,6 @@ def tiny_bert(path):
     """A randomly initialised 3-layer, 4-head BERT with a ProtBert-style vocabulary and tokenizer,
     saved to ``path`` (tests of attribution and attribution methods)."""
     import torch
-
-    """A randomly initialised 3-layer, 4-head BERT with a ProtBert-style vocabulary and tokenizer."""
     from transformers import BertConfig, BertModel, BertTokenizer
 
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list("LAGVESIKRDTPNQFYMHCWXUBZO")

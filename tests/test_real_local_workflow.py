@@ -82,12 +82,13 @@ def real_local_config(tmp: Path) -> dict:
                      "residue_flipping": {"n_max": 16, "n_random": 1},
                      "composition_null": {"permutations": 19}},
         # head width 8 (not the paper's 32): evaluating every genome position of the valid and
-        # test blocks dominates this test's time, and it checks labels and splits, not accuracy
-        # and smaller held-out blocks (12 % test, 4 % valid) for the same reason
+        # test blocks dominates this test's time, and it checks labels and splits, not accuracy;
+        # small held-out blocks (4 % test, 2 % valid: 75 % of train_dna's 130 s of CPU was the
+        # evaluation of 12 % and 4 %) and 100 training windows for the same reason
         "dna": {"model": {"n_layers": 2, "n_heads": 4, "d_model": 32, "d_head": 8, "context": 128,
                           "label_offset": 20},
-                "split": {"test_fraction": 0.12, "valid_fraction": 0.04},
-                "train": {"epochs": 1, "max_windows_per_epoch": 200, "batch_size": 4},
+                "split": {"test_fraction": 0.04, "valid_fraction": 0.02},
+                "train": {"epochs": 1, "max_windows_per_epoch": 100, "batch_size": 4},
                 # the intervention on a sample: this test checks data and flow, not verdicts
                 "probe": {"tss_set": "heldout", "intervention": {"max_tss": 40, "draws": 1}},
                 # IG on a sample of held-out TSSs; TF-MoDISco on 60 windows may find nothing
@@ -141,12 +142,12 @@ def test_real_dna_model_and_probe(study):
     b = metrics["split_blocks_0based_halfopen"]["test"][0]
     plus = {p - 1 + off for p in tss.loc[tss["strand"] == "+", "position"] if b <= p - 1 + off < L}
     minus = {L - p + off for p in tss.loc[tss["strand"] == "-", "position"] if 0 <= L - p + off < L - b}
-    assert metrics["splits"]["test"]["n_positive"] == len(plus) + len(minus) > 500
+    assert metrics["splits"]["test"]["n_positive"] == len(plus) + len(minus) > 100
     assert metrics["splits"]["test"]["n_positions"] == 2 * (L - b)
     summary = json.loads((study / "summary.json").read_text())
     assert summary["positive_controls"]["checked"] is False
     assert summary["positive_controls"]["all_pass"] is None
-    assert summary["dna"]["probe"]["n_tss_probed"] > 500
+    assert summary["dna"]["probe"]["n_tss_probed"] > 200  # held-out TSSs of the last 6 % of the genome
 
 
 # ------------------------------------------------------------------ what a change reruns
