@@ -169,7 +169,7 @@ def test_attnlrp_tables_on_a_tiny_genome():
 def _patterns(names, seqlets):
     return pd.DataFrame({"pattern": names, "metacluster": [n.split("_")[0] for n in names], "n_seqlets": seqlets,
                          "consensus": ["TATAAT"] * len(names), "width": 6, "trim_start": 0,
-                         "ppm": [[[0.25] * 4] * 6] * len(names), "cwm": [[[0.0] * 4] * 6] * len(names)})
+                         "ppm": [[[0.7, 0.1, 0.1, 0.1]] * 6] * len(names), "cwm": [[[0.0] * 4] * 6] * len(names)})
 
 
 def _tomtom(rows):
@@ -204,3 +204,26 @@ def test_method_motifs_side_by_side():
     assert s["attnlrp"]["relative_to_ig"] == pytest.approx(1 / 27.2)
     assert s["attnlrp"]["found"] == ["TF", "sigma70_minus10"]
     assert method_cost({"passes_per_window": 4 / 3}, "grad_x_input")["gradient_passes_per_window"] == 4 / 3
+
+
+def test_method_motifs_when_a_method_finds_no_pattern(tmp_path):
+    """A method whose TF-MoDISco found nothing (an empty pattern table, an empty Tomtom table
+    without columns, as dna_modisco writes it) gets rows of found = false and an empty column."""
+    from seqxai.dna_modisco import PATTERN_COLUMNS
+    from seqxai.dna_plots import plot_method_motifs
+
+    ig_pat = _patterns(["pos_pattern_0"], [40])
+    ig_tt = _tomtom([("pos_pattern_0", "sigma70_minus10", 1e-4, 1e-3, "+")])
+    empty = pd.DataFrame(columns=PATTERN_COLUMNS)
+    res = method_motifs(["ig", "attnlrp"], [ig_pat, empty], [ig_tt, pd.DataFrame()],
+                        [{"windows_by_steps": {"4": 8}, "rounds": [{"steps": 4, "windows": 8}]},
+                         {"passes_per_window": 1.0}], ["sigma70_minus10"])
+    assert res["patterns"].method.tolist() == ["ig"]
+    t = res["targets"].set_index("method")
+    assert t.loc["ig", "found"] and not t.loc["attnlrp", "found"] and t.loc["attnlrp", "n_seqlets"] == 0
+    assert res["summary"]["methods"]["attnlrp"] == {
+        "n_patterns": 0, "n_seqlets": 0, "found": [], "gradient_passes_per_window": 1.0, "relative_to_ig": 0.25,
+        "targets": {"sigma70_minus10": {"pattern": None, "n_seqlets": 0, "q": None, "found": False,
+                                        "n_patterns": 0, "n_seqlets_all": 0}}}
+    plot_method_motifs(["ig", "attnlrp"], [ig_pat, empty], res["patterns"], tmp_path / "m.png")
+    assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"
