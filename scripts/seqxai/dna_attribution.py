@@ -314,9 +314,10 @@ def select_tss(tss: pd.DataFrame, length: int, label_offset: int, tss_set: str =
 def attribute_tss(model, genome: dict, tss: pd.DataFrame, cfg: dict | None = None, seed: int = 1,
                   split: dict | None = None, batch_size: int = 64, source: str = "tss",
                   method: str = "ig") -> dict:
-    """IG (or ``method`` attnlrp / grad_x_input, :mod:`seqxai.dna_attribution_methods`: the
-    same tables, ``n_steps`` 0, every window converged) for the selected TSSs (and ``n_background`` random non-TSS positions), cut to the
-    offsets ``offset_min..offset_max``. Returns ``{"windows": DataFrame, "heads": DataFrame,
+    """IG for the selected TSSs (and ``n_background`` random non-TSS positions), cut to the
+    offsets ``offset_min..offset_max`` (``method`` attnlrp / grad_x_input:
+    :mod:`seqxai.dna_attribution_methods`, the same tables, ``n_steps`` 0, every window
+    converged). Returns ``{"windows": DataFrame, "heads": DataFrame,
     "summary": dict}``: one row per window with ``sequence`` (the offset range, TSS
     orientation), ``contribution`` (per offset), ``hypothetical`` (offset x ACGT, row-major),
     ``f_input``, ``f_baseline``, ``delta``, ``relative_delta``, ``n_steps`` (the nodes the
