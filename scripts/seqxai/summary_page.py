@@ -182,7 +182,8 @@ def _metrics_section(s: dict) -> str:
 
         targets = dam.get("targets") or []
         rows = [[m, *(found(v["targets"][t]) for t in targets), v.get("n_patterns"), v.get("n_seqlets"),
-                 v.get("relative_to_ig")] for m, v in (dam.get("methods") or {}).items()]
+                 v.get("relative_to_ig")]   # integrated gradients first (summary.json sorts its keys)
+                for m, v in sorted((dam.get("methods") or {}).items(), key=lambda kv: kv[0] != "ig")]
         parts.append("<h3>DNA attribution methods: TF-MoDISco motifs (Tomtom)</h3>" + _table(
             ["method", *targets, "patterns", "seqlets", "cost / IG"], rows,
             numeric={len(targets) + 1, len(targets) + 2, len(targets) + 3}))
