@@ -1,4 +1,5 @@
-"""Snakemake rule script `attribute_dna`: integrated gradients of the TSS model around TSSs."""
+"""Snakemake rule scripts `attribute_dna` and `attribute_dna_method`: integrated gradients (or
+the method of params.method: attnlrp, grad_x_input) of the TSS model around TSSs."""
 import sys
 from pathlib import Path
 
@@ -13,4 +14,5 @@ sm = snakemake  # noqa: F821
 out = {k: getattr(sm.output, k) for k in ("windows", "heads", "profile", "summary")}
 run_attribution(sm.input.model, sm.input.genome, sm.input.tss, out, cfg=dict(sm.params.attribution),
                 seed=int(sm.params.seed), threads=sm.threads, device=sm.config.get("device", "auto"),
-                batch_size=int(sm.config["dna"]["attribution"].get("batch_size", 64)))
+                batch_size=int(sm.config["dna"]["attribution"].get("batch_size", 64)),
+                method=getattr(sm.params, "method", "ig"))

@@ -35,4 +35,7 @@ if "vig" in sm.params.studies:
 # the DNA study over training seeds (dna.seed_robustness): the fractions of seeds
 if getattr(sm.input, "seed_robustness", None):
     summary["dna_seed_robustness"] = read_json(sm.input.seed_robustness)
+# the motifs TF-MoDISco finds per DNA attribution method (dna.attribution.methods)
+if getattr(sm.input, "dna_methods", None):
+    summary["dna_attribution_methods"] = read_json(sm.input.dna_methods)
 write_json(sm.output.summary, summary)

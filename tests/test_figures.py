@@ -221,6 +221,8 @@ def _all_figures(tmp_path):
                             "consensus": "ACGT", "n_sites": 5, "target": ["minus10", None],
                             "q": [0.01, np.nan], "p": [0.001, np.nan]})
     patterns = pd.DataFrame({"pattern": ["pattern_0"], "ppm": [hm["pfm"].iloc[0]]})
+    method_table = pd.DataFrame({"method": ["ig"], "pattern": ["pattern_0"], "consensus": "ACGT", "n_seqlets": 5,
+                                 "target": ["minus10"], "q": [0.01]})   # attnlrp: no pattern
     return {
         "head_significance": lambda: plots.head_significance(heads, "x.png", "go"),
         "control_comparison": lambda: plots.control_comparison(paired, "x.png", "go"),
@@ -241,13 +243,15 @@ def _all_figures(tmp_path):
         "dna_logos": lambda: dna_plots.plot_logos(hm, {}, "x.png", 3),
         "dna_ig_profile": lambda: dna_plots.plot_ig_profile(ig, ELEMENTS, "x.png"),
         "dna_motif_sources": lambda: dna_plots.plot_motif_sources(patterns, matches, hm, "x.png"),
+        "dna_method_motifs": lambda: dna_plots.plot_method_motifs(
+            ["ig", "attnlrp"], [patterns, patterns.iloc[:0]], method_table, "x.png"),
     }
 
 
 FIGURES = [
     "head_significance", "control_comparison", "embedding_significance", "tracks", "attention", "top_heads",
     "layer_trend", "blosum", "contacts", "diagnostic_probes", "training", "residue_flipping", "dna_profiles", "dna_profiles_6x6",
-    "dna_logos", "dna_ig_profile", "dna_motif_sources"]
+    "dna_logos", "dna_ig_profile", "dna_motif_sources", "dna_method_motifs"]
 
 
 def test_every_figure_function_is_drawn(tmp_path):

@@ -185,6 +185,18 @@ def test_speed_only_settings_rerun_nothing(run_a, tmp_path):
     assert counts.get("train_dna") == 1 and counts.get("tss_attention") == 1, counts
 
 
+def test_a_listed_dna_attribution_method_reruns_no_other_method(run_a, tmp_path):
+    """dna.attribution.methods is not a param of attribute_dna, nor of the other methods'
+    jobs (issue 18.4): listing gradient x input beside the demo's [ig, attnlrp] adds its
+    attribution and TF-MoDISco and redoes the side-by-side motif table (a dry run), and reruns
+    nothing of IG's or AttnLRP's chains; the summary reads the new table."""
+    extra = tmp_path / "methods.yaml"
+    extra.write_text("dna: {attribution: {methods: [ig, attnlrp, grad_x_input]}}\n")
+    counts = _job_counts(run_a, configs=[str(extra)])
+    assert counts == {"attribute_dna_method": 1, "dna_modisco_method": 1, "dna_method_motifs": 1,
+                      "summarize": 1, "summary_page": 1, "all": 1}, counts
+
+
 def test_a_deleted_gathered_table_is_rebuilt_from_its_shards_on_request(run_a):
     """Shards are temp(): gone after the gather. A deleted gathered table is an intermediate
     file whose consumers are up to date, so a plain rerun leaves it missing (Snakemake does not

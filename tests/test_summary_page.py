@@ -128,3 +128,24 @@ def test_paper_numbers_show_one_published_value_or_a_range():
     page = summary_html(s)
     assert re.search(r"<td>ESM-2 8M</td>", page) and ">0.44<" in page
     assert "0.6, 0.74" in page and "n/a" in page
+
+
+def test_dna_attribution_methods_show_the_targets_each_method_finds():
+    """summary.json's dna_attribution_methods (issue 18.4): one row per method, per target its
+    q and seqlets or "not found", and the cost relative to integrated gradients."""
+    s = _summary()
+    hit = {"pattern": "pos_pattern_0", "n_seqlets": 75, "q": 0.0013, "found": True, "n_patterns": 2,
+           "n_seqlets_all": 92}
+    miss = {"pattern": None, "n_seqlets": 0, "q": None, "found": False, "n_patterns": 0, "n_seqlets_all": 0}
+    s["dna_attribution_methods"] = {"alpha": 0.05, "targets": ["sigma70_minus10", "RepB"], "methods": {
+        "attnlrp": {"n_patterns": 3, "n_seqlets": 160, "relative_to_ig": 0.0303,
+                    "targets": {"sigma70_minus10": hit, "RepB": miss}},
+        "ig": {"n_patterns": 3, "n_seqlets": 168, "relative_to_ig": 1.0,
+               "targets": {"sigma70_minus10": {**hit, "q": 0.0005, "n_seqlets_all": 88}, "RepB": miss}}}}
+    page = summary_html(s)
+    section = page.split("DNA attribution methods", 1)[1].split("</table>", 1)[0]
+    assert "<th>sigma70_minus10</th>" in section and "<th>RepB</th>" in section
+    assert "q 0.0013, 92 seqlets" in section and "q 5.00e-04, 88 seqlets" in section
+    assert section.count("not found") == 2 and ">0.0303<" in section
+    assert section.index("<td>ig</td>") < section.index("<td>attnlrp</td>")   # IG first, whatever the key order
+    assert "DNA attribution methods" not in summary_html(_summary())

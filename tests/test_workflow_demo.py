@@ -159,6 +159,19 @@ def test_dna_integrated_gradients_and_modisco_find_the_promoter_boxes(demo):
     assert {"sigma70_minus10", "sigma70_minus35"} <= found
 
 
+def test_dna_attnlrp_conserves_and_its_modisco_finds_the_promoter_boxes(demo, summary):
+    """dna.attribution.methods [ig, attnlrp] (issue 18.4): AttnLRP's relevance, biases and
+    softmax share add up to the logit in every window; its TF-MoDISco finds the -10 and -35
+    boxes as IG's does, side by side in summary.json at a small fraction of IG's passes."""
+    lrp = json.loads((demo / "attribution" / "dna" / "attnlrp" / "attribution_summary.json").read_text())
+    assert lrp["method"] == "attnlrp" and lrp["n_tss"] == 100 and lrp["conservation_max"] < 1e-4
+    side = summary["dna_attribution_methods"]["methods"]
+    assert set(side) == {"ig", "attnlrp"}
+    for method in ("ig", "attnlrp"):
+        assert {"sigma70_minus10", "sigma70_minus35"} <= set(side[method]["found"]), (method, side[method])
+    assert side["attnlrp"]["relative_to_ig"] < 0.1
+
+
 def test_models_learned_their_tasks(summary):
     assert summary["protein"]["ec"]["metrics"]["test"]["accuracy"] > 0.6  # 4 classes: chance 0.25
     assert summary["protein"]["go"]["metrics"]["test"]["macro_roc_auc"] > 0.8
@@ -177,6 +190,7 @@ def test_figures_and_tables_are_written(demo):
                  for f in ("", "_top_heads", "_layer_trend", "_blosum", "_contacts", "_diagnostic_probes")]
     assert figures == sorted(attention + [
         "dna_logos.png", "dna_tss_profiles.png", "dna_ig_profile.png", "dna_motif_sources.png",
+        "dna_method_motifs.png",
         "ec_embedding_significance.png",
         "ec_head_significance.png", "ec_tracks.png", "go_embedding_significance.png",
         "go_head_significance.png", "go_tracks.png", "training_curves.png",

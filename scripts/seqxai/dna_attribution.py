@@ -312,9 +312,12 @@ def select_tss(tss: pd.DataFrame, length: int, label_offset: int, tss_set: str =
 
 
 def attribute_tss(model, genome: dict, tss: pd.DataFrame, cfg: dict | None = None, seed: int = 1,
-                  split: dict | None = None, batch_size: int = 64, source: str = "tss") -> dict:
+                  split: dict | None = None, batch_size: int = 64, source: str = "tss",
+                  method: str = "ig") -> dict:
     """IG for the selected TSSs (and ``n_background`` random non-TSS positions), cut to the
-    offsets ``offset_min..offset_max``. Returns ``{"windows": DataFrame, "heads": DataFrame,
+    offsets ``offset_min..offset_max`` (``method`` attnlrp / grad_x_input:
+    :mod:`seqxai.dna_attribution_methods`, the same tables, ``n_steps`` 0, every window
+    converged). Returns ``{"windows": DataFrame, "heads": DataFrame,
     "summary": dict}``: one row per window with ``sequence`` (the offset range, TSS
     orientation), ``contribution`` (per offset), ``hypothetical`` (offset x ACGT, row-major),
     ``f_input``, ``f_baseline``, ``delta``, ``relative_delta``, ``n_steps`` (the nodes the
@@ -348,34 +351,17 @@ def attribute_tss(model, genome: dict, tss: pd.DataFrame, cfg: dict | None = Non
         kinds += ["background"] * n_bg
         t_all, s_all = np.concatenate([t_all, bg_t]), np.concatenate([s_all, bg_s])
     x = tss_windows(tokens, t_all, s_all, lo, left, right)
+    if method != "ig":
+        return _method_tables(model, x, left, ref, method, c, batch_size, ids, kinds, chrom, s_all, t_all, L,
+                              len(sel), seed)
     log.info("IG of the logit at TSS+%d for %d TSSs and %d background positions: windows of %d tokens, "
              "baseline %s %s, %d Gauss-Legendre steps doubled up to %d until the relative delta <= %g",
              lo, len(sel), n_bg, x.shape[1], c["baseline"], np.round(ref, 4).tolist(), c["n_steps"],
              c["max_steps"], c["delta_tolerance"])
     res = adaptive_integrated_gradients(model, x, left, ref, int(c["n_steps"]), int(c["max_steps"]),
                                         float(c["delta_tolerance"]), batch_size, bool(c["heads"]))
-    i0, i1 = left - lo + omin, left - lo + omax + 1                   # window indices of the offsets
     rel = res["relative_delta"]
-    positions = np.where(s_all == "+", t_all + 1, L - t_all)            # 1-based genome position of t
-    seqs = ["".join(ALPHABET[v] if v < 4 else "N" for v in row) for row in x[:, i0:i1]]
-    windows = pd.DataFrame({
-        "window_id": ids, "kind": kinds, "chrom": chrom, "strand": s_all, "position": positions,
-        "offset_min": omin, "offset_max": omax, "sequence": seqs,
-        "contribution": list(res["contribution"][:, i0:i1]),
-        "hypothetical": list(res["hypothetical"][:, i0:i1].reshape(len(x), -1)),
-        "f_input": res["f_input"], "f_baseline": res["f_baseline"], "delta": res["delta"],
-        "relative_delta": rel, "n_steps": res["steps"], "converged": res["converged"],
-        "attribution_outside": res["contribution"].sum(1) - res["contribution"][:, i0:i1].sum(1),
-    })
-    if c["heads"]:
-        windows["layer_delta"] = list(res["layer_delta"])
-        hv = res["heads"][..., i0:i1]
-        nl, nh = hv.shape[1:3]
-        wi, li, hi = np.indices((len(x), nl, nh)).reshape(3, -1)
-        heads = pd.DataFrame({"window_id": ids[wi], "layer": li, "head": hi,
-                              "relevance": list(hv.reshape(-1, hv.shape[-1]))})
-    else:
-        heads = pd.DataFrame(columns=["window_id", "layer", "head", "relevance"])
+    windows, heads = _windows_table(res, x, ids, kinds, chrom, s_all, t_all, L, omin, omax, lo, left)
     is_tss = windows.kind == "tss"
     summary = {
         "chrom": chrom, "n_tss": int(is_tss.sum()), "n_background": n_bg, "tss_set": c["tss_set"],
@@ -403,6 +389,65 @@ def attribute_tss(model, genome: dict, tss: pd.DataFrame, cfg: dict | None = Non
     return {"windows": windows, "heads": heads, "summary": summary}
 
 
+def _windows_table(res, x, ids, kinds, chrom, s_all, t_all, L, omin, omax, lo, left):
+    """The windows table (and heads table) of one method's arrays, cut to the offsets."""
+    i0, i1 = left - lo + omin, left - lo + omax + 1                   # window indices of the offsets
+    positions = np.where(s_all == "+", t_all + 1, L - t_all)            # 1-based genome position of t
+    seqs = ["".join(ALPHABET[v] if v < 4 else "N" for v in row) for row in x[:, i0:i1]]
+    windows = pd.DataFrame({
+        "window_id": ids, "kind": kinds, "chrom": chrom, "strand": s_all, "position": positions,
+        "offset_min": omin, "offset_max": omax, "sequence": seqs,
+        "contribution": list(res["contribution"][:, i0:i1]),
+        "hypothetical": list(res["hypothetical"][:, i0:i1].reshape(len(x), -1)),
+        "f_input": res["f_input"], "f_baseline": res["f_baseline"], "delta": res["delta"],
+        "relative_delta": res["relative_delta"], "n_steps": res["steps"], "converged": res["converged"],
+        "attribution_outside": res["contribution"].sum(1) - res["contribution"][:, i0:i1].sum(1),
+    })
+    if "heads" in res:
+        windows["layer_delta"] = list(res["layer_delta"])
+        hv = res["heads"][..., i0:i1]
+        nl, nh = hv.shape[1:3]
+        wi, li, hi = np.indices((len(x), nl, nh)).reshape(3, -1)
+        heads = pd.DataFrame({"window_id": ids[wi], "layer": li, "head": hi,
+                              "relevance": list(hv.reshape(-1, hv.shape[-1]))})
+    else:
+        heads = pd.DataFrame(columns=["window_id", "layer", "head", "relevance"])
+    return windows, heads
+
+
+def _method_tables(model, x, left, ref, method, c, batch_size, ids, kinds, chrom, s_all, t_all, L, n_tss, seed):
+    """:func:`attribute_tss` for a method without a path integral (attnlrp, grad_x_input)."""
+    from .dna_attribution_methods import PASSES, gradient_attribution
+
+    lo, omin, omax = int(model.config["label_offset"]), int(c["offset_min"]), int(c["offset_max"])
+    log.info("%s of the logit at TSS+%d for %d windows of %d tokens (reference %s for grad_x_input and the "
+             "hypothetical contributions)", method, lo, len(x), x.shape[1], np.round(ref, 4).tolist())
+    res = gradient_attribution(model, x, left, method, ref, batch_size, bool(c["heads"]))
+    res["relative_delta"] = relative_delta(res)
+    windows, heads = _windows_table(res, x, ids, kinds, chrom, s_all, t_all, L, omin, omax, lo, left)
+    if method == "attnlrp":
+        windows["r_softmax"] = res["r_softmax"]
+    rel = res["relative_delta"]
+    is_tss = (windows.kind == "tss").to_numpy()
+    summary = {
+        "method": method, "chrom": chrom, "n_tss": int(n_tss), "n_background": int(c["n_background"]),
+        "tss_set": c["tss_set"], "baseline": c["baseline"], "reference_acgt": ref.tolist(),
+        "window_tokens": int(x.shape[1]), "offset_range": [omin, omax], "query_offset": lo,
+        "passes_per_window": PASSES[method],
+        "abs_delta_median": float(np.median(np.abs(res["delta"]))),
+        "abs_delta_max": float(np.max(np.abs(res["delta"]))),
+        "relative_delta_median": float(np.median(rel)), "relative_delta_max": float(np.max(rel)),
+        "mean_f_input_tss": float(res["f_input"][is_tss].mean()), "seed": seed,
+    }
+    if method == "attnlrp":
+        parts = (np.abs(res["contribution"]).sum(1) + np.abs(res["f_baseline"]) + np.abs(res["r_softmax"]))
+        gap = res["contribution"].sum(1) + res["f_baseline"] + res["r_softmax"] - res["f_input"]
+        summary["conservation_max"] = float(np.max(np.abs(gap) / np.maximum(parts, 1e-12)))
+    log.info("%s: |delta| median %.3g max %.3g (%s)", method, summary["abs_delta_median"], summary["abs_delta_max"],
+             "the softmax rule's absorbed relevance" if method == "attnlrp" else "one node against the path integral")
+    return {"windows": windows, "heads": heads, "summary": summary}
+
+
 def mean_profiles(windows: pd.DataFrame) -> pd.DataFrame:
     """Per kind (tss / background) and offset: mean contribution and mean |contribution|."""
     rows = []
@@ -416,16 +461,16 @@ def mean_profiles(windows: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_attribution(model_path, genome_path, tss_path, out: dict, cfg=None, seed: int = 1, threads: int = 1,
-                    device: str = "auto", batch_size: int = 64) -> dict:
-    """File-level entry point of the ``attribute_dna`` rule: ``out`` maps windows, heads,
-    profile, summary to paths."""
+                    device: str = "auto", batch_size: int = 64, method: str = "ig") -> dict:
+    """File-level entry point of the ``attribute_dna`` and ``attribute_dna_method`` rules:
+    ``out`` maps windows, heads, profile, summary to paths."""
     from .dna_model import load_model, pick_device
     from .io import read_fasta, read_table, write_json, write_table
 
     torch.set_num_threads(max(int(threads), 1))
     model, ckpt = load_model(model_path, pick_device(device))
     res = attribute_tss(model, read_fasta(genome_path), read_table(tss_path, "tss"), cfg, seed,
-                        ckpt.get("split"), batch_size, source=str(tss_path))
+                        ckpt.get("split"), batch_size, source=str(tss_path), method=method)
     write_table(out["windows"], res["windows"])
     write_table(out["heads"], res["heads"])
     write_table(out["profile"], mean_profiles(res["windows"]))

@@ -191,7 +191,8 @@ def run_modisco(windows_path, tf_motifs_path, head_motifs_path, attention_tomtom
 
     windows, n_dropped = converged_windows(read_table(windows_path), "tss", str(windows_path))
     onehot, hyp = modisco_inputs(windows, "tss")
-    log.info("TF-MoDISco on %d TSS windows of %d nt whose integrated gradients converged; %d left out "
+    log.info("TF-MoDISco on %d TSS windows of %d nt whose attributions converged (integrated gradients; "
+             "AttnLRP and gradient x input: every window); %d left out "
              "(relative delta above dna.attribution.delta_tolerance at max_steps)", len(onehot),
              onehot.shape[1] if len(onehot) else 0, n_dropped)
     if n_dropped:

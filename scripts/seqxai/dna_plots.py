@@ -194,6 +194,31 @@ def plot_motif_sources(patterns: pd.DataFrame, matches: pd.DataFrame, head_motif
     _save(fig, path)
 
 
+def plot_method_motifs(methods: list[str], patterns: list[pd.DataFrame], table: pd.DataFrame, path,
+                       n_motifs: int = 6) -> None:
+    """One column of TF-MoDISco logos per attribution method (most seqlets first), each
+    titled with its seqlets and best Tomtom match (:mod:`seqxai.dna_method_motifs`)."""
+    ppm_of = [{r.pattern: np.asarray([list(x) for x in r.ppm]) for r in p.itertuples(index=False)}
+              for p in patterns]
+    cols = [table[table.method == m].head(n_motifs) for m in methods]
+    rows = max([len(c) for c in cols] + [1])
+    fig, axes = plt.subplots(rows, len(methods), figsize=(4.2 * len(methods), 1.6 * rows), squeeze=False)
+    for j, (m, df) in enumerate(zip(methods, cols)):
+        for i in range(rows):
+            ax = axes[i, j]
+            if i >= len(df):
+                ax.axis("off")
+                if i == 0:
+                    ax.text(0.5, 0.5, "TF-MoDISco found no pattern", ha="center", va="center", fontsize=9)
+                continue
+            r = df.iloc[i]
+            hit = f"{r.target} q={r.q:.2g}" if isinstance(r.target, str) else "no match"
+            draw_logo(ax, ppm_of[j][r.pattern], f"{r.pattern} {r.consensus} n={r.n_seqlets}\nbest: {hit}")
+        axes[0, j].annotate(m, (0.5, 1.45), xycoords="axes fraction", ha="center", fontsize=11)
+    fig.tight_layout()
+    _save(fig, path)
+
+
 def plot_dna_attribution(profile_path, patterns_path, matches_path, head_motifs_path, elements: dict,
                          profile_png, motifs_png, n_motifs: int = 6) -> None:
     """File-level entry point of the ``plot_dna_attribution`` rule."""

@@ -3,7 +3,8 @@
 One self-contained page (inline CSS, no script, no external file: it opens offline and inside
 the report's iframe) with, in order: the verdict of the positive controls, a table of the
 controls with the numbers each verdict rests on and what it required, the main metrics (test
-metrics of the models, the best attention head per property, residue flipping, the DNA seeds)
+metrics of the models, the best attention head per property, residue flipping, the DNA seeds,
+the motifs of each DNA attribution method)
 and the provenance (seed, config hash, packages, encoder, data). Verdicts are words (PASS /
 FAIL / "not judged"), colour only repeats them (Okabe-Ito blue and vermillion).
 """
@@ -174,6 +175,18 @@ def _metrics_section(s: dict) -> str:
                      f"({html.escape(', '.join(map(str, rob.get('seeds', []))))})</h3>"
                      + _table(["element", "fraction of seeds found", "found and sequence-driven"], rows,
                               numeric={1, 2}))
+    dam = s.get("dna_attribution_methods")
+    if dam:
+        def found(t):
+            return f"q {fmt(t['q'])}, {t['n_seqlets_all']} seqlets" if t.get("found") else "not found"
+
+        targets = dam.get("targets") or []
+        rows = [[m, *(found(v["targets"][t]) for t in targets), v.get("n_patterns"), v.get("n_seqlets"),
+                 v.get("relative_to_ig")]   # integrated gradients first (summary.json sorts its keys)
+                for m, v in sorted((dam.get("methods") or {}).items(), key=lambda kv: kv[0] != "ig")]
+        parts.append("<h3>DNA attribution methods: TF-MoDISco motifs (Tomtom)</h3>" + _table(
+            ["method", *targets, "patterns", "seqlets", "cost / IG"], rows,
+            numeric={len(targets) + 1, len(targets) + 2, len(targets) + 3}))
     papers = s.get("paper_numbers") or []
     if papers:
         def published(value):  # one number (the probed encoder is the paper's) or a range

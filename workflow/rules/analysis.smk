@@ -289,6 +289,61 @@ rule dna_modisco:
         "../../scripts/dna_modisco.py"
 
 
+# TF-MoDISco on each other DNA attribution method's hypothetical contributions (the
+# (modified) gradient at the one-hot input, mean-centred over the bases as IG's), same
+# settings, under analysis/dna/{dna_method}/.
+use rule dna_modisco as dna_modisco_method with:
+    input:
+        windows=out("attribution/dna/{dna_method}/tss_attributions.parquet"),
+        tf_motifs=out("data/dna/tf_motifs.meme"),
+        head_motifs=out("analysis/dna/head_motifs.parquet"),
+        attention_tomtom=out("analysis/dna/tomtom.parquet"),
+        sigma70_reference=out("analysis/dna/sigma70_reference.meme"),
+    output:
+        patterns=out("analysis/dna/{dna_method}/modisco_patterns.parquet"),
+        meme=out("analysis/dna/{dna_method}/modisco_patterns.meme"),
+        tomtom=out("analysis/dna/{dna_method}/modisco_tomtom.parquet"),
+        matches=out("analysis/dna/{dna_method}/motif_matches.parquet"),
+        summary=out("analysis/dna/{dna_method}/modisco_summary.json"),
+    log:
+        out("logs/dna_modisco_{dna_method}.log"),
+    benchmark:
+        out("benchmarks/dna_modisco_{dna_method}.tsv")
+
+
+# The motifs each DNA attribution method's TF-MoDISco finds, side by side: per method and
+# pattern the seqlets and the best Tomtom target; per method and target (the sigma-70 -10 and
+# -35 references, the planted/known TF matrices) the best pattern; the cost per window.
+rule dna_method_motifs:
+    input:
+        patterns=dna_method_inputs("analysis/dna/{}modisco_patterns.parquet"),
+        tomtom=dna_method_inputs("analysis/dna/{}modisco_tomtom.parquet"),
+        attribution=dna_method_inputs("attribution/dna/{}attribution_summary.json"),
+        tf_motifs=out("data/dna/tf_motifs.meme"),
+        sigma70_reference=out("analysis/dna/sigma70_reference.meme"),
+    output:
+        table=out("analysis/dna/method_motifs.parquet"),
+        targets=out("analysis/dna/method_motif_targets.parquet"),
+        summary=out("analysis/dna/method_motifs.json"),
+        figure=report(
+            out("figures/dna_method_motifs.png"),
+            caption="../report/dna_method_motifs.rst",
+            category="DNA",
+        ),
+    log:
+        out("logs/dna_method_motifs.log"),
+    benchmark:
+        out("benchmarks/dna_method_motifs.tsv")
+    conda:
+        "../../envs/plots.yaml"
+    threads: 1
+    params:
+        methods=["ig"] + DNA_OTHER_METHODS,
+        alpha=config["dna"]["probe"]["alpha"],
+    script:
+        "../../scripts/dna_method_motifs.py"
+
+
 if (
     config["data"]["source"] != "demo"
 ):  # the demo's synthetic proteins have no structure file

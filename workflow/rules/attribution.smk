@@ -131,9 +131,43 @@ rule attribute_dna:
         mem_mb=4000,
         gpu=1,
     params:
+        # methods: the other methods' rules below; a listed method reruns no IG job
         attribution={
-            k: v for k, v in config["dna"]["attribution"].items() if k != "batch_size"
+            k: v
+            for k, v in config["dna"]["attribution"].items()
+            if k not in ("batch_size", "methods")
         },
         seed=SEED,
     script:
         "../../scripts/attribute_dna.py"
+
+
+# The other DNA attribution methods of dna.attribution.methods (attnlrp, grad_x_input;
+# seqxai.dna_attribution_methods): the same tables by the same script under
+# attribution/dna/{dna_method}/. One forward and one backward pass per window, so the IG
+# path settings (n_steps, max_steps, delta_tolerance) are not in their params.
+use rule attribute_dna as attribute_dna_method with:
+    output:
+        windows=out("attribution/dna/{dna_method}/tss_attributions.parquet"),
+        heads=out("attribution/dna/{dna_method}/tss_head_relevance.parquet"),
+        profile=out("attribution/dna/{dna_method}/tss_profile.parquet"),
+        summary=out("attribution/dna/{dna_method}/attribution_summary.json"),
+    log:
+        out("logs/attribute_dna_{dna_method}.log"),
+    benchmark:
+        out("benchmarks/attribute_dna_{dna_method}.tsv")
+    params:
+        attribution={
+            k: v
+            for k, v in config["dna"]["attribution"].items()
+            if k
+            not in (
+                "batch_size",
+                "methods",
+                "n_steps",
+                "max_steps",
+                "delta_tolerance",
+            )
+        },
+        seed=SEED,
+        method=lambda wc: wc.dna_method,

@@ -90,6 +90,9 @@ VARIANTS = ["finetuned"] + list(config["protein"]["controls"])
 # under attribution/{task}/{method}/ (attribution_table), integrated gradients' stay where the
 # head statistics and figures read them.
 OTHER_METHODS = [m for m in config["attribution"]["methods"] if m != "ig"]
+# ... and of the DNA study (dna.attribution.methods): attribution/dna/{dna_method}/ and
+# analysis/dna/{dna_method}/, with the motifs of all methods side by side when there are any.
+DNA_OTHER_METHODS = [m for m in config["dna"]["attribution"]["methods"] if m != "ig"]
 # Attention probes (Vig) run on the pretrained encoder and on every fine-tuned model.
 PROBE_MODELS = ["pretrained"] + TASKS if VIG else []
 # A saved model folder has config.json and weights (one file or a sharded index).
@@ -307,6 +310,7 @@ wildcard_constraints:
     model="|".join(PROBE_MODELS),
     variant="|".join(VARIANTS),
     method="|".join(OTHER_METHODS) or "(?!)",
+    dna_method="|".join(DNA_OTHER_METHODS) or "(?!)",
     scatteritem=r"\d+-of-\d+",
 
 
@@ -570,6 +574,14 @@ def attribution_table(method, table):
     return out(f"attribution/{{task}}/{method}/{{variant}}/{table}.parquet")
 
 
+def dna_method_inputs(pattern):
+    """One path per DNA attribution method, integrated gradients first: ``pattern`` with its
+    ``{}`` filled by "" (ig) or "<method>/"."""
+    return [out(pattern.format(""))] + [
+        out(pattern.format(f"{m}/")) for m in DNA_OTHER_METHODS
+    ]
+
+
 def final_targets():
     """The targets of the default rule: summary.json and the figures of the studies that run."""
     targets = [out("summary.json"), out("summary.html")]
@@ -620,4 +632,6 @@ def final_targets():
             out("figures/dna_ig_profile.png"),
             out("figures/dna_motif_sources.png"),
         ]
+        if DNA_OTHER_METHODS:
+            targets += [out("figures/dna_method_motifs.png")]
     return targets

@@ -318,6 +318,11 @@ rule summarize:
         seed_robustness=(
             out("analysis/dna/seed_robustness.json") if CLAUWAERT and DNA_SEEDS else []
         ),
+        dna_methods=(
+            out("analysis/dna/method_motifs.json")
+            if CLAUWAERT and DNA_OTHER_METHODS
+            else []
+        ),
         encoder=pretrained_input() if PROTEIN else [],
     output:
         # "Abstract": the report lists categories alphabetically; this one comes first
