@@ -25,6 +25,20 @@ def tiny_encoder(tmp_path_factory):
     return path
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """The rule functions set torch's thread count from their `threads` argument (as a job
+    should); in a test process that setting outlived the test, and the next in-process training
+    ran with 2+ threads on a loaded 2-core machine: one 4 s test took 182 s in the suite. Each
+    test starts and ends with the thread count the worker began with."""
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(before or int(os.environ.get("OMP_NUM_THREADS", 1)))
+
+
 @pytest.fixture
 def shared_dir():
     if not SHARED.is_dir():

@@ -70,6 +70,7 @@ with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
             "conda": str((base / r.conda_env).resolve()) if isinstance(r.conda_env, str) else None,
             "script": str((base / r.script).resolve()) if r.script else None,
             "action": bool(r.script or r.shellcmd or r.run_func_src or r.is_run),
+            "shell": r.shellcmd, "is_run": bool(r.is_run),
             "library": sorted(str(Path(f).resolve()) for f in _files(getattr(r.input, "library", []))),
             "fingerprint_modules": sorted(str(Path(f).resolve()) for f in
                                           wf._workflow.globals["LIBRARY_BY_SCRIPT"].get(Path(r.script).stem, []))
@@ -142,8 +143,9 @@ def test_torch_env_pins_the_cuda_build_and_its_index():
     assert "--extra-index-url https://download.pytorch.org/whl/cu130" in pip
 
 
-# Rules that run inside the Snakemake process (`run:`, standard library only), so no env.
-IN_PROCESS = {"library_fingerprint"}
+# Rules that need no env: a bare `python3 -S` on a standard-library program (a `run:` block
+# would cost a whole Snakemake process per job: Snakemake re-spawns run: jobs).
+NO_ENV = {"library_fingerprint"}
 
 
 def test_every_rule_is_parsed_and_has_an_existing_env():
@@ -154,8 +156,9 @@ def test_every_rule_is_parsed_and_has_an_existing_env():
     for name in names:
         r = rules[name]
         assert r["action"], f"rule {name} does nothing"
-        if name in IN_PROCESS:
-            assert not r["conda"] and not r["script"], f"rule {name}: expected a run: block"
+        if name in NO_ENV:
+            assert not r["conda"] and not r["script"] and not r["is_run"], f"rule {name}: expected a shell rule"
+            assert r["shell"].startswith("python3 -S "), f"rule {name}: {r['shell']}"
             continue
         assert r["conda"] and Path(r["conda"]).is_file(), f"rule {name}: conda env {r['conda']}"
         assert Path(r["conda"]).parent == ROOT / "envs", f"rule {name}: env outside envs/"
@@ -183,7 +186,7 @@ def _env_gap(name: str) -> list:
     return sorted({package_of(i) for i in imports} - provided)
 
 
-@pytest.mark.parametrize("rule", [r for r in rule_names_in_smk() if r not in IN_PROCESS])
+@pytest.mark.parametrize("rule", [r for r in rule_names_in_smk() if r not in NO_ENV])
 def test_rule_env_provides_every_third_party_import(rule):
     missing = _env_gap(rule)
     env = Path(all_rules()[rule]["conda"]).name
@@ -210,3 +213,24 @@ def test_import_graph_follows_lazy_relative_and_submodule_imports(tmp_path):
         "__init__.py", "a.py", "c.py", "d.py", "sub/__init__.py", "sub/b.py", "sub/helper.py"]
     assert imports == ["Bio", "numpy", "sklearn", "torch", "yaml"]
     assert [package_of(i) for i in imports] == ["biopython", "numpy", "scikit-learn", "torch", "pyyaml"]
+
+
+def test_fingerprint_program_runs_on_a_bare_interpreter(tmp_path):
+    """rule library_fingerprint's program under `python3 -S` (no site-packages): the table of
+    module, SHA-256 and bytes relative to the root, and its log line."""
+    import hashlib
+    import shutil
+
+    python3 = shutil.which("python3")
+    if python3 is None:
+        pytest.skip("no python3 on PATH (the rule's command needs one)")
+    mods = [ROOT / "scripts" / "seqxai" / "io.py", ROOT / "scripts" / "seqxai" / "__init__.py"]
+    out, log = tmp_path / "code" / "x.tsv", tmp_path / "x.log"
+    res = subprocess.run([python3, "-S", str(ROOT / "scripts" / "seqxai" / "_deps.py"), str(out), str(log), "x",
+                          str(ROOT / "scripts"), *map(str, mods)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    rows = [line.split("\t") for line in out.read_text().splitlines()]
+    assert rows[0] == ["module", "sha256", "bytes"]
+    assert rows[1:] == [[f"seqxai/{m.name}", hashlib.sha256(m.read_bytes()).hexdigest(), str(m.stat().st_size)]
+                        for m in sorted(mods)]
+    assert log.read_text().startswith("x: 2 library modules")

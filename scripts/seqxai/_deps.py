@@ -147,3 +147,21 @@ def write_fingerprint(files, out_path: str | Path, root: str | Path | None = Non
         Path(tmp).unlink(missing_ok=True)
         raise
     return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python _deps.py OUT LOG SCRIPT ROOT MODULE...``: the job of rule library_fingerprint
+    (workflow/rules/code.smk). Standard library only and run by path, so that the job costs one
+    bare interpreter start: a ``run:`` rule is re-spawned by Snakemake as a whole Snakemake
+    process that parses the workflow again (~5 s of CPU and ~12 s of wall time per job, 26 jobs
+    per run, measured on 2 cores)."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) < 4:
+        raise SystemExit("usage: _deps.py OUT LOG SCRIPT ROOT MODULE...")
+    out, log, script, root, modules = args[0], args[1], args[2], args[3], args[4:]
+    rows = write_fingerprint(modules, out, root=root)
+    Path(log).write_text(f"{script}: {len(rows)} library modules, {sum(r[2] for r in rows)} bytes\n")
+
+
+if __name__ == "__main__":
+    main()

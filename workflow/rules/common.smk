@@ -9,7 +9,7 @@ from snakemake.utils import validate
 
 # The library's import graph (stdlib only), for library_inputs() below.
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
-from seqxai._deps import script_dependencies, write_fingerprint  # noqa: E402
+from seqxai._deps import script_dependencies  # noqa: E402
 from seqxai.config_check import (  # noqa: E402
     config_problems,
     cross_key_problems,
@@ -532,12 +532,12 @@ def track_library_code():
             r.set_input(library=out(f"code/{script.stem}.tsv"))
 
 
-def fingerprint(modules, tsv, log, script):
-    """The job of library_fingerprint (code.smk), writing module, SHA-256 and bytes of each module."""
-    rows = write_fingerprint(modules, tsv, root=Path(workflow.basedir) / "scripts")
-    Path(log).write_text(
-        f"{script}: {len(rows)} library modules, {sum(r[2] for r in rows)} bytes\n"
-    )
+# rule library_fingerprint's program and the root its module names are relative to, given
+# like its inputs (relative to the working directory where the clone is there)
+FINGERPRINT_PROGRAM = _input_path(
+    Path(workflow.basedir) / "scripts" / "seqxai" / "_deps.py"
+)
+FINGERPRINT_ROOT = _input_path(Path(workflow.basedir) / "scripts")
 
 
 def seed_robustness_runs(wildcards=None):
