@@ -53,7 +53,9 @@ use rule head_statistics as head_statistics_method with:
         positive=out(
             "analysis/protein/{task}/{method}/{variant}/positive_relevance.parquet"
         ),
-        per_protein=out("analysis/protein/{task}/{method}/{variant}/per_protein.parquet"),
+        per_protein=out(
+            "analysis/protein/{task}/{method}/{variant}/per_protein.parquet"
+        ),
     log:
         out("logs/head_statistics_{task}_{method}_{variant}.log"),
     benchmark:
