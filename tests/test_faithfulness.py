@@ -190,3 +190,30 @@ def test_method_calls_on_an_encoder(tmp_path):
     assert cost.loc["attnlrp", "flop_ratio"] == pytest.approx(1.0, abs=0.01)
     assert cost.loc["ig", "flop_ratio"] > 4 * cost.loc["attnlrp", "flop_ratio"]
     assert cost.loc["attention_rollout", "flop_ratio"] < 1.0
+
+
+def test_summary_and_figure_read_the_tables(flipped, tmp_path):
+    from seqxai.faithfulness_plots import agreement_matrix, faithfulness_figure
+    from seqxai.summary import faithfulness_summary
+
+    _, rel, keys, per, tests = flipped
+    cost = pd.DataFrame({"method": ["true", "noise", "inverted"], "time_ratio": [2.0, 1.0, 1.0],
+                         "flop_ratio": [1.0, 1.0, np.nan]})
+    methods = fa.method_table(per, tests, cost, 200, 0)
+    pairs = fa.pair_table(fa.method_pair_tests(per), fa.agreement_summary(fa.spearman_per_protein(rel, keys)),
+                          fa.head_overlap({}, 9, 0))
+    mat = agreement_matrix(pairs, ["true", "noise", "inverted"])
+    assert np.allclose(mat, mat.T) and mat[0, 2] == pytest.approx(-1.0) and mat[1, 1] == 1.0
+    folder = tmp_path / "ec" / "faithfulness"
+    folder.mkdir(parents=True)
+    enr = fa.enrichment_by_method({"true": pd.DataFrame({"annotation": ["motif", "motif"], "group": ["all", "1"],
+                                                         "median_r": [0.5, 0.4]})})
+    for name, tab in (("methods", methods), ("pairs", pairs), ("enrichment", enr)):
+        tab.to_parquet(folder / f"{name}.parquet")
+    summ = faithfulness_summary(["ec", "go"], sorted(str(p) for p in folder.iterdir()))
+    assert list(summ) == ["ec"]  # go has no benchmark tables
+    rec = {r["method"]: r for r in summ["ec"]["methods"]}
+    assert rec["true"]["rank"] == 1 and rec["true"]["time_ratio"] == 2.0 and rec["inverted"]["flop_ratio"] is None
+    assert len(summ["ec"]["pairs"]) == 3 and len(summ["ec"]["enrichment"]) == 1  # group "all" only
+    faithfulness_figure(methods, pairs, tmp_path / "f.png", "ec")
+    assert (tmp_path / "f.png").stat().st_size > 10000
