@@ -88,7 +88,7 @@ def main() -> None:
     ec = ec.assign(ec_class=ec["EC number"].str.split(".").str[0]).drop_duplicates("Entry")
     sample = ec.sample(args.train + args.test, random_state=args.seed).reset_index(drop=True)
     labels = sorted(sample["ec_class"].unique())
-    y = sample["ec_class"].map(labels.index).to_numpy()
+    y = sample["ec_class"].map(labels.index).to_numpy().copy()
     max_length = 202
     model, tok = pm.make_classifier(enc_dir, len(labels), dropout=0.0)
     model.eval()
@@ -104,8 +104,10 @@ def main() -> None:
                               == y[args.train :]).mean())
         print(f"EC classes {labels}; head fitted on {len(train)} enzymes: train accuracy {acc:.2f}, "
               f"test accuracy {test_acc:.2f} on {len(test)}")
-        pd.DataFrame({"accession": sample["Entry"], "sequence": sample["Sequence"]}).to_parquet(
-            tmp / "proteins.parquet")
+        write_table(tmp / "proteins.parquet", pd.DataFrame(
+            {"accession": sample["Entry"], "sequence": sample["Sequence"],
+             "length": sample["Sequence"].str.len(), "ec": sample["EC number"], "ec_class": sample["ec_class"],
+             "go_terms": [[] for _ in range(len(sample))], "organism_id": 0}))
         special = set(tok.all_special_ids)
         paths, empty = {}, {}
         for m in METHODS:
