@@ -217,3 +217,23 @@ def test_summary_and_figure_read_the_tables(flipped, tmp_path):
     assert len(summ["ec"]["pairs"]) == 3 and len(summ["ec"]["enrichment"]) == 1  # group "all" only
     faithfulness_figure(methods, pairs, tmp_path / "f.png", "ec")
     assert (tmp_path / "f.png").stat().st_size > 10000
+
+
+def test_bad_input_names_the_file_and_record(tmp_path):
+    from seqxai.io import DataError
+
+    emb = pd.DataFrame({"accession": ["P1", "P9"], "target": "t", "relevance": [np.zeros(3), np.zeros(4)]})
+    paths = {}
+    for m in ("ig", "attnlrp"):
+        paths[m] = tmp_path / f"{m}.parquet"
+        emb.to_parquet(paths[m])
+    pd.DataFrame({"accession": ["P1"], "sequence": ["MKW"], "length": [3], "ec": [""], "ec_class": [""],
+                  "go_terms": [[]], "organism_id": [0]}).to_parquet(tmp_path / "proteins.parquet")
+    with pytest.raises(DataError, match=r"ig\.parquet: record of accession P9, target t: field accession"):
+        fa.run_faithfulness(tmp_path / "no_model", tmp_path / "proteins.parquet", paths, {}, {}, None, FLIP,
+                            {}, {}, 0.05, 9, 0)
+    emb.loc[1, "relevance"] = np.zeros(5)
+    emb.to_parquet(paths["attnlrp"])
+    with pytest.raises(DataError, match=r"P9, target t: relevance lengths differ"):
+        fa.run_faithfulness(tmp_path / "no_model", tmp_path / "proteins.parquet", paths, {}, {}, None, FLIP,
+                            {}, {}, 0.05, 9, 0)

@@ -270,16 +270,18 @@ def run_faithfulness(model_dir, proteins_path, embedding_paths: dict, head_stati
     except ValueError as e:
         raise DataError(f"{', '.join(map(str, embedding_paths.values()))}: {e}") from e
     log.info("%d (protein, target) pairs attributed by every method of %s", len(keys), methods)
+    seq_of = dict(read_table(proteins_path, "proteins")[["accession", "sequence"]].itertuples(index=False))
+    for a, t in keys.itertuples(index=False):
+        if a not in seq_of:
+            raise DataError(f"{embedding_paths[methods[0]]}: record of accession {a}, target {t}: field "
+                            f"accession is not in {proteins_path}")
     model, tok, meta = load_classifier(model_dir, device=device)
     dev = next(model.parameters()).device
     labels = list(meta["labels"])
-    seq_of = dict(read_table(proteins_path, "proteins")[["accession", "sequence"]].itertuples(index=False))
-    for k, (a, t) in enumerate(keys.itertuples(index=False)):
-        if a not in seq_of:
-            raise DataError(f"{embedding_paths[methods[0]]}: record {k}: accession {a} is not in {proteins_path}")
+    for a, t in keys.itertuples(index=False):
         if t not in labels:
-            raise DataError(f"{embedding_paths[methods[0]]}: record {k}: field target {t!r} is not a label "
-                            f"of the model in {model_dir}")
+            raise DataError(f"{embedding_paths[methods[0]]}: record of accession {a}: field target {t!r} is "
+                            f"not a label of the model in {model_dir}")
     rel = {m: relevances(e, keys) for m, e in embeddings.items()}
     sequences = [seq_of[a] for a in keys["accession"]]
     target_index = [labels.index(t) for t in keys["target"]]
@@ -311,7 +313,7 @@ def run_faithfulness(model_dir, proteins_path, embedding_paths: dict, head_stati
     pairs = pair_table(pair_tests, agreement, overlap)
     for r in table.itertuples():
         log.info("%s: MoRF - LeRF area %.4f [%.4f, %.4f], MoRF - random %.4f [%.4f, %.4f] (%d proteins, "
-                 "rank %d); cost %.2f x (FLOPs %.2f x) one forward+backward", r.method,
+                 "rank %.0f); cost %.2f x (FLOPs %.2f x) one forward+backward", r.method,
                  r.morf_minus_lerf_mean, r.morf_minus_lerf_low, r.morf_minus_lerf_high,
                  r.morf_minus_random_mean, r.morf_minus_random_low, r.morf_minus_random_high,
                  r.n_proteins, r.rank, r.time_ratio, r.flop_ratio)
