@@ -237,3 +237,4 @@ def test_bad_input_names_the_file_and_record(tmp_path):
     with pytest.raises(DataError, match=r"P9, target t: relevance lengths differ"):
         fa.run_faithfulness(tmp_path / "no_model", tmp_path / "proteins.parquet", paths, {}, {}, None, FLIP,
                             {}, {}, 0.05, 9, 0)
+
