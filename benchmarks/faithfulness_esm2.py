@@ -9,7 +9,10 @@ seqxai.faithfulness.run_faithfulness (the rule's function) flips, compares and m
 cost on them. Real proteins carry no planted annotation here, so there is no head overlap.
 Usage (needs ../shared; several minutes on one shared core):
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/faithfulness_esm2.py [--test 30] [--n-steps 16]
-Results: docs/attribution_methods.md (faithfulness benchmark).
+Measured 2026-12-04 (30 held-out enzymes, 7 EC classes, held-out accuracy 0.40, IG at 16 nodes):
+MoRF - LeRF area AttnLRP 0.333 [0.264, 0.406] > IG 0.270 [0.208, 0.332] (paired q 0.005) >
+gradient x input 0.102 > attention rollout -0.004; cost over one forward+backward: AttnLRP FLOPs
+1.00 (time 1.9), IG 25.2 (37.2). Full table: docs/attribution_methods.md (faithfulness benchmark).
 """
 from __future__ import annotations
 
