@@ -57,41 +57,17 @@ def build(n_layers: int, workdir: Path, hidden: int, heads: int):
 
 def plain(model, ids, att, target):
     """One forward and one backward to the embedding output: the unit of cost."""
-    import torch
+    from seqxai.method_cost import plain_forward_backward
 
-    from seqxai.attribution import _hooks
-
-    leaf = {}
-
-    def grab(o):
-        leaf["e"] = o.detach().requires_grad_(True)
-        return leaf["e"]
-
-    with torch.enable_grad(), _hooks(model, grab, lambda l, o: None):
-        logit = model(ids[None], att[None])[0, target]
-        return torch.autograd.grad(logit, leaf["e"])[0]
+    return plain_forward_backward(model, ids, att, target)
 
 
 def matmul_flops():
-    """A dispatch mode that adds up the FLOPs of FlopCounterMode's registry (matmuls, attention).
+    """FlopCounterMode's registry as a dispatch mode (seqxai.method_cost, which the workflow's
+    faithfulness benchmark uses too)."""
+    from seqxai.method_cost import matmul_flops as count
 
-    FlopCounterMode itself also tracks modules with backward hooks, which torch refuses inside
-    ``autograd.grad`` with respect to a leaf (what every method here calls)."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-    from torch.utils.flop_counter import flop_registry
-
-    class Count(TorchDispatchMode):
-        total = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            kwargs = kwargs or {}
-            out = func(*args, **kwargs)
-            count = flop_registry.get(func._overloadpacket)
-            if count is not None:
-                self.total += count(*args, **kwargs, out_val=out)
-            return out
-
-    return Count()
+    return count()
 
 
 def main() -> None:

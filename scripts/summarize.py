@@ -23,7 +23,8 @@ summary = build_summary(
     min_high_confidence=sm.params.min_high_confidence, variants=sm.params.variants,
     variant_metrics=sm.input.variant_metrics, comparison=sm.input.comparison,
     flipping=sm.input.flipping, paired=sm.input.paired, controls_max_p=sm.params.controls_max_p,
-    controls_min_difference=sm.params.controls_min_difference)
+    controls_min_difference=sm.params.controls_min_difference,
+    faithfulness=sm.input.get("faithfulness") or ())
 # Provenance from the resolved config (not params: a changed setting does not rerun this rule
 # by itself; the record is of the run that wrote summary.json).
 summary["provenance"] = build_provenance(sm.config, sm.params.encoder)

@@ -231,7 +231,7 @@ def test_shard_tables_per_method(method, tmp_path):
 
 def test_dag_has_one_shard_job_per_task_shard_and_method(tmp_path):
     """attribution.methods adds its shard and gather jobs beside integrated gradients', whose
-    jobs and paths stay as they are."""
+    jobs and paths stay as they are, and the faithfulness benchmark's jobs."""
     import re
     import subprocess
     import sys
@@ -250,6 +250,11 @@ def test_dag_has_one_shard_job_per_task_shard_and_method(tmp_path):
     assert counts["attribute_proteins_method"] == "8" and counts["gather_attributions_method"] == "4"
     assert "attribution/ec/attnlrp/finetuned/heads.parquet" in res.stdout
     assert "attribution/go/grad_x_input/shards/2-of-2" in res.stdout
+    # two or more methods: the faithfulness benchmark, per task one job and one figure, on the
+    # head statistics of each method other than IG (the default [ig] has none: the demo's count)
+    assert counts["head_statistics_method"] == "4" and counts["faithfulness"] == "2"
+    assert counts["plot_faithfulness"] == "2" and "figures/ec_faithfulness.png" in res.stdout
+    assert "analysis/protein/go/grad_x_input/finetuned/head_statistics.parquet" in res.stdout
 
 
 def test_attnlrp_counts_frozen_biases_and_leaves_them_frozen(model_input):

@@ -42,7 +42,7 @@ def build_summary(*, tasks, models, embedding, heads, metrics, probes, dna_metri
                   min_high_confidence, contact_share=0.10,
                   contact_enrichment=5.0, variants=("finetuned",), variant_metrics=(),
                   comparison=(), flipping=(), paired=(), controls_max_p=0.01,
-                  controls_min_difference=0.0) -> dict:
+                  controls_min_difference=0.0, faithfulness=()) -> dict:
     # config `studies`: sections and positive controls of a study that is off are left out
     out: dict = {"studies": {s: s in studies for s in ("wenzel", "vig", "clauwaert")},
                  "protein": {}, "attention": {}, "positive_controls": {}}
@@ -73,6 +73,8 @@ def build_summary(*, tasks, models, embedding, heads, metrics, probes, dna_metri
             for (a, g, c), s in heads_tab.groupby(["annotation", "group", "control"])}
     for t, per_variant in residue_flipping_summary(tasks, variants, flipping).items():
         out["protein"][t]["residue_flipping"] = per_variant
+    for t, rec in faithfulness_summary(tasks, faithfulness).items():
+        out["protein"][t]["faithfulness"] = rec
     if "wenzel" in studies:
         out["positive_controls"]["embedding_enrichment"] = embedding_enrichment(
             expect, emb_tables, paired_tables, expect_max_p, composition_max_p, controls_max_p,
@@ -196,6 +198,28 @@ def residue_flipping_summary(tasks, variants, paths) -> dict:
                                       for k in keep}
                     for r in read_table(next(it)).to_dict("records")}
                 for v in variants} for t in tasks}
+
+
+def faithfulness_summary(tasks, paths) -> dict:
+    """Per task, the faithfulness benchmark of the attribution methods (seqxai.faithfulness):
+    ``methods`` (one record per method: flipping areas with intervals, rank, within-method
+    p values, cost ratios), ``pairs`` (paired tests, Spearman agreement, head Jaccard) and
+    ``enrichment`` (the group ``all`` embedding-level statistics per method and annotation).
+    ``paths``: the tables analysis/protein/<task>/faithfulness/{methods,pairs,enrichment}.parquet."""
+    by = {(Path(p).parents[1].name, Path(p).stem): p for p in paths}
+    out = {}
+    for t in tasks:
+        if (t, "methods") not in by:
+            continue
+        rec = {}
+        for name in ("methods", "pairs", "enrichment"):
+            tab = read_table(by[(t, name)])
+            if name == "enrichment":
+                tab = tab[tab["group"] == "all"]
+            rec[name] = [{k: _finite(v) if isinstance(v, float) else v for k, v in r.items()}
+                         for r in tab.to_dict("records")]
+        out[t] = rec
+    return out
 
 
 # ------------------------------------------------------------------------ provenance

@@ -35,6 +35,80 @@ rule head_statistics:
         "../../scripts/head_statistics.py"
 
 
+# The Wenzel statistics of the other attribution methods (attribution.methods), on their
+# tables under attribution/{task}/{method}/: the same script and settings as for integrated
+# gradients. The faithfulness benchmark reads their significant heads and embedding-level
+# enrichment of the planted annotations.
+use rule head_statistics as head_statistics_method with:
+    input:
+        embedding=out("attribution/{task}/{method}/{variant}/embedding.parquet"),
+        heads=out("attribution/{task}/{method}/{variant}/heads.parquet"),
+        annotations=out("data/protein/residue_annotations.parquet"),
+        proteins=out("data/protein/proteins.parquet"),
+    output:
+        heads=out("analysis/protein/{task}/{method}/{variant}/head_statistics.parquet"),
+        embedding=out(
+            "analysis/protein/{task}/{method}/{variant}/embedding_statistics.parquet"
+        ),
+        positive=out(
+            "analysis/protein/{task}/{method}/{variant}/positive_relevance.parquet"
+        ),
+        per_protein=out(
+            "analysis/protein/{task}/{method}/{variant}/per_protein.parquet"
+        ),
+    log:
+        out("logs/head_statistics_{task}_{method}_{variant}.log"),
+    benchmark:
+        out("benchmarks/head_statistics_{task}_{method}_{variant}.tsv")
+
+
+# The faithfulness benchmark of the attribution methods (docs/attribution_methods.md), when
+# attribution.methods lists two or more: residue flipping of every method on the same
+# proteins and seeds (seqxai.residue_flipping), paired Wilcoxon tests between methods, the
+# Spearman agreement of residue relevance and the overlap of significant heads
+# (seqxai.variant_comparison), and each method's cost over one plain forward+backward pass,
+# measured side by side in this job. Fine-tuned model only. Device and batch sizes are speed
+# only (config, not params).
+rule faithfulness:
+    input:
+        model=out("models/protein/{task}/finetuned/model"),
+        proteins=out("data/protein/proteins.parquet"),
+        embedding=faithfulness_inputs("embedding", attribution=True),
+        head_statistics=faithfulness_inputs("head_statistics"),
+        embedding_statistics=faithfulness_inputs("embedding_statistics"),
+    output:
+        methods=out("analysis/protein/{task}/faithfulness/methods.parquet"),
+        pairs=out("analysis/protein/{task}/faithfulness/pairs.parquet"),
+        per_protein=out("analysis/protein/{task}/faithfulness/per_protein.parquet"),
+        agreement=out("analysis/protein/{task}/faithfulness/agreement.parquet"),
+        head_overlap=out("analysis/protein/{task}/faithfulness/head_overlap.parquet"),
+        cost=out("analysis/protein/{task}/faithfulness/cost.parquet"),
+        enrichment=out("analysis/protein/{task}/faithfulness/enrichment.parquet"),
+    log:
+        out("logs/faithfulness_{task}.log"),
+    benchmark:
+        out("benchmarks/faithfulness_{task}.tsv")
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        gpu=1,
+    params:
+        methods=FAITHFULNESS_METHODS,
+        flipping={
+            k: config["analysis"]["residue_flipping"][k]
+            for k in ("n_max", "n_random", "replacement")
+        },
+        faithfulness=config["analysis"]["faithfulness"],
+        ig={k: config["attribution"][k] for k in ("n_steps", "conductance", "layers")},
+        alpha=config["analysis"]["alpha"],
+        n_permutations=config["analysis"]["variant_comparison"]["n_permutations"],
+        seed=SEED,
+    script:
+        "../../scripts/faithfulness.py"
+
+
 rule residue_flipping:
     input:
         model=out("models/protein/{task}/{variant}/model"),

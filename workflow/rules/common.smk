@@ -93,6 +93,13 @@ OTHER_METHODS = [m for m in config["attribution"]["methods"] if m != "ig"]
 # ... and of the DNA study (dna.attribution.methods): attribution/dna/{dna_method}/ and
 # analysis/dna/{dna_method}/, with the motifs of all methods side by side when there are any.
 DNA_OTHER_METHODS = [m for m in config["dna"]["attribution"]["methods"] if m != "ig"]
+# The faithfulness benchmark (docs/attribution_methods.md) compares the methods of
+# attribution.methods on the same proteins when it lists two or more.
+FAITHFULNESS_METHODS = (
+    list(config["attribution"]["methods"])
+    if len(config["attribution"]["methods"]) >= 2
+    else []
+)
 # Attention probes (Vig) run on the pretrained encoder and on every fine-tuned model.
 PROBE_MODELS = ["pretrained"] + TASKS if VIG else []
 # A saved model folder has config.json and weights (one file or a sharded index).
@@ -582,6 +589,25 @@ def dna_method_inputs(pattern):
     ]
 
 
+def method_analysis(method, table):
+    """The path pattern ({task}, {variant} left as wildcards) of one method's head-statistics
+    table: integrated gradients keep analysis/protein/{task}/{variant}/, the other methods go
+    under analysis/protein/{task}/{method}/{variant}/."""
+    if method == "ig":
+        return out(f"analysis/protein/{{task}}/{{variant}}/{table}.parquet")
+    return out(f"analysis/protein/{{task}}/{method}/{{variant}}/{table}.parquet")
+
+
+def faithfulness_inputs(table, attribution=False):
+    """One table per method of FAITHFULNESS_METHODS (in their order), fine-tuned model, {task}
+    left as a wildcard: a gathered attribution table or a head-statistics table."""
+    path = attribution_table if attribution else method_analysis
+    return [
+        expand(path(m, table), variant="finetuned", allow_missing=True)[0]
+        for m in FAITHFULNESS_METHODS
+    ]
+
+
 def final_targets():
     """The targets of the default rule: summary.json and the figures of the studies that run."""
     targets = [out("summary.json"), out("summary.html")]
@@ -601,6 +627,8 @@ def final_targets():
                 "residue_flipping",
             ],
         )
+        if FAITHFULNESS_METHODS:
+            targets += expand(out("figures/{task}_faithfulness.png"), task=TASKS)
         if len(VARIANTS) > 1:
             targets += expand(
                 out("analysis/protein/{task}/variant_comparison.parquet"), task=TASKS

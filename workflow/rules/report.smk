@@ -110,6 +110,28 @@ rule plot_residue_flipping:
         "../../scripts/plot_residue_flipping.py"
 
 
+rule plot_faithfulness:
+    input:
+        methods=out("analysis/protein/{task}/faithfulness/methods.parquet"),
+        pairs=out("analysis/protein/{task}/faithfulness/pairs.parquet"),
+    output:
+        figure=report(
+            out("figures/{task}_faithfulness.png"),
+            caption="../report/faithfulness.rst",
+            category="Attribution",
+            subcategory="{task}",
+        ),
+    log:
+        out("logs/plot_faithfulness_{task}.log"),
+    benchmark:
+        out("benchmarks/plot_faithfulness_{task}.tsv")
+    conda:
+        "../../envs/plots.yaml"
+    threads: 1
+    script:
+        "../../scripts/plot_faithfulness.py"
+
+
 rule plot_attention_probe:
     input:
         probe=out("analysis/protein/attention/{model}/vig_probe.parquet"),
@@ -303,6 +325,15 @@ rule summarize:
             out("analysis/protein/{task}/{variant}/residue_flipping_tests.parquet"),
             task=TASKS,
             variant=VARIANTS,
+        ),
+        faithfulness=(
+            expand(
+                out("analysis/protein/{task}/faithfulness/{table}.parquet"),
+                task=TASKS,
+                table=["methods", "pairs", "enrichment"],
+            )
+            if FAITHFULNESS_METHODS
+            else []
         ),
         probes=expand(
             out("analysis/protein/attention/{model}/vig_probe.parquet"),
