@@ -49,8 +49,10 @@ def test_a_head_attends_to_covarying_contacts(summary):
     """The contact control's thresholds are the ones derived from the null (MLM on the same
     families without covariation, random initialisation; config/demo.yaml analysis
     expect_contact_share / expect_contact_enrichment, docs/demo_controls.md), and the trained
-    demo encoder passes them: a head attends to the coupled hairpin partners, which only
-    covariation makes worth attending to (passed on every validated seed; its nulls never)."""
+    demo encoder passes them: a head attends to the coupled hairpin partners, 6 residues away,
+    which only covariation makes worth attending to (benchmark: the pretrained encoder passed on
+    6 of 6 seeds, 8.6-26.8x; 0 of 6 fresh null runs passed). The summary takes the best head
+    over the pretrained and fine-tuned encoders."""
     import yaml
 
     analysis = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())["analysis"]
@@ -60,7 +62,7 @@ def test_a_head_attends_to_covarying_contacts(summary):
     best = ctrl["best"]
     assert best is not None
     assert 0.005 <= best["background"] <= 0.03  # the realistic contact background
-    assert best["share"] >= share and best["enrichment"] >= enrichment, best
+    assert best["share"] >= share and (best["enrichment"] or 0) >= enrichment, best
     assert ctrl["pass"]
 
 
