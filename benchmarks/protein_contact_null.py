@@ -15,7 +15,8 @@ seeded), split (config ``split``, whole families), and an encoder from
 - ``random_init``: the same architecture randomly initialised (no MLM), on data with covariation.
 
 Per run: the best contact head's share of high-confidence attention, its background and
-enrichment (share / background), and the contact regression's long-range P@L/5 on the test
+enrichment (share / background), the relative offsets (key - query) where most of its
+high-confidence weights land (50 proteins), and the contact regression's long-range P@L/5 on the test
 split's families (never seen by MLM or the regression) with the long-range background. With
 ``--share`` / ``--enrichment`` the control's verdict is printed too (pass rates per condition).
 Writes ``<out>/runs.json`` (one row per run, appended across calls) and prints each row.
@@ -75,6 +76,26 @@ def finetune_tasks(cfg: dict, paths: dict, encoder: Path, seed: int, workdir: Pa
     return out
 
 
+@torch.no_grad()
+def head_offsets(encoder_path: Path, proteins_path: Path, layer: int, head: int, theta: float = 0.3,
+                 n_proteins: int = 50, top: int = 3) -> list[list]:
+    """Where one head's high-confidence weights (a >= theta) land, by relative offset key - query
+    over the first ``n_proteins`` proteins: the ``top`` offsets with their share of the weights."""
+    from seqxai.attention_probes import attention_maps
+    from seqxai.protein_model import load_encoder, load_tokenizer
+
+    enc, tok = load_encoder(encoder_path).eval(), load_tokenizer(encoder_path)
+    counts: dict[int, int] = {}
+    for seq in read_table(proteins_path)["sequence"].head(n_proteins):
+        t = tok(seq, return_tensors="pt")
+        a = attention_maps(enc, t["input_ids"][0], t["attention_mask"][0], len(seq))[layer, head]
+        q, k = np.nonzero(a >= theta)
+        for off, n in zip(*np.unique(k - q, return_counts=True)):
+            counts[int(off)] = counts.get(int(off), 0) + int(n)
+    total = sum(counts.values()) or 1
+    return [[off, round(n / total, 3)] for off, n in sorted(counts.items(), key=lambda x: -x[1])[:top]]
+
+
 def run_one(cfg: dict, condition: str, seed: int, workdir: Path, finetune: bool = False) -> dict:
     """Generate, split, (pre)train and probe one condition at one seed; the probe's numbers."""
     demo = dict(cfg["data"]["demo"]["protein"])
@@ -106,12 +127,13 @@ def run_one(cfg: dict, condition: str, seed: int, workdir: Path, finetune: bool 
     splits = read_table(paths["splits"])
     prot = read_table(paths["proteins"]).merge(splits, on="accession")
     fam_splits = prot.groupby("family")["split"].nunique()
+    offsets = head_offsets(d / "encoder", paths["proteins"], best["layer"], best["head"]) if best else None
     tasks = finetune_tasks(cfg, paths, d / "encoder", seed, d) if finetune else None
     return {
         "condition": condition, "seed": seed, "tasks": tasks,
         "share": best["share"] if best else None, "background": best["background"] if best else None,
         "enrichment": best["enrichment"] if best else None,
-        "head": [best["layer"], best["head"]] if best else None,
+        "head": [best["layer"], best["head"]] if best else None, "head_top_offsets": offsets,
         "n_high_confidence": best["n_high_confidence"] if best else 0,
         "long_p_l5": (summ.get("precision") or {}).get("long P@L/5"),
         "long_background": summ.get("long_range_background"),

@@ -15,9 +15,10 @@ from seqxai.synth_protein import (
 )
 from seqxai.tables import OPTIONAL_COLUMNS, SCHEMAS
 
-# the demo's setting (config/demo.yaml): 20 families of 80-140 columns with indels
-DEMO = {"n_families": 20, "length_range": (80, 140), "n_coupled": 20, "deletion_rate": 0.05,
-        "insertion_rate": 0.05, "max_insertion": 3}
+# the demo's setting (config/demo.yaml): 20 families of 80-140 columns with indels, 20 coupled
+# hairpin pairs (i, i + 6) of variable columns per family
+DEMO = {"n_families": 20, "length_range": (80, 140), "n_coupled": 20, "coupled_separation": 6,
+        "coupled_conservation": 5.0, "deletion_rate": 0.05, "insertion_rate": 0.05, "max_insertion": 3}
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +141,44 @@ def test_without_coupling_nothing_covaries_and_nothing_else_changes(data, uncoup
     assert data["truth"]["columns"].equals(uncoupled["truth"]["columns"])
     diff = [np.mean([x != y for x, y in zip(a, b)]) for a, b in
             zip(data["proteins"]["sequence"], uncoupled["proteins"]["sequence"])]
-    assert 0.02 < np.mean(diff) < 0.3  # only the coupled ends differ
+    assert 0.02 < np.mean(diff) < 0.3
+    # ... and every residue that differs is a coupled end
+    prot = data["proteins"].merge(data["truth"].drop(columns="family"), on="accession")
+    for r, b in zip(prot.itertuples(), uncoupled["proteins"]["sequence"]):
+        pos = np.asarray(r.columns)[data["families"][int(r.family[6:])].coupled.ravel()]
+        changed = {k for k, (x, y) in enumerate(zip(r.sequence, b)) if x != y}
+        assert changed <= set(pos[pos >= 0].tolist())
+
+
+def test_coupled_hairpins_sit_at_the_same_separation_in_every_member(data):
+    """coupled_separation 6: each family's coupled pairs are contacts (i, i + 6) of distinct
+    columns; no indel falls between their ends, so in every member that keeps both ends the
+    partner is 6 residues away (and a contact of the member's map), while indels elsewhere
+    still move the map (test_indels_move_the_contact_map)."""
+    prot = data["proteins"].merge(data["truth"].drop(columns="family"), on="accession")
+    maps = data["contact_maps"].set_index("accession")
+    n_pairs = 0
+    for f, fam in enumerate(data["families"]):
+        assert len(fam.coupled) == 20 and len(np.unique(fam.coupled)) == 40
+        assert (fam.coupled[:, 1] - fam.coupled[:, 0] == 6).all()
+        assert {tuple(p) for p in fam.coupled} <= {tuple(p) for p in fam.contacts}
+        for r in prot[prot["family"] == f"family{f}"].itertuples():
+            pos = np.asarray(r.columns)[fam.coupled]
+            pos = pos[(pos >= 0).all(axis=1)]
+            assert (pos[:, 1] - pos[:, 0] == 6).all()
+            cm = maps.loc[r.accession]
+            n_unres = cm.resolved.count("0")
+            got = set(zip(np.array(cm.contact_i) - 1, np.array(cm.contact_j) - 1))
+            assert {tuple(p) for p in pos.tolist() if p[0] >= n_unres} <= got
+            n_pairs += len(pos)
+    assert n_pairs > 0.9 * 20 * len(prot)  # the ends themselves are still deleted now and then
+
+
+def test_ladder_coupling_is_unchanged_without_a_separation():
+    """coupled_separation null: coupled contacts come from the ladders, indels anywhere."""
+    data = generate_proteins(n_proteins=50, seed=5, **{**DEMO, "coupled_separation": None})
+    seps = np.concatenate([f.coupled[:, 1] - f.coupled[:, 0] for f in data["families"]])
+    assert len(np.unique(seps)) > 5 and all(f.rigid is None for f in data["families"])
 
 
 def test_at_least_20_families_of_varied_length(data):

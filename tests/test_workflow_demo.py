@@ -45,20 +45,25 @@ def test_attributions_concentrate_on_planted_annotations(summary):
     assert ctrl["pass"] == all(c["pass"] for c in ctrl["checks"])
 
 
-def test_contact_control_is_judged_on_its_null_thresholds(summary):
+def test_a_head_attends_to_covarying_contacts(summary):
     """The contact control's thresholds are the ones derived from the null (MLM on the same
-    families without covariation, random initialisation; config/demo.yaml, docs/demo_controls.md)
-    and its verdict follows from the best head's own numbers. Whether the trained demo encoder
-    passes is reported, not asserted: on the demo's families with indels it did not (0 of 3
-    seeds), so position memorisation no longer passes it."""
+    families without covariation, random initialisation; config/demo.yaml analysis
+    expect_contact_share / expect_contact_enrichment, docs/demo_controls.md), and the trained
+    demo encoder passes them: a head attends to the coupled hairpin partners, 6 residues away,
+    which only covariation makes worth attending to (benchmark: the pretrained encoder passed on
+    6 of 6 seeds, 8.6-26.8x; 0 of 6 fresh null runs passed). The summary takes the best head
+    over the pretrained and fine-tuned encoders."""
+    import yaml
+
+    analysis = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())["analysis"]
+    share, enrichment = analysis["expect_contact_share"], analysis["expect_contact_enrichment"]
     ctrl = summary["positive_controls"]["contact_attention"]
-    assert ctrl["required_share"] == 0.012 and ctrl["required_enrichment"] == 1.0
+    assert ctrl["required_share"] == share and ctrl["required_enrichment"] == enrichment
     best = ctrl["best"]
-    if best is None:
-        assert not ctrl["pass"]
-    else:
-        assert 0.005 <= best["background"] <= 0.03  # the realistic contact background
-        assert ctrl["pass"] == (best["share"] >= 0.012 and (best["enrichment"] or 0) >= 1.0)
+    assert best is not None
+    assert 0.005 <= best["background"] <= 0.03  # the realistic contact background
+    assert best["share"] >= share and (best["enrichment"] or 0) >= enrichment, best
+    assert ctrl["pass"]
 
 
 def test_contact_regression_holds_out_whole_families(demo):
@@ -179,7 +184,8 @@ def test_models_learned_their_tasks(summary):
     assert test["pr_auc"] > 20 * test["positive_rate"] and test["roc_auc"] > 0.9
     pcs = summary["positive_controls"]
     # all_pass also needs the sequence-driven -10 head (1 of 6 validated seeds) and the TF head
-    # (see test_dna_tf_control): reported, not asserted
+    # (see test_dna_tf_control): reported, not asserted; the contact control must pass
+    assert pcs["contact_attention"]["pass"]
     assert pcs["all_pass"] == (pcs["dna_minus10_head"]["pass"] and pcs["embedding_enrichment"]["pass"]
                                and pcs["contact_attention"]["pass"] and pcs["dna_tf_head"]["pass"])
 

@@ -13,7 +13,11 @@ the contacts is *coupled*: the residue at j is the complement of the residue at 
 probability ``coupling``, as coevolution makes contacting residues covary, so a model that
 learns the sequences has a reason to attend between contacting residues. ``coupling: 0``
 is the negative control: the same families, lengths, alignments and maps (the random draws
-are the same), no covariation.
+are the same), no covariation. With ``coupled_separation`` = d the coupled contacts are
+hairpin-like pairs (i, i + d) with no indel between their ends: the partner is d residues
+away in every member of every family, so one generic head at relative offset d can use the
+covariation (a small encoder did not learn to find family-specific partners in the demo's
+budget, docs/demo_controls.md).
 
 Labels depend only on planted features, placed at random positions per protein:
 - EC-like class (4 classes) = 2 * motif variant + active-site variant. The motif is one
@@ -109,6 +113,7 @@ class Family:
     contacts: np.ndarray  # [n, 2] 0-based columns, i < j, |i-j| >= 6
     coupled: np.ndarray  # [m, 2] 0-based subset of contacts, no column twice
     profile: np.ndarray  # [length, 20] residue probabilities over _BACKGROUND_AA order of AA
+    rigid: tuple | None = None  # (columns never deleted, columns never followed by an insertion)
 
 
 def contact_ladders(length: int, density: float, rng: np.random.Generator,
@@ -139,14 +144,36 @@ def contact_ladders(length: int, density: float, rng: np.random.Generator,
 
 
 def make_family(length: int, density: float, n_coupled: int, conservation: float,
-                rng: np.random.Generator, coupled_conservation: float | None = None) -> Family:
+                rng: np.random.Generator, coupled_conservation: float | None = None,
+                coupled_separation: int | None = None) -> Family:
     """A family: contact ladders, ``n_coupled`` of its contacts coupled, a Dirichlet profile
     (concentration ``conservation``; the coupled columns ``coupled_conservation`` when given:
-    variable columns, as real covarying sites are, whose residue only its partner predicts)."""
+    variable columns, as real covarying sites are, whose residue only its partner predicts).
+
+    ``coupled_separation`` = d: the coupled contacts are instead ``n_coupled`` pairs of columns
+    (i, i + d), no column twice, added to the contacts (a tight hairpin's two sides), and the
+    columns between (and the ends, for insertions) are rigid: no indel, so the partner of a
+    coupled residue sits d residues away in every member. A generic head at relative offset d
+    then finds it, while the contact map still moves with the indels elsewhere.
+    """
+    if coupled_separation is not None:  # the hairpins are part of the contact density
+        n_long = (length - 6) * (length - 5) // 2
+        density = max(density - n_coupled / n_long, 1.0 / n_long)
     contacts = contact_ladders(length, density, rng)
     used: set[int] = set()
     coupled = []
-    for k in rng.permutation(len(contacts)):
+    if coupled_separation is not None:  # hairpin-like pairs (i, i + d), added to the contacts
+        d = coupled_separation
+        for i in rng.permutation(length - d):
+            i = int(i)
+            if i not in used and i + d not in used:
+                coupled.append((i, i + d))
+                used.update((i, i + d))
+            if len(coupled) >= n_coupled:
+                break
+        extra = np.array(coupled, dtype=np.int64).reshape(-1, 2)
+        contacts = np.unique(np.concatenate([contacts, extra]), axis=0)
+    for k in rng.permutation(len(contacts)) if coupled_separation is None else []:
         i, j = contacts[k]
         if i not in used and j not in used:
             coupled.append((i, j))
@@ -162,7 +189,12 @@ def make_family(length: int, density: float, n_coupled: int, conservation: float
     full = np.zeros((length, len(AA)))
     for k, a in enumerate(_BACKGROUND_AA):
         full[:, AA.index(a)] = prof[:, k]
-    return Family(length, contacts, np.array(sorted(coupled), dtype=np.int64).reshape(-1, 2), full)
+    rigid = None
+    if coupled_separation is not None and len(coupled):
+        inner = np.unique(np.concatenate([np.arange(i + 1, j) for i, j in coupled]))
+        after = np.unique(np.concatenate([np.arange(i, j) for i, j in coupled]))
+        rigid = (inner, after)
+    return Family(length, contacts, np.array(sorted(coupled), dtype=np.int64).reshape(-1, 2), full, rigid)
 
 
 def _sample_sequence(fam: Family, rng: np.random.Generator, deletion_rate: float = 0.0,
@@ -179,6 +211,9 @@ def _sample_sequence(fam: Family, rng: np.random.Generator, deletion_rate: float
     deleted = rng.random(fam.length) < deletion_rate
     inserted = np.where(rng.random(fam.length) < insertion_rate,
                         rng.integers(1, max_insertion + 1, fam.length), 0)
+    if fam.rigid is not None:  # no indel inside a rigid span (the ends themselves may go)
+        deleted[fam.rigid[0]] = False
+        inserted[fam.rigid[1]] = 0
     seq: list[str] = []
     position = np.full(fam.length, -1, dtype=np.int64)
     for c in range(fam.length):
@@ -250,7 +285,7 @@ def generate_proteins(n_proteins: int = 300, n_families: int = 3,
                       p_membrane: float = 0.4, p_atp: float = 0.4, max_unresolved: int = 3,
                       deletion_rate: float = 0.0, insertion_rate: float = 0.0,
                       max_insertion: int = 3, coupled_conservation: float | None = None,
-                      seed: int = 0) -> dict[str, pd.DataFrame]:
+                      coupled_separation: int | None = None, seed: int = 0) -> dict[str, pd.DataFrame]:
     """Generate the demo protein data set.
 
     Returns the tables ``proteins`` (with the optional column ``family``: "family<k>"),
@@ -262,7 +297,7 @@ def generate_proteins(n_proteins: int = 300, n_families: int = 3,
     families = [
         make_family(int(rng.integers(length_range[0], length_range[1] + 1)),
                     float(rng.uniform(*contact_density)), n_coupled, conservation, rng,
-                    coupled_conservation)
+                    coupled_conservation, coupled_separation)
         for _ in range(n_families)
     ]
     proteins, annotations, maps, truth = [], [], [], []
