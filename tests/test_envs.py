@@ -143,8 +143,8 @@ def test_torch_env_pins_the_cuda_build_and_its_index():
     assert "--extra-index-url https://download.pytorch.org/whl/cu130" in pip
 
 
-# Rules that need no env: a bare `python3 -S` on a standard-library program (a `run:` block
-# would cost a whole Snakemake process per job: Snakemake re-spawns run: jobs).
+# Shell rules on a standard-library program (`python3 -S`; a `run:` block would cost a whole
+# Snakemake process per job: Snakemake re-spawns run: jobs); their env only has to hold python.
 NO_ENV = {"library_fingerprint"}
 
 
@@ -157,7 +157,8 @@ def test_every_rule_is_parsed_and_has_an_existing_env():
         r = rules[name]
         assert r["action"], f"rule {name} does nothing"
         if name in NO_ENV:
-            assert not r["conda"] and not r["script"] and not r["is_run"], f"rule {name}: expected a shell rule"
+            assert not r["script"] and not r["is_run"], f"rule {name}: expected a shell rule"
+            assert r["conda"] and "python" in parse_env(Path(r["conda"])), f"rule {name}: env {r['conda']}"
             assert r["shell"].startswith("python3 -S "), f"rule {name}: {r['shell']}"
             continue
         assert r["conda"] and Path(r["conda"]).is_file(), f"rule {name}: conda env {r['conda']}"

@@ -22,6 +22,9 @@ rule library_fingerprint:
         out("logs/library_fingerprint_{script}.log"),
     wildcard_constraints:
         script=r"[A-Za-z0-9_]+",
+    # standard library only: any env with a python3 serves (the data env, the lightest)
+    conda:
+        "../../envs/data.yaml"
     threads: 1
     params:
         program=FINGERPRINT_PROGRAM,
