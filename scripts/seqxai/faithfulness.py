@@ -260,7 +260,8 @@ def run_faithfulness(model_dir, proteins_path, embedding_paths: dict, head_stati
 
     from .io import DataError, read_table, write_table
     from .method_cost import COST_COLUMNS, method_calls, method_cost
-    from .protein_model import encode, load_classifier
+    from .protein_model import load_classifier
+    from .residue_flipping import batched_predictor
 
     torch.set_num_threads(threads)
     methods = list(embedding_paths)
@@ -286,13 +287,7 @@ def run_faithfulness(model_dir, proteins_path, embedding_paths: dict, head_stati
     sequences = [seq_of[a] for a in keys["accession"]]
     target_index = [labels.index(t) for t in keys["target"]]
 
-    @torch.no_grad()
-    def predict(seqs: list[str]) -> np.ndarray:
-        out = []
-        for i in range(0, len(seqs), batch_size):
-            enc = encode(tok, seqs[i : i + batch_size], meta["max_length"])
-            out.append(model(enc["input_ids"].to(dev), enc["attention_mask"].to(dev)).float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, len(labels)))
+    predict = batched_predictor(model, tok, meta["max_length"], dev, batch_size, len(labels))
 
     per_protein, tests = flipping_by_method(predict, sequences, rel, target_index, meta["task"]["type"],
                                             keys, flipping, seed)

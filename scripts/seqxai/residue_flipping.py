@@ -244,7 +244,7 @@ def run_residue_flipping(model_dir, proteins_path, splits_path, embedding_path, 
     import torch
 
     from .io import DataError, read_table, write_table
-    from .protein_model import encode, load_classifier
+    from .protein_model import load_classifier
 
     torch.set_num_threads(threads)
     model, tok, meta = load_classifier(model_dir, device=device)
@@ -271,13 +271,7 @@ def run_residue_flipping(model_dir, proteins_path, splits_path, embedding_path, 
         log.warning("%d flipped proteins are from the training split: accuracy is optimistic",
                     splits["train"])
 
-    @torch.no_grad()
-    def predict(seqs: list[str]) -> np.ndarray:
-        out = []
-        for i in range(0, len(seqs), batch_size):
-            enc = encode(tok, seqs[i : i + batch_size], meta["max_length"])
-            out.append(model(enc["input_ids"].to(dev), enc["attention_mask"].to(dev)).float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, len(labels)))
+    predict = batched_predictor(model, tok, meta["max_length"], dev, batch_size, len(labels))
 
     curves, per_protein = residue_flipping(
         predict, [seq_of[a] for a in emb["accession"]], list(emb["relevance"]),
@@ -295,3 +289,20 @@ def run_residue_flipping(model_dir, proteins_path, splits_path, embedding_path, 
     write_table(per_protein_path, per_protein)
     write_table(tests_path, tests)
     return curves, per_protein, tests
+
+
+def batched_predictor(model, tok, max_length: int, dev, batch_size: int, n_labels: int):
+    """predict(sequences) -> logits array (n, n_labels), in batches of ``batch_size``, no grad."""
+    import torch
+
+    from seqxai.protein_model import encode
+
+    @torch.no_grad()
+    def predict(seqs: list[str]) -> np.ndarray:
+        out = []
+        for i in range(0, len(seqs), batch_size):
+            enc = encode(tok, seqs[i : i + batch_size], max_length)
+            out.append(model(enc["input_ids"].to(dev), enc["attention_mask"].to(dev)).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, n_labels))
+
+    return predict
