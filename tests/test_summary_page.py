@@ -149,3 +149,22 @@ def test_dna_attribution_methods_show_the_targets_each_method_finds():
     assert section.count("not found") == 2 and ">0.0303<" in section
     assert section.index("<td>ig</td>") < section.index("<td>attnlrp</td>")   # IG first, whatever the key order
     assert "DNA attribution methods" not in summary_html(_summary())
+
+
+def test_protein_faithfulness_shows_each_method_by_rank_with_its_intervals():
+    """summary.json's protein/<task>/faithfulness (issue 18.3): one row per method in rank
+    order, the MoRF - LeRF and MoRF - random areas with their bootstrap intervals, the cost."""
+    s = _summary()
+    rec = {"n_proteins": 40, "morf_minus_random_mean": 0.21, "morf_minus_random_low": 0.15,
+           "morf_minus_random_high": 0.27, "p_most_vs_random": 1e-6, "flop_ratio": 1.0}
+    s["protein"]["ec"]["faithfulness"] = {"methods": [
+        {**rec, "method": "ig", "rank": 2, "morf_minus_lerf_mean": 0.373, "morf_minus_lerf_low": 0.307,
+         "morf_minus_lerf_high": 0.441, "time_ratio": 31.5},
+        {**rec, "method": "attnlrp", "rank": 1, "morf_minus_lerf_mean": 0.578, "morf_minus_lerf_low": 0.49,
+         "morf_minus_lerf_high": 0.661, "time_ratio": 1.49}], "pairs": [], "enrichment": []}
+    page = summary_html(s)
+    section = page.split("Protein attribution methods", 1)[1].split("</table>", 1)[0]
+    assert "0.578 [0.49, 0.661]" in section and "0.373 [0.307, 0.441]" in section
+    assert section.index("<td>attnlrp</td>") < section.index("<td>ig</td>")   # by rank
+    assert ">31.5<" in section
+    assert "Protein attribution methods" not in summary_html(_summary())

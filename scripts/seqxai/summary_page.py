@@ -67,6 +67,11 @@ def _table(header: list[str], rows: list[list], cls: str = "", numeric: set[int]
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody></table>'
 
 
+def _interval(rec: dict, area: str) -> str:
+    """'mean [low, high]' of one faithfulness area (seqxai.faithfulness.METHOD_COLUMNS)."""
+    return f"{fmt(rec.get(area + '_mean'))} [{fmt(rec.get(area + '_low'))}, {fmt(rec.get(area + '_high'))}]"
+
+
 def _verdict_cell(passed, checked: bool) -> tuple[str, str]:
     if not checked or passed is None:
         return ("html", '<span class="verdict unjudged" data-verdict="not judged">not judged</span>')
@@ -167,6 +172,17 @@ def _metrics_section(s: dict) -> str:
         parts.append("<h3>Residue flipping (AOPC, one-sided paired Wilcoxon)</h3>" + _table(
             ["task", "variant", "comparison", "mean AOPC (first)", "mean AOPC (second)", "p", "proteins"], rows,
             numeric={3, 4, 5, 6}))
+    rows = []
+    for task, t in (s.get("protein") or {}).items():
+        for r in sorted((t.get("faithfulness") or {}).get("methods") or [], key=lambda r: r.get("rank") or 0):
+            rows.append([task, r.get("method"), r.get("rank"), _interval(r, "morf_minus_lerf"),
+                         _interval(r, "morf_minus_random"), r.get("p_most_vs_random"), r.get("time_ratio"),
+                         r.get("flop_ratio"), r.get("n_proteins")])
+    if rows:
+        parts.append("<h3>Protein attribution methods: residue flipping (faithfulness)</h3>" + _table(
+            ["task", "method", "rank", "MoRF - LeRF area (95 % CI)", "MoRF - random area (95 % CI)",
+             "p (MoRF vs random)", "cost / fwd+bwd (time)", "cost / fwd+bwd (FLOPs)", "proteins"], rows,
+            numeric={2, 5, 6, 7, 8}))
     rob = s.get("dna_seed_robustness")
     if rob:
         rows = [[k, v.get("found"), v.get("found_and_sequence_driven")] for k, v in rob.items()
