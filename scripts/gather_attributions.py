@@ -15,4 +15,5 @@ from seqxai.attribution_tables import gather_attributions, shard_tables  # noqa:
 variant = sm.wildcards.variant
 gather_attributions(shard_tables(sm.input.shards, "embedding", variant),
                     shard_tables(sm.input.shards, "heads", variant),
-                    sm.output.embedding, sm.output.heads, sm.output.convergence, sm.params.delta_tolerance)
+                    sm.output.embedding, sm.output.heads, sm.output.convergence, sm.params.delta_tolerance,
+                    sm.wildcards.get("method", "ig"))  # the IG rule has no method wildcard

@@ -737,3 +737,28 @@ def test_memory_budget_sizes_the_path_batches_not_the_result(shard_inputs, caplo
     a, b = (np.concatenate(tables[k]["relevance"].to_numpy()) for k in ("fixed", "budget"))
     assert np.abs(a).max() > 1e-4
     np.testing.assert_allclose(b, a, atol=1e-6 * np.abs(a).max())
+
+
+@pytest.mark.parametrize("method,advice", [("ig", "raise attribution.n_steps"),
+                                           ("attnlrp", "softmax rule absorbs"),
+                                           ("grad_x_input", "not complete by construction")])
+def test_the_gather_warning_gives_each_method_its_own_advice(tmp_path, caplog, method, advice):
+    """A completeness gap means too few path nodes only for IG: the other methods' warning
+    must not tell the user to raise attribution.n_steps."""
+    import pandas as pd
+
+    from seqxai.attribution_tables import gather_attributions
+    from seqxai.io import write_table
+
+    emb = pd.DataFrame([{"accession": "A1", "target": "1", "n_residues": 4,
+                         "relevance": np.full(4, 0.1, np.float32), "relevance_start": 0.0,
+                         "relevance_end": 0.0, "f_input": 1.0, "f_baseline": 0.0, "delta": -0.6,
+                         "layer_delta": [0.0]}])
+    write_table(tmp_path / "e.parquet", emb)
+    write_table(tmp_path / "h.parquet", _head_rows({"A1": (["1"], 4)}, seed=0))
+    outs = [tmp_path / "out" / f for f in ("embedding.parquet", "heads.parquet", "convergence.parquet")]
+    with caplog.at_level("WARNING"):
+        gather_attributions([tmp_path / "e.parquet"], [tmp_path / "h.parquet"], *outs, 0.05, method)
+    warning = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert "1 of 1 proteins flagged" in warning and advice in warning
+    assert (method == "ig") == ("n_steps" in warning)

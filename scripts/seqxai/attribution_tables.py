@@ -183,10 +183,22 @@ def gather_heads(heads_paths, heads_out, row_group_rows: int = HEADS_ROW_GROUP_R
     return n_rows
 
 
+# What a completeness gap means for each attribution method (the gather's warning): only IG's
+# shrinks with more path nodes; the others are not complete by construction
+# (docs/attribution_methods.md).
+GAP_ADVICE = {
+    "ig": "raise attribution.n_steps",
+    "attnlrp": "expected for AttnLRP: its softmax rule absorbs part of the relevance (not a step count)",
+    "grad_x_input": "expected for gradient x input, which is not complete by construction",
+    "attention_rollout": "expected for attention rollout, which does not decompose the logit",
+}
+
+
 def gather_attributions(embedding_paths, heads_paths, embedding_out, heads_out, convergence_out,
-                        delta_tolerance: float) -> pd.DataFrame:
+                        delta_tolerance: float, method: str = "ig") -> pd.DataFrame:
     """Gather the shards of one task, flag proteins whose convergence delta exceeds
-    ``delta_tolerance`` and write the embedding, head and convergence tables.
+    ``delta_tolerance`` and write the embedding, head and convergence tables. ``method`` (an
+    ``attribution.methods`` name) only chooses the advice of the warning (:data:`GAP_ADVICE`).
 
     The embedding table is gathered in memory; the head table is streamed shard by shard
     (:func:`gather_heads`). The head table is written first, into a temporary file renamed
@@ -205,8 +217,8 @@ def gather_attributions(embedding_paths, heads_paths, embedding_out, heads_out, 
     n_flag = int(emb["delta_flagged"].sum())
     if n_flag:
         log.warning("%d of %d proteins flagged (delta_flagged): their attributions do not add up to "
-                    "F(x) - F(x') within %.3g; raise attribution.n_steps", n_flag, len(emb),
-                    delta_tolerance)
+                    "F(x) - F(x') within %.3g; %s", n_flag, len(emb), delta_tolerance,
+                    GAP_ADVICE.get(method, GAP_ADVICE["ig"]))
     with atomic_path(heads_out, suffix=".parquet") as heads_tmp:
         n_rows = gather_heads(heads_paths, heads_tmp)
         write_table(embedding_out, emb)
