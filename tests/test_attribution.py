@@ -762,3 +762,33 @@ def test_the_gather_warning_gives_each_method_its_own_advice(tmp_path, caplog, m
     warning = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
     assert "1 of 1 proteins flagged" in warning and advice in warning
     assert (method == "ig") == ("n_steps" in warning)
+
+
+@pytest.mark.parametrize("family", ["esm", "bert"])
+def test_explicit_attention_tangent_equals_pytorchs_forward_mode(family):
+    """The exact pass's attention tangent (seqxai.forward_tangents._attention_with_tangent:
+    dS = s (dq k^T + q dk^T), dP = P (dS - sum P dS), dO = dP v + P dv) equals PyTorch's own
+    forward-mode derivative of the model's eager attention, with a padding mask, and its
+    primal output is the eager one."""
+    import importlib
+
+    import torch.autograd.forward_ad as fwAD
+
+    from seqxai.forward_tangents import _attention_with_tangent
+
+    mod = importlib.import_module(f"transformers.models.{family}.modeling_{family}")
+    module = torch.nn.Module().eval()
+    module.__class__ = type("Attn", (torch.nn.Module,), {"__module__": mod.__name__})
+    g = torch.Generator().manual_seed(0)
+    q, k, v, dq, dk, dv = (torch.randn(2, 3, 7, 4, generator=g, dtype=torch.float64) for _ in range(6))
+    mask = torch.zeros(2, 1, 1, 7, dtype=torch.float64)
+    mask[1, ..., 5:] = torch.finfo(torch.float64).min   # two padding keys in the second sequence
+    with fwAD.dual_level():
+        duals = [fwAD.make_dual(x, t) for x, t in ((q, dq), (k, dk), (v, dv))]
+        ref_out, _ = mod.eager_attention_forward(module, *duals, mask, scaling=0.5)
+        ref_primal, ref_tangent = fwAD.unpack_dual(ref_out)
+        out, probs = _attention_with_tangent(module, *duals, mask, scaling=0.5)
+        primal, tangent = fwAD.unpack_dual(out)
+    torch.testing.assert_close(primal, ref_primal)
+    torch.testing.assert_close(tangent, ref_tangent)
+    assert probs[1, :, :, 5:].abs().max() == 0   # masked keys get no weight
