@@ -8,6 +8,8 @@ the ratios do not move with the machine's load:
    6-, 12- and 30-layer models (hidden 64);
 2. the exact all-layer pass (tangents carried by the forward pass, then backward) vs
    embedding-only IG and vs plain forward+backward passes; the difference mode likewise;
+   the exact pass vs embedding-only IG at the real ESM-2 8M's width (where /work/shared is
+   present), with the minor page faults per run;
 3. peak memory (RSS above the loaded model, each in a fresh process): the real ESM-2 8M over a
    202-token protein at one, two and eight path batches against the estimate of
    seqxai.micro_batches.attribution_row_bytes (where /work/shared is present), and a small
@@ -17,8 +19,10 @@ Timings are medians of interleaved repeats. Usage:
     OMP_NUM_THREADS=1 python benchmarks/attribution_benchmark.py [--quick] [--only speed|memory]
 
 Results and their reading: docs/performance.md (2026-12-04: exact pass 1.50-1.57x the matmul
-FLOPs of embedding-only IG, was 2.38x; Captum per layer vs one pass 0.73 n_layers (difference)
-and 0.47 n_layers (exact) in FLOPs).
+FLOPs of embedding-only IG, was 2.38x; in CPU time 1.54-1.69x at ESM-2 8M width with the jobs'
+allocator (seqxai.allocator; 2.02-2.35x without), 1.8-1.9x at hidden 64; Captum per layer vs
+one pass 0.73 n_layers (difference) and 0.47 n_layers (exact) in FLOPs). --system-malloc leaves
+glibc's allocator as it is, for the comparison.
 """
 from __future__ import annotations
 
@@ -203,6 +207,8 @@ def memory_child(n_layers: int, n_steps: int, batch: int) -> None:
 
     from seqxai import attribution as at
 
+    # system malloc here: kept freed memory (the jobs' seqxai.allocator) would count the warm-up
+    # run's memory in the RSS "before"; the live tensors, which the estimate is about, are the same
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as d:
         model, ids, att, base = build(n_layers, 64, 4, Path(d))
@@ -296,6 +302,8 @@ def esm2_memory_child(batch: int, n_steps: int, conductance: str) -> None:
     from seqxai import micro_batches as mb
     from seqxai import protein_model as pm
 
+    # system malloc here: kept freed memory (the jobs' seqxai.allocator) would count the warm-up
+    # run's memory in the RSS "before"; the live tensors, which the estimate is about, are the same
     torch.set_num_threads(1)
     model, tok = pm.make_classifier(ESM2_8M, 3, dropout=0.0)
     model.eval()
@@ -323,6 +331,35 @@ def esm2_memory_child(batch: int, n_steps: int, conductance: str) -> None:
     print(json.dumps({"peak_gib": (peak[0] - before) / 2**30, "estimate_gib": est / 2**30}))
 
 
+def esm2_speed(n_steps: int, batch: int, repeats: int = 5) -> None:
+    """ESM-2 8M (real checkpoint), 202 tokens: embedding-only IG, the exact all-layer pass and
+    the difference mode, CPU time (medians of interleaved repeats) and minor page faults per run,
+    in this process (its allocator set-up: main's keep_freed_memory or --system-malloc)."""
+    import resource
+
+    from seqxai import attribution as at
+    from seqxai import protein_model as pm
+
+    model, tok = pm.make_classifier(ESM2_8M, 3, dropout=0.0)
+    model.eval()
+    enc = pm.encode(tok, [(SEQ * 2)[:200]], 1024)
+    ids, att = enc["input_ids"][0], enc["attention_mask"][0]
+    base = at.baseline_ids(ids, set(tok.all_special_ids), tok.pad_token_id)
+    fns = {"embedding_only": lambda: at.integrated_gradients(model, ids, att, 0, base, n_steps, batch, layers=False),
+           "exact": lambda: at.integrated_gradients(model, ids, att, 0, base, n_steps, batch),
+           "difference": lambda: at.integrated_gradients(model, ids, att, 0, base, n_steps, batch,
+                                                         conductance="difference")}
+    for fn in fns.values():
+        fn()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    t = median_of(fns, repeats)
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / (repeats * len(fns))
+    print(f"ESM-2 8M, 202 tokens, {n_steps} nodes in batches of {batch}: "
+          + ", ".join(f"{k} {v:.2f} s" for k, v in t.items())
+          + f"; exact / embedding-only {t['exact'] / t['embedding_only']:.2f}x (goal <= 1.8x), difference / "
+          f"embedding-only {t['difference'] / t['embedding_only']:.2f}x; {faults:.0f} minor page faults per run")
+
+
 def esm2_memory() -> None:
     """ESM-2 8M, 202 tokens: peak memory of one, two and eight path batches, against the estimate."""
     for conductance, runs in (("jvp", [(20, 20), (25, 25), (25, 50), (25, 200)]),
@@ -342,6 +379,8 @@ def main() -> None:
     ap.add_argument("--memory-child", nargs=3, type=int, help=argparse.SUPPRESS)
     ap.add_argument("--esm2-memory-child", nargs=3, help=argparse.SUPPRESS)
     ap.add_argument("--only", choices=["speed", "memory"], help="run one part only")
+    ap.add_argument("--system-malloc", action="store_true",
+                    help="leave glibc's malloc as it is (the jobs keep freed memory; docs/performance.md)")
     args = ap.parse_args()
     if args.memory_child:
         memory_child(*args.memory_child)
@@ -350,6 +389,11 @@ def main() -> None:
         b, n, c = args.esm2_memory_child
         esm2_memory_child(int(b), int(n), c)
         return
+    from seqxai.allocator import keep_freed_memory
+
+    # as every torch rule job does, before torch is imported (seqxai.allocator); --system-malloc compares
+    kept = not args.system_malloc and keep_freed_memory()
+    print(f"glibc malloc keeps freed memory (as the rule jobs do): {kept}")
     import torch
 
     torch.set_num_threads(1)
@@ -365,6 +409,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         for n_layers, hidden, reps in ((6, 64, repeats), (12, 64, repeats), (30, 64, 1)):
             report_speed(speed(n_layers, n_steps, batch, reps, Path(d), hidden))
+    if ESM2_8M.is_dir():
+        for nodes, b in ((16, 16), (50, 25)) if not args.quick else ((16, 16),):
+            esm2_speed(nodes, b, 5 if not args.quick else 1)
     if args.only == "speed":
         return
     if ESM2_8M.is_dir():
