@@ -4,28 +4,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from tiny_dna import tiny_model, tiny_windows
 
 from seqxai import dna_attribution as da
-from seqxai.dna_model import PAD, build_model, oriented_tokens
+from seqxai.dna_model import PAD, oriented_tokens
 
 
 def _model(attention="causal", scale=0.5, seed=0):
-    torch.manual_seed(seed)
-    m = build_model(dict(n_layers=2, n_heads=2, d_model=16, d_head=8, context=12, conv_width=3,
-                         label_offset=4, attn_chunk=8, attention=attention)).eval()
-    with torch.no_grad():
-        for p in m.parameters():
-            p.normal_(0, scale)
-    return m
-
-
-def _windows(model, n=3, seed=0):
-    left, right = da.window_extent(model.config, -10, 4)
-    x = np.random.default_rng(seed).integers(0, 4, (n, left + 1 + right))
-    x[0, :3] = PAD        # a window reaching past the strand start
-    if n > 1:
-        x[1, 5] = 4       # an N
-    return x, left
+    return tiny_model({"attention": attention}, seed, scale)
 
 
 def _onehot_forward(model, query):
@@ -47,7 +33,7 @@ def test_ig_matches_captum_integrated_gradients(attention):
     from captum.attr import IntegratedGradients
 
     model = _model(attention)
-    x, left = _windows(model)
+    x, left = tiny_windows(model)
     ref = np.array([0.1, 0.2, 0.3, 0.4])
     res = da.integrated_gradients(model, x, left, ref, n_steps=16, batch_size=7)
     ig = IntegratedGradients(_onehot_forward(model, left))
@@ -71,7 +57,7 @@ def test_ig_matches_captum_integrated_gradients(attention):
 
 def test_completeness_tightens_as_steps_grow():
     model = _model(scale=0.7, seed=3)      # weights large enough for a curved path
-    x, left = _windows(model, n=4, seed=1)
+    x, left = tiny_windows(model, n=4, seed=1)
     gaps = {}
     # (with the attention sink this random model's path bends sharply: 64 nodes leave 0.33,
     # 256 leave 5e-4; without the sink 32 nodes already leave 2e-5)
@@ -87,7 +73,7 @@ def test_completeness_tightens_as_steps_grow():
 
 def test_hypothetical_contributions_are_centred_and_give_the_actual_contribution():
     model = _model()
-    x, left = _windows(model, n=2)
+    x, left = tiny_windows(model, n=2)
     for ref in (None, np.array([0.3, 0.2, 0.2, 0.3])):
         res = da.integrated_gradients(model, x, left, ref, n_steps=8, batch_size=16)
         r = np.full(4, 0.25) if ref is None else ref
@@ -109,7 +95,7 @@ def test_hypothetical_contributions_are_centred_and_give_the_actual_contribution
 
 def test_batching_does_not_change_results():
     model = _model()
-    x, left = _windows(model, n=3)
+    x, left = tiny_windows(model, n=3)
     a = da.integrated_gradients(model, x, left, None, n_steps=6, batch_size=64, heads=True)
     b = da.integrated_gradients(model, x, left, None, n_steps=6, batch_size=4, heads=True)
     for k in ("per_base", "hypothetical", "heads", "delta", "layer_delta"):
@@ -123,7 +109,7 @@ def test_layer_outputs_are_complete_and_heads_match_captum_layer_conductance():
     from captum.attr import LayerConductance
 
     model = _model()
-    x, left = _windows(model, n=1)
+    x, left = tiny_windows(model, n=1)
     res = da.integrated_gradients(model, x, left, None, n_steps=64, batch_size=64, heads=True)
     gap = res["f_input"] - res["f_baseline"]
     assert np.abs(res["layer_delta"]).max() < 1e-4 * max(1.0, np.abs(gap).max())

@@ -5,13 +5,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from tiny_dna import tiny_model, tiny_windows
 
 from seqxai import dna_attribution as da
 from seqxai import dna_attribution_methods as dm
 from seqxai.dna_method_motifs import method_cost, method_motifs
-from seqxai.dna_model import PAD, build_model
 
-SMALL = dict(n_layers=2, n_heads=2, d_model=16, d_head=8, context=12, conv_width=3, label_offset=4, attn_chunk=8)
 # the model's variants: Transformer-XL scores with the sink (default), without it, rotary,
 # bidirectional, and the original architecture (post-norm, shared u/v, no feed-forward)
 VARIANTS = {"xl_sink": {}, "xl": {"attention_sink": False}, "rotary": {"position": "rotary"},
@@ -20,26 +19,13 @@ VARIANTS = {"xl_sink": {}, "xl": {"attention_sink": False}, "rotary": {"position
 
 
 def _model(variant="xl_sink", seed=0, scale=0.5):
-    torch.manual_seed(seed)
-    m = build_model({**SMALL, **VARIANTS[variant]}).eval()
-    with torch.no_grad():
-        for p in m.parameters():  # every bias and u, v non-zero
-            p.normal_(0, scale)
-    return m
-
-
-def _windows(model, n=3, seed=0):
-    left, right = da.window_extent(model.config, -10, 4)
-    x = np.random.default_rng(seed).integers(0, 4, (n, left + 1 + right))
-    x[0, :3] = PAD        # a window reaching past the strand start
-    x[1, 5] = 4           # an N
-    return x, left
+    return tiny_model(VARIANTS[variant], seed, scale)
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_forward_is_bit_identical_under_the_rules(variant):
     model = _model(variant)
-    x, _ = _windows(model)
+    x, _ = tiny_windows(model)
     xt = torch.as_tensor(x)
     with torch.no_grad():
         plain = model(xt)
@@ -60,7 +46,7 @@ def test_attnlrp_relevance_sums_to_the_logit(variant):
     """F(x) = sum_i R[i] + R_bias + R_softmax to 1e-4 of the absolute parts, per window, and at
     every layer output with the biases and softmaxes after it."""
     model = _model(variant)
-    x, left = _windows(model)
+    x, left = tiny_windows(model)
     r = dm.gradient_attribution(model, x, left, "attnlrp", batch_size=2, heads=True)
     assert _conservation_gap(r).max() < 1e-4
     # the softmax does absorb relevance, so the identity is not F = sum R + R_bias
@@ -80,7 +66,7 @@ def test_conservation_fails_without_the_uniform_rule(monkeypatch):
     """The test above can fail: without the halving at v and at the attention weights both
     receive the whole output's relevance."""
     model = _model()
-    x, left = _windows(model)
+    x, left = tiny_windows(model)
     monkeypatch.setattr(dm, "_scaled_gradient", lambda y, factor: y)
     r = dm.gradient_attribution(model, x, left, "attnlrp")
     assert _conservation_gap(r).max() > 1e-2
@@ -88,7 +74,7 @@ def test_conservation_fails_without_the_uniform_rule(monkeypatch):
 
 def test_batching_does_not_change_attnlrp():
     model = _model()
-    x, left = _windows(model, n=4)
+    x, left = tiny_windows(model, n=4)
     one = dm.gradient_attribution(model, x, left, "attnlrp", batch_size=1)
     four = dm.gradient_attribution(model, x, left, "attnlrp", batch_size=4)
     for k in ("contribution", "f_baseline", "r_softmax"):
@@ -98,7 +84,7 @@ def test_batching_does_not_change_attnlrp():
 @pytest.mark.parametrize("variant", ["xl_sink", "bidirectional"])
 def test_grad_x_input_is_the_gradient_at_the_one_hot_input(variant):
     model = _model(variant)
-    x, left = _windows(model)
+    x, left = tiny_windows(model)
     ref = np.array([0.1, 0.2, 0.3, 0.4])
     r = dm.gradient_attribution(model, x, left, "grad_x_input", ref, heads=True)
     xt = torch.as_tensor(x)
@@ -134,7 +120,7 @@ def test_grad_x_input_is_the_gradient_at_the_one_hot_input(variant):
 
 def test_unknown_method_is_refused():
     model = _model()
-    x, left = _windows(model)
+    x, left = tiny_windows(model)
     with pytest.raises(ValueError, match="dna.attribution.methods"):
         dm.gradient_attribution(model, x, left, "attention_rollout")
 
