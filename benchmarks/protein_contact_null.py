@@ -6,7 +6,7 @@
 For every seed and condition the demo's data are generated anew (config ``data.demo.protein``,
 seeded), split (config ``split``, whole families), and an encoder from
 ``protein.encoder.demo_config`` is probed with the workflow's own functions
-(``protein_model.run_pretraining``, ``attention_probes.run_attention_probe``,
+(``mlm_pretraining.run_pretraining``, ``attention_probes.run_attention_probe``,
 ``summary.best_heads``):
 
 - ``trained``: MLM (``protein.mlm``) on the train split of data WITH covariation;
@@ -37,7 +37,8 @@ import yaml
 
 from seqxai.attention_probes import run_attention_probe
 from seqxai.io import read_json, read_table
-from seqxai.protein_model import build_demo_encoder, run_pretraining, seed_everything
+from seqxai.mlm_pretraining import run_pretraining
+from seqxai.protein_model import build_demo_encoder, seed_everything
 from seqxai.splits import run_splits
 from seqxai.summary import best_heads, contact_control_passes
 from seqxai.synth_protein import write_demo_proteins

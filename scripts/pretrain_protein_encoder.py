@@ -11,7 +11,7 @@ from seqxai.allocator import keep_freed_memory  # noqa: E402
 keep_freed_memory()  # before torch is imported (seqxai.allocator)
 sm = snakemake  # noqa: F821
 
-from seqxai.protein_model import run_pretraining  # noqa: E402
+from seqxai.mlm_pretraining import run_pretraining  # noqa: E402
 from seqxai.protein_tasks import check_tasks  # noqa: E402
 
 # The configured tasks must be trainable before hours of pretraining go into them. A check

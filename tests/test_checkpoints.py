@@ -14,6 +14,7 @@ import torch
 from test_protein_model import FT, TASKS, Interrupt, toy_data
 
 from seqxai import checkpoints as ck
+from seqxai import mlm_pretraining as mlm
 from seqxai import protein_model as pm
 
 
@@ -111,38 +112,38 @@ def test_mlm_pretraining_resumes_from_its_own_checkpoint_only(tiny_encoder, tmp_
     shutil.copytree(tiny_encoder, enc)
 
     with pytest.raises(Interrupt):
-        pm.pretrain_mlm(seqs, enc, tmp_path / "a", checkpoint_dir=tmp_path / "ck_a",
-                        on_checkpoint=_stop_after_first(2), **kw)
+        mlm.pretrain_mlm(seqs, enc, tmp_path / "a", checkpoint_dir=tmp_path / "ck_a",
+                         on_checkpoint=_stop_after_first(2), **kw)
     seen = []
-    pm.pretrain_mlm(seqs, enc, tmp_path / "a", checkpoint_dir=tmp_path / "ck_a", on_checkpoint=seen.append, **kw)
+    mlm.pretrain_mlm(seqs, enc, tmp_path / "a", checkpoint_dir=tmp_path / "ck_a", on_checkpoint=seen.append, **kw)
     assert seen == [4]  # resumed at step 2
-    pm.pretrain_mlm(seqs, enc, tmp_path / "fresh_old", **kw)
+    mlm.pretrain_mlm(seqs, enc, tmp_path / "fresh_old", **kw)
     assert _equal(_mlm_weights(tmp_path / "a"), _mlm_weights(tmp_path / "fresh_old"))
 
     with pytest.raises(Interrupt):
-        pm.pretrain_mlm(seqs, enc, tmp_path / "b", checkpoint_dir=tmp_path / "ck_b",
-                        on_checkpoint=_stop_after_first(2), **kw)
+        mlm.pretrain_mlm(seqs, enc, tmp_path / "b", checkpoint_dir=tmp_path / "ck_b",
+                         on_checkpoint=_stop_after_first(2), **kw)
     _perturb_encoder(enc)
     seen = []
     with caplog.at_level(logging.WARNING, logger="seqxai.checkpoints"):
-        pm.pretrain_mlm(seqs, enc, tmp_path / "b", checkpoint_dir=tmp_path / "ck_b",
-                        on_checkpoint=seen.append, **kw)
+        mlm.pretrain_mlm(seqs, enc, tmp_path / "b", checkpoint_dir=tmp_path / "ck_b",
+                         on_checkpoint=seen.append, **kw)
     assert seen == [2, 4]
     assert "differs in: initial weights)" in caplog.text
-    pm.pretrain_mlm(seqs, enc, tmp_path / "fresh_new", **kw)
+    mlm.pretrain_mlm(seqs, enc, tmp_path / "fresh_new", **kw)
     new = _mlm_weights(tmp_path / "b")
     assert _equal(new, _mlm_weights(tmp_path / "fresh_new"))
     assert not _equal(new, _mlm_weights(tmp_path / "fresh_old"))
 
     # other training sequences behind the same call: refused too
     with pytest.raises(Interrupt):
-        pm.pretrain_mlm(seqs, enc, tmp_path / "c", checkpoint_dir=tmp_path / "ck_c",
-                        on_checkpoint=_stop_after_first(2), **kw)
+        mlm.pretrain_mlm(seqs, enc, tmp_path / "c", checkpoint_dir=tmp_path / "ck_c",
+                         on_checkpoint=_stop_after_first(2), **kw)
     caplog.clear()
     seen = []
     with caplog.at_level(logging.WARNING, logger="seqxai.checkpoints"):
-        pm.pretrain_mlm(seqs[::-1], enc, tmp_path / "c", checkpoint_dir=tmp_path / "ck_c",
-                        on_checkpoint=seen.append, **kw)
+        mlm.pretrain_mlm(seqs[::-1], enc, tmp_path / "c", checkpoint_dir=tmp_path / "ck_c",
+                         on_checkpoint=seen.append, **kw)
     assert seen == [2, 4] and "differs in: token ids)" in caplog.text
 
 

@@ -7,6 +7,8 @@ import pytest
 import torch
 from torch import nn
 
+from seqxai import mlm_pretraining as mlm
+from seqxai import protein_metrics as pmetrics
 from seqxai import protein_model as pm
 from seqxai import protein_tasks as pt
 from seqxai.io import DataError
@@ -128,7 +130,7 @@ def test_ec_class_absent_from_train_is_only_a_warning(caplog):
 
 def test_metrics_write_null_with_a_reason_instead_of_nan():
     y = np.ones((4, 2), dtype=np.float32)  # every protein positive: no AUC defined
-    m = pm._metrics("multi_label", np.zeros((4, 2)), y)
+    m = pmetrics.split_metrics("multi_label", np.zeros((4, 2)), y)
     assert m["macro_roc_auc"] is None and m["macro_pr_auc"] is None and "auc_note" in m
     json.dumps(m, allow_nan=False)
     from seqxai.io import non_finite_values
@@ -349,18 +351,18 @@ def test_interrupted_mlm_pretraining_resumes_to_the_same_weights(tiny_encoder, t
     seqs = toy_data()[0]["sequence"].tolist()
     kw = dict(steps=7, batch_size=8, lr=3e-3, max_length=32, seed=5, device="cpu", log_every=1,
               checkpoint_every=2)
-    ref = pm.pretrain_mlm(seqs, tiny_encoder, tmp_path / "ref", **kw)
+    ref = mlm.pretrain_mlm(seqs, tiny_encoder, tmp_path / "ref", **kw)
 
     def die_at_4(step):  # step 4 lies in the second pass over the 36 sequences (5 batches each)
         if step == 4:
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        pm.pretrain_mlm(seqs, tiny_encoder, tmp_path / "run", checkpoint_dir=tmp_path / "ck",
-                        on_checkpoint=die_at_4, **kw)
+        mlm.pretrain_mlm(seqs, tiny_encoder, tmp_path / "run", checkpoint_dir=tmp_path / "ck",
+                         on_checkpoint=die_at_4, **kw)
     seen = []
-    hist = pm.pretrain_mlm(seqs, tiny_encoder, tmp_path / "run", checkpoint_dir=tmp_path / "ck",
-                           on_checkpoint=seen.append, **kw)
+    hist = mlm.pretrain_mlm(seqs, tiny_encoder, tmp_path / "run", checkpoint_dir=tmp_path / "ck",
+                            on_checkpoint=seen.append, **kw)
     assert seen == [6, 7]
     np.testing.assert_allclose(hist["loss"], ref["loss"], atol=1e-6)
     a = AutoModelForMaskedLM.from_pretrained(str(tmp_path / "ref")).state_dict()
@@ -427,8 +429,8 @@ def test_mlm_micro_batches_give_the_weights_of_the_whole_batch(tiny_encoder, tmp
 
     seqs = toy_data()[0]["sequence"].tolist()
     kw = dict(steps=2, batch_size=8, lr=3e-3, max_length=32, seed=5, device="cpu", log_every=1)
-    ref = pm.pretrain_mlm(seqs, tiny_encoder, tmp_path / "ref", **kw)
-    split = pm.pretrain_mlm(seqs, tiny_encoder, tmp_path / "split", micro_batch=3, **kw)
+    ref = mlm.pretrain_mlm(seqs, tiny_encoder, tmp_path / "ref", **kw)
+    split = mlm.pretrain_mlm(seqs, tiny_encoder, tmp_path / "split", micro_batch=3, **kw)
     np.testing.assert_allclose(split["loss"], ref["loss"], atol=1e-6)
     a = AutoModelForMaskedLM.from_pretrained(str(tmp_path / "ref")).state_dict()
     b = AutoModelForMaskedLM.from_pretrained(str(tmp_path / "split")).state_dict()
@@ -517,11 +519,11 @@ def test_macro_f1_by_hand_and_against_sklearn():
     from sklearn.metrics import f1_score
 
     # class 0: TP 1, FN 1 -> 2/3; class 1: TP 1, FP 2 -> 1/2; class 2: FN 1 -> 0
-    assert pm.macro_f1(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 1])) == pytest.approx((2 / 3 + 0.5) / 3)
+    assert pmetrics.macro_f1(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 1])) == pytest.approx((2 / 3 + 0.5) / 3)
     rng = np.random.default_rng(0)
     for _ in range(20):
         t, p = rng.integers(0, 5, 30), rng.integers(0, 4, 30)
-        assert pm.macro_f1(t, p) == pytest.approx(f1_score(t, p, average="macro", zero_division=0))
+        assert pmetrics.macro_f1(t, p) == pytest.approx(f1_score(t, p, average="macro", zero_division=0))
 
 
 def test_fmax_by_hand():
@@ -530,11 +532,11 @@ def test_fmax_by_hand():
     # t in (0.3, 0.6]: P1 = {0, 1} (pr 1/2, rc 1), P2 = {1} (pr 1, rc 1/2): pr = rc = 0.75 = F,
     # the best over thresholds (t <= 0.1: 0.667, (0.1, 0.2]: 14/19, (0.2, 0.3]: 0.6, (0.6, 0.8]: 0.5,
     # (0.8, 0.9]: 2/3 with protein 2 uncovered, so pr averages over protein 1 only)
-    out = pm.fmax(y, s)
+    out = pmetrics.fmax(y, s)
     assert out == {"fmax": pytest.approx(0.75), "threshold": 0.31, "n_proteins": 2}
-    assert pm.fmax(y, s, thresholds=np.array([0.15]))["fmax"] == pytest.approx(14 / 19)
-    assert pm.fmax(y, s, thresholds=np.array([0.85]))["fmax"] == pytest.approx(2 / 3)
-    assert pm.fmax(np.zeros((2, 3)), s[:2])["fmax"] is None
+    assert pmetrics.fmax(y, s, thresholds=np.array([0.15]))["fmax"] == pytest.approx(14 / 19)
+    assert pmetrics.fmax(y, s, thresholds=np.array([0.85]))["fmax"] == pytest.approx(2 / 3)
+    assert pmetrics.fmax(np.zeros((2, 3)), s[:2])["fmax"] is None
 
 
 def _fmax_naive(y, s, thresholds):
@@ -560,7 +562,7 @@ def test_fmax_matches_a_naive_loop():
     rng = np.random.default_rng(1)
     y = (rng.random((25, 6)) < 0.3).astype(np.float32)
     s = np.clip(0.5 * y + 0.7 * rng.random(y.shape), 0, 1)
-    assert pm.fmax(y, s)["fmax"] == pytest.approx(_fmax_naive(y, s, pm.FMAX_THRESHOLDS), abs=1e-12)
+    assert pmetrics.fmax(y, s)["fmax"] == pytest.approx(_fmax_naive(y, s, pmetrics.FMAX_THRESHOLDS), abs=1e-12)
 
 
 def test_micro_aupr_by_hand_and_against_sklearn_micro():
@@ -568,19 +570,19 @@ def test_micro_aupr_by_hand_and_against_sklearn_micro():
 
     # pooled pairs ranked 0.9 (pos), 0.8 (neg), 0.7 (pos), 0.1 (neg): AP = 0.5 * 1 + 0.5 * 2/3
     y, s = np.array([[1, 0], [1, 0]]), np.array([[0.9, 0.8], [0.7, 0.1]])
-    assert pm.micro_aupr(y, s) == pytest.approx(5 / 6)
+    assert pmetrics.micro_aupr(y, s) == pytest.approx(5 / 6)
     rng = np.random.default_rng(2)
     y = (rng.random((20, 5)) < 0.3).astype(int)
     s = rng.random(y.shape)
-    assert pm.micro_aupr(y, s) == pytest.approx(average_precision_score(y, s, average="micro"))
-    assert pm.micro_aupr(np.ones((2, 2)), s[:2, :2]) is None
+    assert pmetrics.micro_aupr(y, s) == pytest.approx(average_precision_score(y, s, average="micro"))
+    assert pmetrics.micro_aupr(np.ones((2, 2)), s[:2, :2]) is None
 
 
 def test_split_metrics_carry_the_task_metrics():
-    ec = pm._metrics("single_label", np.array([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0]]), np.array([0, 1, 1]))
+    ec = pmetrics.split_metrics("single_label", np.array([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0]]), np.array([0, 1, 1]))
     assert ec["accuracy"] == pytest.approx(2 / 3) and ec["macro_f1"] == pytest.approx((2 / 3 + 2 / 3) / 2)
     logits = np.array([[2.0, -2.0], [-1.0, 0.5]])  # sigmoid scores 0.88, 0.12 / 0.27, 0.62
-    go = pm._metrics("multi_label", logits, np.array([[1, 0], [0, 1]], dtype=np.float32))
+    go = pmetrics.split_metrics("multi_label", logits, np.array([[1, 0], [0, 1]], dtype=np.float32))
     assert go["fmax"] == pytest.approx(1.0) and go["micro_aupr"] == pytest.approx(1.0)
     json.dumps(go, allow_nan=False)
 

@@ -1,4 +1,5 @@
-"""Protein language models: tokenising, MLM pretraining and fine-tuning for EC/GO prediction.
+"""Protein language models: tokenising, the demo encoder, and fine-tuning for EC/GO prediction
+(MLM pretraining: :mod:`seqxai.mlm_pretraining`; task metrics: :mod:`seqxai.protein_metrics`).
 
 Any Hugging Face encoder loads through ``from_pretrained`` (a hub id or a local directory:
 ESM-2, ProtBert, ...). The classifier pools the last hidden state of the residue tokens
@@ -38,6 +39,7 @@ from .devices import pick_device
 from .io import non_finite_values
 from .micro_batches import chunks, micro_batch_for, peak_rss_bytes
 from .model_files import check_vocabulary, loading
+from .protein_metrics import split_metrics
 from .protein_tasks import SPLITS
 
 log = logging.getLogger("seqxai.protein_model")
@@ -123,113 +125,6 @@ def _batches(n: int, batch_size: int, rng: np.random.Generator | None):
     order = rng.permutation(n) if rng is not None else np.arange(n)
     for i in range(0, n, batch_size):
         yield order[i : i + batch_size]
-
-
-def pretrain_mlm(sequences: list[str], init_dir: str | Path, out_dir: str | Path, *, steps: int,
-                 batch_size: int, lr: float, mask_prob: float = 0.15, max_length: int = 1024,
-                 seed: int = 0, device: str = "auto", log_every: int = 50,
-                 checkpoint_dir: str | Path | None = None, checkpoint_every: int | None = None,
-                 on_checkpoint=None, max_memory_gb=None, micro_batch: int | None = None
-                 ) -> pd.DataFrame:
-    """Masked-language-model training (BERT masking: 80% <mask>, 10% random, 10% kept).
-
-    Loads ``AutoModelForMaskedLM`` from ``init_dir``, trains ``steps`` optimiser steps and
-    saves model and tokenizer in ``out_dir``. Returns the training log. With
-    ``checkpoint_dir`` the full state (model, optimiser, scheduler, RNGs, position in the
-    data) is saved every ``checkpoint_every`` steps (default: steps / 10) and a rerun with
-    the same inputs resumes from it; ``on_checkpoint(step)`` runs after each save.
-    ``micro_batch`` (or the size that fits ``max_memory_gb``, :mod:`seqxai.micro_batches`)
-    splits each batch for memory; the loss stays the mean over the batch's masked tokens.
-    """
-
-    from transformers import AutoModelForMaskedLM
-
-    seed_everything(seed)
-    dev = pick_device(device)
-    tok = load_tokenizer(init_dir)
-    with loading(init_dir, "weights"):
-        model = AutoModelForMaskedLM.from_pretrained(str(init_dir))
-    model = model.to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / max(1, steps // 10)) * max(0.05, 1 - s / steps))
-    rng = np.random.default_rng(seed)
-    gen = torch.Generator().manual_seed(seed)
-    enc = encode(tok, sequences, max_length)
-    special = torch.tensor(sorted(set(tok.all_special_ids)))
-    residue_ids = torch.tensor([i for i in range(len(tok)) if i not in set(special.tolist())])
-    micro_batch, _ = micro_batch_for(model, enc["input_ids"].shape[1], batch_size, batch_size,
-                                     max_memory_gb, dev, bf16=False, vocab=model.config.vocab_size,
-                                     micro_batch=micro_batch)
-    rows, t0, step = [], time.monotonic(), 0
-    order, pos = None, 0  # the current pass over the data (a seeded permutation) and where in it
-    every = checkpoint_every or max(1, steps // 10)
-    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
-    # by content: the initial weights as loaded (a path may hold other weights, and the demo
-    # encoder is built in a fresh temporary folder), the token ids trained on, the settings
-    signature = {
-        "initial weights": weights_digest(model),
-        "token ids": array_digest(enc["input_ids"], enc["attention_mask"]),
-        "settings": value_digest({"steps": steps, "batch_size": batch_size, "lr": lr,
-                                  "mask_prob": mask_prob, "max_length": max_length, "seed": seed}),
-    }
-    state = load_checkpoint(ckpt_path, signature) if ckpt_path is not None else None
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        step, rows, order, pos = state["step"], state["rows"], state["order"], state["pos"]
-        set_rng_state(state["rng"], rng)
-        gen.set_state(state["mask_rng"])
-        log.info("resuming MLM pretraining from %s at step %d", ckpt_path, step)
-    model.train()
-    while step < steps:
-        if order is None or pos >= len(order):
-            order, pos = rng.permutation(len(sequences)), 0
-        idx = order[pos : pos + batch_size]
-        pos += batch_size
-        ids = enc["input_ids"][idx].clone()
-        att = enc["attention_mask"][idx]
-        maskable = ~torch.isin(ids, special)
-        chosen = (torch.rand(ids.shape, generator=gen) < mask_prob) & maskable
-        labels = torch.where(chosen, ids, torch.full_like(ids, -100))
-        r = torch.rand(ids.shape, generator=gen)
-        ids[chosen & (r < 0.8)] = tok.mask_token_id
-        rand_tok = residue_ids[torch.randint(len(residue_ids), ids.shape, generator=gen)]
-        swap = chosen & (r >= 0.8) & (r < 0.9)
-        ids[swap] = rand_tok[swap]
-        opt.zero_grad()
-        n_masked = int((labels != -100).sum())
-        loss = 0.0 if n_masked else float("nan")
-        for part in chunks(len(idx), micro_batch):
-            k = int((labels[part] != -100).sum())
-            if k == 0:  # no masked token: no loss term (the model's mean would be 0/0)
-                continue
-            out = model(input_ids=ids[part].to(dev), attention_mask=att[part].to(dev),
-                        labels=labels[part].to(dev))
-            # mean over the micro-batch's masked tokens, weighted to the mean over the batch's
-            (out.loss * (k / n_masked)).backward()
-            loss += out.loss.item() * (k / n_masked)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        step += 1
-        if not np.isfinite(loss):
-            raise FloatingPointError(f"MLM step {step}: loss is {loss}; lower protein.mlm.lr")
-        if step % log_every == 0 or step == steps:
-            el = time.monotonic() - t0
-            rows.append({"step": step, "loss": loss, "seconds": el})
-            log.info("MLM step %d/%d loss %.3f (%.1f steps/s)", step, steps, loss, step / el)
-        if ckpt_path is not None and (step % every == 0 or step == steps):
-            save_checkpoint(ckpt_path, {
-                "signature": signature, "step": step, "model": model.state_dict(),
-                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rows": rows,
-                "order": order, "pos": pos, "rng": rng_state(rng), "mask_rng": gen.get_state()})
-            if on_checkpoint is not None:
-                on_checkpoint(step)
-    model.save_pretrained(out_dir)
-    tok.save_pretrained(out_dir)
-    return pd.DataFrame(rows)
 
 
 class SequenceClassifier(nn.Module):
@@ -335,88 +230,6 @@ def task_targets(proteins: pd.DataFrame, task: dict) -> tuple[list[str], np.ndar
     labels = select_terms(proteins, task, terms_of)
     y = np.array([[t in row for t in labels] for row in terms_of], dtype=np.float32)
     return labels, y.reshape(len(proteins), len(labels))
-
-
-def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Unweighted mean over classes of F1_c = 2 TP_c / (2 TP_c + FP_c + FN_c), over the
-    classes that occur in ``y_true`` or ``y_pred`` (sklearn's ``f1_score(average="macro")``)."""
-    classes = np.union1d(y_true, y_pred)
-    tp = np.array([np.sum((y_true == c) & (y_pred == c)) for c in classes])
-    fp = np.array([np.sum((y_true != c) & (y_pred == c)) for c in classes])
-    fn = np.array([np.sum((y_true == c) & (y_pred != c)) for c in classes])
-    return float(np.mean(2 * tp / np.maximum(2 * tp + fp + fn, 1)))
-
-
-FMAX_THRESHOLDS = np.round(np.arange(1, 101) / 100, 2)  # 0.01, 0.02, ..., 1.00
-
-
-def fmax(y: np.ndarray, scores: np.ndarray, thresholds: np.ndarray = FMAX_THRESHOLDS) -> dict:
-    """Protein-centric Fmax (CAFA; Radivojac et al. 2013) of ``scores[protein, term]`` in [0, 1].
-
-    At threshold t, P_i(t) = {terms with score >= t}, T_i = true terms of protein i; over the
-    proteins with at least one true term (the benchmark set), precision pr(t) is the mean of
-    |P_i ∩ T_i| / |P_i| over the m(t) proteins with P_i non-empty, recall rc(t) the mean of
-    |P_i ∩ T_i| / |T_i| over all of them; Fmax = max_t 2 pr rc / (pr + rc).
-    Returns {"fmax", "threshold", "n_proteins"}; fmax None when no protein has a true term.
-    """
-    truth = y > 0.5
-    keep = truth.any(1)
-    truth, scores = truth[keep], scores[keep]
-    if not len(truth):
-        return {"fmax": None, "threshold": None, "n_proteins": 0}
-    pred = scores[None, :, :] >= np.asarray(thresholds)[:, None, None]   # [t, protein, term]
-    n_pred = pred.sum(2)
-    tp = (pred & truth[None]).sum(2)
-    covered = n_pred > 0
-    m = covered.sum(1)
-    prec = (tp / np.maximum(n_pred, 1)).sum(1) / np.maximum(m, 1)   # 0 where m(t) = 0
-    rec = (tp / truth.sum(1)[None]).mean(1)
-    denom = prec + rec
-    f = np.where(denom > 0, 2 * prec * rec / np.where(denom > 0, denom, 1), 0.0)
-    best = int(np.argmax(f))
-    return {"fmax": float(f[best]), "threshold": float(thresholds[best]), "n_proteins": int(len(truth))}
-
-
-def micro_aupr(y: np.ndarray, scores: np.ndarray) -> float | None:
-    """Micro-averaged area under the precision-recall curve: every (protein, term) pair is
-    one binary decision, AUPR = average precision sum_k (R_k - R_{k-1}) P_k over the pooled
-    pairs ranked by score. None when the pairs hold no positive or no negative."""
-    from sklearn.metrics import average_precision_score
-
-    flat = (y > 0.5).ravel()
-    if flat.all() or not flat.any():
-        return None
-    return float(average_precision_score(flat, scores.ravel()))
-
-
-def _metrics(task_type: str, logits: np.ndarray, y: np.ndarray) -> dict:
-    """Per-split metrics: single_label accuracy and macro-F1; multi_label per-term macro ROC
-    and PR AUC, Fmax and micro AUPR on sigmoid scores, and per-decision accuracy."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
-    if task_type == "single_label":
-        pred = logits.argmax(1)
-        return {"accuracy": float((pred == y).mean()), "macro_f1": macro_f1(y, pred),
-                "n": int(len(y))}
-    out = {"n": int(len(y))}
-    scores = 1 / (1 + np.exp(-logits.astype(np.float64)))
-    fm = fmax(y, scores)
-    out["fmax"], out["fmax_threshold"], out["fmax_n_proteins"] = fm["fmax"], fm["threshold"], fm["n_proteins"]
-    out["micro_aupr"] = micro_aupr(y, scores)
-    aucs, aps = [], []
-    for k in range(y.shape[1]):
-        if 0 < y[:, k].sum() < len(y):
-            aucs.append(roc_auc_score(y[:, k], logits[:, k]))
-            aps.append(average_precision_score(y[:, k], logits[:, k]))
-    # A term needs positives and negatives for an AUC; none such -> null with the reason,
-    # never NaN (metrics.json is strict JSON).
-    out["macro_roc_auc"] = float(np.mean(aucs)) if aucs else None
-    out["macro_pr_auc"] = float(np.mean(aps)) if aps else None
-    out["n_terms_scored"] = len(aucs)
-    if not aucs:
-        out["auc_note"] = "no term has both positive and negative proteins in this split"
-    out["accuracy"] = float(((logits > 0) == (y > 0.5)).mean())
-    return out
 
 
 @torch.no_grad()
@@ -620,7 +433,7 @@ def finetune(proteins: pd.DataFrame, splits: pd.DataFrame, task: dict, encoder_p
             if not np.isfinite(row[k]):
                 raise FloatingPointError(f"task '{task['name']}' ({variant}) epoch {epoch}: "
                                          f"{k} is {row[k]}; lower the learning rates")
-        row.update({f"valid_{k}": v for k, v in _metrics(task["type"], v_logits, y[parts["valid"]]).items()
+        row.update({f"valid_{k}": v for k, v in split_metrics(task["type"], v_logits, y[parts["valid"]]).items()
                     if k != "n"})
         rows.append(row)
         log.info("task %s (%s) epoch %d/%d: %s", task["name"], variant, epoch, epochs,
@@ -648,41 +461,13 @@ def finetune(proteins: pd.DataFrame, splits: pd.DataFrame, task: dict, encoder_p
     for s, idx in parts.items():
         if len(idx):
             logits = predict(model, {k: v[idx] for k, v in enc.items()}, device=dev, bf16=bf16)
-            metrics[s] = _metrics(task["type"], logits, y[idx])
+            metrics[s] = split_metrics(task["type"], logits, y[idx])
             metrics[s]["n_truncated"] = n_truncated(df["sequence"].iloc[idx].tolist(), max_length)
     model.to("cpu")
     meta = {"task": task, "labels": labels, "max_length": max_length, "variant": variant,
             "encoder_source": str(encoder_path)}
     save_classifier(model, tok, meta, out_dir)
     return metrics, pd.DataFrame(rows)
-
-
-def run_pretraining(proteins_path, splits_path, out_dir, log_path, *, init, demo_config: dict,
-                    mlm: dict, max_length: int, seed: int, device: str = "auto",
-                    threads: int = 1, checkpoint_dir=None, max_memory_gb=None) -> None:
-    """MLM on the training split's sequences, from ``init`` (hub id / folder) or a demo encoder.
-
-    ``checkpoint_dir`` (kept across reruns, not a rule output) lets an interrupted job resume.
-    ``max_memory_gb`` (speed only, not a tracked param) sizes the micro-batches.
-    """
-    import tempfile
-
-    from .io import read_table
-
-    torch.set_num_threads(threads)
-    proteins = read_table(proteins_path, "proteins")
-    splits = read_table(splits_path, "splits")
-    train = proteins.merge(splits[splits["split"] == "train"], on="accession")["sequence"].tolist()
-    log.info("MLM pretraining on %d training sequences", len(train))
-    with tempfile.TemporaryDirectory() as tmp:
-        seed_everything(seed)  # the demo encoder's random initial weights
-        start = init if init is not None else build_demo_encoder(demo_config, Path(tmp) / "init")
-        history = pretrain_mlm(train, start, out_dir, steps=mlm["steps"], batch_size=mlm["batch_size"],
-                               lr=mlm["lr"], mask_prob=mlm["mask_prob"], max_length=max_length,
-                               seed=seed, device=device, checkpoint_dir=checkpoint_dir,
-                               max_memory_gb=max_memory_gb)
-    history.to_csv(log_path, sep="\t", index=False)
-    drop_checkpoint(checkpoint_dir)
 
 
 def run_finetuning(proteins_path, splits_path, encoder, task: dict, params: dict, out_dir,
