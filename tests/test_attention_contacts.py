@@ -111,7 +111,8 @@ def test_features_equal_esm_contact_head_inputs_real(shared_dir):
 def pdb_chains(folder, min_length=30):
     """(name, sequence, contact_maps row) of the longest protein chain of every readable
     structure (C-beta < 8 A, C-alpha for glycine), the chain itself as the reference sequence."""
-    from seqxai.sources.structures import ContactDefinition, contact_map, protein_chains, read_structure
+    from seqxai.sources.structure_chains import protein_chains, read_structure
+    from seqxai.sources.structures import ContactDefinition, contact_map
 
     out = []
     for p in sorted(Path(folder).iterdir()):

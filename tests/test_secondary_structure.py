@@ -36,7 +36,7 @@ def test_pydssp_agrees_with_pdb_helix_and_sheet_records():
     if not path.is_file():
         pytest.skip(f"{path} is absent: real structures live only on developer machines and CI")
     from seqxai.secondary_structure import secondary_structure
-    from seqxai.sources.structures import protein_chains, read_structure
+    from seqxai.sources.structure_chains import protein_chains, read_structure
 
     seq = protein_chains(read_structure(path))["A"][0]
     ss = secondary_structure(seq, path, "A")

@@ -76,7 +76,7 @@ def test_real_structure_with_sequence_mapping(tmp_path):
     path = SHARED / "data" / "structures" / "1aki.pdb"
     if not path.is_file():
         pytest.skip(f"{path} is absent: real structures live only on developer machines and CI")
-    from seqxai.sources.structures import protein_chains, read_structure
+    from seqxai.sources.structure_chains import protein_chains, read_structure
 
     seq = protein_chains(read_structure(path))["A"][0]
     padded = "MM" + seq  # the reference sequence has two extra residues in front

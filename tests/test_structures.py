@@ -14,19 +14,16 @@ from replay_server import ReplayServer, forbid_network  # noqa: E402
 from seqxai.io import DataError  # noqa: E402
 from seqxai.sources.chain_list import read_chain_list, select_chains  # noqa: E402
 from seqxai.sources.http import Fetcher, RetryPolicy  # noqa: E402
+from seqxai.sources.structure_chains import StructureMismatch, protein_chains, read_structure  # noqa: E402
+from seqxai.sources.structure_files import alphafold_entry, local_candidates  # noqa: E402
 from seqxai.sources.structures import (  # noqa: E402
     ContactDefinition,
-    StructureMismatch,
     StructureRules,
-    alphafold_entry,
     build_chain_tables,
     build_contact_maps,
     chain_contact_map,
     contact_map,
     contacts_from_coords,
-    local_candidates,
-    protein_chains,
-    read_structure,
 )
 from seqxai.sources.uniprot import load_proteins  # noqa: E402
 
@@ -277,7 +274,7 @@ def test_pdb_list_chains_fetched_over_loopback(tmp_path):
 def test_pinned_vig_chain_list_is_non_redundant():
     """The shipped list: header, 14 X-ray chains <= 2.5 A, found in the local entries, pairwise
     identity <= 30 % (identical aligned pairs / shorter length), as its comment says."""
-    from seqxai.sources.structures import _aligner
+    from seqxai.sources.structure_chains import _aligner
 
     df = read_chain_list(CHAIN_LIST)
     assert len(df) == 14 and (df["method"] == "XRAY").all() and (df["resolution"] <= 2.5).all()

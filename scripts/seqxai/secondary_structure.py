@@ -4,7 +4,7 @@ pydssp assigns the three DSSP classes from backbone hydrogen bonds: ``H`` (alpha
 ``E`` (strand), ``-`` (anything else). Per UniProt position of ``sequence`` (0-based), the
 result string holds the class, or ``" "`` where the structure has no complete backbone
 (N, CA, C, O) for the residue - an unknown class, not a coil. Chain residues are mapped to the
-sequence by the contact maps' alignment (sources/structures.py).
+sequence by the contact maps' alignment (sources/structure_chains.py).
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def dssp_chain(residues) -> str:
 
 def secondary_structure(sequence: str, path, chain: str | None = None) -> str:
     """Class per position of ``sequence`` from the chain of the structure at ``path``."""
-    from .sources.structures import align_to_uniprot, protein_chains, read_structure
+    from .sources.structure_chains import align_to_uniprot, protein_chains, read_structure
 
     chains = protein_chains(read_structure(path))
     if not chains:
@@ -71,7 +71,7 @@ def run_secondary_structure(proteins_path, quality_path, folders, out_path) -> N
     import logging
 
     from .io import read_table, write_table
-    from .sources.structures import find_structure
+    from .sources.structure_files import find_structure
 
     log = logging.getLogger("seqxai")
     proteins = read_table(proteins_path, "proteins").set_index("accession")

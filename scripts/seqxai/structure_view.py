@@ -5,7 +5,7 @@ from ``viewer_js``: ``None`` = its CDN, loaded when the page is opened (needs in
 a local file = written into the page, which then opens offline; an http(s) URL = loaded
 from there. Attention ``attn[query, key]`` is indexed by the
 0-based positions of ``sequence``; chain residues are mapped to it by the same alignment as
-the contact maps (sources/structures.py), so lines join C-alpha atoms of the right residues.
+the contact maps (sources/structure_chains.py), so lines join C-alpha atoms of the right residues.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import numpy as np
 
 from . import palette
 from .io import write_text
-from .sources.structures import find_structure  # noqa: F401 (re-exported for callers)
+from .sources.structure_files import find_structure
 
 
 def strongest_pairs(attn: np.ndarray, top: int = 20, min_separation: int = 6,
@@ -63,7 +63,7 @@ def attention_view_html(structure_path, attn: np.ndarray, path, sequence: str | 
     """
     import py3Dmol
 
-    from .sources.structures import align_to_uniprot, protein_chains, read_structure
+    from .sources.structure_chains import align_to_uniprot, protein_chains, read_structure
 
     st = read_structure(structure_path)
     chains = protein_chains(st)

@@ -1,7 +1,7 @@
 """SIFTS: residue-level mapping of PDB chains to UniProt, and UniProt features carried onto chains.
 
 Positions. A chain's sequence is its entity (SEQRES / ``_entity_poly_seq``) sequence; position k
-(1-based) is the residue with mmCIF ``label_seq_id`` k (``seqxai.sources.structures``). Both SIFTS
+(1-based) is the residue with mmCIF ``label_seq_id`` k (``seqxai.sources.structure_chains``). Both SIFTS
 sources count in that numbering, not in the author numbering:
 - the PDBe API (``https://www.ebi.ac.uk/pdbe/api/mappings/uniprot/{pdb_id}``) returns
   ``{pdb_id: {"UniProt": {ACC: {"identifier", "name", "mappings": [{"entity_id", "chain_id",

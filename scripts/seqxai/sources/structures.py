@@ -1,10 +1,8 @@
 """Protein structures -> the ``contact_maps`` table, aligned to UniProt sequence positions.
 
-Structures come from AlphaFold DB (by accession; the canonical model is chosen by
-``entryId == AF-<acc>-F1`` / ``uniprotAccession == acc``, never by list index), from RCSB PDB
-entries cross-referenced by UniProt, or from a local folder of PDB/mmCIF files (matched to
-accessions by a mapping table, by file name ``<acc>.*`` / ``AF-<acc>-F1-model_vN.*``, or by the
-file's UniProt reference: ``DBREF`` lines / ``_struct_ref``).
+Structures come from AlphaFold DB (by accession), from RCSB PDB entries cross-referenced by
+UniProt, or from a local folder of PDB/mmCIF files (where each is found and downloaded:
+:mod:`.structure_files`; how their chains are read and aligned: :mod:`.structure_chains`).
 
 For one protein (UniProt sequence ``seq``, length L) and one chain:
 1. the chain's observed residues (first model, first altloc) are read with gemmi;
@@ -25,7 +23,6 @@ k + 1; residues without coordinates stay in the sequence and are marked "0" in `
 """
 from __future__ import annotations
 
-import gzip
 import logging
 import re
 from dataclasses import dataclass
@@ -36,29 +33,25 @@ import pandas as pd
 
 from ..io import DataError
 from . import DropReport
-from . import validate as formats
 from .http import DownloadError, Fetcher
+from .structure_chains import (
+    AF_NAME,
+    MissingChain,
+    StructureMismatch,
+    align_to_uniprot,
+    entity_sequence,
+    is_alphafold,
+    protein_chains,
+    read_structure,
+)
+from .structure_files import fetch_alphafold, fetch_pdb, local_candidates
 
 log = logging.getLogger("seqxai")
 
-STRUCTURE_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif")
-AF_NAME = re.compile(r"AF-([A-Z0-9]+(?:-\d+)?)-F(\d+)-model_v(\d+)", re.I)
 CONTACT_COLUMNS = ["accession", "length", "resolved", "contact_i", "contact_j", "definition", "source"]
 QUALITY_COLUMNS = [
     "accession", "source", "file", "chain", "identity", "coverage", "n_resolved", "mean_plddt", "plddt",
 ]
-
-
-class StructureMismatch(DataError):
-    """The structure's sequence does not match the UniProt sequence."""
-
-
-class MissingChain(StructureMismatch):
-    """The structure has no protein chain of the requested name (``has``: the ones it has)."""
-
-    def __init__(self, message: str, has: list[str]):
-        super().__init__(message)
-        self.has = has
 
 
 #: drop reasons of a protein whose candidate files were all unusable (data.structures.max_unusable_share)
@@ -102,136 +95,6 @@ class StructureRules:
         if r.on_mismatch not in ("skip", "error"):
             raise DataError(f"structures.on_mismatch must be skip or error, not '{r.on_mismatch}'")
         return r
-
-
-# ---------------------------------------------------------------- reading
-def read_structure(path: str | Path):
-    """A gemmi Structure: first model only, first altloc, no hydrogens, entities set up."""
-    import gemmi
-
-    path = Path(path)
-    if path.name.lower().removesuffix(".gz").endswith((".pdb", ".ent")):
-        try:  # gemmi reads a PDB cut at a line boundary without a word: half a chain
-            formats.pdb(path)
-        except (ValueError, OSError) as exc:
-            raise DataError(f"{path}: {exc}") from exc
-    try:
-        st = gemmi.read_structure(str(path))
-    except Exception as exc:  # gemmi raises RuntimeError/ValueError with a message
-        raise DataError(f"{path}: cannot read structure ({exc})") from exc
-    if len(st) == 0:
-        raise DataError(f"{path}: structure has no models")
-    for i in range(len(st) - 1, 0, -1):
-        del st[i]
-    st.remove_alternative_conformations()
-    st.remove_hydrogens()
-    st.setup_entities()
-    return st
-
-
-def is_alphafold(st, path: Path) -> bool:
-    info = {k: v for k, v in st.info.items()}
-    title = " ".join([info.get("_struct.title", ""), info.get("_struct_keywords.text", "")]).upper()
-    return bool(AF_NAME.search(path.name)) or "ALPHAFOLD" in title or "ALPHAFOLD" in _header(path)
-
-
-def _header(path: Path) -> str:
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rt", errors="replace") as fh:
-        return "".join(fh.readline() for _ in range(12)).upper()
-
-
-def chain_residues(chain) -> tuple[str, list]:
-    """One-letter sequence of a chain's observed amino-acid residues, and the residues."""
-    import gemmi
-
-    seq, res = [], []
-    for r in chain:
-        info = gemmi.find_tabulated_residue(r.name)
-        if info is None or not info.is_amino_acid():
-            continue  # water, ligands, unknown groups
-        code = info.one_letter_code.upper()  # modified residues (MSE -> m) map to their parent
-        if not code.isalpha():
-            code = "X"
-        seq.append(code)
-        res.append(r)
-    return "".join(seq), res
-
-
-def protein_chains(st) -> dict[str, tuple[str, list]]:
-    out = {}
-    for ch in st[0]:
-        seq, res = chain_residues(ch)
-        if len(seq) >= 2 and ch.name not in out:
-            out[ch.name] = (seq, res)
-    return out
-
-
-def uniprot_refs(path: str | Path) -> dict[str, list[str]]:
-    """{UniProt accession: [chain ids]} from PDB ``DBREF`` lines or mmCIF ``_struct_ref``."""
-    path = Path(path)
-    refs: dict[str, list[str]] = {}
-    name = path.name.lower().removesuffix(".gz")
-    if name.endswith((".cif", ".mmcif")):
-        import gemmi
-
-        try:
-            block = gemmi.cif.read(str(path)).sole_block()
-        except Exception:
-            return refs
-        ref_db = {r[0]: (r[1], r[2]) for r in block.find("_struct_ref.", ["id", "db_name", "pdbx_db_accession"])}
-        for r in block.find("_struct_ref_seq.", ["ref_id", "pdbx_strand_id"]):
-            db, acc = ref_db.get(r[0], ("", ""))
-            if db == "UNP":
-                refs.setdefault(acc, []).append(r[1])
-        if not refs:  # no _struct_ref_seq loop: all UNP references, chain unknown
-            for db, acc in ref_db.values():
-                if db == "UNP":
-                    refs.setdefault(acc, [])
-    else:
-        opener = gzip.open if str(path).endswith(".gz") else open
-        with opener(path, "rt", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("DBREF ") and line[26:32].strip() == "UNP":
-                    refs.setdefault(line[33:41].strip(), []).append(line[12].strip())
-                elif line.startswith(("ATOM", "HETATM")):
-                    break
-    return refs
-
-
-# ---------------------------------------------------------------- alignment
-def _aligner():
-    from Bio import Align
-    from Bio.Align import substitution_matrices
-
-    al = Align.PairwiseAligner()
-    al.mode = "global"
-    al.substitution_matrix = substitution_matrices.load("BLOSUM62")
-    al.open_gap_score, al.extend_gap_score = -10.0, -0.5
-    al.end_gap_score = 0.0  # free end gaps: a structure may cover part of the sequence
-    return al
-
-
-_ALIGNER = None
-
-
-def align_to_uniprot(uniprot_seq: str, chain_seq: str) -> tuple[np.ndarray, float, int]:
-    """Map chain residue k -> UniProt index (0-based, -1 when unaligned).
-
-    Returns (mapping, identity over aligned pairs, number of aligned pairs).
-    """
-    global _ALIGNER
-    if _ALIGNER is None:
-        _ALIGNER = _aligner()
-    aln = _ALIGNER.align(uniprot_seq, chain_seq)[0]
-    mapping = np.full(len(chain_seq), -1, dtype=np.int64)
-    same = n = 0
-    for (t0, t1), (q0, q1) in zip(*aln.aligned):
-        mapping[q0:q1] = np.arange(t0, t1)
-        a, b = uniprot_seq[t0:t1], chain_seq[q0:q1]
-        same += sum(x == y for x, y in zip(a, b))
-        n += t1 - t0
-    return mapping, (same / n if n else 0.0), n
 
 
 # ---------------------------------------------------------------- contacts
@@ -362,99 +225,6 @@ def contact_map(
         "plddt": [None if np.isnan(x) else float(x) for x in plddt] if predicted else [],
     }
     return row, quality
-
-
-# ---------------------------------------------------------------- locating structures
-def _structure_files(folder: Path) -> list[Path]:
-    return sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.name.lower().removesuffix(".gz").endswith(STRUCTURE_SUFFIXES)
-    )
-
-
-def local_candidates(folder: str | Path, accessions: set[str], mapping: pd.DataFrame | None = None):
-    """{accession: [(path, chain or None), ...]} for a local folder, best guess first:
-    mapping table rows, then file names (``AF-<acc>-F1-model_vN.*``, ``<acc>.*``), then the
-    files' own UniProt references (DBREF / _struct_ref). An accession with mapping rows gets
-    those rows only: the mapping is an explicit choice, never silently replaced by a guess."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"structures: local folder not found: {folder}")
-    out: dict[str, list] = {}
-    mapped: set[str] = set(mapping["accession"]) if mapping is not None else set()
-    if mapping is not None:
-        where = mapping.attrs.get("path", "data.structures.mapping")
-        for line, r in enumerate(mapping.itertuples(index=False), 2):
-            p = Path(r.file) if Path(r.file).is_absolute() else folder / r.file
-            if not p.is_file():  # an explicit choice: no silent fallback to another file
-                raise DataError(f"{where}, line {line}: field 'file' is '{r.file}': not found in {folder}")
-            chain = getattr(r, "chain", None) or None
-            out.setdefault(r.accession, []).append((p, chain if isinstance(chain, str) else None))
-    files = _structure_files(folder)
-    for p in files:
-        stem = p.name.split(".")[0]
-        af = AF_NAME.search(p.name)
-        acc = af.group(1) if af else stem.upper()
-        if acc in accessions and acc not in mapped:
-            out.setdefault(acc, []).append((p, None))
-    for p in files:
-        for acc, chains in uniprot_refs(p).items():
-            if acc in accessions and acc not in mapped:
-                out.setdefault(acc, []).append((p, chains[0] if chains else None))
-    return out
-
-
-def alphafold_entry(entries: list[dict], accession: str) -> dict | None:
-    """The canonical AlphaFold DB entry for ``accession`` from a prediction API answer."""
-    want = f"AF-{accession}-F1"
-    for e in entries:
-        if e.get("entryId") == want:
-            return e
-    for e in entries:
-        if e.get("uniprotAccession") == accession and "-F1" in e.get("entryId", "-F1"):
-            return e
-    return None
-
-
-def fetch_alphafold(
-    fetcher: Fetcher,
-    accession: str,
-    cache_dir: str | Path,
-    api_url: str = "https://alphafold.ebi.ac.uk/api/prediction/{accession}",
-    file_format: str = "pdb",
-    file_base: str | None = None,
-) -> tuple[Path, dict]:
-    """Download (or reuse from the cache) the canonical AlphaFold model of ``accession``.
-
-    ``file_base`` (a mirror, e.g. a local copy of the files/ folder) replaces everything before
-    the file name of the API's ``pdbUrl``/``cifUrl``.
-    """
-    cache_dir = Path(cache_dir) / "alphafold"
-    api_file = fetcher.download(api_url.format(accession=accession), cache_dir / f"{accession}.api.json", validate=_json_list)
-    import json
-
-    entries = json.loads(api_file.read_text())
-    entry = alphafold_entry(entries if isinstance(entries, list) else [entries], accession)
-    if entry is None:
-        raise StructureMismatch(
-            f"{accession}: AlphaFold DB answer lists {[e.get('entryId') for e in entries]}, none is AF-{accession}-F1"
-        )
-    url = entry["cifUrl"] if file_format == "cif" else entry["pdbUrl"]
-    if file_base:
-        url = file_base.rstrip("/") + "/" + url.rsplit("/", 1)[-1]
-    name = url.rsplit("/", 1)[-1]
-    path = fetcher.download(url, cache_dir / name, validate=formats.structure_for(name))
-    return path, entry
-
-
-def _json_list(path: Path) -> None:
-    formats.json_body(path)
-
-
-def fetch_pdb(fetcher: Fetcher, pdb_id: str, cache_dir: str | Path, url: str = "https://files.rcsb.org/download/{id}.cif") -> Path:
-    pdb_id = pdb_id.upper()
-    u = url.format(id=pdb_id)
-    name = u.rsplit("/", 1)[-1]
-    return fetcher.download(u, Path(cache_dir) / "pdb" / name, validate=formats.structure_for(name))
 
 
 def _pdb_chain(chains: str) -> str | None:
@@ -636,54 +406,6 @@ def run_structures(cfg: dict, http_cfg: dict | None, cache_dir, proteins_path, x
     if uniprot_report_path:
         report = pd.concat([read_table(uniprot_report_path), report], ignore_index=True)
     write_table(out_report, report)
-
-
-def find_structure(name: str, folders) -> Path | None:
-    """The first ``folder/name`` (or a ``.gz`` of it) that exists, else None."""
-    for folder in folders:
-        if not folder:
-            continue
-        for cand in (Path(folder) / name, Path(folder) / (name + ".gz")):
-            if cand.is_file():
-                return cand
-    return None
-
-
-def entity_sequence(st, chain: str, where: str = "") -> tuple[str, list, list[int]]:
-    """(sequence, observed residues, their 0-based positions in the sequence) of one chain.
-
-    The sequence is the chain's entity sequence (mmCIF ``_entity_poly_seq`` / PDB ``SEQRES``),
-    modified residues as their parent (MSE -> M), anything else not an amino acid -> X; the
-    residues' ``label_seq`` (assigned from SEQRES for PDB files) is their 1-based position.
-    """
-    import gemmi
-
-    names = [ch.name for ch in st[0]]
-    if chain not in names:
-        raise StructureMismatch(f"{where}: no chain '{chain}' (has {sorted(set(names))})")
-    polymer = st[0][chain].get_polymer()
-    entity = st.get_entity_of(polymer) if len(polymer) else None
-    if entity is None or not entity.full_sequence:
-        raise StructureMismatch(f"{where}: chain {chain} has no polymer with an entity (SEQRES) sequence")
-    if entity.polymer_type != gemmi.PolymerType.PeptideL:
-        raise StructureMismatch(f"{where}: chain {chain} is not a protein ({entity.polymer_type})")
-    letters = []
-    for mon in entity.full_sequence:
-        info = gemmi.find_tabulated_residue(gemmi.Entity.first_mon(mon))
-        code = info.one_letter_code.upper() if info is not None and info.is_amino_acid() else "X"
-        letters.append(code if code.isalpha() and code != "?" else "X")
-    seq = "".join(letters)
-    if any(r.label_seq is None for r in polymer):
-        st.assign_label_seq_id(force=False)  # PDB files: align the residues to SEQRES
-        polymer = st[0][chain].get_polymer()
-    residues, index = [], []
-    for r in polymer:
-        if r.label_seq is None or not 1 <= r.label_seq <= len(seq):
-            raise StructureMismatch(f"{where}: chain {chain} residue {r.name} {r.seqid} has no "
-                                    f"position in the entity sequence")
-        residues.append(r)
-        index.append(r.label_seq - 1)
-    return seq, residues, index
 
 
 def chain_contact_map(path: str | Path, chain: str, accession: str,
