@@ -12,16 +12,13 @@ from seqxai.io import DataError  # noqa: E402
 from seqxai.sources import DropReport  # noqa: E402
 from seqxai.sources.http import Fetcher, RetryPolicy  # noqa: E402
 from seqxai.sources.uniprot import (  # noqa: E402
-    Entry,
     ProteinRules,
     build_tables,
-    entries_from_tsv,
-    feature_type,
     load_proteins,
-    parse_feature_cell,
     return_fields,
     search_pages,
 )
+from seqxai.sources.uniprot_entries import Entry, entries_from_tsv, feature_type, parse_feature_cell  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -247,7 +244,7 @@ def test_json_search_with_faults(tmp_path):
 
 # ------------------------------------------------------------------ GO aspects (go_aspects column)
 def test_go_aspects_per_term_by_hand():
-    from seqxai.sources.uniprot import go_with_aspects
+    from seqxai.sources.uniprot_entries import go_with_aspects
 
     go = [("GO:0000002", ""), ("GO:0000001", "P"), ("GO:0000002", "F"), ("GO:0000003", "C"),
           ("GO:0000004", "")]
