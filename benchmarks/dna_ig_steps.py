@@ -32,8 +32,9 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 
 from seqxai import dna_attribution as da  # noqa: E402
-from seqxai.dna_model import build_model, load_model, oriented_tokens  # noqa: E402
+from seqxai.dna_model import build_model, load_model  # noqa: E402
 from seqxai.io import read_fasta, read_table  # noqa: E402
+from seqxai.tss_windows import oriented_tokens  # noqa: E402
 
 
 def windows(run: Path, cfg: dict, seed: int):

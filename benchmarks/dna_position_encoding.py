@@ -22,10 +22,10 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
-from seqxai.dna_model import train_tss_model  # noqa: E402
 from seqxai.motifs import best_match  # noqa: E402
 from seqxai.synth_dna import make_demo_genome  # noqa: E402
 from seqxai.tss_probe import probe_tss_attention  # noqa: E402
+from seqxai.tss_training import train_tss_model  # noqa: E402
 
 
 def main() -> None:

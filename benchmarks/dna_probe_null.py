@@ -42,14 +42,7 @@ import pandas as pd
 import torch
 import yaml
 
-from seqxai.dna_model import (
-    build_model,
-    key_receptive_field,
-    load_model,
-    oriented_tokens,
-    save_model,
-    train_tss_model,
-)
+from seqxai.dna_model import build_model, key_receptive_field, load_model, save_model
 from seqxai.io import read_fasta, read_table
 from seqxai.motifs import read_meme, tomtom_with_decoys
 from seqxai.sigma70 import sigma70_reference
@@ -65,6 +58,8 @@ from seqxai.tss_probe import (
     site_intervals,
     top_offsets,
 )
+from seqxai.tss_training import train_tss_model
+from seqxai.tss_windows import oriented_tokens
 
 
 def seeds(text: str) -> list[int]:

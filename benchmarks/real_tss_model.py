@@ -48,17 +48,7 @@ import torch
 from dna_probe_null import seeds as parse_seeds
 from dna_probe_null import shuffled
 
-from seqxai.dna_model import (
-    auc_metrics,
-    build_model,
-    load_model,
-    make_labels,
-    oriented_block,
-    oriented_tokens,
-    save_model,
-    split_blocks,
-    train_tss_model,
-)
+from seqxai.dna_model import build_model, load_model, save_model
 from seqxai.seed_robustness import seed_fractions
 from seqxai.seed_robustness import seed_row as robustness_row
 from seqxai.sources.genome import load_genome
@@ -68,6 +58,8 @@ from seqxai.tss_probe import (
     probe_tss_attention,
     sequence_driven_by_intervention,
 )
+from seqxai.tss_training import auc_metrics, train_tss_model
+from seqxai.tss_windows import make_labels, oriented_block, oriented_tokens, split_blocks
 
 SHARED = ROOT.parent / "shared" / "data" / "ecoli"
 

@@ -9,7 +9,7 @@ log = setup_logging(snakemake.log[0])  # noqa: F821
 from seqxai.allocator import keep_freed_memory  # noqa: E402
 
 keep_freed_memory()  # before torch is imported (seqxai.allocator)
-from seqxai.dna_model import run_training  # noqa: E402
+from seqxai.tss_training import run_training  # noqa: E402
 
 sm = snakemake  # noqa: F821
 # device and model.attn_chunk (attention rows per pass) are read from the config, not params: a

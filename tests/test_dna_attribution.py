@@ -7,7 +7,7 @@ import torch
 from tiny_dna import tiny_model, tiny_windows
 
 from seqxai import dna_attribution as da
-from seqxai.dna_model import PAD, oriented_tokens
+from seqxai.tss_windows import PAD, oriented_tokens
 
 
 def _model(attention="causal", scale=0.5, seed=0):

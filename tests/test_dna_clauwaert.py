@@ -13,17 +13,10 @@ import torch
 import torch.nn.functional as F
 
 from seqxai.dna_clauwaert import ClauwaertTransformer
-from seqxai.dna_model import (
-    PAD,
-    TSSTransformer,
-    build_model,
-    key_receptive_field,
-    load_model,
-    oriented_tokens,
-    save_model,
-    train_tss_model,
-)
+from seqxai.dna_model import TSSTransformer, build_model, key_receptive_field, load_model, save_model
 from seqxai.io import DataError
+from seqxai.tss_training import train_tss_model
+from seqxai.tss_windows import PAD, oriented_tokens
 
 PAPER = dict(architecture="clauwaert2021", n_layers=6, n_heads=6, d_model=32, d_head=32, context=511,
              conv_width=7, dropout=0.1, label_offset=20, attention_sink=False)
@@ -155,7 +148,7 @@ def test_focal_loss_is_the_originals():
     """tss_loss with focal_gamma equals the original's FocalLoss (utils/dna_functions.py:
     ``-(1 - pt)^gamma * log pt`` on the 2-class log-softmax, averaged; train.py uses gamma 0.8),
     and gamma 0 is the plain 2-class cross-entropy."""
-    from seqxai.dna_model import tss_loss
+    from seqxai.tss_training import tss_loss
 
     torch.manual_seed(4)
     l = torch.randn(200, 2) * 3

@@ -8,19 +8,19 @@ import pandas as pd
 import pytest
 import torch
 
-from seqxai.dna_model import (
+from seqxai.dna_model import build_model
+from seqxai.io import DataError
+from seqxai.synth_dna import make_demo_genome
+from seqxai.tss_training import train_tss_model
+from seqxai.tss_windows import (
     PAD,
-    build_model,
     check_tss,
     make_labels,
     make_windows,
     oriented_tokens,
     split_blocks,
-    train_tss_model,
     window_spans,
 )
-from seqxai.io import DataError
-from seqxai.synth_dna import make_demo_genome
 
 SMALL = dict(n_layers=2, n_heads=2, d_model=8, context=16, attn_chunk=8)
 
@@ -270,7 +270,7 @@ def test_empty_or_tss_free_split_fails_at_start_naming_it():
 def test_metrics_never_hold_nan():
     import json
 
-    from seqxai.dna_model import assert_finite_metrics, auc_metrics
+    from seqxai.tss_training import assert_finite_metrics, auc_metrics
 
     m = auc_metrics(np.zeros(5), np.arange(5.0))
     assert m["roc_auc"] is None and m["pr_auc"] is None and m["auc_undefined"] == "no positive position"
@@ -283,12 +283,12 @@ def test_metrics_never_hold_nan():
 def test_early_stop_runs_exactly_patience_bad_epochs(monkeypatch):
     """Validation PR AUC scripted per epoch: best at epoch 2, then 3 worse epochs; patience 3
     stops after epoch 5 (3 bad epochs, not 4), keeps epoch 2; patience 0 runs every epoch."""
-    import seqxai.dna_model as dm
-    from seqxai.dna_model import early_stop
+    import seqxai.tss_training as training
+    from seqxai.tss_training import early_stop
 
     assert [early_stop(b, 3) for b in range(5)] == [False, False, False, True, True]
     assert not early_stop(100, 0)
-    real = dm.auc_metrics
+    real = training.auc_metrics
     genome, tss = _tiny_demo()
     for patience, expect_epochs in ((3, 5), (0, 6)):
         scripted = iter([0.5, 0.6, 0.55, 0.58, 0.59, 0.7])
@@ -305,7 +305,7 @@ def test_early_stop_runs_exactly_patience_bad_epochs(monkeypatch):
         x_v = make_windows(oriented_tokens(next(iter(genome.values()))),
                            make_labels(tss, 12000, 20), split_blocks(12000, 0.2, 0.1)["valid"], 16, 200)
         valid_len[0] = int(x_v[2].sum())
-        monkeypatch.setattr(dm, "auc_metrics", fake)
+        monkeypatch.setattr(training, "auc_metrics", fake)
         _, met, log_df = train_tss_model(genome, tss, TINY_MODEL, dict(epochs=6, stride=200, patience=patience,
                                                                        max_windows_per_epoch=4),
                                          None, seed=1, device="cpu")
@@ -319,7 +319,7 @@ def test_device_setting_reaches_both_rule_scripts(tmp_path):
     import runpy
     from types import SimpleNamespace
 
-    from seqxai.dna_model import pick_device
+    from seqxai.devices import pick_device
     from seqxai.io import write_fasta, write_table
 
     assert pick_device("cpu").type == "cpu"

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from seqxai.dna_model import tokenize
 from seqxai.motif_intervention import intervene, intervention_table, query_adjacent, replace_window
+from seqxai.tss_windows import tokenize
 
 W = 7  # receptive field of a key: offset +- 3
 

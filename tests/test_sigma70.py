@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from seqxai.dna_model import tokenize
 from seqxai.motifs import column_shuffled_decoys, consensus, tomtom_with_decoys
 from seqxai.sigma70 import align_boxes, promoter_windows, sigma70_reference
+from seqxai.tss_windows import tokenize
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ecoli"
 UP, DOWN = 60, 20

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from seqxai.dna_model import build_model, oriented_tokens
+from seqxai.dna_model import build_model
 from seqxai.io import DataError
 from seqxai.tss_probe import (
     attention_rows,
@@ -21,6 +21,7 @@ from seqxai.tss_probe import (
     top_offsets,
     tss_profiles,
 )
+from seqxai.tss_windows import oriented_tokens
 
 
 def test_profile_mapping_on_hand_built_attention():
@@ -172,8 +173,8 @@ def test_background_positions_match_the_tss_a_t_share():
     """A genome whose first half is A/T-rich (80 %) and second half G/C-rich (20 % A/T), TSSs only in
     the A/T-rich half: unmatched background positions fall half in each, matched ones follow the
     TSSs' A/T share of -40..0."""
-    from seqxai.dna_model import oriented_tokens, tokenize
     from seqxai.tss_probe import at_share, background_positions
+    from seqxai.tss_windows import oriented_tokens, tokenize
 
     rng = np.random.default_rng(0)
     n = 40000

@@ -4,7 +4,8 @@ import numpy as np
 import torch
 
 from seqxai import dna_attribution as da
-from seqxai.dna_model import PAD, build_model
+from seqxai.dna_model import build_model
+from seqxai.tss_windows import PAD
 
 TINY = dict(n_layers=2, n_heads=2, d_model=16, d_head=8, context=12, conv_width=3, label_offset=4, attn_chunk=8)
 

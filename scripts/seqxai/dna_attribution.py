@@ -48,8 +48,8 @@ import torch
 import torch.autograd.forward_ad as fwAD
 
 from .attribution import gauss_legendre
-from .dna_model import PAD, oriented_tokens, oriented_tss_index, single_chromosome, tss_subset
 from .io import DataError, Progress
+from .tss_windows import PAD, oriented_tokens, oriented_tss_index, single_chromosome, tss_subset
 
 log = logging.getLogger("seqxai.dna_attribution")
 
@@ -464,7 +464,8 @@ def run_attribution(model_path, genome_path, tss_path, out: dict, cfg=None, seed
                     device: str = "auto", batch_size: int = 64, method: str = "ig") -> dict:
     """File-level entry point of the ``attribute_dna`` and ``attribute_dna_method`` rules:
     ``out`` maps windows, heads, profile, summary to paths."""
-    from .dna_model import load_model, pick_device
+    from .devices import pick_device
+    from .dna_model import load_model
     from .io import read_fasta, read_table, write_json, write_table
 
     torch.set_num_threads(max(int(threads), 1))

@@ -53,8 +53,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dna_model import PAD, TSSLayer, attention_rows_only, sinusoid_encoding
+from .dna_model import TSSLayer, attention_rows_only, sinusoid_encoding
 from .io import DataError
+from .tss_windows import PAD
 
 ARCHITECTURE = "clauwaert2021"
 #: model settings this architecture reads (other dna.model keys do not apply to it)

@@ -1,18 +1,16 @@
-"""TSS-labelling transformer (after Clauwaert et al. 2021): data windows, split, training, metrics.
+"""TSS-labelling transformer (after Clauwaert et al. 2021): the architecture, built, saved and
+loaded here; the data windows and split: :mod:`seqxai.tss_windows`; training and metrics:
+:mod:`seqxai.tss_training`.
 
 Conventions
 -----------
-- Tokens: A=0, C=1, G=2, T=3, N=4, PAD=5. Both strands are read 5'->3': the "-" strand is
-  the reverse complement, so oriented index ``i`` on "-" is genome index ``L - 1 - i``.
-- Labels: a TSS at oriented 0-based index ``t`` labels position ``t + label_offset``
-  (default 20), so the predicting position has seen the whole promoter upstream.
 - Attention: ``attn[layer, head, query, key]`` (a batch axis in front when batched). Banded;
   ``attention: causal`` (default, the paper's): query ``i`` may attend key index ``j`` iff
   ``0 <= i - j <= context``; ``attention: bidirectional``: iff ``|i - j| <= context``, so the
   output at ``i`` also reads up to ``context`` positions downstream. The q/k/v convolution
   stays causal in both modes, so key index ``j`` keeps its meaning (centre ``j - 3``) and the
   probe's mapping holds; the Transformer-XL table then covers distances ``-context..context``.
-  The training/evaluation windows (:func:`window_spans`) are cut for the causal model: each
+  The training/evaluation windows (:func:`seqxai.tss_windows.window_spans`) are cut for the causal model: each
   scored position gets its ``context`` upstream positions, so in bidirectional mode the
   positions near a window's right end see fewer than ``context`` downstream positions.
 - Width-7 convolution on queries, keys and values: a depthwise convolution over the
@@ -49,17 +47,10 @@ Conventions
 - Probe attention: :meth:`TSSTransformer.forward` with ``attention_queries`` computes only
   those attention rows (``attn[batch, layer, head, query, key]`` with one query per entry),
   never a dense ``T x T`` matrix.
-- Split by genome position (0-based half-open genome intervals): train ``[0, a)``,
-  valid ``[a, b)``, test ``[b, L)`` with ``L - b = test_fraction * L`` and
-  ``b - a = valid_fraction * L``. On "-" the same genome blocks are used; windows are cut
-  inside a block and never cross its boundary.
 """
 from __future__ import annotations
 
-import logging
 import math
-import os
-import time
 
 import numpy as np
 import pandas as pd
@@ -67,16 +58,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .devices import pick_device  # noqa: F401 (the DNA rules' device, shared with the protein side)
-from .io import DataError, Progress, non_finite_values
-
-log = logging.getLogger("seqxai.dna_model")
-
-PAD = 5
-N_TOKENS = 6
-_LUT = np.full(256, 4, dtype=np.uint8)
-for _i, _c in enumerate("ACGT"):
-    _LUT[ord(_c)] = _LUT[ord(_c.lower())] = _i
+from .io import DataError
+from .tss_windows import N_TOKENS, PAD
 
 DEFAULT_MODEL = {"architecture": "seqxai", "n_layers": 2, "n_heads": 4, "d_model": 32, "d_head": 32,
                  "context": 128, "conv_width": 7,
@@ -85,157 +68,6 @@ DEFAULT_MODEL = {"architecture": "seqxai", "n_layers": 2, "n_heads": 4, "d_model
 ATTENTION_MODES = ("causal", "bidirectional")
 #: ``seqxai``: this module's TSSTransformer; ``clauwaert2021``: the original (:mod:`seqxai.dna_clauwaert`)
 ARCHITECTURES = ("seqxai", "clauwaert2021")
-DEFAULT_TRAIN = {"epochs": 4, "batch_size": 2, "lr": 0.01, "weight_decay": 0.01, "stride": 1024,
-                 "pos_weight": "auto", "max_pos_weight": 100.0, "max_seconds": 0,
-                 "max_windows_per_epoch": 0, "patience": 0, "focal_gamma": 0.0}
-DEFAULT_SPLIT = {"test_fraction": 0.2, "valid_fraction": 0.1}
-
-
-# ----------------------------------------------------------------------------- data
-def tokenize(seq: str) -> np.ndarray:
-    """Genome string -> token codes (A,C,G,T = 0..3, anything else = N = 4)."""
-    return _LUT[np.frombuffer(seq.encode("ascii"), dtype=np.uint8)]
-
-
-def oriented_tokens(seq: str) -> dict[str, np.ndarray]:
-    """Both strands read 5'->3': ``{"+": tokens, "-": reverse complement tokens}``."""
-    fwd = tokenize(seq)
-    rev = fwd[::-1].copy()
-    acgt = rev < 4
-    rev[acgt] = 3 - rev[acgt]
-    return {"+": fwd, "-": rev}
-
-
-def check_tss(tss: pd.DataFrame, genome: dict[str, str], source: str = "tss") -> pd.DataFrame:
-    """Validate TSS rows against the genome; raise DataError naming file, record, field."""
-    for i, row in enumerate(tss.itertuples(index=False)):
-        rid = getattr(row, "tss_id", i)
-        if row.chrom not in genome:
-            raise DataError(f"{source}: record {rid}: field 'chrom' = '{row.chrom}' is not in the genome "
-                            f"(records: {sorted(genome)[:5]})")
-        if row.strand not in ("+", "-"):
-            raise DataError(f"{source}: record {rid}: field 'strand' = '{row.strand}' (expected '+' or '-')")
-        if not 1 <= int(row.position) <= len(genome[row.chrom]):
-            raise DataError(f"{source}: record {rid}: field 'position' = {row.position} lies outside "
-                            f"{row.chrom} (1..{len(genome[row.chrom])})")
-    return tss
-
-
-def single_chromosome(genome: dict[str, str], tss: pd.DataFrame, source: str = "tss") -> tuple[str, str]:
-    """The one chromosome of ``genome`` (name, sequence) after checking the TSS rows against it;
-    the DNA model, its probe and its attribution read one circular bacterial chromosome."""
-    if len(genome) != 1:
-        raise DataError(f"genome: expected exactly one chromosome record, got {len(genome)}: {list(genome)[:5]}")
-    check_tss(tss, genome, source)
-    return next(iter(genome.items()))
-
-
-def oriented_tss_index(tss: pd.DataFrame, length: int) -> dict[str, np.ndarray]:
-    """0-based oriented index of each TSS per strand: ``+``: position-1; ``-``: L - position."""
-    pos = tss.position.to_numpy(np.int64)
-    plus = tss.strand.to_numpy() == "+"
-    return {"+": pos[plus] - 1, "-": length - pos[~plus]}
-
-
-def tss_subset(tss: pd.DataFrame, tss_set: str, split: dict | None, key: str) -> pd.DataFrame:
-    """The TSSs of ``tss_set``: ``all``, or ``heldout`` = those inside the valid and test genome
-    blocks of ``split`` (0-based half-open, as stored in model.pt). ``key`` names the config
-    entry in errors."""
-    tss = tss.reset_index(drop=True)
-    if tss_set == "all":
-        return tss
-    if tss_set != "heldout":
-        raise DataError(f"{key}: '{tss_set}' (expected 'all' or 'heldout')")
-    if split is None:
-        raise DataError(f"{key} = 'heldout' needs the split blocks stored in model.pt")
-    p0 = tss.position.to_numpy() - 1
-    keep = np.zeros(len(tss), bool)
-    for name in ("valid", "test"):
-        a, b = split[name]
-        keep |= (p0 >= a) & (p0 < b)
-    return tss[keep].reset_index(drop=True)
-
-
-def make_labels(tss: pd.DataFrame, length: int, label_offset: int) -> dict[str, np.ndarray]:
-    """Per-strand binary labels ``y[i] = 1`` iff a TSS sits at oriented ``i - label_offset``."""
-    out = {}
-    for strand, idx in oriented_tss_index(tss, length).items():
-        y = np.zeros(length, dtype=np.float32)
-        j = idx + label_offset
-        y[j[(j >= 0) & (j < length)]] = 1.0
-        out[strand] = y
-    return out
-
-
-def split_blocks(length: int, test_fraction: float, valid_fraction: float) -> dict[str, tuple[int, int]]:
-    """Contiguous genome blocks ``{split: (start, end)}`` (0-based, half-open):
-    train ``[0, a)``, valid ``[a, b)``, test ``[b, L)``."""
-    if not (0 < test_fraction < 1 and 0 < valid_fraction < 1 and test_fraction + valid_fraction < 1):
-        raise DataError(f"dna.split: fractions test={test_fraction} valid={valid_fraction} must be in "
-                        "(0, 1) and sum below 1")
-    b = length - int(round(test_fraction * length))
-    a = b - int(round(valid_fraction * length))
-    blocks = {"train": (0, a), "valid": (a, b), "test": (b, length)}
-    for name, (s, e) in blocks.items():
-        if e <= s:
-            raise DataError(f"dna.split: the {name} block [{s}, {e}) of a {length}-nt genome is empty "
-                            f"(test_fraction={test_fraction}, valid_fraction={valid_fraction})")
-    return blocks
-
-
-def check_split_labels(data: dict, blocks: dict, source: str = "tss") -> None:
-    """Fail before training when a split has no scored position or no TSS label: its ROC/PR
-    AUC would be undefined (the validation split also picks the best epoch)."""
-    for name, (_x, y, m) in data.items():
-        s, e = blocks[name]
-        if not m.any():
-            raise DataError(f"dna.split: the {name} block [{s}, {e}) has no scored position")
-        if not y[m].any():
-            raise DataError(f"{source}: no TSS label falls in the {name} block [{s}, {e}) (0-based genome "
-                            f"positions, both strands): change dna.split fractions or the TSS set")
-
-
-def oriented_block(block: tuple[int, int], length: int, strand: str) -> tuple[int, int]:
-    """Genome block ``[s, e)`` in oriented coordinates of ``strand`` (half-open)."""
-    s, e = block
-    return (s, e) if strand == "+" else (length - e, length - s)
-
-
-def window_spans(start: int, end: int, context: int, stride: int) -> list[tuple[int, int, int]]:
-    """Windows over an oriented block ``[start, end)``: ``(input_start, score_start, score_end)``.
-
-    The first window reads ``[start, start + context + stride)`` and scores all of it (the
-    first positions of a block have only the context the block offers); each later window
-    scores the next ``stride`` positions and reads the ``context`` positions before them.
-    Every position of the block is scored exactly once; no window leaves the block.
-    """
-    W = context + stride
-    spans = [(start, start, min(start + W, end))]
-    for p in range(start + W, end, stride):
-        spans.append((p - context, p, min(p + stride, end)))
-    return [sp for sp in spans if sp[2] > sp[1]]
-
-
-def make_windows(tokens: dict[str, np.ndarray], labels: dict[str, np.ndarray], block: tuple[int, int],
-                 context: int, stride: int):
-    """Cut one genome split block (both strands) into windows of length ``W = context + stride``
-    (see :func:`window_spans`); short windows are right-padded with PAD (never scored).
-    Returns ``x[window, W]`` (int64), ``y[window, W]`` (float32), ``scored[window, W]`` (bool).
-    """
-    W = context + stride
-    L = len(next(iter(tokens.values())))
-    xs, ys, ms = [], [], []
-    for strand in ("+", "-"):
-        s, e = oriented_block(block, L, strand)
-        for i0, k0, k1 in window_spans(s, e, context, stride):
-            x = np.full(W, PAD, dtype=np.int64)
-            y = np.zeros(W, dtype=np.float32)
-            m = np.zeros(W, dtype=bool)
-            x[: k1 - i0] = tokens[strand][i0:k1]
-            y[: k1 - i0] = labels[strand][i0:k1]
-            m[k0 - i0 : k1 - i0] = True
-            xs.append(x), ys.append(y), ms.append(m)
-    return np.stack(xs), np.stack(ys), np.stack(ms)
 
 
 def sinusoid_encoding(n_positions: int, dim: int, start: int = 0) -> torch.Tensor:
@@ -551,196 +383,3 @@ def load_model(path, device="cpu") -> tuple[nn.Module, dict]:
     except Exception as exc:
         raise DataError(f"{path}: not a TSS model checkpoint ({exc})") from exc
     return model.to(device).eval(), ckpt
-
-
-# ----------------------------------------------------------------------------- training
-def seed_everything(seed: int) -> None:
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def early_stop(bad_epochs: int, patience: int) -> bool:
-    """Stop once ``bad_epochs`` (epochs since the best validation score) reaches ``patience``:
-    exactly ``patience`` bad epochs are run, never ``patience + 1``; ``patience = 0`` never stops."""
-    return patience > 0 and bad_epochs >= patience
-
-
-def assert_finite_metrics(obj, path: str = "metrics") -> None:
-    """Raise naming the key when a metric is NaN or infinite (JSON has no NaN; use None + a reason)."""
-    bad = non_finite_values(obj)
-    if bad:
-        key, value = bad[0]
-        raise FloatingPointError(f"train_dna: {path}.{key} is {value}; refusing to write it to metrics.json")
-
-
-def tss_loss(logits, y, pos_weight=None, focal_gamma: float = 0.0):
-    """Mean training loss over positions: BCE-with-logits (``pos_weight`` on positives) or, with
-    ``focal_gamma > 0``, the focal loss ``-(1 - p_t)^gamma log p_t`` (weighted likewise; ``p_t``
-    the probability of the true class), as the original's ``FocalLoss`` (utils/dna_functions.py;
-    train.py trains with gamma 0.8). For a 2-class model ``logits = l_1 - l_0`` this is the
-    original's softmax loss on ``l``."""
-    if not focal_gamma:  # the same call as before the focal option: bit-identical trajectories
-        return F.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight)
-    bce = F.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight, reduction="none")
-    p_t = torch.exp(-F.binary_cross_entropy_with_logits(logits, y, reduction="none"))
-    return ((1 - p_t).clamp(min=0) ** focal_gamma * bce).mean()
-
-
-@torch.no_grad()
-def predict_windows(model, x, scored, batch_size=64, device="cpu") -> np.ndarray:
-    """Logits at the scored positions of windows ``x[window, W]`` (flattened, window order)."""
-    model.eval()
-    out = []
-    for i in range(0, len(x), batch_size):
-        xb = torch.as_tensor(x[i : i + batch_size], device=device)
-        out.append(model(xb).float().cpu().numpy()[scored[i : i + batch_size]])
-    return np.concatenate(out) if out else np.zeros(0, np.float32)
-
-
-def auc_metrics(y: np.ndarray, score: np.ndarray) -> dict:
-    """ROC AUC and PR AUC (average precision) over all positions; None (with ``auc_undefined``
-    giving the reason) without both classes."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
-    n_pos = int(y.sum())
-    out = {"n_positions": int(len(y)), "n_positive": n_pos, "positive_rate": n_pos / max(len(y), 1)}
-    if 0 < n_pos < len(y):
-        out["roc_auc"] = float(roc_auc_score(y, score))
-        out["pr_auc"] = float(average_precision_score(y, score))
-    else:  # null with the reason, never NaN (not valid JSON)
-        out["roc_auc"] = out["pr_auc"] = None
-        out["auc_undefined"] = "no positive position" if n_pos == 0 else "no negative position"
-    return out
-
-
-def train_tss_model(genome: dict[str, str], tss: pd.DataFrame, model_cfg: dict | None = None,
-                    train_cfg: dict | None = None, split_cfg: dict | None = None, seed: int = 1,
-                    device=None, source: str = "tss"):
-    """Train the TSS transformer on one chromosome (both strands) with AdamW.
-
-    Loss: mean BCE-with-logits over scored positions with ``pos_weight`` = ``n_neg / n_pos``
-    of the training split (capped at ``max_pos_weight``) when ``"auto"``; the focal loss with
-    ``focal_gamma > 0`` (:func:`tss_loss`). After every epoch
-    the validation split is scored; the weights of the epoch with the best validation PR AUC
-    are kept. Returns ``(model, metrics, log_df)``; metrics hold ROC/PR AUC per split over all
-    positions of that split, both strands.
-    """
-    t_start = time.monotonic()
-    mcfg = {**DEFAULT_MODEL, **(model_cfg or {})}
-    tcfg = {**DEFAULT_TRAIN, **(train_cfg or {})}
-    scfg = {**DEFAULT_SPLIT, **(split_cfg or {})}
-    chrom, seq = single_chromosome(genome, tss, source)
-    device = pick_device(device or "auto") if isinstance(device, str) or device is None else torch.device(device)
-    seed_everything(seed)
-    L = len(seq)
-    tokens = oriented_tokens(seq)
-    labels = make_labels(tss, L, mcfg["label_offset"])
-    blocks = split_blocks(L, scfg["test_fraction"], scfg["valid_fraction"])
-    data = {s: make_windows(tokens, labels, b, mcfg["context"], tcfg["stride"]) for s, b in blocks.items()}
-    check_split_labels(data, blocks, source)
-    x_tr, y_tr, m_tr = data["train"]
-    n_pos = float(y_tr[m_tr].sum())
-    if tcfg["pos_weight"] == "auto":
-        pos_weight = min((m_tr.sum() - n_pos) / n_pos, float(tcfg["max_pos_weight"]))
-    else:
-        pos_weight = float(tcfg["pos_weight"])
-    log.info("genome %s: %d nt; windows train/valid/test = %d/%d/%d; train positives %d; pos_weight %.1f; device %s",
-             chrom, L, len(x_tr), len(data["valid"][0]), len(data["test"][0]), n_pos, pos_weight, device)
-
-    model = build_model(mcfg).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=tcfg["lr"], weight_decay=tcfg["weight_decay"])
-    bs, epochs = int(tcfg["batch_size"]), int(tcfg["epochs"])
-    # max_windows_per_epoch: a seeded sample of training windows per epoch (large genomes, pilots)
-    per_epoch = int(tcfg.get("max_windows_per_epoch") or 0) or len(x_tr)
-    per_epoch = min(per_epoch, len(x_tr))
-    steps_per_epoch = math.ceil(per_epoch / bs)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=tcfg["lr"], total_steps=epochs * steps_per_epoch,
-                                                pct_start=0.15)
-    pw = torch.tensor(pos_weight, device=device)
-    rng = np.random.default_rng(seed)
-    xt, yt, mt = (torch.as_tensor(a) for a in (x_tr, y_tr, m_tr))
-    rows, best, best_state, step = [], -float("inf"), None, 0
-    prog = Progress(epochs * steps_per_epoch, "training steps", every=10.0, logger=log)
-    for epoch in range(1, epochs + 1):
-        model.train()
-        order = rng.permutation(len(x_tr))[:per_epoch]
-        tot, cnt = 0.0, 0
-        for i in range(0, len(order), bs):
-            idx = torch.as_tensor(order[i : i + bs])
-            xb, yb, mb = xt[idx].to(device), yt[idx].to(device), mt[idx].to(device)
-            logits = model(xb)
-            loss = tss_loss(logits[mb], yb[mb], pw, float(tcfg["focal_gamma"]))
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"train_dna: training loss is {float(loss)} at epoch {epoch}, step "
-                                         f"{step + 1} (lr {tcfg['lr']}): training diverged; lower dna.train.lr")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            tot += float(loss.detach()) * int(mb.sum())
-            cnt += int(mb.sum())
-            step += 1
-            prog.update()
-        xv, yv, mv = data["valid"]
-        lv = predict_windows(model, xv, mv, device=device)
-        yvv = yv[mv]
-        vloss = float(F.binary_cross_entropy_with_logits(torch.as_tensor(lv), torch.as_tensor(yvv),
-                                                         pos_weight=pw.cpu()))
-        vm = auc_metrics(yvv, lv)
-        rows.append({"epoch": epoch, "step": step, "train_loss": tot / max(cnt, 1), "valid_loss": vloss,
-                     "valid_pr_auc": vm["pr_auc"], "seconds": time.monotonic() - t_start})
-        log.info("epoch %d/%d: train_loss %.4f valid_loss %.4f valid PR AUC %.3f ROC AUC %.3f (%.1f s)",
-                 epoch, epochs, rows[-1]["train_loss"], vloss, vm["pr_auc"], vm["roc_auc"], rows[-1]["seconds"])
-        score = vm["pr_auc"] if vm["pr_auc"] is not None else -float(vloss)
-        if math.isnan(score):
-            raise FloatingPointError(f"train_dna: validation score is NaN after epoch {epoch} (valid loss {vloss})")
-        if score > best:
-            best, best_state = score, {k: v.detach().clone() for k, v in model.state_dict().items()}
-            best_epoch = epoch
-        if early_stop(epoch - best_epoch, int(tcfg["patience"])):
-            log.info("early stop after epoch %d: %d epochs without a better validation PR AUC (patience %d)",
-                     epoch, epoch - best_epoch, tcfg["patience"])
-            break
-        if tcfg["max_seconds"] and time.monotonic() - t_start > tcfg["max_seconds"]:
-            log.warning("stopping after epoch %d: max_seconds=%s reached", epoch, tcfg["max_seconds"])
-            break
-    model.load_state_dict(best_state)
-    model.eval()
-    metrics = {"epochs": len(rows), "best_epoch": best_epoch, "pos_weight": pos_weight, "seed": seed,
-               "device": str(device), "genome_length": L, "chrom": chrom,
-               "split_blocks_0based_halfopen": {k: list(v) for k, v in blocks.items()}, "splits": {}}
-    for split, (x, y, m) in data.items():
-        if split == "train" and per_epoch < len(x):
-            # pilot runs: the train metrics on a seeded sample of per_epoch windows (valid and
-            # test are always scored in full)
-            keep = np.sort(np.random.default_rng(seed + 1).permutation(len(x))[:per_epoch])
-            x, y, m = x[keep], y[keep], m[keep]
-        metrics["splits"][split] = auc_metrics(y[m], predict_windows(model, x, m, device=device))
-        metrics["splits"][split]["n_windows"] = int(len(x))
-    metrics["seconds"] = time.monotonic() - t_start
-    assert_finite_metrics(metrics)
-    log.info("test ROC AUC %.3f PR AUC %.3f (positive rate %.4f); %.1f s", metrics["splits"]["test"]["roc_auc"],
-             metrics["splits"]["test"]["pr_auc"], metrics["splits"]["test"]["positive_rate"], metrics["seconds"])
-    return model.cpu(), metrics, pd.DataFrame(rows)
-
-
-def run_training(genome_path, tss_path, model_path, metrics_path, log_path, model_cfg=None, train_cfg=None,
-                 split_cfg=None, seed: int = 1, threads: int = 1, device: str = "auto") -> dict:
-    """File-level entry point of the ``train_dna`` rule: read genome + TSS table, train on
-    ``device`` (auto / cpu / cuda), write ``model.pt`` (state dict + config + split),
-    ``metrics.json`` and ``training_log.tsv``."""
-    from .io import read_fasta, read_table, write_json, write_text
-
-    torch.set_num_threads(max(int(threads), 1))
-    genome = read_fasta(genome_path)
-    tss = read_table(tss_path, "tss")
-    model, metrics, log_df = train_tss_model(genome, tss, model_cfg, train_cfg, split_cfg, seed,
-                                             device=pick_device(device), source=str(tss_path))
-    save_model(model_path, model, {"split": metrics["split_blocks_0based_halfopen"], "seed": seed,
-                                   "chrom": metrics["chrom"]})
-    write_json(metrics_path, metrics)
-    write_text(log_path, log_df.to_csv(sep="\t", index=False, float_format="%.6g"))
-    return metrics

@@ -22,8 +22,8 @@ import logging
 import numpy as np
 import pandas as pd
 
-from .dna_model import oriented_tokens, oriented_tss_index, tokenize
 from .io import DataError
+from .tss_windows import oriented_tokens, oriented_tss_index, tokenize
 
 log = logging.getLogger("seqxai.sigma70")
 

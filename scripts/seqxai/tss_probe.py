@@ -38,20 +38,20 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .dna_model import (  # noqa: F401
+from .dna_model import key_receptive_field  # noqa: F401
+from .io import DataError, Progress
+from .motif_intervention import intervene, intervention_table, query_adjacent
+from .motifs import best_match, consensus, tomtom_with_decoys
+from .sigma70 import sigma70_reference
+from .tf_probe import reported_matches, tf_control, tf_mass_enrichment, total_information, with_top1
+from .tss_windows import (  # noqa: F401
     PAD,
-    key_receptive_field,
     oriented_tokens,
     oriented_tss_index,
     single_chromosome,
     split_blocks,
     tss_subset,
 )
-from .io import DataError, Progress
-from .motif_intervention import intervene, intervention_table, query_adjacent
-from .motifs import best_match, consensus, tomtom_with_decoys
-from .sigma70 import sigma70_reference
-from .tf_probe import reported_matches, tf_control, tf_mass_enrichment, total_information, with_top1
 
 log = logging.getLogger("seqxai.tss_probe")
 
@@ -609,7 +609,8 @@ def run_probe(model_path, genome_path, tss_path, tf_sites_path, tf_motifs_path, 
     """File-level entry point of the ``tss_attention`` rule. ``out`` maps profiles, head_motifs,
     head_motifs_meme, tf_enrichment, tomtom, summary (and optionally sigma70_reference, the
     estimated -10/-35 matrices as MEME) to output paths."""
-    from .dna_model import load_model, pick_device
+    from .devices import pick_device
+    from .dna_model import load_model
     from .io import read_fasta, read_table, write_json, write_table
     from .motifs import read_meme, write_meme
 
