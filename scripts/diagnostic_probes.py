@@ -7,9 +7,6 @@ sys.path.insert(0, str(Path(snakemake.scriptdir)))  # noqa: F821  (seqxai withou
 from seqxai.io import setup_logging
 
 setup_logging(snakemake.log[0])  # noqa: F821
-from seqxai.allocator import keep_freed_memory
-
-keep_freed_memory()  # before torch is imported (seqxai.allocator)
 sm = snakemake  # noqa: F821
 
 from seqxai.diagnostic_probes import run_diagnostic_probes

@@ -7,9 +7,6 @@ sys.path.insert(0, str(Path(snakemake.scriptdir)))  # noqa: F821  (seqxai withou
 from seqxai.io import setup_logging  # noqa: E402
 
 setup_logging(snakemake.log[0])  # noqa: F821
-from seqxai.allocator import keep_freed_memory  # noqa: E402
-
-keep_freed_memory()  # before torch is imported (seqxai.allocator)
 sm = snakemake  # noqa: F821
 
 from seqxai.protein_model import run_finetuning  # noqa: E402

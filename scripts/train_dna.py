@@ -6,9 +6,6 @@ sys.path.insert(0, str(Path(snakemake.scriptdir)))  # noqa: F821  (makes `seqxai
 from seqxai.io import setup_logging  # noqa: E402
 
 log = setup_logging(snakemake.log[0])  # noqa: F821
-from seqxai.allocator import keep_freed_memory  # noqa: E402
-
-keep_freed_memory()  # before torch is imported (seqxai.allocator)
 from seqxai.tss_training import run_training  # noqa: E402
 
 sm = snakemake  # noqa: F821

@@ -1,6 +1,6 @@
-"""The C allocator of a torch rule job (CPU): freed memory kept in the process.
+"""The C allocator of the protein attribution jobs (CPU): freed memory kept in the process.
 
-Standard library only, and called before torch is imported (the rule scripts' first lines):
+Standard library only, and called before torch is imported (scripts/attribute_proteins.py):
 glibc's settings made after torch has started its threads and first allocations leave most of
 the page faults in place (below)."""
 from __future__ import annotations
@@ -26,7 +26,9 @@ def keep_freed_memory() -> bool:
     202 tokens, 25 IG nodes in one batch, exact all-layer pass: 565,000 minor faults and 1.4 s
     of system time in 6.3 s; none when this runs before torch is imported (5.0 s); 145,000
     when it runs after (docs/performance.md). The process then keeps its peak memory until it
-    exits, which a rule's job does anyway. No effect where the C library is not glibc (macOS,
+    exits, which a rule's job does anyway; where freed blocks cannot be reused the peak grows
+    (the demo's DNA AttnLRP job went from under 3 GB to 3,134 MB), so only the protein
+    attribution shards, where it was measured (same peak), use it. No effect where the C library is not glibc (macOS,
     musl) or with ``SEQXAI_MALLOC=system``."""
     if os.environ.get(ENV, "keep") == "system" or platform.system() != "Linux":
         return False
