@@ -207,7 +207,7 @@ def memory_child(n_layers: int, n_steps: int, batch: int) -> None:
 
     from seqxai import attribution as at
 
-    # system malloc here: kept freed memory (the jobs' seqxai.allocator) would count the warm-up
+    # system malloc here: kept freed memory (the attribution jobs' seqxai.allocator) would count the warm-up
     # run's memory in the RSS "before"; the live tensors, which the estimate is about, are the same
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as d:
@@ -302,7 +302,7 @@ def esm2_memory_child(batch: int, n_steps: int, conductance: str) -> None:
     from seqxai import micro_batches as mb
     from seqxai import protein_model as pm
 
-    # system malloc here: kept freed memory (the jobs' seqxai.allocator) would count the warm-up
+    # system malloc here: kept freed memory (the attribution jobs' seqxai.allocator) would count the warm-up
     # run's memory in the RSS "before"; the live tensors, which the estimate is about, are the same
     torch.set_num_threads(1)
     model, tok = pm.make_classifier(ESM2_8M, 3, dropout=0.0)
@@ -391,9 +391,9 @@ def main() -> None:
         return
     from seqxai.allocator import keep_freed_memory
 
-    # as every torch rule job does, before torch is imported (seqxai.allocator); --system-malloc compares
+    # as the protein attribution jobs do, before torch is imported (seqxai.allocator); --system-malloc compares
     kept = not args.system_malloc and keep_freed_memory()
-    print(f"glibc malloc keeps freed memory (as the rule jobs do): {kept}")
+    print(f"glibc malloc keeps freed memory (as the attribution jobs do): {kept}")
     import torch
 
     torch.set_num_threads(1)
