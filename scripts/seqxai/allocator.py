@@ -28,8 +28,8 @@ def keep_freed_memory() -> bool:
     when it runs after (docs/performance.md). The process then keeps its peak memory until it
     exits, which a rule's job does anyway; where freed blocks cannot be reused the peak grows
     (the demo's DNA AttnLRP job went from under 3 GB to 3,134 MB), so only the protein
-    attribution shards, where it was measured (same peak), use it. No effect where the C library is not glibc (macOS,
-    musl) or with ``SEQXAI_MALLOC=system``."""
+    attribution shards, where it was measured (same peak), use it. No effect where the C
+    library is not glibc (macOS, musl) or with ``SEQXAI_MALLOC=system``."""
     if os.environ.get(ENV, "keep") == "system" or platform.system() != "Linux":
         return False
     try:

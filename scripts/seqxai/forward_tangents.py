@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import sys
 
 import torch
 import torch.autograd.forward_ad as fwAD
@@ -90,8 +91,6 @@ def _attention_with_tangent(module, query, key, value, attention_mask, scaling=N
     (exp again, a T x T subtraction per head, copies): on ESM-2 8M at 202 tokens the attention
     tangents cost 50x the primal softmax (benchmarks/attribution_benchmark.py). The primal is
     the eager function itself on the primal inputs, so the reverse pass is unchanged."""
-    import sys
-
     eager_attention_forward = sys.modules[type(module).__module__].eager_attention_forward
     (q, dq), (k, dk), (v, dv) = (fwAD.unpack_dual(x) for x in (query, key, value))
     out, probs = eager_attention_forward(module, q, k, v, attention_mask, scaling=scaling,
