@@ -251,7 +251,7 @@ def shard_balance() -> list[str]:
     protein lengths (median 350, sigma 0.6, cut at 998 residues; seed 0)."""
     import numpy as np
 
-    from seqxai.attribution import balanced_shards, estimated_cost
+    from seqxai.attribution_shards import balanced_shards, estimated_cost
 
     rng = np.random.default_rng(0)
     lines = []

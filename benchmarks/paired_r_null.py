@@ -61,7 +61,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
 
-    from seqxai.attribution import run_attribution_shard
+    from seqxai.attribution_shards import run_attribution_shard
     from seqxai.attribution_tables import gather_attributions, shard_tables
     from seqxai.head_statistics import wenzel_statistics_streaming
     from seqxai.io import read_table

@@ -12,7 +12,7 @@ from seqxai.allocator import keep_freed_memory  # noqa: E402
 keep_freed_memory()  # before torch is imported (seqxai.allocator)
 sm = snakemake  # noqa: F821
 
-from seqxai.attribution import run_attribution_shard  # noqa: E402
+from seqxai.attribution_shards import run_attribution_shard  # noqa: E402
 
 # Speed-only settings come from the config, not from params, so that changing them does
 # not rerun the attributions (Snakemake tracks params).

@@ -79,3 +79,26 @@ def tiny_bert(path):
               add_pooling_layer=False).save_pretrained(path)
     BertTokenizer(str(path / "vocab.txt"), do_lower_case=False).save_pretrained(path)
     return path
+
+
+TINY_SEQ = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEV"
+
+
+@pytest.fixture(scope="module")
+def clf(tiny_encoder):
+    """(model, tok, ids, att, base): a 3-class classifier on the tiny ESM encoder with a
+    non-trivial head, one encoded protein and its IG baseline (attribution tests)."""
+    import torch
+
+    from seqxai import attribution as at
+    from seqxai import protein_model as pm
+
+    torch.manual_seed(1)
+    model, tok = pm.make_classifier(tiny_encoder, 3, dropout=0.0)
+    # Non-trivial head so the logits depend on the input.
+    torch.nn.init.normal_(model.head.weight, std=0.5)
+    model.eval()
+    enc = pm.encode(tok, [TINY_SEQ], 64)
+    ids, att = enc["input_ids"][0], enc["attention_mask"][0]
+    base = at.baseline_ids(ids, set(tok.all_special_ids), tok.pad_token_id)
+    return model, tok, ids, att, base

@@ -197,6 +197,7 @@ def test_shard_tables_per_method(method, tmp_path):
     """Every method writes the IG shard layout; the gather takes it unchanged."""
     import pandas as pd
 
+    from seqxai.attribution_shards import run_attribution_shard
     from seqxai.attribution_tables import EMBEDDING_COLUMNS, HEAD_COLUMNS, gather_attributions, shard_tables
     from seqxai.io import read_table
 
@@ -214,8 +215,8 @@ def test_shard_tables_per_method(method, tmp_path):
     params = {"n_steps": 4, "split": "test", "max_proteins": None, "layers": True, "method": method}
     folders = [tmp_path / f"shard{s}" for s in range(2)]
     for s, folder in enumerate(folders):
-        at.run_attribution_shard(tmp_path / "model", tmp_path / "proteins.parquet", tmp_path / "splits.parquet",
-                                 params, s, 2, folder, device="cpu")
+        run_attribution_shard(tmp_path / "model", tmp_path / "proteins.parquet", tmp_path / "splits.parquet",
+                              params, s, 2, folder, device="cpu")
     out = [tmp_path / "gathered" / f for f in ("embedding.parquet", "heads.parquet", "convergence.parquet")]
     gather_attributions(shard_tables(folders, "embedding", "finetuned"),
                         shard_tables(folders, "heads", "finetuned"), *out, 0.05)

@@ -634,7 +634,7 @@ def test_ec_level_task_drops_and_counts_unlabelled_proteins(tiny_encoder, tmp_pa
     labels, y = pm.task_targets(proteins, {**task, "ec_level": 2})
     assert labels == ["1.1", "2.7"] and (y == -1).sum() == 2
     # the attribution targets use the same labels
-    from seqxai.attribution import attribution_targets
+    from seqxai.attribution_shards import attribution_targets
 
     meta = json.loads((tmp_path / "m" / pm.META_FILE).read_text())
     tg = attribution_targets(proteins, splits, meta, split="test")

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -45,6 +44,51 @@ def gauss_legendre(n_steps: int) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"n_steps must be >= 1, got {n_steps}")
     x, v = np.polynomial.legendre.leggauss(n_steps)
     return 0.5 * (1.0 + x), 0.5 * v
+
+
+PATH_STENCIL = 16  # points per derivative stencil of conductance "polynomial"
+
+
+def path_derivative_matrix(alphas: np.ndarray, stencil: int = PATH_STENCIL) -> np.ndarray:
+    """D[k, j]: dh/dalpha at node ``alphas[k]`` ~= sum_j D[k, j] h(a_j) on the points
+    a = (0, alphas..., 1): the derivative of the polynomial through the ``stencil`` points
+    nearest in index (centred where the ends allow; all points when there are fewer).
+
+    Barycentric form (Berrut & Trefethen 2004) on each stencil: c_j = 1 / prod_{i != j}
+    (a_j - a_i), D[k, j] = (c_j / c_k) / (a_k - a_j) for j != k, D[k, k] = -sum_{j != k} D[k, j]
+    (a constant has derivative 0); the weights are formed in logarithms, which cannot underflow.
+    Exact for polynomials of degree < ``stencil``; on a smooth path the error falls like the
+    nodes' spacing to the power ``stencil - 1``. Local stencils keep the matrix banded, so a pass
+    holds a few stencils of activations rather than all nodes', and keep it well conditioned
+    where the Gauss-Legendre nodes crowd the ends (a global polynomial through 502 points
+    would amplify float32 rounding tenfold more).
+    """
+    a = np.concatenate([[0.0], np.asarray(alphas, dtype=np.float64), [1.0]])
+    n_points = len(a)
+    if np.any(np.diff(a) <= 0):
+        raise ValueError("path_derivative_matrix: the nodes must increase strictly inside (0, 1)")
+    width = min(int(stencil), n_points)
+    if width < 2:
+        raise ValueError(f"path_derivative_matrix: stencil must be >= 2, got {stencil}")
+    d = np.zeros((n_points - 2, n_points))
+    for k in range(n_points - 2):
+        start = min(max(k + 1 - width // 2, 0), n_points - width)
+        x = a[start : start + width]
+        gap = x[:, None] - x[None, :]
+        np.fill_diagonal(gap, 1.0)
+        log_c, sign_c = -np.log(np.abs(gap)).sum(1), np.prod(np.sign(gap), axis=1)
+        i = k + 1 - start
+        row = sign_c * sign_c[i] * np.exp(log_c - log_c[i]) / gap[i]
+        row[i] = 0.0
+        row[i] = -row.sum()
+        d[k, start : start + width] = row
+    return d
+
+
+def stencil_span(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first, last) point index with a non-zero entry in each row of a path derivative matrix."""
+    nz = d != 0
+    return nz.argmax(1), d.shape[1] - 1 - nz[:, ::-1].argmax(1)
 
 
 def _bert_family(encoder, self_attention_class):
@@ -132,7 +176,7 @@ def _prepare(model, input_ids, attention_mask, base_ids, layer_ids):
     return dev, ids, att, base, cfg, layer_ids, fwd
 
 
-CONDUCTANCE = ("jvp", "difference")
+CONDUCTANCE = ("jvp", "polynomial", "difference")
 
 
 def _jvp_batch(model, ids, att, fwd, target, e0, diff, a, w, layers, layer_ids,
@@ -185,6 +229,12 @@ def integrated_gradients(model, input_ids: torch.Tensor, attention_mask: torch.T
     - ``jvp`` (default): exactly, by forward-mode AD at the ``n_steps`` Gauss-Legendre nodes
       (the tangents ride along the forward pass whose gradients follow: 1.5x the matmul FLOPs
       of embedding-only IG, about 3x its memory per node; docs/performance.md);
+    - ``polynomial``: at the same Gauss-Legendre nodes, as the derivative of the polynomial
+      through the 16 nearest of the points (0, nodes..., 1) (:func:`path_derivative_matrix`;
+      the ends come from the F(x) and F(x') passes), so no forward-mode pass: the matmuls of
+      embedding-only IG, plus about two stencils of kept contexts and layer outputs. High
+      order on the encoder's smooth path: it agrees with ``jvp`` to well within the quadrature's
+      own error (tests; docs/performance.md);
     - ``difference``: Captum's ``LayerConductance`` scheme with ``method="riemann_trapezoid"``:
       ``n_steps + 1`` evenly spaced points ``alpha_j = j / n_steps``, the gradients at the first
       ``n_steps`` and the differences ``h(alpha_j+1) - h(alpha_j)`` of the captured activations,
@@ -204,6 +254,8 @@ def integrated_gradients(model, input_ids: torch.Tensor, attention_mask: torch.T
         raise ValueError(f"attribution.conductance: '{conductance}' (expected one of {list(CONDUCTANCE)})")
     if conductance == "difference" and layers:
         return _ig_difference(model, input_ids, attention_mask, target, base_ids, n_steps, batch_size, layer_ids)
+    if conductance == "polynomial" and layers:
+        return _ig_polynomial(model, input_ids, attention_mask, target, base_ids, n_steps, batch_size, layer_ids)
     dev, ids, att, base, cfg, layer_ids, fwd = _prepare(model, input_ids, attention_mask, base_ids, layer_ids)
     n_layers, n_heads = len(layer_ids), cfg.num_attention_heads
     captured = {}
@@ -316,229 +368,93 @@ def _difference_batch(model, ids, att, fwd, target, e0, diff, a, layer_ids, n_st
     return nxt
 
 
-def attribution_targets(proteins, splits, meta: dict, split: str = "test",
-                        max_proteins: int | None = None):
-    """Which (protein, target logit) pairs to attribute.
+def _ig_polynomial(model, input_ids, attention_mask, target, base_ids, n_steps, batch_size, layer_ids):
+    """:func:`integrated_gradients` with ``conductance="polynomial"`` (see there).
 
-    single_label tasks: the ground-truth class of every protein in ``split``;
-    multi_label tasks: each term in ``task.attribute_terms`` for the proteins positive for it.
-    Returns a DataFrame accession, sequence, target_index, target_label, sorted by accession.
-    """
-    import pandas as pd
+    One forward+backward pass per node, as for embedding-only IG. The contexts h and layer
+    outputs o of the points (0, nodes..., 1) and the weighted gradients w_k g_k of the nodes stay
+    only until every node whose stencil needs them is settled: in node order, as soon as its
+    stencil's last point has been computed (the point alpha = 1 comes from the F(x) pass), with
+    dh/dalpha = D h (:func:`path_derivative_matrix`) as one matmul per batch and kind."""
+    dev, ids, att, base, cfg, layer_ids, fwd = _prepare(model, input_ids, attention_mask, base_ids, layer_ids)
+    n_layers, n_heads = len(layer_ids), cfg.num_attention_heads
+    captured, ends = {}, ({}, {}, {}, {})  # contexts and outputs at alpha = 1, then at 0
 
-    task, labels = meta["task"], meta["labels"]
-    df = proteins.merge(splits[["accession", "split"]], on="accession")
-    if split != "all":
-        df = df[df["split"] == split]
-    df = df.sort_values("accession")
-    if task["type"] == "single_label":  # the task's label (EC cut to ec_level when set)
-        from .protein_tasks import single_labels
+    def grab(o):
+        captured["emb"] = o.detach()
 
-        df = df.assign(task_label=single_labels(df, task)[0].to_numpy())
-    rows = []
-    for r in df.itertuples(index=False):
-        if task["type"] == "single_label":
-            value = r.task_label
-            if value in labels:
-                rows.append((r.accession, r.sequence, labels.index(value), value))
-        else:
-            terms = set(getattr(r, task["column"]))
-            for t in task.get("attribute_terms", labels):
-                if t in terms:
-                    rows.append((r.accession, r.sequence, labels.index(t), t))
-    out = pd.DataFrame(rows, columns=["accession", "sequence", "target_index", "target_label"])
-    if max_proteins:
-        keep = out["accession"].drop_duplicates().iloc[:max_proteins]
-        out = out[out["accession"].isin(keep)]
-    return out.reset_index(drop=True)
-
-
-def estimated_cost(sequences, max_length: int, n_steps: int) -> np.ndarray:
-    """cost[protein] = tokens x n_steps: the tokens the model sees (residues cut at
-    ``max_length - 2``, plus the two special tokens) times the path nodes.
-
-    One IG run is n_steps forward, JVP and backward passes over the tokens; their work is
-    linear in the tokens up to attention's quadratic term (ProtBert-BFD at 1000 tokens:
-    4 T^2 H / 24 T H^2 = T / 6H, about 16%), so tokens are the cost that stays honest
-    without a model at hand.
-    """
-    tokens = np.array([min(len(s), max_length - 2) + 2 for s in sequences], dtype=np.int64)
-    return tokens * int(n_steps)
-
-
-def balanced_shards(cost: np.ndarray, n_shards: int) -> np.ndarray:
-    """shard[item] in 0..n_shards-1: longest processing time first, deterministically.
-
-    Items in decreasing cost (ties: input order) each go to the shard with the least cost
-    so far (ties: the lowest shard). Greedy list scheduling keeps the largest shard within
-    mean + max(cost) and LPT within 4/3 of the optimum, so with many proteins per shard
-    every shard costs about the mean; round robin does not (sorted by accession, long
-    proteins land together by chance).
-    """
-    import heapq
-
-    if n_shards < 1:
-        raise ValueError(f"n_shards must be >= 1, got {n_shards}")
-    cost = np.asarray(cost)
-    order = np.lexsort((np.arange(len(cost)), -cost))  # cost descending, then input order
-    loads = [(0, s) for s in range(n_shards)]  # already a heap
-    shard = np.empty(len(cost), dtype=np.int64)
-    for i in order:
-        load, s = heapq.heappop(loads)
-        shard[i] = s
-        heapq.heappush(loads, (load + cost[i], s))
-    return shard
-
-
-def shard_targets(targets, shard: int, n_shards: int, max_length: int, n_steps: int):
-    """The rows of ``targets`` that shard ``shard`` (0-based) attributes.
-
-    Proteins (with all their targets) are dealt by :func:`balanced_shards` on
-    :func:`estimated_cost` summed over their targets; every shard job computes the same
-    assignment from the same table, so each protein lands in exactly one shard.
-    """
-    proteins = targets.drop_duplicates("accession")[["accession", "sequence"]]
-    n_targets = targets.groupby("accession", sort=False).size()
-    cost = (estimated_cost(proteins["sequence"], max_length, n_steps)
-            * n_targets.loc[proteins["accession"]].to_numpy())
-    where = dict(zip(proteins["accession"], balanced_shards(cost, n_shards)))
-    return targets[targets["accession"].map(where) == shard]
+    with torch.no_grad():
+        with _hooks(model, grab, ends[0].__setitem__, ends[1].__setitem__, layer_ids):
+            f_in = float(model(ids, att, **fwd)[0, target])
+        e = captured["emb"]
+        with _hooks(model, grab, ends[2].__setitem__, ends[3].__setitem__, layer_ids):
+            f_base = float(model(base, att, **fwd)[0, target])
+        e0 = captured["emb"]
+    diff = e - e0
+    alphas, weights = gauss_legendre(n_steps)
+    d = path_derivative_matrix(alphas)
+    first, last = stencil_span(d)
+    d = torch.as_tensor(d, dtype=e.dtype, device=dev)
+    T = ids.shape[1]
+    # per kind (0: attention context, 1: layer output), [layer, point or node, token, hidden]:
+    # the value at alpha = 1, the values of points lo, lo + 1, ... and the weighted gradients
+    # of the nodes settled next
+    at_one = [torch.stack([ends[k][l][0] for l in layer_ids]) for k in (0, 1)]
+    held = [torch.stack([ends[2 + k][l][0] for l in layer_ids])[:, None] for k in (0, 1)]
+    waiting = [h[:, :0] for h in held]
+    del ends
+    lo, settled = 0, 0  # first held point; nodes settled so far
+    emb_grad = torch.zeros_like(e[0])
+    head_rel = torch.zeros(n_layers, T, cfg.hidden_size, device=dev)
+    layer_total = torch.zeros(n_layers, dtype=torch.float64, device=dev)
+    with constant_weights(model):
+        for start in range(0, n_steps, batch_size):
+            m = min(batch_size, n_steps - start)
+            a = torch.as_tensor(alphas[start : start + m], dtype=e.dtype, device=dev)
+            w = torch.as_tensor(weights[start : start + m], dtype=e.dtype, device=dev)
+            values, wgrads = _polynomial_batch(model, ids, att, fwd, target, e0, diff, a, w, layer_ids, emb_grad)
+            held = [torch.cat([h, v], 1) for h, v in zip(held, values)]
+            waiting = [torch.cat([g, v], 1) for g, v in zip(waiting, wgrads)]
+            known = start + m if start + m < n_steps else n_steps + 1  # points 0..known are in
+            ready = int(np.searchsorted(last[settled:], known, side="right"))
+            if ready:
+                rows = d[settled : settled + ready]
+                span = held[0].shape[1]
+                for kind in (0, 1):
+                    flat = held[kind].reshape(n_layers, span, -1)
+                    slope = (torch.matmul(rows[:, lo : lo + span], flat)
+                             + rows[:, -1, None] * at_one[kind].reshape(n_layers, 1, -1))
+                    part = waiting[kind][:, :ready] * slope.view(n_layers, ready, T, -1)
+                    if kind == 0:
+                        head_rel += part.sum(1)
+                    else:
+                        layer_total += part.sum((1, 2, 3)).double()
+                settled += ready
+                waiting = [g[:, ready:] for g in waiting]
+                new_lo = int(first[settled]) if settled < n_steps else known
+                held = [h[:, new_lo - lo :] for h in held]
+                lo = new_lo
+    emb_attr = (emb_grad * diff[0]).sum(-1)
+    gap = f_in - f_base
+    heads = head_rel.view(n_layers, T, n_heads, -1).sum(-1).permute(0, 2, 1)
+    return {"embedding": emb_attr.detach().cpu().numpy(), "f_input": f_in, "f_baseline": f_base,
+            "delta": float(emb_attr.sum()) - gap, "heads": heads.detach().cpu().numpy(),
+            "layer_delta": layer_total.cpu().numpy() - gap}
 
 
-def attribute_shard(model_dir: str, targets, shard: int, n_shards: int, n_steps: int,
-                    batch_size: int, device: str = "auto", layers: bool = True, conductance: str = "jvp",
-                    method: str = "ig", max_memory_gb=None):
-    """Attribute the targets of shard ``shard`` (0-based) of ``n_shards`` (:func:`shard_targets`)
-    by ``method`` (seqxai.attribution_methods.METHODS; ``attention_rollout`` writes no head rows).
-
-    Path nodes go through the model ``batch_size`` at a time, or, with ``max_memory_gb`` (GiB or
-    "auto"), as many as the estimate of :mod:`seqxai.micro_batches` fits for each protein's length.
-
-    Returns two DataFrames: embedding relevance (one row per protein and target, a list
-    over residues 1..L, the convergence deltas of the embedding and of every layer output)
-    and head relevance (one row per protein, target, layer and head, a list over
-    residues). The lists are float32, as computed (Parquet list<float>: half the bytes of
-    doubles; readers cast to float64 without changing a value). Special tokens are not in
-    the lists; their values are kept apart in ``relevance_start``/``relevance_end``
-    ([CLS]/<cls> and [SEP]/<eos>; exactly 0 at the embedding, not at the heads) for
-    statistics that keep them as the original code did.
-    """
-    import pandas as pd
-
-    from .attribution_methods import attribute
-    from .attribution_tables import EMBEDDING_COLUMNS, HEAD_COLUMNS
-    from .io import Progress
-    from .micro_batches import GIB, attribution_row_bytes, budget_bytes, path_batch_for
-    from .protein_model import encode, load_classifier
-
-    model, tok, meta = load_classifier(model_dir, device=device)
-    budget = budget_bytes(max_memory_gb, next(model.parameters()).device)
-    if budget is not None:
-        log.info("attribution.max_memory_gb %s: %.2f GiB for the path batches", max_memory_gb, budget / GIB)
-    mine = shard_targets(targets, shard, n_shards, meta["max_length"], n_steps)
-    cost = estimated_cost(mine["sequence"], meta["max_length"], n_steps).sum()
-    total = estimated_cost(targets["sequence"], meta["max_length"], n_steps).sum()
-    log.info("shard %d/%d: %d targets, estimated cost %.3g of the mean shard's %.3g "
-             "(tokens x steps)", shard + 1, n_shards, len(mine), cost, total / n_shards)
-    if len(mine):  # what the longest protein of the shard asks (seqxai.micro_batches)
-        tokens = min(int(mine["sequence"].str.len().max()), meta["max_length"] - 2) + 2
-        row = attribution_row_bytes(model.encoder.config, tokens, layers, conductance)
-        batch = batch_size if budget is None else path_batch_for(
-            model, tokens, n_steps, batch_size, None, None, layers=layers, conductance=conductance,
-            budget=budget)
-        log.info("longest protein, %d tokens: path batches of %d nodes, estimated %.2f GiB of "
-                 "activations (%.3f GiB per node)", tokens, batch, batch * row / GIB, row / GIB)
-    special = set(tok.all_special_ids)
-    emb_rows, head_rows = [], []
-    progress = Progress(len(mine), f"{method} shard {shard + 1}/{n_shards}", logger=log)
-    for r in mine.itertuples(index=False):
-        enc = encode(tok, [r.sequence], meta["max_length"])
-        ids, att = enc["input_ids"][0], enc["attention_mask"][0]
-        n_res = int(att.sum()) - 2
-        batch = batch_size if budget is None else path_batch_for(
-            model, len(ids), n_steps, batch_size, None, None, layers=layers, conductance=conductance,
-            budget=budget)
-        res = attribute(method, model, ids, att, int(r.target_index),
-                        baseline_ids(ids, special, tok.pad_token_id), n_steps, batch, layers,
-                        conductance)
-        emb_all = res["embedding"].astype(np.float32)
-        emb_rows.append({"accession": r.accession, "target": r.target_label, "n_residues": n_res,
-                         "relevance": emb_all[1 : n_res + 1].copy(),  # list<float32>
-                         "relevance_start": float(emb_all[0]),
-                         "relevance_end": float(emb_all[n_res + 1]),
-                         "f_input": res["f_input"], "f_baseline": res["f_baseline"],
-                         "delta": res["delta"],
-                         "layer_delta": [float(x) for x in res.get("layer_delta", [])]})
-        if layers and "heads" in res:
-            heads = res["heads"].astype(np.float32)
-            for l in range(heads.shape[0]):
-                for h in range(heads.shape[1]):
-                    head_rows.append({"accession": r.accession, "target": r.target_label,
-                                      "layer": l, "head": h,
-                                      "relevance": heads[l, h, 1 : n_res + 1].copy(),
-                                      "relevance_start": float(heads[l, h, 0]),
-                                      "relevance_end": float(heads[l, h, n_res + 1])})
-        progress.update()
-    return (pd.DataFrame(emb_rows, columns=EMBEDDING_COLUMNS),
-            pd.DataFrame(head_rows, columns=HEAD_COLUMNS))
-
-
-def run_attribution_shard(model_dirs, proteins_path, splits_path, params: dict, shard: int,
-                          n_shards: int, out_dir, device: str = "auto",
-                          threads: int = 1, batch_size: int = 16, max_memory_gb=None) -> None:
-    """Select the targets, attribute this shard's share under every model variant and write
-    both tables per variant into the folder ``out_dir``: ``<variant>/embedding.parquet`` and
-    ``<variant>/heads.parquet`` (:data:`SHARD_FILES`).
-
-    ``model_dirs`` maps a variant name (``finetuned``, a control) to its model folder; a single
-    path stands for ``{"finetuned": path}``. One job for all variants of a task keeps a
-    10,000-shard run with two controls at 10,000 jobs rather than 30,000 (Snakemake's DAG
-    costs about 1.8 ms per job); the variants see exactly the same proteins.
-    ``params`` holds what defines the result (n_steps, split, max_proteins, layers and the
-    attribution ``method``, default ``ig``);
-    ``device``, ``threads``, ``batch_size`` (path nodes per pass) and ``max_memory_gb`` (the
-    budget that sizes the path batches instead) only set the speed.
-    """
-    import json
-
-    from .attribution_tables import SHARD_FILES, convergence_summary
-    from .io import DataError, atomic_dir, read_table, write_table
-
-    if isinstance(model_dirs, (str, Path)):
-        model_dirs = {"finetuned": model_dirs}
-    if not model_dirs:
-        raise DataError("attribution shard: no model variant to attribute")
-    torch.set_num_threads(threads)
-    proteins, splits = read_table(proteins_path, "proteins"), read_table(splits_path, "splits")
-    # every variant's targets first: a mismatch fails before any attribution runs
-    chosen = {}
-    for variant, model_dir in model_dirs.items():
-        meta = json.loads((Path(model_dir) / "seqxai_model.json").read_text())
-        chosen[variant] = attribution_targets(proteins, splits, meta, params["split"], params["max_proteins"])
-        log.info("variant %s (%s): %d attribution targets in split '%s'; this shard %d of %d", variant,
-                 model_dir, len(chosen[variant]), params["split"], shard + 1, n_shards)
-    first = next(iter(chosen))
-    for variant, targets in chosen.items():
-        if not targets[["accession", "target_label"]].equals(chosen[first][["accession", "target_label"]]):
-            raise DataError(f"{model_dirs[variant]}: variant {variant} selects other attribution targets "
-                            f"({len(targets)}) than {first} ({len(chosen[first])}): the variants of a task "
-                            "must share its labels")
-    tables = {}
-    for variant, targets in chosen.items():
-        emb, heads = attribute_shard(str(model_dirs[variant]), targets, shard, n_shards, params["n_steps"],
-                                     batch_size, device, params["layers"], params.get("conductance", "jvp"),
-                                     params.get("method", "ig"), max_memory_gb)
-        if len(emb):
-            for r in convergence_summary(emb, tolerance=np.inf).itertuples(index=False):
-                log.info("%s completeness at %s: |delta| median %.3g max %.3g; |delta| / |F(x)-F(x')| "
-                         "median %.3g max %.3g", variant, r.level, r.median_abs_delta, r.max_abs_delta,
-                         r.median_relative_delta, r.max_relative_delta)
-        tables[variant] = (emb, heads)
-    # All tables or none: they go into a temporary folder that is renamed onto out_dir only
-    # after every one is written (an interrupted shard leaves nothing that looks complete).
-    # One output per shard job also keeps Snakemake's DAG of a 10,000-shard run small.
-    with atomic_dir(out_dir) as tmp:
-        for variant, (emb, heads) in tables.items():
-            (tmp / variant).mkdir()
-            write_table(tmp / variant / SHARD_FILES["embedding"], emb)
-            write_table(tmp / variant / SHARD_FILES["heads"], heads)
+def _polynomial_batch(model, ids, att, fwd, target, e0, diff, a, w, layer_ids, emb_grad):
+    """One batch of Gauss-Legendre nodes ``a`` (weights ``w``): adds to ``emb_grad`` (in place)
+    and returns, per kind (context, layer output), the values and the weighted gradients
+    [layer, node, token, hidden], detached."""
+    m, n_layers = len(a), len(layer_ids)
+    leaf = (e0 + a[:, None, None] * diff).requires_grad_(True)
+    ids_m, att_m = ids.expand(m, -1), att.expand(m, -1)
+    fwd_m = {k: None if v is None else v.expand(m, -1) for k, v in fwd.items()}
+    ctx, outs = {}, {}
+    with torch.enable_grad(), _hooks(model, lambda o: leaf, ctx.__setitem__, outs.__setitem__, layer_ids):
+        out = model(ids_m, att_m, **fwd_m)[:, target].sum()
+    grads = torch.autograd.grad(out, [leaf] + [ctx[l] for l in layer_ids] + [outs[l] for l in layer_ids])
+    emb_grad += (w[:, None, None] * grads[0]).sum(0)
+    values = [torch.stack([v[l].detach() for l in layer_ids]) for v in (ctx, outs)]
+    wgrads = [w[None, :, None, None] * torch.stack(list(g)) for g in (grads[1 : 1 + n_layers], grads[1 + n_layers :])]
+    return values, wgrads

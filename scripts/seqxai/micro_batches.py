@@ -157,7 +157,12 @@ def chunks(n: int, size: int):
 #   3.0x the estimate above (ESM-2 8M, 202 tokens, batches of 20 and 25, CPU); planned as 3.5x,
 #   so that the measured peak is 0.84x the plan.
 # - both keep, per attributed layer, the context and the layer output's tangent (or activation)
-#   and their gradients: 4 s h fp32 values.
+#   and their gradients: 4 s h fp32 values;
+# - conductance "polynomial": a row costs as in "difference", plus copies of its context, layer
+#   output and their weighted gradients that wait for the stencils (4 s h fp32 values per
+#   layer), and the pass holds the earlier points and nodes that later stencils still need: at
+#   most 3 stencils (16 points) of contexts and layer outputs, or all 2 n + 2 when fewer
+#   (path_store_bytes), fixed like the weights.
 # Measured against this estimate in benchmarks/attribution_benchmark.py (docs/performance.md).
 JVP_ACTIVATION_FACTOR = 3.5
 
@@ -169,19 +174,35 @@ def attribution_row_bytes(encoder_config, tokens: int, layers: bool = True,
     acts = sequence_bytes(c, tokens, act_bytes=4)
     factor = JVP_ACTIVATION_FACTOR if layers and conductance == "jvp" else 1
     kept = 4 * 4 * tokens * c.hidden_size * c.num_hidden_layers if layers else 0
+    if layers and conductance == "polynomial":
+        kept *= 2
     return int(factor * acts) + kept
+
+
+PATH_STENCIL = 16  # = seqxai.attribution.PATH_STENCIL (a test keeps them equal; no torch here)
+
+
+def path_store_bytes(encoder_config, tokens: int, n_steps: int, layers: bool = True,
+                     conductance: str = "jvp") -> int:
+    """Memory that conductance "polynomial" holds across path batches (above); 0 otherwise."""
+    if not layers or conductance != "polynomial":
+        return 0
+    c = encoder_config
+    return 4 * 2 * min(2 * n_steps + 2, 3 * PATH_STENCIL) * tokens * c.hidden_size * c.num_hidden_layers
 
 
 def path_batch_for(model, tokens: int, n_steps: int, batch_size: int, max_memory_gb, device, *,
                    layers: bool = True, conductance: str = "jvp", budget: int | None = None) -> int:
     """Path nodes per pass for a protein of ``tokens`` tokens: the largest batch whose estimate
-    (weights + rows x :func:`attribution_row_bytes`) fits 90% of the budget (``max_memory_gb``
-    GiB, "auto", or ``budget`` bytes when given), else ``batch_size``; never above ``n_steps``."""
+    (weights + :func:`path_store_bytes` + rows x :func:`attribution_row_bytes`) fits 90% of the
+    budget (``max_memory_gb`` GiB, "auto", or ``budget`` bytes when given), else ``batch_size``;
+    never above ``n_steps``."""
     if budget is None:
         budget = budget_bytes(max_memory_gb, device)
     encoder = getattr(model, "encoder", model)
     per_row = attribution_row_bytes(encoder.config, tokens, layers, conductance)
-    fixed = 4 * sum(p.numel() for p in model.parameters())
+    fixed = (4 * sum(p.numel() for p in model.parameters())
+             + path_store_bytes(encoder.config, tokens, n_steps, layers, conductance))
     return plan(n_steps, per_row, fixed, budget, batch_size)[0]
 
 
@@ -195,7 +216,8 @@ def attribution_job_mb(model_dirs, n_steps: int, batch_size: int, max_memory_gb,
     fine-tuning: ``seqxai_model.json``, ``encoder/config.json``, weight files), for its rule's
     ``mem_mb``: the overhead, the weights twice (loading), and when the path batches run on the
     CPU (``device`` cpu, or auto without a GPU budget "auto") the planned batch of
-    :func:`path_batch_for` at the model's ``max_length`` tokens; at least ``floor_mb``."""
+    :func:`path_batch_for` at the model's ``max_length`` tokens and the spectral mode's store;
+    at least ``floor_mb``."""
     import json
     from pathlib import Path
     from types import SimpleNamespace
@@ -210,7 +232,8 @@ def attribution_job_mb(model_dirs, n_steps: int, batch_size: int, max_memory_gb,
             tokens = json.loads((d / "seqxai_model.json").read_text())["max_length"]
             per_row = attribution_row_bytes(cfg, tokens, layers, conductance)
             budget = None if max_memory_gb in (None, "auto") else int(float(max_memory_gb) * GIB)
-            total += plan(n_steps, per_row, weights, budget, batch_size)[0] * per_row
+            store = path_store_bytes(cfg, tokens, n_steps, layers, conductance)
+            total += store + plan(n_steps, per_row, weights + store, budget, batch_size)[0] * per_row
         need = max(need, math.ceil(total / 2 ** 20))
     return need
 

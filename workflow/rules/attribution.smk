@@ -1,7 +1,7 @@
 # Stage 3, attribution: integrated gradients at the embedding and for every layer and head,
 # in one pass along the IG path per protein; one job per task and shard ({scatteritem} =
 # "k-of-n"), gathered per model variant with scattergather. Proteins are dealt to shards by
-# estimated cost (tokens x n_steps, longest first; seqxai.attribution.shard_targets), and a
+# estimated cost (tokens x n_steps, longest first; seqxai.attribution_shards.shard_targets), and a
 # shard writes all of its tables or none.
 # A shard job attributes its proteins under every model variant of the task (the fine-tuned
 # model and the controls of common.smk VARIANTS), one after the other: a 10,000-shard run with
