@@ -411,9 +411,9 @@ def run_attention_probe(encoder_path, proteins_path, splits_path, contacts_path,
     """
     import logging
 
+    from .annotation_scores import annotation_masks
     from .attention_contacts import ContactRegression, contact_rate, precision_at, precision_table
     from .devices import pick_device
-    from .head_statistics import annotation_masks
     from .io import Progress, read_table, write_json, write_table
     from .protein_model import encode, load_encoder, load_tokenizer
 
