@@ -6,13 +6,15 @@ import pytest
 
 from seqxai.attention_probes import (
     AMINO_ACIDS,
-    HighConfidenceCounter,
     amino_acid_masks,
     amino_acid_profiles,
     blosum_correlation,
-    bootstrap_share_interval,
     contact_matrix,
     layer_trend,
+)
+from seqxai.high_confidence_attention import (
+    HighConfidenceCounter,
+    bootstrap_share_interval,
     protein_bootstrap_weights,
     two_proportion_z,
 )
