@@ -17,7 +17,7 @@ import resource, sys, json
 sys.path.insert(0, {scripts!r})
 import torch
 from seqxai.dna_model import build_model
-from seqxai.tss_probe import probe_window
+from seqxai.tss_profiles import probe_window
 torch.set_num_threads(1)
 cfg = json.loads({cfg!r})
 model = build_model(cfg).eval()

@@ -47,17 +47,15 @@ from seqxai.io import read_fasta, read_table
 from seqxai.motifs import read_meme, tomtom_with_decoys
 from seqxai.sigma70 import sigma70_reference
 from seqxai.tf_probe import reported_matches, tf_control, tf_mass_enrichment, total_information
+from seqxai.tf_site_enrichment import site_intervals
 from seqxai.tss_probe import (
     DEFAULT_INTERVENTION,
     attention_rows,
     head_pfms,
-    motif_flank,
     probe_tss_attention,
-    probe_window,
     sequence_driven_by_intervention,
-    site_intervals,
-    top_offsets,
 )
+from seqxai.tss_profiles import motif_flank, probe_window, top_offsets
 from seqxai.tss_training import train_tss_model
 from seqxai.tss_windows import oriented_tokens
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from seqxai.attention_probes import HighConfidenceCounter, amino_acid_masks  # noqa: E402
+from seqxai.attention_probes import amino_acid_masks  # noqa: E402
+from seqxai.high_confidence_attention import HighConfidenceCounter  # noqa: E402
 
 
 def protein(rng, n, n_layers, n_heads):

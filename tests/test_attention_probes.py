@@ -6,13 +6,15 @@ import pytest
 
 from seqxai.attention_probes import (
     AMINO_ACIDS,
-    HighConfidenceCounter,
     amino_acid_masks,
     amino_acid_profiles,
     blosum_correlation,
-    bootstrap_share_interval,
     contact_matrix,
     layer_trend,
+)
+from seqxai.high_confidence_attention import (
+    HighConfidenceCounter,
+    bootstrap_share_interval,
     protein_bootstrap_weights,
     two_proportion_z,
 )
@@ -437,15 +439,15 @@ def test_run_attention_probe_streams_and_writes_every_table(tmp_path, tiny_encod
     ex = summary["example"]
     assert ex["accession"] in set(prec["accession"]) and len(ex["attention"]) == ex["length"]
     # every attention figure draws from these outputs
-    from seqxai import plots
+    from seqxai import attention_probe_plots
 
     figs = {k: tmp_path / f"{k}.png" for k in ("heat", "top", "trend", "blosum", "contacts")}
     probe = select_denominator(probe, "resolved")  # as the plotting rule does
-    plots.attention_probe(probe, figs["heat"], "tiny")
-    plots.attention_top_heads(probe, figs["top"], "tiny")
-    plots.attention_layer_trend(read_table(outputs["trend"]), probe, figs["trend"], "tiny")
-    plots.blosum_scatter(blosum, figs["blosum"], "tiny")
-    plots.contact_example(ex, prec, figs["contacts"], "tiny")
+    attention_probe_plots.attention_probe(probe, figs["heat"], "tiny")
+    attention_probe_plots.attention_top_heads(probe, figs["top"], "tiny")
+    attention_probe_plots.attention_layer_trend(read_table(outputs["trend"]), probe, figs["trend"], "tiny")
+    attention_probe_plots.blosum_scatter(blosum, figs["blosum"], "tiny")
+    attention_probe_plots.contact_example(ex, prec, figs["contacts"], "tiny")
     for f in figs.values():
         assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -173,9 +173,10 @@ def test_touching_a_library_module_reruns_exactly_the_rules_that_import_it(tmp_p
     assert set(jobs) == plots | {"library_fingerprint", "all"}
     os.utime(lib / "plots.py", (t0 - 100, t0 - 100))
 
-    # head_statistics.py: imported by the head_statistics script and, via attention_probes.py,
-    # by the attention_probe script (and diagnostic_probes.py); their plots and the summary follow.
-    os.utime(lib / "head_statistics.py", (t0 + 100, t0 + 100))
+    # annotation_scores.py: imported by the head_statistics script (via head_statistics.py) and,
+    # via attention_probes.py, by the attention_probe script (and diagnostic_probes.py); their
+    # plots and the summary follow.
+    os.utime(lib / "annotation_scores.py", (t0 + 100, t0 + 100))
     jobs, stdout = _dry_jobs(wf, *cfg)
     assert fingerprints(stdout) == {"head_statistics", "attention_probe", "diagnostic_probes"}
     assert set(jobs) == {"library_fingerprint", "head_statistics", "attention_probe", "plot_head_significance",

@@ -6,7 +6,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from seqxai.attention_probes import HighConfidenceCounter
+from seqxai.high_confidence_attention import HighConfidenceCounter
 from seqxai.summary import best_heads, contact_control_passes
 
 

@@ -223,7 +223,7 @@ def test_key_receptive_field_and_probe_window():
     own = key_receptive_field(dict(n_layers=2, context=16, conv_width=7))       # seqxai: causal conv
     assert own[["lo", "hi", "centre"]].values.tolist() == [[-6, 0, -3]] * 2
     assert own.token_lo.tolist() == [-6, -28] and own.token_hi.tolist() == [0, 0]
-    from seqxai.tss_probe import motif_flank, probe_extent, probe_window
+    from seqxai.tss_profiles import motif_flank, probe_extent, probe_window
 
     assert probe_extent(PAPER) == (6 * (511 + 3), 6 * 3)
     Wp, off = probe_window(PAPER)
@@ -236,7 +236,8 @@ def test_probe_rows_on_the_new_model():
     """The probe's window reaches 3 n_layers tokens past the query (the lookahead the model
     reads), its rows equal the model's dense attention at the query, and the key at offset o
     is the key whose own convolution is centred on token t + o."""
-    from seqxai.tss_probe import attention_rows, probe_extent, probe_window, tss_profiles
+    from seqxai.tss_probe import attention_rows
+    from seqxai.tss_profiles import probe_extent, probe_window, tss_profiles
 
     model = _tiny(context=16)
     rng = np.random.default_rng(0)

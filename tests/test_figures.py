@@ -11,7 +11,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.colors import to_hex  # noqa: E402
 
-from seqxai import dna_plots, palette, plots  # noqa: E402
+from seqxai import attention_probe_plots, dna_plots, palette, plots  # noqa: E402
 
 INTEGER_AXES = re.compile(r"\b(layer|head|epoch|residue|offset)\b")
 
@@ -79,7 +79,7 @@ def fractional_ticks(fig) -> list[str]:
 def figures(monkeypatch):
     """The figures the plot functions would save, instead of PNG files."""
     figs = []
-    for mod in (plots, dna_plots):
+    for mod in (plots, attention_probe_plots, dna_plots):
         monkeypatch.setattr(mod, "_save", lambda fig, path: figs.append(fig))
     yield figs
     import matplotlib.pyplot as plt
@@ -228,11 +228,11 @@ def _all_figures(tmp_path):
         "control_comparison": lambda: plots.control_comparison(paired, "x.png", "go"),
         "embedding_significance": lambda: plots.embedding_significance(emb, "x.png", "go"),
         "tracks": lambda: plots.attribution_tracks(embedding, None, annotations, ANNS, 3, "x.png", "go"),
-        "attention": lambda: plots.attention_probe(probe, "x.png", "pretrained"),
-        "top_heads": lambda: plots.attention_top_heads(probe, "x.png", "pretrained"),
-        "layer_trend": lambda: plots.attention_layer_trend(_trend(probe), probe, "x.png", "pretrained"),
-        "blosum": lambda: plots.blosum_scatter(blosum, "x.png", "pretrained"),
-        "contacts": lambda: plots.contact_example(_example(), pd.DataFrame(
+        "attention": lambda: attention_probe_plots.attention_probe(probe, "x.png", "pretrained"),
+        "top_heads": lambda: attention_probe_plots.attention_top_heads(probe, "x.png", "pretrained"),
+        "layer_trend": lambda: attention_probe_plots.attention_layer_trend(_trend(probe), probe, "x.png", "pretrained"),
+        "blosum": lambda: attention_probe_plots.blosum_scatter(blosum, "x.png", "pretrained"),
+        "contacts": lambda: attention_probe_plots.contact_example(_example(), pd.DataFrame(
             {"accession": ["P1"], "long P@L/5": [0.5]}), "x.png", "pretrained"),
         "diagnostic_probes": lambda: plots.diagnostic_probes(_diagnostic(), "x.png", "pretrained"),
         "training": lambda: plots.training_curves({"ec": logs["ec"]}, logs["dna"], "x.png"),
@@ -260,7 +260,7 @@ def test_every_figure_function_is_drawn(tmp_path):
 
     assert sorted(_all_figures(tmp_path)) == sorted(FIGURES)
     calls = inspect.getsource(_all_figures)
-    savers = [f"{mod.__name__.split('.')[-1]}.{name}" for mod in (plots, dna_plots)
+    savers = [f"{mod.__name__.split('.')[-1]}.{name}" for mod in (plots, attention_probe_plots, dna_plots)
               for name, fn in inspect.getmembers(mod, inspect.isfunction)
               if fn.__module__ == mod.__name__ and not name.startswith("_") and "_save(fig" in inspect.getsource(fn)]
     assert len(savers) >= 16

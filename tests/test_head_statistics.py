@@ -5,14 +5,9 @@ import pytest
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from seqxai.head_statistics import (
-    annotation_masks,
-    bh,
-    point_biserial,
-    rank_accuracy,
-    wenzel_statistics,
-    wilcoxon_greater,
-)
+from seqxai.annotation_scores import annotation_masks, point_biserial, rank_accuracy
+from seqxai.head_statistics import wenzel_statistics
+from seqxai.significance import bh, wilcoxon_greater
 
 
 def test_point_biserial_matches_scipy_and_is_vectorised():
@@ -379,7 +374,7 @@ def test_streaming_statistics_refuse_a_table_out_of_gather_order(tmp_path):
 
 
 def test_point_biserial_of_many_masks_equals_one_by_one():
-    from seqxai.head_statistics import point_biserial_masks
+    from seqxai.annotation_scores import point_biserial_masks
 
     rng = np.random.default_rng(2)
     rel = rng.normal(size=(2, 3, 25))
@@ -391,7 +386,7 @@ def test_point_biserial_of_many_masks_equals_one_by_one():
 
 
 def test_composition_permutations_keep_each_amino_acids_count():
-    from seqxai.head_statistics import composition_permutations
+    from seqxai.annotation_scores import composition_permutations
 
     aa = np.frombuffer(b"LLAKLLAKSSHL", dtype="S1")
     mask = np.array([1, 1, 0, 0, 0, 0, 1, 0, 1, 0, 1, 0], bool)  # L, L, A, S, H annotated

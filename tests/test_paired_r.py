@@ -6,7 +6,8 @@ import pytest
 from scipy import stats
 from test_head_statistics import _attributions
 
-from seqxai.head_statistics import annotation_masks, point_biserial, wenzel_statistics
+from seqxai.annotation_scores import annotation_masks, point_biserial
+from seqxai.head_statistics import wenzel_statistics
 from seqxai.paired_r import COLUMNS, paired_greater, paired_r_tests, run_paired_r
 from seqxai.summary import embedding_enrichment
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqxai.attention_probes import HighConfidenceCounter
+from seqxai.high_confidence_attention import HighConfidenceCounter
 from seqxai.secondary_structure import secondary_structure_masks
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

@@ -10,17 +10,9 @@ import torch
 
 from seqxai.dna_model import build_model
 from seqxai.io import DataError
-from seqxai.tss_probe import (
-    attention_rows,
-    head_pfms,
-    positive_control,
-    probe_window,
-    profile_peaks,
-    site_intervals,
-    tf_enrichment,
-    top_offsets,
-    tss_profiles,
-)
+from seqxai.tf_site_enrichment import site_intervals, tf_enrichment
+from seqxai.tss_probe import attention_rows, head_pfms, positive_control
+from seqxai.tss_profiles import probe_window, profile_peaks, top_offsets, tss_profiles
 from seqxai.tss_windows import oriented_tokens
 
 
@@ -122,7 +114,7 @@ def test_positive_control_selection():
 
 
 def test_sequence_driven_criterion_and_preference():
-    from seqxai.tss_probe import sequence_driven
+    from seqxai.tss_background import sequence_driven
 
     got = sequence_driven(np.array([0.30, 0.30, 0.30, 0.30]), np.array([0.15, 0.16, np.nan, 0.0]), 2.0)
     assert list(got) == [True, False, False, True]        # 2x exactly passes; no background fails
@@ -134,7 +126,7 @@ def test_sequence_driven_criterion_and_preference():
 def test_peak_vs_background_p_against_scipy():
     from scipy.stats import mannwhitneyu
 
-    from seqxai.tss_probe import attention_at_offset, peak_vs_background_p
+    from seqxai.tss_background import attention_at_offset, peak_vs_background_p
 
     rng = np.random.default_rng(0)
     key_offset = np.array([-12, -11, -10, -9])
@@ -155,7 +147,7 @@ def test_peak_vs_background_p_against_scipy():
 
 
 def test_background_positions_keep_away_from_tss():
-    from seqxai.tss_probe import background_positions
+    from seqxai.tss_background import background_positions
 
     t = np.array([100, 500, 300])
     s = np.array(["+", "+", "-"])
@@ -173,7 +165,7 @@ def test_background_positions_match_the_tss_a_t_share():
     """A genome whose first half is A/T-rich (80 %) and second half G/C-rich (20 % A/T), TSSs only in
     the A/T-rich half: unmatched background positions fall half in each, matched ones follow the
     TSSs' A/T share of -40..0."""
-    from seqxai.tss_probe import at_share, background_positions
+    from seqxai.tss_background import at_share, background_positions
     from seqxai.tss_windows import oriented_tokens, tokenize
 
     rng = np.random.default_rng(0)

@@ -318,9 +318,9 @@ def run_diagnostic_probes(encoder_path, proteins_path, splits_path, contacts_pat
     ``ss:E``, ``ss:-`` over residues with a known class; contacts from the contact maps."""
     import logging
 
+    from .annotation_scores import annotation_masks
     from .attention_probes import contact_matrix
     from .devices import pick_device
-    from .head_statistics import annotation_masks
     from .io import DataError, Progress, read_table, write_table
     from .protein_model import encode, load_encoder, load_tokenizer
     from .secondary_structure import CLASSES, SS_PREFIX, secondary_structure_masks

@@ -323,7 +323,7 @@ def attribute_tss(model, genome: dict, tss: pd.DataFrame, cfg: dict | None = Non
     ``f_input``, ``f_baseline``, ``delta``, ``relative_delta``, ``n_steps`` (the nodes the
     window needed, :func:`adaptive_integrated_gradients`) and ``converged``; per window, layer
     and head the conductance per offset."""
-    from .tss_probe import background_positions
+    from .tss_background import background_positions
 
     c = {**DEFAULT_ATTRIBUTION, **(cfg or {})}
     chrom, seq = single_chromosome(genome, tss, source)

@@ -112,7 +112,7 @@ def method_pair_tests(per_protein: pd.DataFrame, alpha: float = 0.05) -> pd.Data
     of one area. p is NaN with fewer than 2 non-zero differences (:data:`PAIR_TEST_COLUMNS`)."""
     from scipy.stats import wilcoxon
 
-    from .head_statistics import bh
+    from .significance import bh
 
     methods = list(dict.fromkeys(per_protein["method"]))
     rows = []

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .head_statistics import bh, wilcoxon_greater
+from .significance import bh, wilcoxon_greater
 
 FINETUNED = "finetuned"
 KEY = ["accession", "target", "annotation"]

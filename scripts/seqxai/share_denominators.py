@@ -1,7 +1,7 @@
 """The two denominators of the Vig et al. share and which one a figure shows (docs/vig_probe.md).
 
-The probe table (``attention_probes.HighConfidenceCounter.table``) carries every statistic twice:
-under its plain name for provis's denominator (all high-confidence weights of the head) and with
+The probe table (``high_confidence_attention.HighConfidenceCounter.table``) carries every
+statistic twice: under its plain name for provis's denominator (all high-confidence weights of the head) and with
 ``_resolved`` after the stem for the denominator restricted to pairs of resolved residues
 (``share_resolved``, ``share_resolved_ci_low``, ``p_resolved_bonferroni``). The figures and the
 layer trend read the plain names; :func:`select_denominator` puts the configured denominator

@@ -7,7 +7,7 @@ Conventions (as :mod:`seqxai.tss_probe`)
 - ``attn_rows[tss, layer, head, key]``: the predicting query's attention rows; ``key_offset[key]``
   the TSS-relative offset of the centre of key ``key``'s own q/k/v convolution.
 - ``intervals[tf][tss]``: list of inclusive TSS-relative ``(lo, hi)`` site intervals
-  (:func:`seqxai.tss_probe.site_intervals`).
+  (:func:`seqxai.tf_site_enrichment.site_intervals`).
 - A key is *in a site* when its own convolution's span ``offset + field_lo .. offset + field_hi``
   (``field_lo = lo - centre``, ``field_hi = hi - centre`` of
   :func:`seqxai.dna_model.key_receptive_field`; -3..+3 for the ``seqxai`` architecture) overlaps
@@ -156,7 +156,7 @@ def reported_matches(tomtom: pd.DataFrame, information: dict, min_information: f
 
 
 def with_top1(mass: pd.DataFrame, top1: pd.DataFrame) -> pd.DataFrame:
-    """The mass table with the top-1 test (:func:`seqxai.tss_probe.tf_enrichment`, same seed, so
+    """The mass table with the top-1 test (:func:`seqxai.tf_site_enrichment.tf_enrichment`, same seed, so
     the same control TSSs) as secondary columns ``top1_hits_with_site, top1_hits_background,
     top1_odds_ratio, top1_p, top1_p_bh``."""
     keep = {"hits_with_site": "top1_hits_with_site", "hits_background": "top1_hits_background",

@@ -22,10 +22,11 @@ Conventions
   attention sink, so a profile sums to the mean mass that falls inside the offset range).
 - TF sites are 1-based inclusive in the table; converted to TSS-relative offset intervals.
 - Background: the same profile around ``n_background`` random positions at least
-  ``background_min_distance`` nt from every TSS on their strand (:func:`background_positions`);
+  ``background_min_distance`` nt from every TSS on their strand
+  (:func:`seqxai.tss_background.background_positions`);
   ``profile_at_peak`` vs ``background_at_peak`` tells a sequence-driven head (peak gone in
   the background) from a positional one (peak kept). Stated criterion
-  (:func:`sequence_driven`): sequence-driven iff ``profile_at_peak >= sequence_driven_ratio
+  (:func:`seqxai.tss_background.sequence_driven`): sequence-driven iff ``profile_at_peak >= sequence_driven_ratio
   (default 1.5) x background_at_peak`` and a one-sided Mann-Whitney U test of the attention
   at the peak offset, TSSs vs background positions, gives p < ``sequence_driven_alpha``
   (default 0.01); the positive control prefers such heads.
@@ -44,6 +45,16 @@ from .motif_intervention import intervene, intervention_table, query_adjacent
 from .motifs import best_match, consensus, tomtom_with_decoys
 from .sigma70 import sigma70_reference
 from .tf_probe import reported_matches, tf_control, tf_mass_enrichment, total_information, with_top1
+from .tf_site_enrichment import site_intervals, tf_enrichment
+from .tss_background import (
+    AT_WINDOW,
+    at_share,
+    attention_at_offset,
+    background_positions,
+    peak_vs_background_p,
+    sequence_driven,
+)
+from .tss_profiles import motif_flank, probe_extent, probe_window, profile_peaks, top_offsets, tss_profiles
 from .tss_windows import (  # noqa: F401
     PAD,
     oriented_tokens,
@@ -72,231 +83,6 @@ DEFAULT_ELEMENTS = {"minus10": {"consensus": "TATAAT", "centre": -9.5},
 
 
 # ----------------------------------------------------------------------------- pure computations
-def probe_extent(model_cfg: dict) -> tuple[int, int]:
-    """``(left, right)``: tokens the probe window holds before and after the predicting query,
-    ``n_layers * (context - lo)`` and ``n_layers * hi`` with ``lo..hi`` the span of a key's own
-    convolution (:func:`seqxai.dna_model.key_receptive_field`): every key the query can see has
-    its full receptive field inside the window, and every token the query's rows depend on."""
-    field = key_receptive_field(model_cfg).iloc[0]
-    n, ctx = int(model_cfg["n_layers"]), int(model_cfg["context"])
-    return n * (ctx - int(field.lo)), n * int(field.hi)
-
-
-def probe_window(model_cfg: dict) -> tuple[int, np.ndarray]:
-    """Window length ``Wp = left + 1 + right`` (:func:`probe_extent`; query at index ``left``)
-    and the offset of every key index: ``key_offset[j] = j + centre - left + label_offset``
-    (``centre`` of the key's own convolution, relative to ``j``; the same in every layer).
-
-    ``seqxai``: ``Wp = n_layers * (context + conv_width - 1) + 1``, the query is the last index."""
-    left, right = probe_extent(model_cfg)
-    centre = key_receptive_field(model_cfg).centre.to_numpy()
-    assert (centre == centre[0]).all(), "one key -> token mapping for all layers"
-    Wp = left + 1 + right
-    return Wp, np.arange(Wp) + int(centre[0]) - left + model_cfg["label_offset"]
-
-
-def motif_flank(model_cfg: dict, motif_pad: int) -> int:
-    """Half-width of the logo window around a top-attended key's centre: the key's own
-    convolution span on either side of its centre, plus ``motif_pad``."""
-    f = key_receptive_field(model_cfg).iloc[0]
-    return int(max(f.centre - f.lo, f.hi - f.centre)) + int(motif_pad)
-
-
-def tss_profiles(attn_rows: np.ndarray, key_offset: np.ndarray, offset_min: int, offset_max: int):
-    """Mean attention per TSS-relative offset: ``profile[layer, head, o] = mean_tss
-    attn_rows[tss, layer, head, j(o)]`` for ``o`` in ``offset_min..offset_max``; offsets no key
-    maps to get 0. Returns ``(profile, offsets)``."""
-    offsets = np.arange(offset_min, offset_max + 1)
-    profile = np.zeros(attn_rows.shape[1:3] + (len(offsets),))
-    sel = (key_offset >= offset_min) & (key_offset <= offset_max)
-    if len(attn_rows):
-        profile[..., key_offset[sel] - offset_min] = attn_rows[..., sel].mean(axis=0)
-    return profile, offsets
-
-
-def profile_peaks(profile: np.ndarray, offsets: np.ndarray, halfwidth: int = 3):
-    """Per head: ``peak_offset = argmax_o profile``, ``peak_mass = sum of profile over
-    |o - peak| <= halfwidth`` (mean attention mass per TSS near the peak)."""
-    idx = profile.argmax(axis=-1)
-    near = np.abs(np.arange(len(offsets))[None, None, :] - idx[..., None]) <= halfwidth
-    return offsets[idx], (profile * near).sum(axis=-1)
-
-
-def top_offsets(attn_rows: np.ndarray, key_offset: np.ndarray, offset_min: int, offset_max: int, k: int = 1):
-    """Offsets of the ``k`` most-attended keys inside the offset range:
-    ``top[tss, layer, head, k]`` (ties -> lower key index)."""
-    sel = np.flatnonzero((key_offset >= offset_min) & (key_offset <= offset_max))
-    sub = attn_rows[..., sel]
-    order = np.argsort(-sub, axis=-1, kind="stable")[..., :k]
-    return key_offset[sel][order]
-
-
-#: upstream window whose A/T share the background positions match (TSS-relative, inclusive)
-AT_WINDOW = (-40, 0)
-AT_BINS = 10
-
-
-def at_share(tokens: np.ndarray, t: np.ndarray, window: tuple[int, int] = AT_WINDOW) -> np.ndarray:
-    """A/T share of the bases at offsets ``window`` around each oriented index ``t`` of one
-    strand's ``tokens`` (positions outside the strand count as neither)."""
-    at = np.concatenate([[0], np.cumsum((tokens == 0) | (tokens == 3))])
-    lo = np.clip(t + window[0], 0, len(tokens))
-    hi = np.clip(t + window[1] + 1, 0, len(tokens))
-    return (at[hi] - at[lo]) / (window[1] - window[0] + 1)
-
-
-def background_positions(t_index: np.ndarray, strands: np.ndarray, length: int, n: int, min_distance: int,
-                         label_offset: int, seed: int = 0, tokens: dict | None = None,
-                         match_at: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` random pseudo-TSSs (oriented 0-based index, strand; strands 50/50, seeded) at least
-    ``min_distance`` nt from every annotated TSS on the same strand, with the predicting query
-    ``t + label_offset`` inside the strand. The background of a sequence-driven head: its
-    profile around these positions should lack the peak it shows around TSSs.
-
-    With ``tokens`` and ``match_at`` (the A/T shares of :data:`AT_WINDOW` at the probed TSSs),
-    the positions are drawn per A/T decile of ``match_at`` in its proportions, so that promoters'
-    A/T richness alone cannot separate TSSs from background (a head that attends A/T-rich DNA
-    wherever it is does not look sequence-driven at a TSS)."""
-    rng = np.random.default_rng(seed)
-    edges = None
-    if match_at is not None and len(match_at):
-        edges = np.unique(np.quantile(match_at, np.linspace(0, 1, AT_BINS + 1)))
-        want = np.histogram(match_at, edges)[0] / len(match_at)
-    out_t, out_s = [], []
-    for strand in ("+", "-"):
-        ok = np.ones(length, dtype=bool)
-        ok[max(length - label_offset, 0):] = False
-        for t in t_index[strands == strand]:
-            ok[max(t - min_distance, 0) : t + min_distance + 1] = False
-        cand = np.flatnonzero(ok)
-        k = n // 2 + (n % 2 if strand == "+" else 0)
-        if len(cand) < k:
-            raise DataError(f"dna.probe.n_background = {n}: only {len(cand)} positions on strand {strand} lie "
-                            f">= {min_distance} nt from every TSS")
-        if edges is None:
-            out_t.append(np.sort(rng.choice(cand, size=k, replace=False)))
-        else:
-            share = at_share(tokens[strand], cand)
-            b = np.clip(np.searchsorted(edges, share, side="right") - 1, 0, len(edges) - 2)
-            per_bin = rng.multinomial(k, want)
-            pick = []
-            for j, m in enumerate(per_bin):
-                pool = cand[b == j]
-                if len(pool) < m:
-                    raise DataError(f"dna.probe.n_background = {n}: only {len(pool)} candidate positions on "
-                                    f"strand {strand} have the A/T share of the TSSs' decile {j + 1}")
-                pick.append(rng.choice(pool, size=m, replace=False))
-            out_t.append(np.sort(np.concatenate(pick)))
-        out_s.append(np.full(k, strand))
-    return np.concatenate(out_t).astype(np.int64), np.concatenate(out_s)
-
-
-def site_intervals(tss: pd.DataFrame, sites: pd.DataFrame, length: int, offset_min: int, offset_max: int):
-    """TF sites as TSS-relative offset intervals: ``{tf: [list of (lo, hi) per TSS]}`` (inclusive),
-    keeping sites that overlap ``offset_min..offset_max``. Strand-aware: on a "-" TSS the site's
-    oriented span is ``L - end .. L - start`` (0-based)."""
-    t_all = np.empty(len(tss), dtype=np.int64)
-    plus = tss.strand.to_numpy() == "+"
-    pos = tss.position.to_numpy(np.int64)
-    t_all[plus], t_all[~plus] = pos[plus] - 1, length - pos[~plus]
-    s0, s1 = sites.start.to_numpy(np.int64), sites.end.to_numpy(np.int64)
-    out = {}
-    for tf in sorted(sites.tf.unique()):
-        m = sites.tf.to_numpy() == tf
-        a, b = s0[m], s1[m]
-        per = []
-        for t, p in zip(t_all, plus):
-            lo, hi = (a - 1 - t, b - 1 - t) if p else (length - b - t, length - a - t)
-            keep = (hi >= offset_min) & (lo <= offset_max)
-            per.append(list(zip(lo[keep].tolist(), hi[keep].tolist())))
-        out[tf] = per
-    return out
-
-
-def tf_enrichment(top: np.ndarray, intervals: dict, seed: int = 0, alpha: float = 0.05) -> pd.DataFrame:
-    """Enrichment of top-attended positions inside TF sites against a position-matched background.
-
-    For head (l, h) and TF X, the TSSs are split into S (an X site in the offset range) and B
-    (none). A TSS in S is a hit if any of its top-attended offsets ``top[tss, l, h, :]`` falls
-    inside one of its X sites. Each TSS in B is paired with a random TSS of S (seeded) and is a
-    hit if its top-attended offset falls inside *that* TSS's X-site offsets: the same offsets,
-    without the site. One-sided Fisher exact test of [[hit_S, miss_S], [hit_B, miss_B]]
-    (alternative "greater"); odds ratio with +0.5 (Haldane) correction; Benjamini-Hochberg over
-    all (head, TF) tests. A head that attends at a fixed offset regardless of sequence is not
-    enriched; one that seeks the TF's sequence is.
-    """
-    from scipy.stats import fisher_exact
-    from statsmodels.stats.multitest import multipletests
-
-    n_tss, n_layers, n_heads, _ = top.shape
-    rng = np.random.default_rng(seed)
-    rows = []
-    for tf, per in intervals.items():
-        has = np.array([len(iv) > 0 for iv in per])
-        S, B = np.flatnonzero(has), np.flatnonzero(~has)
-        if len(S) == 0 or len(B) == 0:
-            continue
-        partner = S[rng.integers(0, len(S), len(B))]
-        inside = np.zeros((n_tss, n_layers, n_heads), dtype=bool)
-        for i in range(n_tss):
-            ivs = per[i] if has[i] else per[partner[np.searchsorted(B, i)]]
-            for lo, hi in ivs:
-                inside[i] |= ((top[i] >= lo) & (top[i] <= hi)).any(axis=-1)
-        hs, hb = inside[S].sum(axis=0), inside[B].sum(axis=0)
-        for l in range(n_layers):
-            for h in range(n_heads):
-                a, b = int(hs[l, h]), len(S) - int(hs[l, h])
-                c, d = int(hb[l, h]), len(B) - int(hb[l, h])
-                p = fisher_exact([[a, b], [c, d]], alternative="greater")[1]
-                rows.append(dict(layer=l, head=h, tf=tf, n_with_site=len(S), hits_with_site=a,
-                                 n_without_site=len(B), hits_background=c,
-                                 odds_ratio=((a + .5) * (d + .5)) / ((b + .5) * (c + .5)), p=float(p)))
-    df = pd.DataFrame(rows, columns=["layer", "head", "tf", "n_with_site", "hits_with_site", "n_without_site",
-                                     "hits_background", "odds_ratio", "p"])
-    df["p_bh"] = multipletests(df.p.to_numpy(), method="fdr_bh")[1] if len(df) else []
-    df["significant"] = df.p_bh < alpha
-    return df
-
-
-def attention_at_offset(attn_rows: np.ndarray, key_offset: np.ndarray, offset: np.ndarray) -> np.ndarray:
-    """``a[position, layer, head]`` = each position's attention at that head's offset
-    ``offset[layer, head]`` (0 where no key maps to it)."""
-    n, nl, nh = attn_rows.shape[:3]
-    out = np.zeros((n, nl, nh))
-    for l in range(nl):
-        for h in range(nh):
-            k = np.flatnonzero(key_offset == offset[l, h])
-            if len(k):
-                out[:, l, h] = attn_rows[:, l, h, k[0]]
-    return out
-
-
-def peak_vs_background_p(at_tss: np.ndarray, at_background: np.ndarray) -> np.ndarray:
-    """One-sided Mann-Whitney U p per head: is the attention at the head's peak offset larger
-    around TSSs (``at_tss[tss, layer, head]``) than around random non-TSS positions
-    (``at_background[position, layer, head]``)? NaN without background positions."""
-    from scipy.stats import mannwhitneyu
-
-    if not len(at_background) or not len(at_tss):
-        return np.full(at_tss.shape[1:], np.nan)
-    return mannwhitneyu(at_tss, at_background, alternative="greater", axis=0).pvalue
-
-
-def sequence_driven(profile_at_peak: np.ndarray, background_at_peak: np.ndarray, ratio: float,
-                    p: np.ndarray | None = None, alpha: float = 0.01) -> np.ndarray:
-    """A head is sequence-driven when its mean attention at its TSS peak offset is at least
-    ``ratio`` times its mean attention at that offset around random non-TSS positions and,
-    when ``p`` (:func:`peak_vs_background_p`) is given, significantly larger (p < alpha): the
-    peak comes with the promoter's sequence, not with the distance from the query. False where
-    no background was computed (NaN)."""
-    bg = np.asarray(background_at_peak, dtype=float)
-    with np.errstate(invalid="ignore"):
-        ok = np.isfinite(bg) & (np.asarray(profile_at_peak, dtype=float) >= ratio * bg)
-        if p is not None:
-            ok &= np.asarray(p, dtype=float) < alpha
-    return ok
-
-
 def positive_control(motifs: pd.DataFrame, element: dict, tolerance: float, max_mismatches: int) -> dict:
     """Best head for a promoter element. Candidates: heads with ``|peak_offset - centre| <=
     tolerance`` and a consensus whose best-matching window has ``<= max_mismatches``
