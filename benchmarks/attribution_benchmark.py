@@ -181,12 +181,16 @@ def speed(n_layers: int, n_steps: int, batch: int, repeats: int, workdir: Path, 
     def difference():  # conductance="difference": Captum's scheme, no forward-mode pass
         at.integrated_gradients(model, ids, att, 0, base, n_steps, batch, conductance="difference")
 
+    def polynomial():  # conductance="polynomial": exact-quality dh/dalpha from stencils, no tangents
+        at.integrated_gradients(model, ids, att, 0, base, n_steps, batch, conductance="polynomial")
+
     def captum_per_layer():  # Captum's LayerConductance, one run per layer
         for l in range(n_layers):
             captum_layer_conductance(model, ids, att, base, 0, l, n_steps)
 
     fns = {"plain": plain, "embedding_only": embedding_only, "all_layers": all_layers,
-           "per_layer": per_layer, "difference": difference, "captum_per_layer": captum_per_layer}
+           "per_layer": per_layer, "difference": difference, "polynomial": polynomial,
+           "captum_per_layer": captum_per_layer}
     fl = {k: flops(fn) for k, fn in fns.items()}  # also the warm-up
     t = median_of(fns, repeats) if repeats else {k: float("nan") for k in fns}
     return {"n_layers": n_layers, "hidden": hidden, "tokens": int(ids.numel()), "n_steps": n_steps,
@@ -279,10 +283,11 @@ def report_speed(r: dict) -> None:
         return f"{f[a] / f[b]:.2f}x FLOPs, {s[a] / s[b]:.2f}x time"
 
     print(f"  exact all-layer pass vs embedding-only IG: {ratio('all_layers', 'embedding_only')} (goal <= 1.8x)")
+    print(f"  polynomial all-layer pass vs embedding-only IG: {ratio('polynomial', 'embedding_only')} (goal <= 1.8x)")
     print(f"  exact all-layer pass vs plain fwd+bwd: {ratio('all_layers', 'plain')}; "
           f"difference vs plain: {ratio('difference', 'plain')}")
     print(f"  one pass vs our own per-layer runs: {ratio('per_layer', 'all_layers')}")
-    for mode, goal in (("difference", 0.8), ("all_layers", 0.5)):
+    for mode, goal in (("difference", 0.8), ("all_layers", 0.5), ("polynomial", 0.5)):
         fr = f["captum_per_layer"] / f[mode]
         tr = s["captum_per_layer"] / s[mode]
         print(f"  Captum LayerConductance x {n_layers} layers vs one {mode} pass: {fr:.2f}x FLOPs "
@@ -311,7 +316,7 @@ def esm2_memory_child(batch: int, n_steps: int, conductance: str) -> None:
     ids, att = enc["input_ids"][0], enc["attention_mask"][0]
     base = at.baseline_ids(ids, set(tok.all_special_ids), tok.pad_token_id)
     layers = conductance != "embedding"
-    kw = {"layers": layers, "conductance": "difference" if conductance == "difference" else "jvp"}
+    kw = {"layers": layers, "conductance": conductance if layers else "jvp"}
     at.integrated_gradients(model, ids, att, 0, base, 2, 2, **kw)
     proc = psutil.Process()
     before = proc.memory_info().rss
@@ -327,7 +332,8 @@ def esm2_memory_child(batch: int, n_steps: int, conductance: str) -> None:
     at.integrated_gradients(model, ids, att, 0, base, n_steps, batch, **kw)
     done.set()
     th.join()
-    est = min(batch, n_steps) * mb.attribution_row_bytes(model.encoder.config, len(ids), layers, kw["conductance"])
+    est = (min(batch, n_steps) * mb.attribution_row_bytes(model.encoder.config, len(ids), layers, kw["conductance"])
+           + mb.path_store_bytes(model.encoder.config, len(ids), n_steps, layers, kw["conductance"]))
     print(json.dumps({"peak_gib": (peak[0] - before) / 2**30, "estimate_gib": est / 2**30}))
 
 
@@ -347,6 +353,8 @@ def esm2_speed(n_steps: int, batch: int, repeats: int = 5) -> None:
     base = at.baseline_ids(ids, set(tok.all_special_ids), tok.pad_token_id)
     fns = {"embedding_only": lambda: at.integrated_gradients(model, ids, att, 0, base, n_steps, batch, layers=False),
            "exact": lambda: at.integrated_gradients(model, ids, att, 0, base, n_steps, batch),
+           "polynomial": lambda: at.integrated_gradients(model, ids, att, 0, base, n_steps, batch,
+                                                         conductance="polynomial"),
            "difference": lambda: at.integrated_gradients(model, ids, att, 0, base, n_steps, batch,
                                                          conductance="difference")}
     for fn in fns.values():
@@ -356,14 +364,16 @@ def esm2_speed(n_steps: int, batch: int, repeats: int = 5) -> None:
     faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / (repeats * len(fns))
     print(f"ESM-2 8M, 202 tokens, {n_steps} nodes in batches of {batch}: "
           + ", ".join(f"{k} {v:.2f} s" for k, v in t.items())
-          + f"; exact / embedding-only {t['exact'] / t['embedding_only']:.2f}x (goal <= 1.8x), difference / "
+          + f"; exact / embedding-only {t['exact'] / t['embedding_only']:.2f}x (goal <= 1.8x), polynomial / "
+          f"embedding-only {t['polynomial'] / t['embedding_only']:.2f}x, difference / "
           f"embedding-only {t['difference'] / t['embedding_only']:.2f}x; {faults:.0f} minor page faults per run")
 
 
 def esm2_memory() -> None:
     """ESM-2 8M, 202 tokens: peak memory of one, two and eight path batches, against the estimate."""
     for conductance, runs in (("jvp", [(20, 20), (25, 25), (25, 50), (25, 200)]),
-                              ("difference", [(25, 25), (25, 200)]), ("embedding", [(25, 25)])):
+                              ("difference", [(25, 25), (25, 200)]), ("polynomial", [(25, 25), (25, 200)]),
+                              ("embedding", [(25, 25)])):
         for batch, n_steps in runs:
             res = subprocess.run([sys.executable, __file__, "--esm2-memory-child", str(batch), str(n_steps),
                                   conductance], capture_output=True, text=True, check=True)

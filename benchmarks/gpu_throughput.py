@@ -11,7 +11,8 @@ dimensions of the published checkpoint: nothing is downloaded), in one run:
    one step (``torch.utils.flop_counter``) x steps/s / the device's peak (``--peak-tflops``);
 2. attribution: the workflow's ``integrated_gradients`` of one protein of ``--tokens`` tokens
    with ``--ig-steps`` Gauss-Legendre nodes and every layer's per-head conductance, in the exact
-   (forward-mode) and the difference mode: proteins/s and matmul FLOPs.
+   (forward-mode), the polynomial (the same values from stencils, no forward-mode pass) and the
+   difference mode: proteins/s and matmul FLOPs.
 
 It needs no network, writes one JSON (``--out``) and prints a table. On a lent H100/H200 the
 default shapes take a few minutes (``--max-seconds`` skips the shapes left once it is passed);
@@ -259,7 +260,7 @@ def main(argv=None) -> dict:
             model, device, args.batch, args.tokens, token_range, args.steps, bf16=True)}
         row["attribution"] = [attribution_throughput(model, device, args.tokens, token_range, pad, args.ig_steps,
                                                      args.path_batch, mode, args.repeats)
-                              for mode in ("jvp", "difference")]
+                              for mode in ("jvp", "polynomial", "difference")]
         if peak:
             row["finetune"]["mfu"] = row["finetune"]["achieved_tflops"] / peak
             for a in row["attribution"]:

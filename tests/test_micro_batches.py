@@ -54,9 +54,9 @@ def test_attribution_row_estimate_by_hand():
     assert mb.attribution_row_bytes(cfg, 10) == int(3.5 * acts) + kept  # jvp: tangents beside activations
     assert mb.attribution_row_bytes(cfg, 10, conductance="difference") == acts + kept
     assert mb.attribution_row_bytes(cfg, 10, layers=False) == acts
-    # polynomial: a row as in difference mode plus its held copies; the pass holds 3 stencils of
-    # points, or all 2 n + 2 points and nodes when fewer
-    assert mb.attribution_row_bytes(cfg, 10, conductance="polynomial") == acts + 2 * kept
+    # polynomial: a row as in difference mode with four copies of what it keeps; the pass holds
+    # 3 stencils of points, or all 2 n + 2 points and nodes when fewer
+    assert mb.attribution_row_bytes(cfg, 10, conductance="polynomial") == acts + 4 * kept
     per_point = 4 * 2 * 10 * 4 * 2  # context and layer output, fp32, 10 tokens, hidden 4, 2 layers
     assert mb.path_store_bytes(cfg, 10, 500, conductance="polynomial") == 48 * per_point
     assert mb.path_store_bytes(cfg, 10, 8, conductance="polynomial") == 18 * per_point
