@@ -4,16 +4,14 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir)))  # noqa: F821  (seqxai without installing)
-from seqxai.io import setup_logging
+from seqxai.io import optional_input, setup_logging
 
 setup_logging(snakemake.log[0])  # noqa: F821
 sm = snakemake  # noqa: F821
 
 from seqxai.diagnostic_probes import run_diagnostic_probes
 
-secondary = sm.input.get("secondary")  # absent in the demo: an empty list
-if isinstance(secondary, (list, tuple)):
-    secondary = secondary[0] if secondary else None
+secondary = optional_input(sm.input, "secondary")  # absent in the demo
 
 # the device only changes speed: read from config, not params, so changing it reruns nothing
 run_diagnostic_probes(sm.params.encoder, sm.input.proteins, sm.input.splits, sm.input.contacts,

@@ -303,3 +303,17 @@ def test_real_esm2_8m_on_pdb_chains(shared_dir):
                 "property == @prop and metric == 'AP' and input == @kind").set_index("layer"))
     # real attention carries contacts: the best layer's AP clearly above the contact rate
     assert ap["value"].max() > 2 * ap["chance"].iloc[0]
+
+
+def test_optional_input_as_snakemake_hands_it():
+    """The probe rules' optional secondary-structure input: a path, or None where the input
+    function left it out (Snakemake then gives an empty list) or the rule has no such input."""
+    from snakemake.iocontainers import InputFiles  # what sm.input is
+
+    from seqxai.io import optional_input
+
+    given = InputFiles(fromdict={"proteins": "p.parquet", "secondary": "dssp.parquet"})
+    left_out = InputFiles(fromdict={"proteins": "p.parquet", "secondary": []})
+    assert optional_input(given, "secondary") == "dssp.parquet"
+    assert optional_input(left_out, "secondary") is None
+    assert optional_input(InputFiles(fromdict={"proteins": "p.parquet"}), "secondary") is None

@@ -179,6 +179,56 @@ def _prepare(model, input_ids, attention_mask, base_ids, layer_ids):
 CONDUCTANCE = ("jvp", "polynomial", "difference")
 
 
+def _end_points(model, ids, att, base, fwd, target, layer_ids=None):
+    """F(x) and F(x') without gradients: (f_in, f_base, e, e0) with the embedding outputs e, e'
+    [1, T, H], and, for ``layer_ids``, the contexts and layer outputs at both ends:
+    ``ends[kind][end][l]`` [1, T, H], kind 0 context, 1 layer output, end 0 at x', 1 at x."""
+    captured, ends = {}, [[{}, {}], [{}, {}]]
+
+    def grab(o):
+        captured["emb"] = o.detach()
+
+    e_out = []
+    with torch.no_grad():
+        for end, point in ((1, ids), (0, base)):
+            on_ctx = ends[0][end].__setitem__ if layer_ids else (lambda l, o: None)
+            on_out = ends[1][end].__setitem__ if layer_ids else None
+            with _hooks(model, grab, on_ctx, on_out, layer_ids or []):
+                e_out.append(float(model(point, att, **fwd)[0, target]))
+            e_out.append(captured["emb"])
+    f_in, e, f_base, e0 = e_out
+    return f_in, f_base, e, e0, ends
+
+
+def _result(emb_grad, diff, f_in, f_base, head_rel=None, layer_total=None, n_heads=None) -> dict:
+    """The dict of :func:`integrated_gradients` from its sums over the path."""
+    emb_attr = (emb_grad * diff[0]).sum(-1)  # [T]
+    gap = f_in - f_base
+    result = {"embedding": emb_attr.detach().cpu().numpy(), "f_input": f_in, "f_baseline": f_base,
+              "delta": float(emb_attr.sum()) - gap}
+    if head_rel is not None:
+        n_layers, T = head_rel.shape[:2]
+        heads = head_rel.view(n_layers, T, n_heads, -1).sum(-1).permute(0, 2, 1)
+        result["heads"] = heads.detach().cpu().numpy()  # [layer, head, token]
+        result["layer_delta"] = layer_total.cpu().numpy() - gap
+    return result
+
+
+def _path_pass(model, ids, att, fwd, target, e0, diff, a, layer_ids):
+    """Forward+backward at the path points e' + a (e - e') (one row each): the contexts ``ctx[l]``
+    and layer outputs ``outs[l]`` and the gradients of the summed logit with respect to the path
+    point, then every context, then every layer output (no weight gradients)."""
+    m = len(a)
+    leaf = (e0 + a[:, None, None] * diff).requires_grad_(True)
+    ids_m, att_m = ids.expand(m, -1), att.expand(m, -1)
+    fwd_m = {k: None if v is None else v.expand(m, -1) for k, v in fwd.items()}
+    ctx, outs = {}, {}
+    with torch.enable_grad(), _hooks(model, lambda o: leaf, ctx.__setitem__, outs.__setitem__, layer_ids):
+        out = model(ids_m, att_m, **fwd_m)[:, target].sum()
+    grads = torch.autograd.grad(out, [leaf] + [ctx[l] for l in layer_ids] + [outs[l] for l in layer_ids])
+    return ctx, outs, grads
+
+
 def _jvp_batch(model, ids, att, fwd, target, e0, diff, a, w, layers, layer_ids,
                emb_grad, head_rel, layer_total):
     """Add one batch of Gauss-Legendre nodes ``a`` (weights ``w``) to the sums ``emb_grad``,
@@ -232,7 +282,7 @@ def integrated_gradients(model, input_ids: torch.Tensor, attention_mask: torch.T
     - ``polynomial``: at the same Gauss-Legendre nodes, as the derivative of the polynomial
       through the 16 nearest of the points (0, nodes..., 1) (:func:`path_derivative_matrix`;
       the ends come from the F(x) and F(x') passes), so no forward-mode pass: the matmuls of
-      embedding-only IG, plus about two stencils of kept contexts and layer outputs. High
+      embedding-only IG, plus about three stencils of kept contexts and layer outputs. High
       order on the encoder's smooth path: it agrees with ``jvp`` to well within the quadrature's
       own error (tests; docs/performance.md);
     - ``difference``: Captum's ``LayerConductance`` scheme with ``method="riemann_trapezoid"``:
@@ -258,16 +308,7 @@ def integrated_gradients(model, input_ids: torch.Tensor, attention_mask: torch.T
         return _ig_polynomial(model, input_ids, attention_mask, target, base_ids, n_steps, batch_size, layer_ids)
     dev, ids, att, base, cfg, layer_ids, fwd = _prepare(model, input_ids, attention_mask, base_ids, layer_ids)
     n_layers, n_heads = len(layer_ids), cfg.num_attention_heads
-    captured = {}
-
-    def grab(o):
-        captured["emb"] = o.detach()
-
-    with torch.no_grad(), _hooks(model, grab, lambda l, o: None):
-        f_in = float(model(ids, att, **fwd)[0, target])
-        e = captured["emb"]
-        f_base = float(model(base, att, **fwd)[0, target])
-        e0 = captured["emb"]
+    f_in, f_base, e, e0, _ = _end_points(model, ids, att, base, fwd, target)
     diff = e - e0  # [1, T, H]
     alphas, weights = gauss_legendre(n_steps)
     T = ids.shape[1]
@@ -282,19 +323,9 @@ def integrated_gradients(model, input_ids: torch.Tensor, attention_mask: torch.T
             # on return, before the next batch allocates its own
             _jvp_batch(model, ids, att, fwd, target, e0, diff, a, w, layers, layer_ids,
                        emb_grad, head_rel, layer_total)
-    emb_attr = (emb_grad * diff[0]).sum(-1)  # [T]
-    gap = f_in - f_base
-    result = {
-        "embedding": emb_attr.detach().cpu().numpy(),
-        "f_input": f_in,
-        "f_baseline": f_base,
-        "delta": float(emb_attr.sum()) - gap,
-    }
-    if layers:
-        heads = head_rel.view(n_layers, T, n_heads, -1).sum(-1).permute(0, 2, 1)
-        result["heads"] = heads.detach().cpu().numpy()  # [layer, head, token]
-        result["layer_delta"] = layer_total.cpu().numpy() - gap
-    return result
+    if not layers:
+        return _result(emb_grad, diff, f_in, f_base)
+    return _result(emb_grad, diff, f_in, f_base, head_rel, layer_total, n_heads)
 
 
 def _ig_difference(model, input_ids, attention_mask, target, base_ids, n_steps, batch_size, layer_ids):
@@ -305,15 +336,8 @@ def _ig_difference(model, input_ids, attention_mask, target, base_ids, n_steps, 
     which the no-grad pass of F(x) captures."""
     dev, ids, att, base, cfg, layer_ids, fwd = _prepare(model, input_ids, attention_mask, base_ids, layer_ids)
     n_layers, n_heads = len(layer_ids), cfg.num_attention_heads
-    captured, end_ctx, end_out = {}, {}, {}
-    with torch.no_grad():
-        with _hooks(model, lambda o: captured.__setitem__("emb", o.detach()), end_ctx.__setitem__,
-                    end_out.__setitem__, layer_ids):
-            f_in = float(model(ids, att, **fwd)[0, target])   # also h(alpha = 1) of every layer
-        e = captured["emb"]
-        with _hooks(model, lambda o: captured.__setitem__("emb", o.detach()), lambda l, o: None):
-            f_base = float(model(base, att, **fwd)[0, target])
-        e0 = captured["emb"]
+    # F(x) also gives h(alpha = 1) of every layer
+    f_in, f_base, e, e0, ends = _end_points(model, ids, att, base, fwd, target, layer_ids)
     diff = e - e0
     alphas = np.linspace(0.0, 1.0, n_steps + 1)
     T = ids.shape[1]
@@ -333,13 +357,8 @@ def _ig_difference(model, input_ids, attention_mask, target, base_ids, n_steps, 
             pending = _difference_batch(model, ids, att, fwd, target, e0, diff, a, layer_ids, n_steps,
                                         pending, settle, emb_grad, head_rel, layer_total)
     for i, l in enumerate(layer_ids):
-        settle(i, *pending[i], end_ctx[l][0], end_out[l][0])
-    emb_attr = (emb_grad * diff[0]).sum(-1)
-    gap = f_in - f_base
-    heads = head_rel.view(n_layers, T, n_heads, -1).sum(-1).permute(0, 2, 1)
-    return {"embedding": emb_attr.detach().cpu().numpy(), "f_input": f_in, "f_baseline": f_base,
-            "delta": float(emb_attr.sum()) - gap, "heads": heads.detach().cpu().numpy(),
-            "layer_delta": layer_total.cpu().numpy() - gap}
+        settle(i, *pending[i], ends[0][1][l][0], ends[1][1][l][0])
+    return _result(emb_grad, diff, f_in, f_base, head_rel, layer_total, n_heads)
 
 
 def _difference_batch(model, ids, att, fwd, target, e0, diff, a, layer_ids, n_steps, pending, settle,
@@ -347,14 +366,8 @@ def _difference_batch(model, ids, att, fwd, target, e0, diff, a, layer_ids, n_st
     """Add one batch of evenly spaced points ``a`` to the sums (in place) and return what the
     next batch settles: per layer the gradients and activations of this batch's last point,
     copied, so that nothing else of this batch outlives the call."""
-    m, n_layers = len(a), len(layer_ids)
-    leaf = (e0 + a[:, None, None] * diff).requires_grad_(True)
-    ids_m, att_m = ids.expand(m, -1), att.expand(m, -1)
-    fwd_m = {k: None if v is None else v.expand(m, -1) for k, v in fwd.items()}
-    ctx, outs = {}, {}
-    with torch.enable_grad(), _hooks(model, lambda o: leaf, ctx.__setitem__, outs.__setitem__, layer_ids):
-        out = model(ids_m, att_m, **fwd_m)[:, target].sum()
-    grads = torch.autograd.grad(out, [leaf] + [ctx[l] for l in layer_ids] + [outs[l] for l in layer_ids])
+    n_layers = len(layer_ids)
+    ctx, outs, grads = _path_pass(model, ids, att, fwd, target, e0, diff, a, layer_ids)
     emb_grad += grads[0].sum(0) / n_steps
     nxt = []
     for i, l in enumerate(layer_ids):
@@ -378,18 +391,7 @@ def _ig_polynomial(model, input_ids, attention_mask, target, base_ids, n_steps, 
     dh/dalpha = D h (:func:`path_derivative_matrix`) as one matmul per batch and kind."""
     dev, ids, att, base, cfg, layer_ids, fwd = _prepare(model, input_ids, attention_mask, base_ids, layer_ids)
     n_layers, n_heads = len(layer_ids), cfg.num_attention_heads
-    captured, ends = {}, ({}, {}, {}, {})  # contexts and outputs at alpha = 1, then at 0
-
-    def grab(o):
-        captured["emb"] = o.detach()
-
-    with torch.no_grad():
-        with _hooks(model, grab, ends[0].__setitem__, ends[1].__setitem__, layer_ids):
-            f_in = float(model(ids, att, **fwd)[0, target])
-        e = captured["emb"]
-        with _hooks(model, grab, ends[2].__setitem__, ends[3].__setitem__, layer_ids):
-            f_base = float(model(base, att, **fwd)[0, target])
-        e0 = captured["emb"]
+    f_in, f_base, e, e0, ends = _end_points(model, ids, att, base, fwd, target, layer_ids)
     diff = e - e0
     alphas, weights = gauss_legendre(n_steps)
     d = path_derivative_matrix(alphas)
@@ -399,8 +401,8 @@ def _ig_polynomial(model, input_ids, attention_mask, target, base_ids, n_steps, 
     # per kind (0: attention context, 1: layer output), [layer, point or node, token, hidden]:
     # the value at alpha = 1, the values of points lo, lo + 1, ... and the weighted gradients
     # of the nodes settled next
-    at_one = [torch.stack([ends[k][l][0] for l in layer_ids]) for k in (0, 1)]
-    held = [torch.stack([ends[2 + k][l][0] for l in layer_ids])[:, None] for k in (0, 1)]
+    at_one = [torch.stack([ends[k][1][l][0] for l in layer_ids]) for k in (0, 1)]
+    held = [torch.stack([ends[k][0][l][0] for l in layer_ids])[:, None] for k in (0, 1)]
     waiting = [h[:, :0] for h in held]
     del ends
     lo, settled = 0, 0  # first held point; nodes settled so far
@@ -434,26 +436,15 @@ def _ig_polynomial(model, input_ids, attention_mask, target, base_ids, n_steps, 
                 new_lo = int(first[settled]) if settled < n_steps else known
                 held = [h[:, new_lo - lo :] for h in held]
                 lo = new_lo
-    emb_attr = (emb_grad * diff[0]).sum(-1)
-    gap = f_in - f_base
-    heads = head_rel.view(n_layers, T, n_heads, -1).sum(-1).permute(0, 2, 1)
-    return {"embedding": emb_attr.detach().cpu().numpy(), "f_input": f_in, "f_baseline": f_base,
-            "delta": float(emb_attr.sum()) - gap, "heads": heads.detach().cpu().numpy(),
-            "layer_delta": layer_total.cpu().numpy() - gap}
+    return _result(emb_grad, diff, f_in, f_base, head_rel, layer_total, n_heads)
 
 
 def _polynomial_batch(model, ids, att, fwd, target, e0, diff, a, w, layer_ids, emb_grad):
     """One batch of Gauss-Legendre nodes ``a`` (weights ``w``): adds to ``emb_grad`` (in place)
     and returns, per kind (context, layer output), the values and the weighted gradients
     [layer, node, token, hidden], detached."""
-    m, n_layers = len(a), len(layer_ids)
-    leaf = (e0 + a[:, None, None] * diff).requires_grad_(True)
-    ids_m, att_m = ids.expand(m, -1), att.expand(m, -1)
-    fwd_m = {k: None if v is None else v.expand(m, -1) for k, v in fwd.items()}
-    ctx, outs = {}, {}
-    with torch.enable_grad(), _hooks(model, lambda o: leaf, ctx.__setitem__, outs.__setitem__, layer_ids):
-        out = model(ids_m, att_m, **fwd_m)[:, target].sum()
-    grads = torch.autograd.grad(out, [leaf] + [ctx[l] for l in layer_ids] + [outs[l] for l in layer_ids])
+    n_layers = len(layer_ids)
+    ctx, outs, grads = _path_pass(model, ids, att, fwd, target, e0, diff, a, layer_ids)
     emb_grad += (w[:, None, None] * grads[0]).sum(0)
     values = [torch.stack([v[l].detach() for l in layer_ids]) for v in (ctx, outs)]
     wgrads = [w[None, :, None, None] * torch.stack(list(g)) for g in (grads[1 : 1 + n_layers], grads[1 + n_layers :])]

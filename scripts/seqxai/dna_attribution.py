@@ -135,6 +135,16 @@ def _hooks(model, embedding, on_context=None, on_layer=None):
             h.remove()
 
 
+def prepare_windows(model, x, reference=None):
+    """Eval mode; (device, dtype, the reference base distribution as a tensor (uniform when
+    None), the windows ``x[window, T]`` as int64, the ACGT rows of the embedding ``E4[4, d]``)."""
+    model.eval()
+    dev = next(model.parameters()).device
+    dtype = model.embed.weight.dtype
+    ref = torch.as_tensor(np.full(4, 0.25) if reference is None else reference, dtype=dtype, device=dev)
+    return dev, dtype, ref, np.asarray(x, dtype=np.int64), model.embed.weight[:4].detach()
+
+
 def integrated_gradients(model, x: np.ndarray, query_index: int, reference=None, n_steps: int = 50,
                          batch_size: int = 64, heads: bool = False, label: str = "IG windows"
                          ) -> dict[str, np.ndarray]:
@@ -148,15 +158,10 @@ def integrated_gradients(model, x: np.ndarray, query_index: int, reference=None,
     ``heads``, ``heads[window, layer, head, T]`` and ``layer_delta[window, layer]``. ``label``
     names the progress lines.
     """
-    model.eval()
-    dev = next(model.parameters()).device
-    dtype = model.embed.weight.dtype
-    ref = torch.as_tensor(np.full(4, 0.25) if reference is None else reference, dtype=dtype, device=dev)
-    x = np.asarray(x, dtype=np.int64)
+    dev, dtype, ref, x, E4 = prepare_windows(model, x, reference)
     n, T = x.shape
     cfg = model.config
     n_layers, n_heads, d_head = cfg["n_layers"], cfg["n_heads"], cfg["d_head"]
-    E4 = model.embed.weight[:4].detach()                                     # ACGT rows
     alphas, weights = gauss_legendre(n_steps)
     g = 1 if n_steps >= batch_size else max(1, batch_size // n_steps)       # windows per pass
     m = min(n_steps, batch_size)                                            # nodes per pass

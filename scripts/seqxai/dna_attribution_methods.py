@@ -49,7 +49,7 @@ import torch
 from torch import nn
 
 from .attnlrp import _IdentityRule, _layer_norm_identity, _same_value, _scaled_gradient
-from .dna_attribution import _hooks, one_hot
+from .dna_attribution import _hooks, one_hot, prepare_windows
 
 METHODS = ("ig", "attnlrp", "grad_x_input")
 #: forward+backward-equivalent passes per window (a no-grad forward counted as 1/3 of one)
@@ -212,14 +212,9 @@ def gradient_attribution(model, x: np.ndarray, query_index: int, method: str, re
     rule's absorbed relevance) and ``r_softmax_layer[window, layer]``."""
     if method not in ("attnlrp", "grad_x_input"):
         raise ValueError(f"dna.attribution.methods: '{method}' is not a gradient method (attnlrp, grad_x_input)")
-    model.eval()
-    dev = next(model.parameters()).device
-    dtype = model.embed.weight.dtype
-    ref = torch.as_tensor(np.full(4, 0.25) if reference is None else reference, dtype=dtype, device=dev)
-    x = np.asarray(x, dtype=np.int64)
+    dev, dtype, ref, x, E4 = prepare_windows(model, x, reference)
     n, T = x.shape
     n_layers, n_heads = len(model.layers), model.config["n_heads"]
-    E4 = model.embed.weight[:4].detach()
     lrp = method == "attnlrp"
     out = {k: np.zeros((n, T, 4), np.float32) for k in ("per_base", "grad_integral", "hypothetical")}
     out.update(contribution=np.zeros((n, T), np.float32), f_input=np.zeros(n), f_baseline=np.zeros(n))

@@ -131,14 +131,7 @@ class ClauwaertLayer(TSSLayer):
                    ((self.motif_net_q, wq), (self.motif_net_k, wk), (self.motif_net_v, wv)))
         if rows_only:
             return None, self.attention_rows(q, k, key_pad, queries)
-        attn = None
-        if need_attn and queries is None:
-            ctx, attn = self._dense(q, k, v, key_pad)
-        else:
-            ctx = self._chunked(q, k, v, key_pad, chunk)
-            if need_attn:
-                attn = self.attention_rows(q, k, key_pad, queries)
-        ctx = ctx.transpose(1, 2).reshape(B, T, self.h * self.dh)
+        ctx, attn = self._attend(q, k, v, key_pad, need_attn, chunk, queries)
         return self.layer_norm(x + self.out_drop(self.o_net(ctx))), attn
 
 

@@ -147,14 +147,7 @@ class TSSLayer(nn.Module):
             q, k = rotate(q), rotate(k)
         if rows_only:
             return None, self.attention_rows(q, k, key_pad, queries)
-        attn = None
-        if need_attn and queries is None:
-            ctx, attn = self._dense(q, k, v, key_pad)
-        else:
-            ctx = self._chunked(q, k, v, key_pad, chunk)
-            if need_attn:
-                attn = self.attention_rows(q, k, key_pad, queries)
-        ctx = ctx.transpose(1, 2).reshape(B, T, self.h * self.dh)
+        ctx, attn = self._attend(q, k, v, key_pad, need_attn, chunk, queries)
         x = x + self.drop(self.out(ctx))
         x = x + self.drop(self.ff(self.ln2(x)))
         return x, attn
@@ -194,6 +187,19 @@ class TSSLayer(nn.Module):
         bad = (dist < self.d_min) | (dist > self.context) | key_negative
         static = torch.zeros(bad.shape, device=dist.device).masked_fill(bad, float("-inf"))
         return static + (key_pad.float() * -1e9)[..., None, None, :]
+
+    def _attend(self, q, k, v, key_pad, need_attn, chunk, queries):
+        """(context ``[B, T, h * dh]``, attention or None) of ``q, k, v[B, h, T, dh]``: dense when
+        the whole map is asked for, else chunked over queries, with the ``queries`` rows alone."""
+        attn = None
+        if need_attn and queries is None:
+            ctx, attn = self._dense(q, k, v, key_pad)
+        else:
+            ctx = self._chunked(q, k, v, key_pad, chunk)
+            if need_attn:
+                attn = self.attention_rows(q, k, key_pad, queries)
+        B, _, T, _ = q.shape
+        return ctx.transpose(1, 2).reshape(B, T, self.h * self.dh), attn
 
     def _dense(self, q, k, v, key_pad):
         idx = torch.arange(q.shape[2], device=q.device)

@@ -189,6 +189,15 @@ def write_fasta(path, records: dict[str, str], width: int = 80) -> None:
                 fh.write(seq[i : i + width] + "\n")
 
 
+def optional_input(named_input, name: str):
+    """The path of an optional rule input ``name``, or None: Snakemake hands an input that an
+    input function left out as an empty list (or leaves it absent)."""
+    value = named_input.get(name)
+    if isinstance(value, (list, tuple)):
+        return value[0] if value else None
+    return value
+
+
 def setup_logging(log_path: str | None = None) -> logging.Logger:
     """Route logging and stderr of a rule script to its Snakemake log file."""
     root = logging.getLogger()
