@@ -152,10 +152,12 @@ def chunks(n: int, size: int):
 # - embedding-only IG and conductance "difference": one forward+backward pass, which keeps the
 #   training activations of every layer (the estimate above at e = q = 4; without weight
 #   gradients it keeps less, measured 0.89x);
-# - conductance "jvp": the same forward carries the tangents (forward-mode AD), and PyTorch
-#   keeps a tangent, and the graph of its computation, beside most kept activations: measured
-#   3.0x the estimate above (ESM-2 8M, 202 tokens, batches of 20 and 25, CPU); planned as 3.5x,
-#   so that the measured peak is 0.84x the plan.
+# - conductance "jvp": the same forward carries the tangents (forward-mode AD) beside the kept
+#   activations: measured 1.45x the estimate above on ESM-2 8M (202 tokens, batches of 20-25,
+#   1 to 8 batches: 2.26-2.94 GiB) and about 1.7x on the ESM-2 650M shape (505 tokens, 2 nodes:
+#   13.7 GB peak RSS), since the attention tangent is computed without a graph (it was 3.0x
+#   before, planned as 3.5x); planned as 2.0x, so that the measured peak is 0.73x (8M) and
+#   0.85x (650M) of the plan.
 # - both keep, per attributed layer, the context and the layer output's tangent (or activation)
 #   and their gradients: 4 s h fp32 values;
 # - conductance "polynomial": a row costs as in "difference", but its context, layer output and
@@ -166,7 +168,7 @@ def chunks(n: int, size: int):
 #   fixed like the weights. Measured on ESM-2 8M, 202 tokens, batches of 25: 0.76x the estimate
 #   with 25 nodes, 1.00x with 200 before the four copies were counted (then 0.67x and 0.87x).
 # Measured against this estimate in benchmarks/attribution_benchmark.py (docs/performance.md).
-JVP_ACTIVATION_FACTOR = 3.5
+JVP_ACTIVATION_FACTOR = 2.0
 
 
 def attribution_row_bytes(encoder_config, tokens: int, layers: bool = True,
