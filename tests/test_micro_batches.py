@@ -101,11 +101,15 @@ def test_attribution_job_memory_follows_the_estimate(tmp_path):
     # on a GPU the host holds the weights only
     assert mb.attribution_job_mb([big], 500, 25, "auto", "auto", floor_mb=0) == host
     assert mb.attribution_job_mb([big], 500, 25, None, "cuda", floor_mb=0) == host
-    # on the CPU the path batch too: batch_size rows, or what the budget fits
-    assert mb.attribution_job_mb([big], 500, 25, None, "cpu", floor_mb=0) == math.ceil(host + 25 * row / 2 ** 20)
+    # on the CPU the path batch instead of the loading copy (the larger of the two): batch_size
+    # rows, or what the budget fits
+    assert mb.attribution_job_mb([big], 500, 25, None, "cpu", floor_mb=0) == math.ceil(host - 1 + 25 * row / 2 ** 20)
     fit = mb.plan(500, row, 2 ** 20, 1 * mb.GIB, 25)[0]
     assert 1 < fit < 25
-    assert mb.attribution_job_mb([big], 500, 25, 1, "auto", floor_mb=0) == math.ceil(host + fit * row / 2 ** 20)
+    assert mb.attribution_job_mb([big], 500, 25, 1, "auto", floor_mb=0) == math.ceil(host - 1 + fit * row / 2 ** 20)
+    # a batch smaller than the weights: the loading copy sets the peak
+    heavy = _model_folder(tmp_path / "heavy", hidden=4, layers=1, max_length=4, weight_bytes=64 * 2 ** 20)
+    assert mb.attribution_job_mb([heavy], 2, 1, None, "cpu", floor_mb=0) == mb.HOST_OVERHEAD_MB + 128
     # the largest of the variants' models, never below the floor
     small = _model_folder(tmp_path / "small")
     assert mb.attribution_job_mb([small, big], 500, 25, None, "cpu", floor_mb=0) == \

@@ -145,7 +145,7 @@ def attribute_shard(model_dir: str, targets, shard: int, n_shards: int, n_steps:
     if len(mine):  # what the longest protein of the shard asks (seqxai.micro_batches)
         tokens = min(int(mine["sequence"].str.len().max()), meta["max_length"] - 2) + 2
         row = attribution_row_bytes(model.encoder.config, tokens, layers, conductance)
-        batch = batch_size if budget is None else path_batch_for(
+        batch = min(batch_size, n_steps) if budget is None else path_batch_for(
             model, tokens, n_steps, batch_size, None, None, layers=layers, conductance=conductance,
             budget=budget)
         log.info("longest protein, %d tokens: path batches of %d nodes, estimated %.2f GiB of "
@@ -157,7 +157,7 @@ def attribute_shard(model_dir: str, targets, shard: int, n_shards: int, n_steps:
         enc = encode(tok, [r.sequence], meta["max_length"])
         ids, att = enc["input_ids"][0], enc["attention_mask"][0]
         n_res = int(att.sum()) - 2
-        batch = batch_size if budget is None else path_batch_for(
+        batch = min(batch_size, n_steps) if budget is None else path_batch_for(
             model, len(ids), n_steps, batch_size, None, None, layers=layers, conductance=conductance,
             budget=budget)
         res = attribute(method, model, ids, att, int(r.target_index),
