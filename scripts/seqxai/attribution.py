@@ -64,16 +64,12 @@ def path_derivative_matrix(alphas: np.ndarray, stencil: int = PATH_STENCIL) -> n
     would amplify float32 rounding tenfold more).
     """
     a = np.concatenate([[0.0], np.asarray(alphas, dtype=np.float64), [1.0]])
-    n_points = len(a)
     if np.any(np.diff(a) <= 0):
         raise ValueError("path_derivative_matrix: the nodes must increase strictly inside (0, 1)")
-    width = min(int(stencil), n_points)
-    if width < 2:
-        raise ValueError(f"path_derivative_matrix: stencil must be >= 2, got {stencil}")
-    d = np.zeros((n_points - 2, n_points))
-    for k in range(n_points - 2):
-        start = min(max(k + 1 - width // 2, 0), n_points - width)
-        x = a[start : start + width]
+    first, last = stencil_span(len(alphas), stencil)
+    d = np.zeros((len(alphas), len(a)))
+    for k, (start, stop) in enumerate(zip(first, last + 1)):
+        x = a[start:stop]
         gap = x[:, None] - x[None, :]
         np.fill_diagonal(gap, 1.0)
         log_c, sign_c = -np.log(np.abs(gap)).sum(1), np.prod(np.sign(gap), axis=1)
@@ -81,14 +77,20 @@ def path_derivative_matrix(alphas: np.ndarray, stencil: int = PATH_STENCIL) -> n
         row = sign_c * sign_c[i] * np.exp(log_c - log_c[i]) / gap[i]
         row[i] = 0.0
         row[i] = -row.sum()
-        d[k, start : start + width] = row
+        d[k, start:stop] = row
     return d
 
 
-def stencil_span(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(first, last) point index with a non-zero entry in each row of a path derivative matrix."""
-    nz = d != 0
-    return nz.argmax(1), d.shape[1] - 1 - nz[:, ::-1].argmax(1)
+def stencil_span(n_nodes: int, stencil: int = PATH_STENCIL) -> tuple[np.ndarray, np.ndarray]:
+    """(first, last) index of the points (0, nodes..., 1) in each node's stencil of
+    :func:`path_derivative_matrix`: the ``stencil`` points nearest in index, centred on the node
+    (point k + 1) where the ends allow, all n_nodes + 2 points when there are fewer."""
+    n_points = n_nodes + 2
+    width = min(int(stencil), n_points)
+    if width < 2:
+        raise ValueError(f"path_derivative_matrix: stencil must be >= 2, got {stencil}")
+    first = np.clip(np.arange(1, n_points - 1) - width // 2, 0, n_points - width)
+    return first, first + width - 1
 
 
 def _bert_family(encoder, self_attention_class):
@@ -396,7 +398,7 @@ def _ig_polynomial(model, input_ids, attention_mask, target, base_ids, n_steps, 
     diff = e - e0
     alphas, weights = gauss_legendre(n_steps)
     d = path_derivative_matrix(alphas)
-    first, last = stencil_span(d)
+    first, last = stencil_span(n_steps)
     d = torch.as_tensor(d, dtype=e.dtype, device=dev)
     T = ids.shape[1]
     # per kind (0: attention context, 1: layer output), [layer, point or node, token, hidden]:
