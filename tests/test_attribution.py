@@ -518,6 +518,55 @@ def test_explicit_attention_tangent_equals_pytorchs_forward_mode(family):
     assert probs[1, :, :, 5:].abs().max() == 0   # masked keys get no weight
 
 
+@pytest.mark.parametrize("affine", [True, False])
+def test_explicit_layer_norm_tangent_equals_pytorchs_forward_mode(affine):
+    """The exact pass's layer-norm tangent (seqxai.forward_tangents._layer_norm_jvp:
+    dy = gamma (dx - mean dx - x^ mean(x^ dx)) / std) equals PyTorch's own forward-mode
+    derivative, its primal the module's output; a plain input passes through unchanged."""
+    import torch.autograd.forward_ad as fwAD
+
+    from seqxai.forward_tangents import _layer_norm_jvp
+
+    g = torch.Generator().manual_seed(0)
+    ln = torch.nn.LayerNorm(6, eps=1e-3, elementwise_affine=affine).double()
+    if affine:
+        with torch.no_grad():
+            ln.weight.normal_(generator=g)
+            ln.bias.normal_(generator=g)
+    x, dx = (3 * torch.randn(2, 5, 6, generator=g, dtype=torch.float64) + 1 for _ in range(2))
+    with fwAD.dual_level():
+        ref_primal, ref_tangent = fwAD.unpack_dual(ln(fwAD.make_dual(x, dx)))
+        primal, tangent = fwAD.unpack_dual(_layer_norm_jvp(ln, fwAD.make_dual(x, dx)))
+    torch.testing.assert_close(primal, ref_primal)
+    torch.testing.assert_close(tangent, ref_tangent)
+    assert tangent.abs().max() > 0.1
+    torch.testing.assert_close(_layer_norm_jvp(ln, x), ln(x))
+
+
+def test_explicit_gelu_tangent_equals_pytorchs_forward_mode(family_clf):
+    """ESM's erf GELU (transformers' modeling_esm.gelu, five operations) gets its tangent in one
+    expression (seqxai.forward_tangents._erf_gelu_with_tangent): equal to PyTorch's
+    forward-mode derivative of the original function, the same primal; within
+    explicit_gelu_tangents an ESM model's module calls it, and the original is back after."""
+    import torch.autograd.forward_ad as fwAD
+    from transformers.models.esm import modeling_esm
+
+    from seqxai.forward_tangents import _erf_gelu_with_tangent, explicit_gelu_tangents
+
+    family, model = family_clf[:2]
+    original = modeling_esm.gelu
+    g = torch.Generator().manual_seed(0)
+    x, dx = (3 * torch.randn(4, 9, generator=g, dtype=torch.float64) for _ in range(2))
+    with fwAD.dual_level():
+        ref_primal, ref_tangent = fwAD.unpack_dual(original(fwAD.make_dual(x, dx)))
+        primal, tangent = fwAD.unpack_dual(_erf_gelu_with_tangent(original, fwAD.make_dual(x, dx)))
+    torch.testing.assert_close(primal, ref_primal)
+    torch.testing.assert_close(tangent, ref_tangent)
+    with explicit_gelu_tangents(model):
+        patched = modeling_esm.gelu is not original
+    assert patched == (family == "esm") and modeling_esm.gelu is original
+
+
 # --- conductance "polynomial": dh/dalpha from stencils of the path's own points ---------------
 
 

@@ -29,7 +29,12 @@ import numpy as np
 import torch
 import torch.autograd.forward_ad as fwAD
 
-from .forward_tangents import constant_weights, exact_attention_tangents, tangents_without_graph
+from .forward_tangents import (
+    constant_weights,
+    exact_attention_tangents,
+    explicit_gelu_tangents,
+    tangents_without_graph,
+)
 
 log = logging.getLogger("seqxai.attribution")
 
@@ -253,6 +258,7 @@ def _jvp_batch(model, ids, att, fwd, target, e0, diff, a, w, layers, layer_ids,
             stack.enter_context(fwAD.dual_level())
             stack.enter_context(tangents_without_graph(model))
             stack.enter_context(exact_attention_tangents(model.encoder.config))
+            stack.enter_context(explicit_gelu_tangents(model))
             point = fwAD.make_dual(leaf, diff.expand(m, -1, -1))
         with _hooks(model, lambda o: point, ctx.__setitem__ if layers else lambda l, o: None,
                     outs.__setitem__ if layers else None, layer_ids):

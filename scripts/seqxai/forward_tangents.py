@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
+import math
 import sys
 
 import torch
@@ -27,24 +29,51 @@ def _linear_jvp(module, x):
                           F.linear(tangent, module.weight))
 
 
+def _layer_norm_jvp(module, x):
+    """``module(x)`` for an ``nn.LayerNorm``, with the tangent of a dual ``x`` computed
+    explicitly, with no graph, from the normalised primal x^ = (x - mean) / std:
+
+        dy = gamma * (dx - mean(dx) - x^ mean(x^ dx)) / std.
+
+    PyTorch's forward-mode rule for ``native_layer_norm`` runs a decomposition recorded under
+    grad mode: at hidden 64 it cost 25x the primal layer norm (benchmarks/attribution_benchmark.py)."""
+    primal, tangent = fwAD.unpack_dual(x)
+    if tangent is None:
+        return F.layer_norm(x, module.normalized_shape, module.weight, module.bias, module.eps)
+    out = F.layer_norm(primal, module.normalized_shape, module.weight, module.bias, module.eps)
+    with torch.no_grad():
+        dims = tuple(range(-len(module.normalized_shape), 0))
+        centred = primal.detach() - primal.detach().mean(dims, keepdim=True)
+        inv_std = centred.pow(2).mean(dims, keepdim=True).add_(module.eps).rsqrt_()
+        x_hat = centred.mul_(inv_std)
+        d = tangent - tangent.mean(dims, keepdim=True)
+        d.sub_(x_hat * (x_hat * tangent).mean(dims, keepdim=True)).mul_(inv_std)
+        if module.weight is not None:
+            d.mul_(module.weight)
+    return fwAD.make_dual(out, d)
+
+
 @contextlib.contextmanager
 def constant_weights(model):
     """The model's weights as constants while attributing: no parameter requires a gradient
-    (autograd then keeps no layer inputs for weight gradients, and computes none), and every
-    ``nn.Linear`` propagates a forward-mode tangent with one matmul (:func:`_linear_jvp`).
-    Both are restored on exit."""
+    (autograd then keeps no layer inputs for weight gradients, and computes none), every
+    ``nn.Linear`` propagates a forward-mode tangent with one matmul (:func:`_linear_jvp`) and
+    every ``nn.LayerNorm`` its explicit tangent (:func:`_layer_norm_jvp`). Both are restored
+    on exit."""
     params = [p for p in model.parameters() if p.requires_grad]
-    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and "forward" not in vars(m)]
+    rules = [(m, _linear_jvp if isinstance(m, torch.nn.Linear) else _layer_norm_jvp)
+             for m in model.modules()
+             if isinstance(m, (torch.nn.Linear, torch.nn.LayerNorm)) and "forward" not in vars(m)]
     for p in params:
         p.requires_grad_(False)
-    for m in linears:
-        m.forward = functools.partial(_linear_jvp, m)
+    for m, rule in rules:
+        m.forward = functools.partial(rule, m)
     try:
         yield
     finally:
         for p in params:
             p.requires_grad_(True)
-        for m in linears:
+        for m, _ in rules:
             del m.forward
 
 
@@ -85,11 +114,14 @@ def _attention_with_tangent(module, query, key, value, attention_mask, scaling=N
     whose forward-mode tangent is computed explicitly, with no graph, from the primal's
     probabilities P:
 
-        dS = s (dq k^T + q dk^T),  dP = P * (dS - sum_j P dS),  dO = dP v + P dv.
+        dS = s (dq k^T + q dk^T),  dP = P * (dS - r),  r = sum_j P dS,
+        dO = dP v + P dv = (P * dS) v - r O + P dv     (O = P v, the primal).
 
     PyTorch's own rule for softmax re-derives it from a decomposition recorded under grad mode
     (exp again, a T x T subtraction per head, copies): on ESM-2 8M at 202 tokens the attention
-    tangents cost 50x the primal softmax (benchmarks/attribution_benchmark.py). The primal is
+    tangents cost 50x the primal softmax (benchmarks/attribution_benchmark.py). Here the two
+    score tangents are one product and the T x T scores are passed over twice (P * dS in place,
+    its row sums). The primal is
     the eager function itself on the primal inputs, so the reverse pass is unchanged."""
     eager_attention_forward = sys.modules[type(module).__module__].eager_attention_forward
     (q, dq), (k, dk), (v, dv) = (fwAD.unpack_dual(x) for x in (query, key, value))
@@ -103,24 +135,62 @@ def _attention_with_tangent(module, query, key, value, attention_mask, scaling=N
     with torch.no_grad():
         p = probs.detach()
         q, k, v = q.detach(), k.detach(), v.detach()
-        ds = None
-        if dq is not None:
-            ds = torch.matmul(dq, k.transpose(-1, -2))
-        if dk is not None:
-            term = torch.matmul(q, dk.transpose(-1, -2))
-            ds = term if ds is None else ds.add_(term)
+        scaled = (lambda x: x) if s == 1.0 else (lambda x: x * s)  # ESM scales the query beforehand
+        if dq is not None and dk is not None:  # dq k^T + q dk^T as one product, [dq q] [k dk]^T
+            ds = torch.matmul(scaled(torch.cat([dq, q], -1)), torch.cat([k, dk], -1).transpose(-1, -2))
+        elif dq is not None:
+            ds = torch.matmul(scaled(dq), k.transpose(-1, -2))
+        elif dk is not None:
+            ds = torch.matmul(scaled(q), dk.transpose(-1, -2))
+        else:
+            ds = None
         tangent = None
         if ds is not None:
-            if s != 1.0:  # ESM scales the query beforehand (scaling 1)
-                ds.mul_(s)
-            ds.sub_((p * ds).sum(-1, keepdim=True)).mul_(p)  # dP
-            tangent = torch.matmul(ds, v)
+            # dP v = (P dS) v - r O with r = sum_j P dS and O = P v the primal's heads: one
+            # pass over the T x T scores (in place) and one reduction, no T x T temporary
+            ds.mul_(p)
+            r = ds.sum(-1, keepdim=True)
+            tangent = torch.matmul(ds, v).sub_(r * out.detach().transpose(1, 2))
             del ds
         if dv is not None:
             term = torch.matmul(p, dv)
             tangent = term if tangent is None else tangent.add_(term)
         tangent = tangent.transpose(1, 2).contiguous()
     return fwAD.make_dual(out, tangent), probs
+
+
+def _erf_gelu_with_tangent(gelu, x):
+    """``gelu(x)`` for ESM's erf GELU, x Phi(x) written out in five operations (the original
+    repository's, ``transformers.models.esm.modeling_esm.gelu``), with the tangent of a dual
+    ``x`` computed in one expression without a graph, dy = (Phi(x) + x phi(x)) dx, instead of
+    each operation's forward-mode rule recorded under grad mode."""
+    primal, tangent = fwAD.unpack_dual(x)
+    if tangent is None:
+        return gelu(x)
+    out = gelu(primal)
+    with torch.no_grad():
+        p = primal.detach()
+        slope = torch.erf(p * 0.5**0.5).add_(1.0).mul_(0.5)  # Phi(x)
+        slope.addcmul_(p, torch.exp(p * p * -0.5), value=(2.0 * math.pi) ** -0.5)  # + x phi(x)
+    return fwAD.make_dual(out, slope.mul_(tangent))
+
+
+@contextlib.contextmanager
+def explicit_gelu_tangents(model):
+    """Within the block, the erf GELU function of the model's ``transformers`` modules (ESM's,
+    a module-level ``gelu`` called by name) runs :func:`_erf_gelu_with_tangent`; restored on
+    exit. Modules whose activation is PyTorch's own ``gelu`` keep its forward-mode rule (one
+    fused operation)."""
+    modules = {sys.modules[type(m).__module__] for m in model.modules()}
+    patched = [(mod, mod.gelu) for mod in modules
+               if inspect.isfunction(getattr(mod, "gelu", None)) and mod.gelu.__module__ == mod.__name__]
+    for mod, gelu in patched:
+        mod.gelu = functools.partial(_erf_gelu_with_tangent, gelu)
+    try:
+        yield
+    finally:
+        for mod, gelu in patched:
+            mod.gelu = gelu
 
 
 @contextlib.contextmanager
