@@ -20,8 +20,9 @@ Timings are medians of interleaved repeats. Usage:
 
 Results and their reading: docs/performance.md (2026-12-04: exact pass 1.50-1.57x the matmul
 FLOPs of embedding-only IG, was 2.38x; in CPU time 1.54-1.69x at ESM-2 8M width with the jobs'
-allocator (seqxai.allocator; 2.02-2.35x without), 1.8-1.9x at hidden 64; Captum per layer vs
-one pass 0.73 n_layers (difference) and 0.47 n_layers (exact) in FLOPs). --system-malloc leaves
+allocator (seqxai.allocator; 2.02-2.35x without), 1.8-1.9x at hidden 64; later 1.54-1.58x and
+1.61-1.83x with explicit LayerNorm/GELU tangents; polynomial 1.03x FLOPs; Captum per layer vs
+one pass 0.73 n_layers (difference), 0.47 (exact), 0.71-0.72 (polynomial) in FLOPs). --system-malloc leaves
 glibc's allocator as it is, for the comparison.
 """
 from __future__ import annotations

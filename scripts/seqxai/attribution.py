@@ -286,7 +286,7 @@ def integrated_gradients(model, input_ids: torch.Tensor, attention_mask: torch.T
 
     - ``jvp`` (default): exactly, by forward-mode AD at the ``n_steps`` Gauss-Legendre nodes
       (the tangents ride along the forward pass whose gradients follow: 1.5x the matmul FLOPs
-      of embedding-only IG, about 3x its memory per node; docs/performance.md);
+      of embedding-only IG, about 1.1-1.2x its memory per node; docs/performance.md);
     - ``polynomial``: at the same Gauss-Legendre nodes, as the derivative of the polynomial
       through the 16 nearest of the points (0, nodes..., 1) (:func:`path_derivative_matrix`;
       the ends come from the F(x) and F(x') passes), so no forward-mode pass: the matmuls of

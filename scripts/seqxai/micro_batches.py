@@ -153,11 +153,12 @@ def chunks(n: int, size: int):
 #   training activations of every layer (the estimate above at e = q = 4; without weight
 #   gradients it keeps less, measured 0.89x);
 # - conductance "jvp": the same forward carries the tangents (forward-mode AD) beside the kept
-#   activations: measured 1.45x the estimate above on ESM-2 8M (202 tokens, batches of 20-25,
-#   1 to 8 batches: 2.26-2.94 GiB) and about 1.7x on the ESM-2 650M shape (505 tokens, 2 nodes:
-#   13.7 GB peak RSS), since the attention tangent is computed without a graph (it was 3.0x
-#   before, planned as 3.5x); planned as 2.0x, so that the measured peak is 0.73x (8M) and
-#   0.85x (650M) of the plan.
+#   activations. Since the attention, LayerNorm and GELU tangents are computed without a graph
+#   (seqxai.forward_tangents) the pass holds 0.94-1.03x the estimate above on ESM-2 8M (202
+#   tokens, batches of 20-25, 1 to 8 batches: 1.55-2.12 GiB) and 1.22x on the ESM-2 650M shape
+#   (505 tokens, 2 nodes: 7.5 GiB above the resident weights); planned as 1.3x, so that the
+#   measured peak is 0.74-0.80x (8M) and 0.94x (650M) of the plan. (With PyTorch's own rules
+#   it held 3.0x, planned as 3.5x; with the attention alone explicit 1.45-1.7x, planned 2.0x.)
 # - both keep, per attributed layer, the context and the layer output's tangent (or activation)
 #   and their gradients: 4 s h fp32 values;
 # - conductance "polynomial": a row costs as in "difference", but its context, layer output and
@@ -168,7 +169,7 @@ def chunks(n: int, size: int):
 #   fixed like the weights. Measured on ESM-2 8M, 202 tokens, batches of 25: 0.76x the estimate
 #   with 25 nodes, 1.00x with 200 before the four copies were counted (then 0.67x and 0.87x).
 # Measured against this estimate in benchmarks/attribution_benchmark.py (docs/performance.md).
-JVP_ACTIVATION_FACTOR = 2.0
+JVP_ACTIVATION_FACTOR = 1.3
 
 
 def attribution_row_bytes(encoder_config, tokens: int, layers: bool = True,
@@ -222,7 +223,8 @@ def attribution_job_mb(model_dirs, n_steps: int, batch_size: int, max_memory_gb,
     (loading) and, when the path batches run on the CPU (``device`` cpu, or auto without a GPU
     budget "auto"), the planned batch of :func:`path_batch_for` at the model's ``max_length``
     tokens with the polynomial mode's store; at least ``floor_mb``. Measured on the ESM-2 650M
-    shape (one 505-token protein, 2 nodes, jvp): 13.7 GB peak RSS against 16,163 MiB, 0.85."""
+    shape (one 505-token protein, 2 nodes, peak RSS / this estimate): jvp 10,600 / 12,127 MiB
+    (0.87), polynomial 10,510 / 13,328 (0.79), difference 9,971 / 10,398 (0.96)."""
     import json
     from pathlib import Path
     from types import SimpleNamespace
