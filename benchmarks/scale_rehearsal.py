@@ -139,6 +139,15 @@ def logged_peak(results: Path, what: str, task: str = "ec") -> float | None:
     return float(m[-1]) if m else None
 
 
+def shard_memory(log_path: Path) -> tuple[float, float]:
+    """An attribution shard's host-memory estimate for its longest protein (MiB) and its exact
+    peak RSS (GiB, ru_maxrss), as the shard logs them; NaN where absent."""
+    text = log_path.read_text() if log_path.exists() else ""
+    est = re.findall(r"host memory estimate for it: ([0-9]+) MiB", text)
+    peak = re.findall(r"peak RSS ([0-9.]+) GiB \(this job", text)
+    return (float(est[-1]) if est else float("nan"), float(peak[-1]) if peak else float("nan"))
+
+
 def forward_flops(dims: dict, tokens: int) -> float:
     """Matmul FLOPs of one forward pass of ``tokens`` tokens (2 per multiply-add): Q, K, V, O,
     the two MLP maps and QK^T, AV per layer."""
@@ -228,6 +237,10 @@ def main(argv=None) -> dict:
     jobs["peak_rss_mb"] = float("nan")
     if rss is not None:
         jobs.loc[ft, "peak_rss_mb"] = rss * 1024
+    for i, job in jobs["job"].items():  # attribution shards log their estimate and exact peak
+        if job.startswith("attribute_"):
+            est_mb, peak_gib = shard_memory(results / "logs" / f"{job}.log")
+            jobs.loc[i, ["estimate_mb", "peak_rss_mb"]] = est_mb, peak_gib * 1024
     jobs["ratio"] = jobs["peak_rss_mb"].fillna(jobs["max_rss_mb"]) / jobs["estimate_mb"]
     pp = per_protein(results, jobs, args.n_steps)
     report = {"shape": args.shape, "num_hidden_layers": args.num_hidden_layers,

@@ -77,6 +77,15 @@ def test_every_job_has_memory_and_finetuning_has_an_estimate(rehearsal):
     # the measured peak is the estimate within a factor 2 at this size (the interpreter's
     # own memory dominates a 2-layer model; docs/performance.md has the full shapes)
     assert 0.5 < ft["max_rss_mb"] / ft["estimate_mb"] < 2
+    # the attribution shards log their own estimate and exact peak (ru_maxrss, not sampled); at
+    # this size the estimate is mostly the fixed host overhead and the weights, so it must lie
+    # above the peak, and the exact peak at or above Snakemake's sampled one
+    from seqxai.micro_batches import HOST_OVERHEAD_MB
+
+    for shard in ("attribute_ec_1-of-2", "attribute_ec_2-of-2"):
+        a = jobs.set_index("job").loc[shard]
+        assert a["estimate_mb"] > HOST_OVERHEAD_MB, shard
+        assert 0.9 * a["max_rss_mb"] <= a["peak_rss_mb"] < a["estimate_mb"], shard
 
 
 def test_rehearsal_only_without_mlm_and_pretrained(tmp_path):

@@ -130,7 +130,15 @@ def attribute_shard(model_dir: str, targets, shard: int, n_shards: int, n_steps:
     from .attribution_methods import attribute
     from .attribution_tables import EMBEDDING_COLUMNS, HEAD_COLUMNS
     from .io import Progress
-    from .micro_batches import GIB, attribution_row_bytes, budget_bytes, path_batch_for
+    from .micro_batches import (
+        GIB,
+        WEIGHT_SUFFIXES,
+        attribution_host_bytes,
+        attribution_row_bytes,
+        budget_bytes,
+        path_batch_for,
+        path_store_bytes,
+    )
     from .protein_model import encode, load_classifier
 
     model, tok, meta = load_classifier(model_dir, device=device)
@@ -150,6 +158,11 @@ def attribute_shard(model_dir: str, targets, shard: int, n_shards: int, n_steps:
             budget=budget)
         log.info("longest protein, %d tokens: path batches of %d nodes, estimated %.2f GiB of "
                  "activations (%.3f GiB per node)", tokens, batch, batch * row / GIB, row / GIB)
+        on_host = batch * row + path_store_bytes(model.encoder.config, tokens, n_steps, layers, conductance) \
+            if next(model.parameters()).device.type == "cpu" else 0
+        weights = sum(f.stat().st_size for f in Path(model_dir).rglob("*") if f.suffix in WEIGHT_SUFFIXES)
+        log.info("host memory estimate for it: %d MiB (seqxai.micro_batches.attribution_host_bytes)",
+                 attribution_host_bytes(weights, on_host) // 2 ** 20)
     special = set(tok.all_special_ids)
     emb_rows, head_rows = [], []
     progress = Progress(len(mine), f"{method} shard {shard + 1}/{n_shards}", logger=log)
@@ -205,6 +218,7 @@ def run_attribution_shard(model_dirs, proteins_path, splits_path, params: dict, 
 
     from .attribution_tables import SHARD_FILES, convergence_summary
     from .io import DataError, atomic_dir, read_table, write_table
+    from .micro_batches import GIB, peak_rss_bytes
 
     if isinstance(model_dirs, (str, Path)):
         model_dirs = {"finetuned": model_dirs}
@@ -239,6 +253,7 @@ def run_attribution_shard(model_dirs, proteins_path, splits_path, params: dict, 
     # All tables or none: they go into a temporary folder that is renamed onto out_dir only
     # after every one is written (an interrupted shard leaves nothing that looks complete).
     # One output per shard job also keeps Snakemake's DAG of a 10,000-shard run small.
+    log.info("peak RSS %.3f GiB (this job, ru_maxrss)", peak_rss_bytes() / GIB)
     with atomic_dir(out_dir) as tmp:
         for variant, (emb, heads) in tables.items():
             (tmp / variant).mkdir()

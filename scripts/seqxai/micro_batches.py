@@ -233,7 +233,7 @@ def attribution_job_mb(model_dirs, n_steps: int, batch_size: int, max_memory_gb,
     on_cpu = device == "cpu" or (device == "auto" and max_memory_gb != "auto")
     for d in map(Path, [model_dirs] if isinstance(model_dirs, (str, Path)) else model_dirs):
         weights = sum(f.stat().st_size for f in d.rglob("*") if f.suffix in WEIGHT_SUFFIXES)
-        total = HOST_OVERHEAD_MB * 2 ** 20 + 2 * weights
+        batch = 0
         if on_cpu:
             cfg = SimpleNamespace(**json.loads((d / "encoder" / "config.json").read_text()))
             tokens = json.loads((d / "seqxai_model.json").read_text())["max_length"]
@@ -241,10 +241,15 @@ def attribution_job_mb(model_dirs, n_steps: int, batch_size: int, max_memory_gb,
             budget = None if max_memory_gb in (None, "auto") else int(float(max_memory_gb) * GIB)
             store = path_store_bytes(cfg, tokens, n_steps, layers, conductance)
             batch = store + plan(n_steps, per_row, weights + store, budget, batch_size)[0] * per_row
-            # the loading copy is gone before the path batches run: the larger of the two
-            total += max(batch, weights) - weights
-        need = max(need, math.ceil(total / 2 ** 20))
+        need = max(need, math.ceil(attribution_host_bytes(weights, batch) / 2 ** 20))
     return need
+
+
+def attribution_host_bytes(weights: int, batch: int) -> int:
+    """Host memory of an attribution process with ``weights`` bytes of weight files whose path
+    batches hold ``batch`` bytes in host memory (0 on a GPU): the overhead, the weights, and the
+    larger of their loading copy and the batch (never held at once)."""
+    return HOST_OVERHEAD_MB * 2 ** 20 + weights + max(batch, weights)
 
 
 def peak_rss_bytes() -> int:
