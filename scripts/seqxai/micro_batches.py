@@ -157,7 +157,8 @@ def chunks(n: int, size: int):
 #   (seqxai.forward_tangents) the pass holds 0.94-1.03x the estimate above on ESM-2 8M (202
 #   tokens, batches of 20-25, 1 to 8 batches: 1.55-2.12 GiB) and 1.22x on the ESM-2 650M shape
 #   (505 tokens, 2 nodes: 7.5 GiB above the resident weights); planned as 1.3x, so that the
-#   measured peak is 0.74-0.80x (8M) and 0.94x (650M) of the plan. (With PyTorch's own rules
+#   measured peak is 0.74-0.80x (8M) and 0.94x (650M) of the plan; held out, the ProtBert-BFD
+#   shape (505 tokens, 2 nodes): 0.76x. (With PyTorch's own rules
 #   it held 3.0x, planned as 3.5x; with the attention alone explicit 1.45-1.7x, planned 2.0x.)
 # - both keep, per attributed layer, the context and the layer output's tangent (or activation)
 #   and their gradients: 4 s h fp32 values;
