@@ -129,3 +129,46 @@ def test_path_batch_fits_the_budget(tiny_encoder):
     assert mb.path_batch_for(model, 100, 500, 25, None, "cpu") == 25  # no budget: batch_size
     # difference mode keeps no tangents: more rows fit the same budget
     assert mb.path_batch_for(model, 100, 500, 25, None, "cpu", budget=budget, conductance="difference") > 7
+
+
+def _encoder_folder(path, hidden=64, layers=4, weight_bytes=4 * 10 ** 6):
+    import json
+
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps(
+        {"num_hidden_layers": layers, "hidden_size": hidden, "num_attention_heads": 2,
+         "intermediate_size": 2 * hidden}))
+    (path / "model.safetensors").write_bytes(b"\0" * weight_bytes)
+    return path
+
+
+def test_finetuning_job_memory_follows_the_estimate(tmp_path):
+    """finetune_protein's mem_mb: on a GPU the loading copy only; on the CPU training (the
+    encoder's Adam state only when it trains, the micro-batch the plan picks) or the end of
+    training (3 copies of the weights), whichever is larger; never below the floor."""
+    w, n = 4 * 10 ** 7, 10 ** 7
+    enc = _encoder_folder(tmp_path / "enc", weight_bytes=w)
+    cfg = SimpleNamespace(num_hidden_layers=4, hidden_size=64, num_attention_heads=2, intermediate_size=128)
+    mib = 2 ** 20
+
+    def job(**kw):
+        args = dict(max_length=200, batch_size=4, accumulation=2, max_memory_gb=None, device="cpu",
+                    train_encoder=True, floor_mb=0)
+        return mb.finetune_job_mb(enc, **{**args, **kw})
+
+    trained = mb.fixed_bytes(n, n, best_copy=True) + 4 * mb.sequence_bytes(cfg, 200, act_bytes=4)
+    assert job() == math.ceil((mb.HOST_OVERHEAD_MB * mib + trained) / mib)
+    # a frozen encoder keeps no Adam state and one layer of activations: the end of training
+    # (weights, best copy, the save's copy) sets the peak
+    frozen = mb.fixed_bytes(n, 0, best_copy=True) + 4 * mb.sequence_bytes(cfg, 200, 4, train_encoder=False)
+    assert frozen < 3 * w
+    assert job(train_encoder=False) == math.ceil((mb.HOST_OVERHEAD_MB * mib + 3 * w) / mib)
+    # a budget sets the micro-batch (one fits 0.22 GiB, the whole effective batch of 8 fits
+    # 0.3), a given micro-batch is taken as it is
+    assert job(max_memory_gb=0.22) < job() < job(max_memory_gb=0.3) == job(micro_batch=8)
+    assert job(micro_batch=1) == job(max_memory_gb=0.22)
+    # on a GPU (or auto with max_memory_gb auto) the host holds the loading copy only
+    gpu = math.ceil((mb.HOST_OVERHEAD_MB * mib + 2 * w) / mib)
+    assert job(device="cuda") == job(device="auto", max_memory_gb="auto") == gpu
+    assert job(device="auto") == job()  # auto without a GPU budget plans for the CPU
+    assert mb.finetune_job_mb(enc, 200, 4, 2, None, "cuda", True) == 8000  # the floor

@@ -75,7 +75,7 @@ rule finetune_protein:
         "../../envs/torch.yaml"
     threads: 1
     resources:
-        mem_mb=8000,
+        mem_mb=finetune_mem_mb,
         gpu=1,
     params:
         encoder=pretrained_encoder(),
