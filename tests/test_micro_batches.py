@@ -172,3 +172,8 @@ def test_finetuning_job_memory_follows_the_estimate(tmp_path):
     assert job(device="cuda") == job(device="auto", max_memory_gb="auto") == gpu
     assert job(device="auto") == job()  # auto without a GPU budget plans for the CPU
     assert mb.finetune_job_mb(enc, 200, 4, 2, None, "cuda", True) == 8000  # the floor
+    # a folder that cannot be sized (a stand-in, a truncated config) gets the floor
+    (enc / "config.json").write_text("{}")
+    assert job() == 0 and mb.finetune_job_mb(enc, 200, 4, 2, None, "cpu", True) == 8000
+    (enc / "config.json").write_text("stand-in")
+    assert mb.finetune_job_mb(enc, 200, 4, 2, None, "cpu", True) == 8000

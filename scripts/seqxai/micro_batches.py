@@ -214,6 +214,7 @@ def path_batch_for(model, tokens: int, n_steps: int, batch_size: int, max_memory
 
 HOST_OVERHEAD_MB = 1500  # Python, torch, tokenizer and the tables of one shard
 WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pt"}
+ENCODER_DIMS = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size")
 
 
 def attribution_job_mb(model_dirs, n_steps: int, batch_size: int, max_memory_gb, device: str,
@@ -259,7 +260,8 @@ def finetune_job_mb(encoder_dir, max_length: int, batch_size: int, accumulation:
       ``train_encoder``, the best weights kept) plus the planned micro-batch at ``max_length``
       tokens, and the end of training: the weights, the best copy and the one
       ``save_pretrained`` writes from (3 x the weights; a frozen encoder's job peaks there).
-    At least ``floor_mb``. Measured on the ESM-2 650M shape: trained on the CPU 18,185 MiB
+    At least ``floor_mb``, which is also the answer for a folder whose ``config.json`` is
+    unreadable or lacks the encoder's dimensions. Measured on the ESM-2 650M shape: trained on the CPU 18,185 MiB
     against 16,768 (1.08), frozen 8,314 MiB (sampled) against 8,930 (0.93); ProtBert-BFD
     trained 9,929 against 11,593 (0.86) (docs/performance.md)."""
     import json
@@ -267,7 +269,13 @@ def finetune_job_mb(encoder_dir, max_length: int, batch_size: int, accumulation:
     from types import SimpleNamespace
 
     d = Path(encoder_dir)
-    cfg = SimpleNamespace(**json.loads((d / "config.json").read_text()))
+    try:
+        raw = json.loads((d / "config.json").read_text())
+    except (OSError, ValueError):
+        return floor_mb  # nothing to size from: the job itself reports the folder
+    if not isinstance(raw, dict) or not all(k in raw for k in ENCODER_DIMS):
+        return floor_mb
+    cfg = SimpleNamespace(**raw)
     weights = sum(f.stat().st_size for f in d.rglob("*") if f.suffix in WEIGHT_SUFFIXES)
     n_params = weights // 4
     peak = 2 * weights
