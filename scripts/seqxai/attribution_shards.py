@@ -132,12 +132,12 @@ def attribute_shard(model_dir: str, targets, shard: int, n_shards: int, n_steps:
     from .io import Progress
     from .micro_batches import (
         GIB,
-        WEIGHT_SUFFIXES,
         attribution_host_bytes,
         attribution_row_bytes,
         budget_bytes,
         path_batch_for,
         path_store_bytes,
+        weight_bytes,
     )
     from .protein_model import encode, load_classifier
 
@@ -160,9 +160,8 @@ def attribute_shard(model_dir: str, targets, shard: int, n_shards: int, n_steps:
                  "activations (%.3f GiB per node)", tokens, batch, batch * row / GIB, row / GIB)
         on_host = batch * row + path_store_bytes(model.encoder.config, tokens, n_steps, layers, conductance) \
             if next(model.parameters()).device.type == "cpu" else 0
-        weights = sum(f.stat().st_size for f in Path(model_dir).rglob("*") if f.suffix in WEIGHT_SUFFIXES)
         log.info("host memory estimate for it: %d MiB (seqxai.micro_batches.attribution_host_bytes)",
-                 attribution_host_bytes(weights, on_host) // 2 ** 20)
+                 attribution_host_bytes(weight_bytes(model_dir), on_host) // 2 ** 20)
     special = set(tok.all_special_ids)
     emb_rows, head_rows = [], []
     progress = Progress(len(mine), f"{method} shard {shard + 1}/{n_shards}", logger=log)

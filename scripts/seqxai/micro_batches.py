@@ -217,6 +217,20 @@ WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pt"}
 ENCODER_DIMS = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size")
 
 
+def weight_bytes(folder) -> int:
+    """Bytes of the weight files (:data:`WEIGHT_SUFFIXES`) under ``folder``, subfolders included."""
+    from pathlib import Path
+
+    return sum(f.stat().st_size for f in Path(folder).rglob("*") if f.suffix in WEIGHT_SUFFIXES)
+
+
+def _host_plan(device: str, max_memory_gb) -> tuple[bool, int | None]:
+    """Whether a job's steps run in host memory (``device`` cpu, or auto without the GPU budget
+    "auto"), and the budget in bytes that sizes their batches there (a number of GiB; else None)."""
+    on_cpu = device == "cpu" or (device == "auto" and max_memory_gb != "auto")
+    return on_cpu, None if max_memory_gb in (None, "auto") else int(float(max_memory_gb) * GIB)
+
+
 def attribution_job_mb(model_dirs, n_steps: int, batch_size: int, max_memory_gb, device: str,
                        layers: bool = True, conductance: str = "jvp", floor_mb: int = 4000) -> int:
     """Host memory (MB) of one attribution job over the model folders ``model_dirs`` (written by
@@ -232,15 +246,14 @@ def attribution_job_mb(model_dirs, n_steps: int, batch_size: int, max_memory_gb,
     from types import SimpleNamespace
 
     need = floor_mb
-    on_cpu = device == "cpu" or (device == "auto" and max_memory_gb != "auto")
+    on_cpu, budget = _host_plan(device, max_memory_gb)
     for d in map(Path, [model_dirs] if isinstance(model_dirs, (str, Path)) else model_dirs):
-        weights = sum(f.stat().st_size for f in d.rglob("*") if f.suffix in WEIGHT_SUFFIXES)
+        weights = weight_bytes(d)
         batch = 0
         if on_cpu:
             cfg = SimpleNamespace(**json.loads((d / "encoder" / "config.json").read_text()))
             tokens = json.loads((d / "seqxai_model.json").read_text())["max_length"]
             per_row = attribution_row_bytes(cfg, tokens, layers, conductance)
-            budget = None if max_memory_gb in (None, "auto") else int(float(max_memory_gb) * GIB)
             store = path_store_bytes(cfg, tokens, n_steps, layers, conductance)
             batch = store + plan(n_steps, per_row, weights + store, budget, batch_size)[0] * per_row
         need = max(need, math.ceil(attribution_host_bytes(weights, batch) / 2 ** 20))
@@ -260,15 +273,20 @@ def finetune_job_mb(encoder_dir, max_length: int, batch_size: int, accumulation:
       ``train_encoder``, the best weights kept) plus the planned micro-batch at ``max_length``
       tokens, and the end of training: the weights, the best copy and the one
       ``save_pretrained`` writes from (3 x the weights; a frozen encoder's job peaks there).
-    At least ``floor_mb``, which is also the answer for a folder whose ``config.json`` is
-    unreadable or lacks the encoder's dimensions. Measured on the ESM-2 650M shape: trained on the CPU 18,185 MiB
-    against 16,768 (1.08), frozen 8,314 MiB (sampled) against 8,930 (0.93); ProtBert-BFD
-    trained 9,929 against 11,593 (0.86) (docs/performance.md)."""
+    At least ``floor_mb``, which is also the answer for a folder that cannot be sized: no
+    weight files, or a ``config.json`` that is missing, unreadable or lacks the encoder's
+    dimensions (a hub id before the job downloads it, a test's stand-in). Measured on the
+    ESM-2 650M shape at ``max_length`` 512: trained on the CPU 18,185 MiB against 16,830
+    (1.08), frozen 8,314 MiB (sampled) against 8,932 (0.93); ProtBert-BFD trained 9,929
+    against 11,637 (0.85) (docs/performance.md)."""
     import json
     from pathlib import Path
     from types import SimpleNamespace
 
-    d = Path(encoder_dir)
+    d = Path(encoder_dir).expanduser()
+    weights = weight_bytes(d)
+    if not weights:
+        return floor_mb
     try:
         raw = json.loads((d / "config.json").read_text())
     except (OSError, ValueError):
@@ -276,14 +294,13 @@ def finetune_job_mb(encoder_dir, max_length: int, batch_size: int, accumulation:
     if not isinstance(raw, dict) or not all(k in raw for k in ENCODER_DIMS):
         return floor_mb
     cfg = SimpleNamespace(**raw)
-    weights = sum(f.stat().st_size for f in d.rglob("*") if f.suffix in WEIGHT_SUFFIXES)
     n_params = weights // 4
     peak = 2 * weights
-    if device == "cpu" or (device == "auto" and max_memory_gb != "auto"):
+    on_cpu, budget = _host_plan(device, max_memory_gb)
+    if on_cpu:
         peak = 3 * weights
         fixed = fixed_bytes(n_params, n_params if train_encoder else 0, best_copy=True)
         per_seq = sequence_bytes(cfg, max_length, act_bytes=4, train_encoder=train_encoder)
-        budget = None if max_memory_gb in (None, "auto") else int(float(max_memory_gb) * GIB)
         micro = min(micro_batch, batch_size * accumulation) if micro_batch else plan(
             batch_size * accumulation, per_seq, fixed, budget, batch_size)[0]
         peak = max(peak, fixed + micro * per_seq)

@@ -342,20 +342,14 @@ def finetune_mem_mb(wildcards, input):
     """mem_mb of a finetune_protein job: seqxai.micro_batches.finetune_job_mb for the encoder it
     starts from (read when the job is scheduled: an encoder that a rule writes, the MLM or
     rehearsal one, shows <TBD> until then). A hub id (no local files before the job downloads
-    it) or a folder without config.json and weight files (a test's stand-in) gets the floor,
-    8000 MB (the former fixed value).
+    it) or a folder that cannot be sized (a test's stand-in) gets the floor, 8000 MB (the former
+    fixed value).
     """
-    from seqxai.micro_batches import WEIGHT_SUFFIXES, finetune_job_mb
+    from seqxai.micro_batches import finetune_job_mb
 
     name = pretrained_encoder()
-    built = MLM["enabled"] or REHEARSAL
-    if built and not os.path.isdir(name):
+    if (MLM["enabled"] or REHEARSAL) and not os.path.isdir(name):
         raise FileNotFoundError(2, "encoder folder not written yet", name)
-    name = os.path.expanduser(name)
-    files = os.listdir(name) if os.path.isdir(name) else []
-    weights = [f for f in files if os.path.splitext(f)[1] in WEIGHT_SUFFIXES]
-    if "config.json" not in files or not weights:
-        return 8000
     f = config["protein"]["finetune"]
     return finetune_job_mb(
         name,
